@@ -1,0 +1,62 @@
+"""Settings from the environment (a `.env` file in the working directory is read too).
+
+Every remote endpoint has a base-URL setting so tests and self-hosters can point it elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+
+from dotenv import load_dotenv
+
+USER_AGENT = "Paperboy/0.1 (research paper chat bot; https://github.com/paperboy-bot/paperboy)"
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+@dataclass(slots=True)
+class Settings:
+    database_url: str = "sqlite:///paperboy.db"
+    telegram_bot_token: str = field(default="", repr=False)
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+    telegram_file_base_url: str = "https://api.telegram.org/file/bot"
+    telegram_webhook_url: str = ""
+    telegram_webhook_port: int = 8443
+    discord_bot_token: str = field(default="", repr=False)
+    discord_api_base_url: str = "https://discord.com/api/v10"
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    arxiv_listing_url: str = "https://rss.arxiv.org/atom"
+    arxiv_eprint_url: str = "https://arxiv.org/e-print"
+    arxiv_html_url: str = "https://arxiv.org/html"
+    arxiv_delay_seconds: float = 3.0
+    hf_api_url: str = "https://huggingface.co/api"
+    llm_provider: str = ""
+    llm_base_url: str = ""
+    llm_api_key: str = field(default="", repr=False)
+    llm_model: str = ""
+    http_timeout_seconds: float = 30.0
+    metrics_port: int = 0
+
+    @classmethod
+    def from_env(cls, read_dotenv: bool = True) -> Settings:
+        if read_dotenv:
+            load_dotenv(override=False)
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = _env("PAPERBOY_DATABASE_URL" if f.name == "database_url" else f.name.upper())
+            if not raw:
+                continue
+            if f.type in ("int", int):
+                values[f.name] = int(raw)
+            elif f.type in ("float", float):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        return cls(**values)  # type: ignore[arg-type]
+
+    def secrets(self) -> list[str]:
+        """Every secret value that is set, for log redaction."""
+        return [s for s in (self.telegram_bot_token, self.discord_bot_token, self.llm_api_key) if s]
