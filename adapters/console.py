@@ -1,0 +1,180 @@
+"""The terminal chat: every command without any token, on the embedded database."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from collections.abc import Awaitable, Callable
+from typing import TextIO
+
+from bot.commands import Context, run_text, split_command_line
+from bot.ids import find_arxiv_ids
+from bot.models import ChatRef
+from bot.service import Paperboy
+from bot.text import (
+    Block,
+    Bold,
+    Code,
+    CodeBlock,
+    Heading,
+    Inline,
+    Italic,
+    Link,
+    ListBlock,
+    Math,
+    MathBlock,
+    Message,
+    Paragraph,
+    Reply,
+    Text,
+)
+
+CONSOLE_CHAT = ChatRef("console", "local")
+PROMPT = "you> "
+
+
+class Style:
+    """ANSI styles when writing to a terminal, nothing otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def wrap(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.enabled and text else text
+
+
+def render_inlines(nodes: tuple[Inline, ...], style: Style) -> str:
+    out: list[str] = []
+    for node in nodes:
+        match node:
+            case Text(text):
+                out.append(text)
+            case Bold(children):
+                out.append(style.wrap("1", render_inlines(children, style)))
+            case Italic(children):
+                out.append(style.wrap("3", render_inlines(children, style)))
+            case Code(text):
+                out.append(style.wrap("36", text))
+            case Link(text, url):
+                out.append(text if text == url else f"{text} <{url}>")
+            case Math(_, uni):
+                out.append(uni)
+    return "".join(out)
+
+
+def render_block(block: Block, style: Style, width: int = 100) -> str:
+    match block:
+        case Heading(children):
+            return style.wrap("1;4", render_inlines(children, style))
+        case Paragraph(children):
+            text = render_inlines(children, style)
+            return "\n".join(_wrap(line, width) for line in text.split("\n"))
+        case ListBlock(items, ordered, start):
+            lines = []
+            for number, item in enumerate(items, start):
+                bullet = f"{number}." if ordered else "•"
+                body = render_inlines(item, style).split("\n")
+                indent = " " * (len(bullet) + 1)
+                lines.append(f"{bullet} {body[0]}")
+                lines += [indent + part for part in body[1:]]
+            return "\n".join(lines)
+        case CodeBlock(text):
+            return textwrap.indent(text, "    ")
+        case MathBlock(_, uni, label, _):
+            return f"    {uni}" + (f"    ({label})" if label else "")
+    raise TypeError(f"unknown block {block!r}")
+
+
+def _wrap(line: str, width: int) -> str:
+    # Only wrap plain prose: ANSI codes and URLs make widths lie, and they rarely need it.
+    if "\x1b[" in line or len(line) <= width:
+        return line
+    return textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+
+
+def render_message(message: Message, style: Style | None = None) -> str:
+    style = style or Style(False)
+    parts = [render_block(block, style) for block in message.blocks]
+    for row in message.buttons:
+        labels = []
+        for button in row:
+            if button.url:
+                labels.append(f"[{button.label}: {button.url}]")
+            else:
+                labels.append(f"[{button.label}: /{button.command} {button.arg}]".replace(" ]", "]"))
+        parts.append("  ".join(labels))
+    return "\n\n".join(parts)
+
+
+def render_reply(reply: Reply, style: Style | None = None) -> str:
+    return "\n\n────────\n\n".join(render_message(m, style) for m in reply.messages)
+
+
+class ConsoleChat:
+    """An interactive chat on stdin/stdout; also the Sender for digests to the terminal."""
+
+    platform = "console"
+
+    def __init__(self, app: Paperboy, out: TextIO | None = None,
+                 read_line: Callable[[], Awaitable[str | None]] | None = None) -> None:
+        self.app = app
+        self.out = out or sys.stdout
+        self.style = Style(self.out.isatty())
+        self._read_line = read_line or _stdin_line
+
+    def context(self) -> Context:
+        return Context(self.app, CONSOLE_CHAT, user_id="local", chat_kind="private",
+                       is_admin=True, user_name="you")
+
+    async def handle(self, line: str) -> Reply | None:
+        """One line typed by the user -> the reply (None for a blank line)."""
+        line = line.strip()
+        if not line:
+            return None
+        invocation = split_command_line(line if line.startswith("/") else "/" + line)
+        if line.startswith("/") and invocation:
+            return await run_text(self.context(), invocation.name, invocation.text)
+        ids = find_arxiv_ids(line)
+        if ids:  # a pasted link or id: show that paper
+            return await run_text(self.context(), "paper", str(ids[0]))
+        if invocation and invocation.name in _BARE_COMMANDS:
+            return await run_text(self.context(), invocation.name, invocation.text)
+        return Reply.text("Type a command such as /help, /trending or /explain 1706.03762, "
+                          "or paste an arXiv link. /quit leaves.")
+
+    def show(self, reply: Reply) -> None:
+        self.out.write(render_reply(reply, self.style) + "\n\n")
+        self.out.flush()
+
+    async def send(self, chat: ChatRef, message: Message) -> list[str]:
+        self.out.write(render_message(message, self.style) + "\n\n")
+        self.out.flush()
+        return ["console"]
+
+    async def run(self) -> None:
+        self.out.write("Paperboy terminal chat. /help lists commands, /quit leaves.\n\n")
+        while True:
+            self.out.write(PROMPT)
+            self.out.flush()
+            line = await self._read_line()
+            if line is None or line.strip() in ("/quit", "/exit", "quit", "exit"):
+                self.out.write("Bye.\n")
+                return
+            reply = await self.handle(line)
+            if reply is not None:
+                self.show(reply)
+
+
+_BARE_COMMANDS = frozenset(
+    ("help", "start", "trending", "today", "search", "paper", "explain", "ask", "subscribe",
+     "unsubscribe", "subscriptions", "settings")
+)
+
+
+async def _stdin_line() -> str | None:
+    # input() blocks, so it runs in a worker thread and the loop stays free for deliveries.
+    try:
+        return await asyncio.to_thread(sys.stdin.readline) or None
+    except (EOFError, KeyboardInterrupt):
+        return None

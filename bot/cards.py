@@ -1,0 +1,150 @@
+"""How papers look, as platform-neutral documents: one card, a numbered list, a digest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.models import ChatSettings, Paper
+from bot.text import (
+    Block,
+    Bold,
+    Button,
+    Heading,
+    Inline,
+    Italic,
+    Link,
+    ListBlock,
+    Message,
+    Paragraph,
+    Reply,
+    Text,
+    rich_inlines,
+)
+
+MAX_AUTHORS = 5
+COMPACT_ABSTRACT_CHARS = 220
+_DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def authors_line(paper: Paper, limit: int = MAX_AUTHORS) -> str:
+    names = paper.authors
+    if not names:
+        return "Unknown authors"
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])} and {len(names) - limit} more"
+
+
+def meta_line(paper: Paper) -> str:
+    """Primary category · date · ▲ upvotes · ★ stars, whichever are known."""
+    parts: list[str] = []
+    if paper.primary_category:
+        parts.append(paper.primary_category)
+    when = paper.published or paper.updated
+    if when:
+        parts.append(f"{when:%Y-%m-%d}")
+    if paper.upvotes:
+        parts.append(f"▲ {paper.upvotes}")
+    if paper.github_stars:
+        parts.append(f"★ {paper.github_stars}")
+    if paper.announce_type == "cross":
+        parts.append("cross-list")
+    return " · ".join(parts)
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return cut.rstrip(",;:.") + "…"
+
+
+def paper_buttons(paper: Paper, feed: str | None = None) -> list[list[Button]]:
+    row = [
+        Button("Explain", command="explain", arg=paper.id),
+        Button("PDF", url=paper.pdf_url),
+        Button("HF page", url=paper.hf_url),
+    ]
+    rows = [row]
+    if feed:
+        rows.append([Button(f"Unsubscribe {feed}", command="unsubscribe", arg=feed)])
+    return rows
+
+
+def links(paper: Paper) -> tuple[Inline, ...]:
+    nodes: list[Inline] = [
+        Link("abs", paper.abs_url),
+        Text(" · "),
+        Link("pdf", paper.pdf_url),
+        Text(" · "),
+        Link("html", paper.html_url),
+        Text(" · "),
+        Link("HF", paper.hf_url),
+    ]
+    if paper.github_repo:
+        nodes += [Text(" · "), Link("code", paper.github_repo)]
+    if paper.project_page:
+        nodes += [Text(" · "), Link("project", paper.project_page)]
+    return tuple(nodes)
+
+
+def paper_message(paper: Paper, *, detail: bool = False, feed: str | None = None,
+                  number: int | None = None) -> Message:
+    """One paper as one message: the card of /paper, and of full-format digests."""
+    title: tuple[Inline, ...] = rich_inlines(paper.title)
+    if number is not None:
+        title = (Text(f"{number}. "), *title)
+    blocks: list[Block] = [
+        Heading(title),
+        Paragraph((Italic((Text(authors_line(paper, 12 if detail else MAX_AUTHORS)),)),)),
+    ]
+    meta = meta_line(paper)
+    if meta:
+        blocks.append(Paragraph((Text(meta),)))
+    if paper.ai_summary:
+        blocks.append(Paragraph((Bold((Text("TL;DR "),)), *rich_inlines(paper.ai_summary))))
+    if paper.abstract:
+        abstract = paper.abstract if detail else _shorten(paper.abstract, 600)
+        blocks.append(Paragraph(rich_inlines(abstract)))
+    if detail and paper.comment:
+        blocks.append(Paragraph((Italic((Text(paper.comment),)),)))
+    blocks.append(Paragraph(links(paper)))
+    return Message(blocks, paper_buttons(paper, feed))
+
+
+def paper_list(title: str, papers: Sequence[Paper], *, limit: int = 25,
+               feed: str | None = None) -> Reply:
+    """A numbered list in one message (compact digests, /trending, /today, /search)."""
+    shown = list(papers[:limit])
+    items: list[tuple[Inline, ...]] = []
+    for paper in shown:
+        item: list[Inline] = [Bold(rich_inlines(paper.title)), Text("\n"), Text(authors_line(paper, 3))]
+        meta = meta_line(paper)
+        if meta:
+            item.append(Text(f" · {meta}"))
+        blurb = paper.ai_summary or paper.abstract
+        if blurb:
+            item += [Text("\n"), *rich_inlines(_shorten(blurb, COMPACT_ABSTRACT_CHARS))]
+        item += [Text("\n"), Link(paper.versioned_id, paper.abs_url), Text(" · "), Link("pdf", paper.pdf_url)]
+        items.append(tuple(item))
+    blocks: list[Block] = [Heading((Text(title),)), ListBlock(tuple(items), ordered=True)]
+    if len(papers) > len(shown):
+        blocks.append(Paragraph((Text(f"…and {len(papers) - len(shown)} more."),)))
+    # Numbered Explain buttons, five to a row, so each paper is one tap away.
+    explain = [Button(f"💡 {i}", command="explain", arg=p.id) for i, p in enumerate(shown, 1)]
+    rows = [explain[i : i + 5] for i in range(0, len(explain), 5)]
+    if feed:
+        rows.append([Button(f"Unsubscribe {feed}", command="unsubscribe", arg=feed)])
+    return Reply([Message(blocks, rows)])
+
+
+def describe_settings(settings: ChatSettings) -> str:
+    if settings.weekdays is None:
+        days = "every day"
+    else:
+        days = ", ".join(_DAY_NAMES[d] for d in sorted(settings.weekdays))
+    return (
+        f"Digest at {settings.delivery_time:%H:%M} {settings.timezone}, {days}; "
+        f"up to {settings.count} papers, {settings.format} format."
+    )

@@ -1,0 +1,123 @@
+"""The `paperboy` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from bot.config import Settings
+
+
+def _setup_logging(settings: Settings, default_level: str) -> None:
+    level = os.environ.get("PAPERBOY_LOG_LEVEL", default_level).upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every URL at INFO, and Telegram URLs carry the bot token.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        from bot.logs import install_redaction
+    except ImportError:  # pragma: no cover
+        return
+    install_redaction(settings.secrets())
+
+
+async def _run(settings: Settings) -> int:
+    from adapters.console import ConsoleChat
+    from bot.app import paperboy, platform_adapters, serve
+
+    async with paperboy(settings) as app:
+        adapters = platform_adapters(app, settings)
+        if adapters:
+            await serve(app, settings, adapters)
+        else:
+            await ConsoleChat(app).run()
+    return 0
+
+
+async def _chat(settings: Settings) -> int:
+    from adapters.console import ConsoleChat
+    from bot.app import paperboy
+
+    async with paperboy(settings) as app:
+        await ConsoleChat(app).run()
+    return 0
+
+
+async def _command(settings: Settings, name: str, text: str) -> int:
+    """Run one chat command and print its reply (`paperboy paper <id>`)."""
+    from adapters.console import ConsoleChat, render_reply
+    from bot.app import paperboy
+    from bot.commands import run_text
+
+    async with paperboy(settings) as app:
+        console = ConsoleChat(app)
+        reply = await run_text(console.context(), name, text)
+        print(render_reply(reply, console.style))
+    return 0
+
+
+async def _digest(settings: Settings, feed: str, count: int) -> int:
+    from adapters.console import render_reply
+    from bot import cards
+    from bot.app import paperboy
+    from bot.commands import UsageError, parse_feed
+
+    try:
+        feed = parse_feed(feed)
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
+    async with paperboy(settings) as app:
+        fetch = await app.feed(feed)
+        if fetch.announced is None and not fetch.papers:
+            print(f"No announcement for {feed} today.")
+            return 0
+        print(render_reply(cards.paper_list(f"{feed} digest", fetch.papers, limit=count)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paperboy", description="Research papers, delivered.")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="run the bot (Telegram/Discord when tokens are set, else terminal chat)")
+    sub.add_parser("chat", help="chat with Paperboy in the terminal")
+    digest = sub.add_parser("digest", help="print a feed's digest")
+    digest.add_argument("--feed", default="hf:trending", help="hf:trending, hf:daily or arxiv:<category>")
+    digest.add_argument("--count", type=int, default=10)
+    paper = sub.add_parser("paper", help="print one paper")
+    paper.add_argument("id", help="an arXiv id or link")
+    explain = sub.add_parser("explain", help="explain one paper")
+    explain.add_argument("id", help="an arXiv id or link")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    command = args.command or "run"
+    _setup_logging(settings, "INFO" if command == "run" and _has_platform(settings) else "WARNING")
+    try:
+        if command == "run":
+            return asyncio.run(_run(settings))
+        if command == "chat":
+            return asyncio.run(_chat(settings))
+        if command == "digest":
+            return asyncio.run(_digest(settings, args.feed, max(1, min(args.count, 100))))
+        if command in ("paper", "explain"):
+            return asyncio.run(_command(settings, command, args.id))
+    except KeyboardInterrupt:
+        return 130
+    build_parser().print_help()
+    return 2
+
+
+def _has_platform(settings: Settings) -> bool:
+    return bool(settings.telegram_bot_token or settings.discord_bot_token)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,608 @@
+"""The embedded default store: SQLite through aiosqlite (queries run on aiosqlite's thread).
+
+One connection per store. An asyncio lock serialises its users, because statements from
+interleaved coroutines on one connection would otherwise land in each other's transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, time
+from typing import Any, cast
+
+import aiosqlite
+
+from bot.models import ChatRef, ChatSettings, DigestFormat, Paper, Subscription
+from bot.store import clean_text, load_migrations, to_utc
+
+BUSY_TIMEOUT_MS = 10_000
+# Well under SQLite's bound-parameter limit, which is 999 on older builds.
+_CHUNK = 500
+
+# (column, kind): "keep" fields hold their stored value when a later fetch lacks them.
+_PAPER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "key"),
+    ("version", "max"),
+    ("title", "text"),
+    ("authors", "list"),
+    ("abstract", "text"),
+    ("categories", "list"),
+    ("published", "keep"),
+    ("updated", "keep"),
+    ("comment", "keep"),
+    ("journal_ref", "keep"),
+    ("doi", "keep"),
+    ("upvotes", "keep"),
+    ("ai_summary", "keep"),
+    ("ai_keywords", "list"),
+    ("github_repo", "keep"),
+    ("github_stars", "keep"),
+    ("project_page", "keep"),
+    ("announce_type", "keep"),
+    ("fetched_at", "new"),
+)
+
+
+def _merge_expr(column: str, kind: str) -> str:
+    new, old = f"excluded.{column}", f"papers.{column}"
+    if kind == "max":
+        # Two-argument MAX is NULL if either side is; fall back to whichever exists.
+        return f"COALESCE(MAX({new}, {old}), {new}, {old})"
+    if kind == "text":
+        return f"CASE WHEN {new} = '' THEN {old} ELSE {new} END"
+    if kind == "list":
+        return f"CASE WHEN {new} = '[]' THEN {old} ELSE {new} END"
+    if kind == "keep":
+        return f"COALESCE({new}, {old})"
+    return new
+
+
+_UPSERT_PAPER = (
+    f"INSERT INTO papers ({', '.join(c for c, _ in _PAPER_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _PAPER_COLUMNS)}) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = {_merge_expr(c, k)}" for c, k in _PAPER_COLUMNS if k != "key")
+)
+_SELECT_PAPER = f"SELECT {', '.join(c for c, _ in _PAPER_COLUMNS)} FROM papers"
+
+_CHAT_SETTINGS = (
+    "timezone, delivery_time, count, format, language, weekdays, active, title"
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _dt_out(value: datetime | None) -> str | None:
+    return None if value is None else to_utc(value).isoformat()
+
+
+def _dt_in(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _opt_text(value: str | None) -> str | None:
+    return None if value is None else clean_text(value)
+
+
+def _json_list(values: Iterable[str]) -> str:
+    return json.dumps([clean_text(v) for v in values], ensure_ascii=False)
+
+
+def _thread(chat: ChatRef) -> str:
+    return chat.thread_id or ""
+
+
+def _paper_row(paper: Paper, fetched_at: str) -> tuple[Any, ...]:
+    return (
+        clean_text(paper.id),
+        paper.version,
+        clean_text(paper.title),
+        _json_list(paper.authors),
+        clean_text(paper.abstract),
+        _json_list(paper.categories),
+        _dt_out(paper.published),
+        _dt_out(paper.updated),
+        _opt_text(paper.comment),
+        _opt_text(paper.journal_ref),
+        _opt_text(paper.doi),
+        paper.upvotes,
+        _opt_text(paper.ai_summary),
+        _json_list(paper.ai_keywords),
+        _opt_text(paper.github_repo),
+        paper.github_stars,
+        _opt_text(paper.project_page),
+        _opt_text(paper.announce_type),
+        fetched_at,
+    )
+
+
+def _paper_from(row: sqlite3.Row) -> Paper:
+    return Paper(
+        id=row["id"],
+        title=row["title"],
+        authors=json.loads(row["authors"]),
+        abstract=row["abstract"],
+        categories=json.loads(row["categories"]),
+        version=row["version"],
+        published=_dt_in(row["published"]),
+        updated=_dt_in(row["updated"]),
+        comment=row["comment"],
+        journal_ref=row["journal_ref"],
+        doi=row["doi"],
+        upvotes=row["upvotes"],
+        ai_summary=row["ai_summary"],
+        ai_keywords=json.loads(row["ai_keywords"]),
+        github_repo=row["github_repo"],
+        github_stars=row["github_stars"],
+        project_page=row["project_page"],
+        announce_type=row["announce_type"],
+    )
+
+
+def _weekdays_out(days: frozenset[int] | None) -> str | None:
+    if days is None:
+        return None
+    if any(not isinstance(d, int) or not 0 <= d <= 6 for d in days):
+        raise ValueError(f"weekdays must be 0 (Monday) .. 6 (Sunday), got {sorted(days)}")
+    return ",".join(str(d) for d in sorted(days))
+
+
+def _weekdays_in(text: str | None) -> frozenset[int] | None:
+    if text is None:
+        return None
+    return frozenset(int(d) for d in text.split(",") if d)
+
+
+def _settings_row(s: ChatSettings) -> tuple[Any, ...]:
+    return (
+        clean_text(s.timezone),
+        s.delivery_time.strftime("%H:%M"),
+        s.count,
+        s.format,
+        clean_text(s.language),
+        _weekdays_out(s.weekdays),
+        int(s.active),
+        _opt_text(s.title),
+    )
+
+
+def _settings_from(chat: ChatRef, row: sqlite3.Row) -> ChatSettings:
+    return ChatSettings(
+        chat=chat,
+        timezone=row["timezone"],
+        delivery_time=time.fromisoformat(row["delivery_time"]),
+        count=row["count"],
+        format=cast(DigestFormat, row["format"]),
+        language=row["language"],
+        weekdays=_weekdays_in(row["weekdays"]),
+        active=bool(row["active"]),
+        title=row["title"],
+    )
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (trigger bodies included) without a hand parser."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
+        raise ValueError("migration ends with an incomplete statement (missing ';'?)")
+    return statements
+
+
+class SQLiteStore:
+    """`Store` on SQLite. `path` is a file path or ":memory:"."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._depth = 0
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        """The connection, for multi-statement work inside `transaction()`."""
+        if self._db is None:
+            raise RuntimeError("SQLiteStore is not open: await store.open() first")
+        return self._db
+
+    # lifecycle
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        if self.path != ":memory:":
+            parent = os.path.dirname(os.path.abspath(self.path))
+            await asyncio.to_thread(os.makedirs, parent, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, sqlite3 adds none behind our back.
+        db = await aiosqlite.connect(
+            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+        )
+        try:
+            db.row_factory = sqlite3.Row
+            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await db.execute("PRAGMA foreign_keys = ON")
+            if self.path != ":memory:":
+                await db.execute("PRAGMA journal_mode = WAL")
+                # NORMAL is durable across application crashes in WAL mode, and much faster.
+                await db.execute("PRAGMA synchronous = NORMAL")
+            self._db = db
+            await self._migrate()
+        except BaseException:
+            self._db = None
+            await db.close()
+            raise
+
+    async def close(self) -> None:
+        if self._db is None:
+            return
+        async with self._lock:
+            db, self._db = self._db, None
+            await db.close()
+
+    async def __aenter__(self) -> SQLiteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _migrate(self) -> None:
+        migrations = await asyncio.to_thread(load_migrations, "sqlite")
+        db = self.db
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        for migration in migrations:
+            async with self.transaction():
+                # Re-checked inside the write lock: another process may have just applied it.
+                async with db.execute(
+                    "SELECT 1 FROM schema_version WHERE version = ?", (migration.version,)
+                ) as cur:
+                    if await cur.fetchone() is not None:
+                        continue
+                for statement in _statements(migration.sql):
+                    await db.execute(statement)
+                await db.execute(
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, _now()),
+                )
+
+    async def schema_version(self) -> int:
+        async with self._reading() as db, db.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_version"
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # transactions
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction (BEGIN IMMEDIATE) holding the store to this task.
+
+        Store methods called inside it join it; a nested `transaction()` is a savepoint.
+        Do not await other tasks that use this store from inside: they would wait forever.
+        """
+        db = self.db
+        task = asyncio.current_task()
+        if self._owner is not None and self._owner is task:
+            name = f"sp{self._depth}"
+            self._depth += 1
+            try:
+                await db.execute(f"SAVEPOINT {name}")
+                try:
+                    yield db
+                except BaseException:
+                    await db.execute(f"ROLLBACK TO {name}")
+                    await db.execute(f"RELEASE {name}")
+                    raise
+                await db.execute(f"RELEASE {name}")
+            finally:
+                self._depth -= 1
+            return
+        async with self._lock:
+            self._owner = task
+            try:
+                # IMMEDIATE takes the write lock up front, so a reader never has to upgrade
+                # and hit SQLITE_BUSY halfway through.
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    await db.commit()
+                except BaseException:
+                    if db.in_transaction:
+                        await db.rollback()
+                    raise
+            finally:
+                self._owner = None
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        # Reads wait for a running transaction so they never see its uncommitted rows.
+        db = self.db
+        if self._owner is not None and self._owner is asyncio.current_task():
+            yield db
+            return
+        async with self._lock:
+            yield db
+
+    # papers
+
+    async def upsert_papers(self, papers: Iterable[Paper]) -> None:
+        fetched_at = _now()
+        rows = [_paper_row(p, fetched_at) for p in papers]
+        if not rows:
+            return
+        async with self.transaction() as db:
+            await db.executemany(_UPSERT_PAPER, rows)
+
+    async def get_paper(self, paper_id: str) -> Paper | None:
+        found = await self.get_papers([paper_id])
+        return found.get(paper_id)
+
+    async def get_papers(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
+        wanted = list(dict.fromkeys(paper_ids))
+        result: dict[str, Paper] = {}
+        async with self._reading() as db:
+            for chunk in _chunks(wanted):
+                marks = ", ".join("?" for _ in chunk)
+                async with db.execute(f"{_SELECT_PAPER} WHERE id IN ({marks})", chunk) as cur:
+                    for row in await cur.fetchall():
+                        result[row["id"]] = _paper_from(row)
+        return result
+
+    # feeds
+
+    async def save_feed(
+        self, feed: str, day: date, announced: date | None, paper_ids: Sequence[str]
+    ) -> None:
+        items = [
+            (feed, day.isoformat(), position, clean_text(pid))
+            for position, pid in enumerate(paper_ids)
+        ]
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO feed_fetches (feed, day, announced, fetched_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (feed, day) DO UPDATE SET"
+                " announced = excluded.announced, fetched_at = excluded.fetched_at",
+                (feed, day.isoformat(), announced.isoformat() if announced else None, _now()),
+            )
+            await db.execute(
+                "DELETE FROM feed_items WHERE feed = ? AND day = ?", (feed, day.isoformat())
+            )
+            await db.executemany(
+                "INSERT INTO feed_items (feed, day, position, paper_id) VALUES (?, ?, ?, ?)",
+                items,
+            )
+
+    async def load_feed(self, feed: str, day: date) -> tuple[date | None, list[str]] | None:
+        async with self._reading() as db:
+            async with db.execute(
+                "SELECT announced FROM feed_fetches WHERE feed = ? AND day = ?",
+                (feed, day.isoformat()),
+            ) as cur:
+                fetch = await cur.fetchone()
+            if fetch is None:
+                return None
+            async with db.execute(
+                "SELECT paper_id FROM feed_items WHERE feed = ? AND day = ? ORDER BY position",
+                (feed, day.isoformat()),
+            ) as cur:
+                ids = [row[0] for row in await cur.fetchall()]
+        announced = date.fromisoformat(fetch[0]) if fetch[0] else None
+        return announced, ids
+
+    # chats
+
+    async def _chat_pk(self, chat: ChatRef) -> int | None:
+        async with self.db.execute(
+            "SELECT id FROM chats WHERE platform = ? AND chat_id = ? AND thread_id = ?",
+            (chat.platform, chat.chat_id, _thread(chat)),
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else int(row[0])
+
+    async def _ensure_chat(self, chat: ChatRef) -> int:
+        """The chat's row id, creating the row with default settings. Call inside a transaction."""
+        now = _now()
+        await self.db.execute(
+            "INSERT INTO chats (platform, chat_id, thread_id, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (platform, chat_id, thread_id) DO NOTHING",
+            (clean_text(chat.platform), clean_text(chat.chat_id), clean_text(_thread(chat)), now,
+             now),
+        )
+        pk = await self._chat_pk(chat)
+        assert pk is not None  # just inserted, under our write lock
+        return pk
+
+    async def get_chat(self, chat: ChatRef) -> ChatSettings | None:
+        async with self._reading() as db, db.execute(
+            f"SELECT {_CHAT_SETTINGS} FROM chats"
+            " WHERE platform = ? AND chat_id = ? AND thread_id = ?",
+            (chat.platform, chat.chat_id, _thread(chat)),
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _settings_from(chat, row)
+
+    async def save_chat(self, settings: ChatSettings) -> None:
+        values = _settings_row(settings)  # validates before anything is written
+        chat = settings.chat
+        now = _now()
+        async with self.transaction() as db:
+            await db.execute(
+                f"INSERT INTO chats (platform, chat_id, thread_id, {_CHAT_SETTINGS},"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (platform, chat_id, thread_id) DO UPDATE SET"
+                " timezone = excluded.timezone, delivery_time = excluded.delivery_time,"
+                " count = excluded.count, format = excluded.format,"
+                " language = excluded.language, weekdays = excluded.weekdays,"
+                " active = excluded.active, title = excluded.title,"
+                " updated_at = excluded.updated_at",
+                (clean_text(chat.platform), clean_text(chat.chat_id), clean_text(_thread(chat)),
+                 *values, now, now),
+            )
+
+    async def set_chat_active(self, chat: ChatRef, active: bool) -> None:
+        """Flip the flag of a known chat; an unknown chat stays unknown (nothing to pause)."""
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE chats SET active = ?, updated_at = ?"
+                " WHERE platform = ? AND chat_id = ? AND thread_id = ?",
+                (int(active), _now(), chat.platform, chat.chat_id, _thread(chat)),
+            )
+
+    async def migrate_chat(self, old: ChatRef, new: ChatRef) -> None:
+        """Move everything from `old` to `new`.
+
+        If `new` already has a row (a command arrived under the new id first), the two merge:
+        the old chat's settings win (they are the ones people configured), subscriptions are
+        united with the new chat's filters winning on a shared feed, and delivered history is
+        united so nothing is sent twice. The old row is then deleted.
+        """
+        if old == new:
+            return
+        async with self.transaction() as db:
+            old_pk = await self._chat_pk(old)
+            if old_pk is None:
+                return
+            new_pk = await self._chat_pk(new)
+            if new_pk is None:
+                # The common case: re-key the row, and everything pointing at it follows.
+                await db.execute(
+                    "UPDATE chats SET platform = ?, chat_id = ?, thread_id = ?, updated_at = ?"
+                    " WHERE id = ?",
+                    (clean_text(new.platform), clean_text(new.chat_id),
+                     clean_text(_thread(new)), _now(), old_pk),
+                )
+                return
+            await db.execute(
+                f"UPDATE chats SET ({_CHAT_SETTINGS}, updated_at) ="
+                f" (SELECT {_CHAT_SETTINGS}, ? FROM chats WHERE id = ?),"
+                " created_at = MIN(created_at, (SELECT created_at FROM chats WHERE id = ?))"
+                " WHERE id = ?",
+                (_now(), old_pk, old_pk, new_pk),
+            )
+            await db.execute(
+                "INSERT INTO subscriptions (chat, feed, keywords, exclude, authors, created_at)"
+                " SELECT ?, feed, keywords, exclude, authors, created_at FROM subscriptions"
+                " WHERE chat = ? ON CONFLICT (chat, feed) DO NOTHING",
+                (new_pk, old_pk),
+            )
+            await db.execute(
+                "INSERT INTO delivered (chat, paper_id, delivered_at)"
+                " SELECT ?, paper_id, delivered_at FROM delivered WHERE chat = ? AND true"
+                " ON CONFLICT (chat, paper_id) DO UPDATE SET"
+                " delivered_at = MIN(delivered_at, excluded.delivered_at)",
+                (new_pk, old_pk),
+            )
+            await db.execute("DELETE FROM chats WHERE id = ?", (old_pk,))
+
+    # subscriptions
+
+    async def add_subscription(self, sub: Subscription) -> Subscription:
+        keywords, exclude, authors = (
+            _json_list(sub.keywords), _json_list(sub.exclude), _json_list(sub.authors)
+        )
+        feed = clean_text(sub.feed)
+        async with self.transaction() as db:
+            chat_pk = await self._ensure_chat(sub.chat)
+            await db.execute(
+                "INSERT INTO subscriptions (chat, feed, keywords, exclude, authors, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (chat, feed) DO UPDATE SET"
+                " keywords = excluded.keywords, exclude = excluded.exclude,"
+                " authors = excluded.authors",
+                (chat_pk, feed, keywords, exclude, authors, _now()),
+            )
+            async with db.execute(
+                "SELECT id, feed, keywords, exclude, authors, created_at FROM subscriptions"
+                " WHERE chat = ? AND feed = ?",
+                (chat_pk, feed),
+            ) as cur:
+                row = await cur.fetchone()
+        assert row is not None
+        return _subscription_from(sub.chat, row)
+
+    async def remove_subscription(self, chat: ChatRef, feed: str) -> bool:
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "DELETE FROM subscriptions WHERE feed = ? AND chat = (SELECT id FROM chats"
+                " WHERE platform = ? AND chat_id = ? AND thread_id = ?)",
+                (feed, chat.platform, chat.chat_id, _thread(chat)),
+            )
+            removed = cur.rowcount > 0
+            await cur.close()
+        return removed
+
+    async def list_subscriptions(self, chat: ChatRef) -> list[Subscription]:
+        async with self._reading() as db, db.execute(
+            "SELECT s.id, s.feed, s.keywords, s.exclude, s.authors, s.created_at"
+            " FROM subscriptions s JOIN chats c ON c.id = s.chat"
+            " WHERE c.platform = ? AND c.chat_id = ? AND c.thread_id = ? ORDER BY s.id",
+            (chat.platform, chat.chat_id, _thread(chat)),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [_subscription_from(chat, row) for row in rows]
+
+    # delivered
+
+    async def mark_delivered(self, chat: ChatRef, paper_ids: Iterable[str]) -> None:
+        now = _now()
+        ids = list(dict.fromkeys(clean_text(pid) for pid in paper_ids))
+        if not ids:
+            return
+        async with self.transaction() as db:
+            chat_pk = await self._ensure_chat(chat)
+            await db.executemany(
+                "INSERT INTO delivered (chat, paper_id, delivered_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (chat, paper_id) DO NOTHING",
+                [(chat_pk, pid, now) for pid in ids],
+            )
+
+    async def delivered_ids(self, chat: ChatRef, paper_ids: Iterable[str]) -> set[str]:
+        wanted = list(dict.fromkeys(paper_ids))
+        found: set[str] = set()
+        async with self._reading() as db:
+            chat_pk = await self._chat_pk(chat)
+            if chat_pk is None:
+                return found
+            for chunk in _chunks(wanted):
+                marks = ", ".join("?" for _ in chunk)
+                async with db.execute(
+                    f"SELECT paper_id FROM delivered WHERE chat = ? AND paper_id IN ({marks})",
+                    (chat_pk, *chunk),
+                ) as cur:
+                    found.update(row[0] for row in await cur.fetchall())
+        return found
+
+
+def _subscription_from(chat: ChatRef, row: sqlite3.Row) -> Subscription:
+    return Subscription(
+        chat=chat,
+        feed=row["feed"],
+        keywords=json.loads(row["keywords"]),
+        exclude=json.loads(row["exclude"]),
+        authors=json.loads(row["authors"]),
+        id=int(row["id"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+    )
