@@ -80,6 +80,34 @@ async def _digest(settings: Settings, feed: str, count: int) -> int:
     return 0
 
 
+async def _deliver(settings: Settings) -> int:
+    """One delivery round, then drain the outbox (for cron)."""
+    from adapters.console import ConsoleChat
+    from bot.app import paperboy, platform_adapters
+    from bot.delivery import deliver_once
+    from bot.sending import Sender
+
+    async with paperboy(settings) as app:
+        adapters = platform_adapters(app, settings)
+        senders: list[Sender] = list(adapters) or [ConsoleChat(app)]
+        # Adapters send through their HTTP clients, which start with the adapter; no
+        # inbound updates are read: started and stopped around the round only.
+        started = []
+        try:
+            for adapter in adapters:
+                await adapter.start()
+                started.append(adapter)
+            tick, sent = await deliver_once(app, settings, senders)
+        finally:
+            for adapter in reversed(started):
+                await adapter.stop()
+    print(
+        f"{tick.digests} digests ({tick.messages} messages) enqueued for {tick.chats} due chats;"
+        f" sent {sent.sent}, retried {sent.retried}, dead {sent.dead}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperboy", description="Research papers, delivered.")
     sub = parser.add_subparsers(dest="command")
@@ -92,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("id", help="an arXiv id or link")
     explain = sub.add_parser("explain", help="explain one paper")
     explain.add_argument("id", help="an arXiv id or link")
+    deliver = sub.add_parser("deliver", help="deliver the digests that are due")
+    deliver.add_argument("--now", action="store_true", required=True,
+                         help="run one round, send everything, and exit (for cron)")
     return parser
 
 
@@ -107,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_chat(settings))
         if command == "digest":
             return asyncio.run(_digest(settings, args.feed, max(1, min(args.count, 100))))
+        if command == "deliver":
+            return asyncio.run(_deliver(settings))
         if command in ("paper", "explain"):
             return asyncio.run(_command(settings, command, args.id))
     except KeyboardInterrupt:

@@ -39,6 +39,20 @@ class Settings:
     llm_model: str = ""
     http_timeout_seconds: float = 30.0
     metrics_port: int = 0
+    # Delivery (bot/delivery.py). A rate of 0 turns that limit off.
+    telegram_rate_per_second: float = 30.0  # Telegram's global broadcast limit
+    discord_rate_per_second: float = 50.0  # Discord's global limit
+    delivery_burst_seconds: float = 0.1  # global bucket size, in seconds of the rate
+    delivery_chat_rate_per_second: float = 1.0
+    delivery_group_rate_per_minute: float = 20.0  # Telegram groups and channels
+    delivery_group_burst: int = 1  # 1 = evenly spaced, never 20 at once
+    delivery_in_flight: int = 256  # rows claimed at once: bounds duplicates after a crash
+    delivery_lease_seconds: float = 300.0
+    delivery_max_attempts: int = 8
+    delivery_backoff_seconds: float = 5.0
+    delivery_backoff_max_seconds: float = 3600.0
+    delivery_tick_seconds: float = 30.0
+    delivery_drain_seconds: float = 900.0  # `deliver --now` waits this long at most
 
     @classmethod
     def from_env(cls, read_dotenv: bool = True) -> Settings:

@@ -21,7 +21,12 @@ OLD_ARCHIVES: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 
-_HINT = "Send an id like 2401.12345 or hep-th/9901001, or a link to arxiv.org or huggingface.co/papers."
+_HINT = " ".join(
+    (
+        "Send an id like 2401.12345 or hep-th/9901001,",
+        "or a link to arxiv.org or huggingface.co/papers.",
+    )
+)
 
 # Longest names first so that "math-ph" is not read as "math" followed by junk.
 _ARCHIVE_ALT = "|".join(sorted((re.escape(a) for a in OLD_ARCHIVES), key=len, reverse=True))
@@ -48,19 +53,21 @@ _PREFIX = r"""
 
 _FULL_RE = re.compile(
     rf"{_PREFIX}{_CORE}(?:\.pdf)?/?(?:[?#].*)?",
-    re.IGNORECASE | re.VERBOSE | re.DOTALL,
+    re.IGNORECASE | re.VERBOSE | re.DOTALL | re.ASCII,
 )
 
+# re.ASCII throughout: \d must not accept other scripts' digits, nor IGNORECASE fold "ı" to "i".
 # In free text an id must stand on its own: not glued to letters, digits or a longer number.
 # "arxiv." may precede it (the DOI form), and "/" or ":" (links, "arXiv:").
 _FIND_RE = re.compile(
     r"(?:(?<![\w.\-])|(?<=arxiv\.))" + _CORE + r"(?!\w)(?!\.\d)",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
 
 _CANONICAL_RE = re.compile(
     rf"(?:(?P<yy>\d{{2}})(?P<mm>\d{{2}})\.(?P<num>\d{{4,5}})"
-    rf"|(?P<arch>{_ARCHIVE_ALT})/(?P<oyy>\d{{2}})(?P<omm>\d{{2}})(?P<onum>\d{{3}}))"
+    rf"|(?P<arch>{_ARCHIVE_ALT})/(?P<oyy>\d{{2}})(?P<omm>\d{{2}})(?P<onum>\d{{3}}))",
+    re.ASCII,
 )
 
 # Wrapping a person may put around a reference: quotes, brackets, markdown, sentence end.

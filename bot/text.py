@@ -161,3 +161,582 @@ def block_text(block: Block) -> str:
 
 # ------------------------------------------------------- LaTeX -> readable text
 # latex_to_unicode(s) and rich_inlines(s) live below (filled in by the text module work).
+#
+# pylatexenc supplies the symbol table (\alpha, \leq, \ldots …) and the letter alphabets
+# (\mathcal, \mathbb …); unicodeit would too, but is unmaintained since 2023. pylatexenc's
+# own LatexNodes2Text is not used whole: it flattens x^2 and \frac, drops unknown macros
+# and reads a bare % as a comment, which loses text in abstracts. So the structure (math
+# delimiters, scripts, fractions, text-mode markup) is parsed here by two small readers
+# that cannot raise, bound their nesting, and stay linear on hostile input.
+
+import re  # noqa: E402
+import unicodedata  # noqa: E402
+from bisect import bisect_left  # noqa: E402
+from functools import lru_cache  # noqa: E402
+
+from pylatexenc.latex2text import (  # noqa: E402
+    LatexNodes2Text,
+    get_default_latex_context_db,
+)
+
+_L2T_DB = get_default_latex_context_db()
+_MAX_DEPTH = 24  # real titles nest a few levels; deeper is hostile and is kept flat
+_MAX_INLINE_MATH = 2000  # how far a `$` looks for its partner
+_MAX_DISPLAY_MATH = 20000
+
+_SUPERSCRIPTS = dict(
+    zip(
+        "0123456789+-−=()abcdefghijklmnoprstuvwxyzABDEGHIJKLMNOPRTUVWβγδεθιφχ*′⊤†∗",
+        "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁻⁼⁽⁾ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖʳˢᵗᵘᵛʷˣʸᶻᴬᴮᴰᴱᴳᴴᴵᴶᴷᴸᴹᴺᴼᴾᴿᵀᵁⱽᵂᵝᵞᵟᵋᶿᶥᵠᵡ*′ᵀ†*",
+        strict=True,
+    )
+)
+_SUBSCRIPTS = dict(
+    zip(
+        "0123456789+-−=()aehijklmnoprstuvxβγρφχ",
+        "₀₁₂₃₄₅₆₇₈₉₊₋₋₌₍₎ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓᵦᵧᵨᵩᵪ",
+        strict=True,
+    )
+)
+
+# Combining marks for accents, in math (\hat x) and in text (\"o, \c{c}).
+_ACCENTS = {
+    "hat": "\u0302", "widehat": "\u0302", "check": "\u030c", "tilde": "\u0303",
+    "widetilde": "\u0303", "acute": "\u0301", "grave": "\u0300", "dot": "\u0307",
+    "ddot": "\u0308", "dddot": "\u20db", "breve": "\u0306", "bar": "\u0304",
+    "overline": "\u0305", "underline": "\u0332", "vec": "\u20d7", "overrightarrow": "\u20d7",
+    "mathring": "\u030a",
+    "'": "\u0301", "`": "\u0300", "^": "\u0302", '"': "\u0308", "~": "\u0303", "=": "\u0304",
+    ".": "\u0307", "u": "\u0306", "v": "\u030c", "H": "\u030b", "c": "\u0327", "k": "\u0328",
+    "r": "\u030a", "d": "\u0323", "b": "\u0331",
+}  # fmt: skip
+_TEXT_ACCENT_WORDS = frozenset("uvHckrdb")  # one-letter accent macros of text mode
+_ALPHABETS = frozenset({"mathbb", "mathcal", "mathfrak", "mathscr", "mathbf", "mathbbm"})
+_PLAIN_ARG = frozenset(
+    {
+        "mathrm", "mathit", "mathsf", "mathtt", "boldsymbol", "bm", "operatorname",
+        "operatorname*", "mathop", "mathbin", "mathrel", "mathord", "mathnormal", "pmb",
+        "ensuremath", "underbrace", "overbrace",
+    }
+)  # fmt: skip
+_TEXT_ARG = frozenset(
+    {"text", "textrm", "textnormal", "mbox", "hbox", "textit", "textbf", "emph", "textsf",
+     "texttt", "textup", "textsl", "textsc", "textmd"}
+)  # fmt: skip
+_DROP = frozenset(
+    {
+        "limits", "nolimits", "displaystyle", "textstyle", "scriptstyle",
+        "scriptscriptstyle", "nonumber", "notag", "bf", "it", "rm", "sf", "tt", "em", "sc",
+        "sl", "cal", "normalfont", "small", "large", "Large", "footnotesize", "scriptsize",
+        "tiny", "huge", "noindent", "par", "relax", "centering", "newline", "linebreak",
+        "allowbreak", "boldmath", "phantom", "hphantom", "vphantom", "mathstrut",
+    }
+)  # fmt: skip
+_DROP_WITH_ARG = frozenset({"label", "color", "tag", "vspace", "hspace", "begin", "end"})
+# Macros pylatexenc has no plain replacement for, and spellings we prefer to its own.
+_SYMBOLS = {
+    "ne": "≠", "iff": "⟺", "implies": "⟹", "gets": "←", "arg": "arg", "det": "det",
+    "bot": "⊥", "neg": "¬", "degree": "°", "colon": ":", "coloneqq": "≔", "leadsto": "⇝",
+    "checkmark": "✓", "Re": "ℜ", "Im": "ℑ", "S": "§", "P": "¶", "ddag": "‡",
+    "copyright": "©", "pounds": "£", "LaTeX": "LaTeX", "TeX": "TeX", "prime": "′",
+    "quad": " ", "qquad": " ", "enspace": " ", "thinspace": " ", "medspace": " ",
+    "thickspace": " ", "negthinspace": "", "dots": "…", "textbackslash": "\\",
+    "lbrace": "{", "rbrace": "}", "vert": "|", "Vert": "‖", "lvert": "|", "rvert": "|",
+    "lVert": "‖", "rVert": "‖", "argmax": "argmax", "argmin": "argmin", "tr": "tr",
+    "Tr": "Tr", "diag": "diag", "rank": "rank", "sgn": "sgn", "softmax": "softmax",
+    "E": "𝔼", "varnothing": "∅", "emptyset": "∅", "top": "⊤", "ell": "ℓ",
+}  # fmt: skip
+_CONTROL_SYMBOLS = {
+    ",": " ", ";": " ", ":": " ", ">": " ", " ": " ", "\n": " ", "\t": " ", "!": "",
+    "-": "", "/": "", "@": "", "|": "‖", "\\": " ", "{": "{", "}": "}", "%": "%", "&": "&",
+    "_": "_", "#": "#", "$": "$",
+}  # fmt: skip
+_SAFE_URL = re.compile(r"(?:https?|ftp)://\S+|mailto:\S+", re.IGNORECASE)
+_WS = re.compile(r"\s+")
+
+_MATH_TOKEN = re.compile(r"\\(?:[A-Za-z]+\*?|.)?|[{}^_\[\]]|\s+|[^\\{}^_\[\]\s]", re.DOTALL)
+
+
+@lru_cache(maxsize=4096)
+def _symbol(name: str) -> str | None:
+    """A macro's plain replacement from our table or pylatexenc's, if it has one."""
+    if name in _SYMBOLS:
+        return _SYMBOLS[name]
+    spec = _L2T_DB.get_macro_spec(name)
+    repl = getattr(spec, "simplify_repl", None) if spec is not None else None
+    if isinstance(repl, str) and "%" not in repl:
+        return repl
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _alphabet(name: str, letters: str) -> str:
+    """\\mathcal{L} -> ℒ by pylatexenc; only plain ASCII letters are handed to it."""
+    if not letters.isascii() or not letters.isalnum():
+        return letters
+    try:
+        return str(LatexNodes2Text().latex_to_text(f"\\{name}{{{letters}}}")) or letters
+    except Exception:  # a library surprise must not cost us the title
+        return letters
+
+
+def _accent(mark: str, base: str) -> str:
+    # LaTeX accents a dotless i/j; Unicode composes the accented letter from the dotted one.
+    base = base.replace("ı", "i").replace("ȷ", "j")
+    if not base.strip():
+        return mark
+    # Marks go on base characters only; marking marks would double the text per level.
+    marked = "".join(c if c.isspace() or unicodedata.combining(c) else c + mark for c in base)
+    return unicodedata.normalize("NFC", marked)
+
+
+def _is_atom(s: str) -> bool:
+    """Reads unambiguously without parentheses: one symbol, a number, a word."""
+    return len(s) <= 1 or all(c.isalnum() or c in "′.*" for c in s)
+
+
+def _script(arg: str, table: dict[str, str], mark: str) -> str:
+    compact = arg.replace(" ", "")
+    if not compact:
+        return ""
+    if all(c in table for c in compact):
+        return "".join(table[c] for c in compact)
+    return f"{mark}{compact}" if _is_atom(compact) else f"{mark}({compact})"
+
+
+def _fraction(num: str, den: str) -> str:
+    num, den = num.strip(), den.strip()
+    return f"{num if _is_atom(num) else f'({num})'}/{den if _is_atom(den) else f'({den})'}"
+
+
+class _MathReader:
+    """Renders one math snippet. Every step consumes a token, so it always ends."""
+
+    def __init__(self, latex: str) -> None:
+        self.toks: list[str] = _MATH_TOKEN.findall(latex)
+        self.pos = 0
+
+    def _peek(self) -> str | None:
+        return self.toks[self.pos] if self.pos < len(self.toks) else None
+
+    def _skip_ws(self) -> None:
+        while self.pos < len(self.toks) and self.toks[self.pos].isspace():
+            self.pos += 1
+
+    def render(self, depth: int, closing: bool = False) -> str:
+        out: list[str] = []
+        while self.pos < len(self.toks):
+            tok = self.toks[self.pos]
+            if tok == "}":
+                self.pos += 1
+                if closing:
+                    break
+                continue  # a stray closer: drop it
+            if tok in ("^", "_"):
+                self.pos += 1
+                arg = self._arg(depth)
+                # The space an author leaves before a script is not meant to show.
+                if out and out[-1] == " ":
+                    out.pop()
+                table = _SUPERSCRIPTS if tok == "^" else _SUBSCRIPTS
+                out.append(_script(arg, table, tok) or tok)
+                continue
+            out.append(self._item(depth))
+        return "".join(out)
+
+    def _item(self, depth: int) -> str:
+        tok = self.toks[self.pos]
+        self.pos += 1
+        if tok == "{":
+            return self.render(depth + 1, closing=True) if depth < _MAX_DEPTH else ""
+        if tok.isspace():
+            return " "
+        if tok.startswith("\\"):
+            return self._macro(tok[1:], depth)
+        return {"~": " ", "&": " ", "'": "′"}.get(tok, tok)
+
+    def _arg(self, depth: int) -> str:
+        """One argument: a group, a macro with its own arguments, or one character."""
+        self._skip_ws()
+        return self._item(depth + 1) if self.pos < len(self.toks) else ""
+
+    def _raw_group(self) -> str:
+        """A {name} argument taken verbatim (environment names, colours, \\text bodies)."""
+        self._skip_ws()
+        if self._peek() != "{":
+            return ""
+        self.pos += 1
+        parts: list[str] = []
+        level = 0
+        while self.pos < len(self.toks):
+            tok = self.toks[self.pos]
+            self.pos += 1
+            if tok == "}" and level == 0:
+                break
+            level += {"{": 1, "}": -1}.get(tok, 0)
+            parts.append(tok)
+        return "".join(parts)
+
+    def _optional(self, depth: int) -> str | None:
+        self._skip_ws()
+        if self._peek() != "[":
+            return None
+        self.pos += 1
+        out: list[str] = []
+        while self.pos < len(self.toks) and self.toks[self.pos] != "]":
+            out.append(self._item(depth + 1))
+        self.pos += 1
+        return "".join(out).strip()
+
+    def _macro(self, name: str, depth: int) -> str:
+        if name == "":
+            return "\\"  # a lone trailing backslash
+        if depth >= _MAX_DEPTH:
+            return _CONTROL_SYMBOLS.get(name, name)
+        if not name[0].isalpha():
+            if name in _ACCENTS:
+                return _accent(_ACCENTS[name], self._arg(depth))
+            return _CONTROL_SYMBOLS.get(name, name)
+        if name in ("frac", "dfrac", "tfrac", "cfrac"):
+            return _fraction(self._arg(depth), self._arg(depth))
+        if name in ("binom", "dbinom", "tbinom"):
+            n, k = self._arg(depth).strip(), self._arg(depth).strip()
+            return f"C({n}, {k})"
+        if name == "sqrt":
+            index = self._optional(depth)
+            body = self._arg(depth).strip()
+            body = body if _is_atom(body) else f"({body})"
+            root = {None: "√", "": "√", "2": "√", "3": "∛", "4": "∜"}.get(index)
+            if root is None:
+                root = _script(index or "", _SUPERSCRIPTS, "^") + "√"
+            return root + body
+        if name in _ACCENTS:
+            return _accent(_ACCENTS[name], self._arg(depth))
+        if name in _ALPHABETS:
+            return _alphabet(name, self._arg(depth))
+        if name in _TEXT_ARG:
+            self._skip_ws()
+            if self._peek() == "{":
+                # \text{...} holds text-mode LaTeX, possibly with $math$ of its own.
+                return plain(_TextReader(self._raw_group()).read(depth + 1))
+            return self._arg(depth)
+        if name in _PLAIN_ARG:
+            return self._arg(depth)
+        if name in _DROP_WITH_ARG:
+            self._raw_group()
+            return ""
+        if name in ("textcolor", "colorbox"):
+            self._raw_group()
+            return self._arg(depth)
+        if name in ("left", "right", "middle") or name.startswith(("big", "Big")):
+            # Sizing only; "\left." is an invisible delimiter.
+            self._skip_ws()
+            if self._peek() == ".":
+                self.pos += 1
+            return ""
+        if name in _DROP:
+            return ""
+        sym = _symbol(name)
+        if sym is not None:
+            return sym
+        # Unknown: keep its name, and its braced arguments as name(a, b) so nothing is lost.
+        args: list[str] = []
+        while self._peek() == "{":
+            self.pos += 1
+            args.append(self.render(depth + 1, closing=True).strip())
+        return f"{name}({', '.join(args)})" if args else name
+
+
+_INNER_SPACE = re.compile(r"(?<=[(\[{]) | (?=[)\]}])")
+
+
+def _math_unicode(latex: str, depth: int) -> str:
+    text = _WS.sub(" ", _MathReader(latex).render(depth)).strip()
+    # "\left( x \right)" spaces its delimiters for the source's sake, not the reader's.
+    return _INNER_SPACE.sub("", text)
+
+
+def latex_to_unicode(latex: str) -> str:
+    """One math snippet (without its $ delimiters) as readable Unicode. Never raises."""
+    try:
+        return _math_unicode(latex, 0)
+    except Exception:  # belt and braces: a title must always come out as something
+        return _WS.sub(" ", latex).strip()
+
+
+# ------------------------------------------------------------------ text mode
+
+_TEXT_TOKEN = re.compile(
+    r"\\\$|\$\$|\$|\\[()\[\]]|\\(?:[A-Za-z]+\*?|.)?|---|--|``|''|[{}~`]|\s+"
+    r"|[^\\${}~`'\-\s]+|.",
+    re.DOTALL,
+)
+# A lone ` is kept: in abstracts it is markdown code far more often than a LaTeX quote.
+_TEXT_CHARS = {"~": " ", "---": "—", "--": "–", "``": "“", "''": "”"}
+_MATH_ENVS = frozenset(
+    {"equation", "equation*", "align", "align*", "gather", "gather*", "multline",
+     "multline*", "eqnarray", "eqnarray*", "displaymath", "math"}
+)  # fmt: skip
+_CLOSERS = {"$": "$", "$$": "$$", "\\(": "\\)", "\\[": "\\]"}
+# A `$` can close inline math if it has a non-space before it and no digit or `$` after
+# it (pandoc's rule: "$5 and $10" is money, not math); escaped and doubled ones never do.
+_DOLLAR_CLOSER = re.compile(r"(?<=[^\s\\$])\$(?![\d$])")
+
+
+class _TextReader:
+    """Text-mode LaTeX, as found in titles and abstracts, into inline nodes."""
+
+    def __init__(self, text: str) -> None:
+        self.src = text
+        self.toks: list[str] = _TEXT_TOKEN.findall(text)
+        # Start offsets let math be cut from the source exactly as the author wrote it.
+        self.starts: list[int] = []
+        at = 0
+        for tok in self.toks:
+            self.starts.append(at)
+            at += len(tok)
+        self.pos = 0
+        self._closer_at: dict[str, list[int]] = {}
+        self._group_ended = False
+
+    def _peek(self) -> str | None:
+        return self.toks[self.pos] if self.pos < len(self.toks) else None
+
+    def _skip_ws(self) -> None:
+        while self.pos < len(self.toks) and self.toks[self.pos].isspace():
+            self.pos += 1
+
+    def _seek(self, offset: int) -> None:
+        """Move to the first token starting at or after `offset` in the source."""
+        while self.pos < len(self.toks) and self.starts[self.pos] < offset:
+            self.pos += 1
+
+    def _closers(self, closer: str) -> list[int]:
+        # Found once per reader and bisected, so a thousand lone `$` stay cheap.
+        if closer not in self._closer_at:
+            pattern = _DOLLAR_CLOSER if closer == "$" else re.compile(re.escape(closer))
+            self._closer_at[closer] = [m.start() for m in pattern.finditer(self.src)]
+        return self._closer_at[closer]
+
+    def _math(self, opener: str, depth: int) -> Math | None:
+        """The math span opened by the current token, or None if it never closes."""
+        begin = self.starts[self.pos] + len(opener)
+        if opener == "$" and (begin >= len(self.src) or self.src[begin].isspace()):
+            return None
+        closer = _CLOSERS[opener]
+        positions = self._closers(closer)
+        i = bisect_left(positions, begin + (opener == "$"))
+        limit = _MAX_INLINE_MATH if opener == "$" else _MAX_DISPLAY_MATH
+        if i == len(positions) or positions[i] - begin > limit:
+            return None
+        end = positions[i]
+        self._seek(end + len(closer))
+        return self._math_node(self.src[begin:end], depth)
+
+    def _env_math(self, env: str, begin: int, depth: int) -> Math | None:
+        close = f"\\end{{{env}}}"
+        end = self.src.find(close, begin, begin + _MAX_DISPLAY_MATH)
+        if end < 0:
+            return None
+        self._seek(end + len(close))
+        return self._math_node(self.src[begin:end], depth)
+
+    @staticmethod
+    def _math_node(latex: str, depth: int) -> Math:
+        body = _WS.sub(" ", latex).strip()
+        return Math(body, _math_unicode(body, depth + 1))
+
+    def _arg(self, depth: int) -> list[Inline]:
+        """A macro argument: a braced group, or else the next single character or macro."""
+        self._skip_ws()
+        tok = self._peek()
+        if tok is None:
+            return []
+        if tok == "{":
+            self.pos += 1
+            return self.read(depth + 1, closing=True)
+        if tok.startswith("\\") or tok in ("$", "$$"):
+            return self.read(depth + 1, single=True)
+        if len(tok) > 1 and tok not in _TEXT_CHARS:
+            # "\"over" accents only the "o", as TeX does; the rest stays for the caller.
+            self.toks[self.pos] = tok[1:]
+            self.starts[self.pos] += 1
+            return [Text(tok[0])]
+        self.pos += 1
+        return [Text(_TEXT_CHARS.get(tok, tok))]
+
+    def _raw_arg(self) -> str:
+        self._skip_ws()
+        if self._peek() != "{":
+            return ""
+        self.pos += 1
+        parts: list[str] = []
+        level = 0
+        while self.pos < len(self.toks):
+            tok = self.toks[self.pos]
+            self.pos += 1
+            if tok == "}" and level == 0:
+                break
+            level += {"{": 1, "}": -1}.get(tok, 0)
+            parts.append(tok)
+        return "".join(parts)
+
+    def read(self, depth: int = 0, closing: bool = False, single: bool = False) -> list[Inline]:
+        nodes: list[Inline] = []
+        while self.pos < len(self.toks):
+            tok = self.toks[self.pos]
+            if tok == "}":
+                self.pos += 1
+                if closing:
+                    break
+                continue  # a stray closer: drop it
+            if tok == "{":
+                self.pos += 1
+                if depth < _MAX_DEPTH:
+                    nodes.extend(self.read(depth + 1, closing=True))
+            elif tok in _CLOSERS:
+                math = self._math(tok, depth) if depth < _MAX_DEPTH else None
+                if math is None:
+                    self.pos += 1
+                    nodes.append(Text(tok.lstrip("\\")))
+                else:
+                    nodes.append(math)
+            elif tok.startswith("\\"):
+                self.pos += 1
+                nodes.extend(self._macro(tok[1:], depth, closing))
+                if self._group_ended:
+                    self._group_ended = False
+                    break
+            else:
+                self.pos += 1
+                nodes.append(Text(_TEXT_CHARS.get(tok, tok)))
+            if single:
+                break
+        return nodes
+
+    def _macro(self, name: str, depth: int, in_group: bool) -> list[Inline]:
+        if name == "":
+            return [Text("\\")]
+        if depth >= _MAX_DEPTH:
+            return [Text(_CONTROL_SYMBOLS.get(name, name))]
+        if not name[0].isalpha():
+            if name in _ACCENTS:
+                return [Text(_accent(_ACCENTS[name], plain(self._arg(depth))))]
+            return [Text(_CONTROL_SYMBOLS.get(name, name))]
+        if name in _TEXT_ACCENT_WORDS:
+            return [Text(_accent(_ACCENTS[name], plain(self._arg(depth))))]
+        if name in ("textbf", "mathbf", "boldsymbol", "bm"):
+            return _wrap(Bold, self._arg(depth))
+        if name in ("emph", "textit", "textsl", "mathit"):
+            return _wrap(Italic, self._arg(depth))
+        if name == "texttt":
+            return [Code(plain(self._arg(depth)))]
+        if name in ("url", "href"):
+            url = re.sub(r"\\([%#_&~$])", r"\1", self._raw_arg()).strip()
+            label = plain(self._arg(depth)).strip() if name == "href" else url
+            if _SAFE_URL.fullmatch(url):
+                return [Link(label or url, url)]
+            return [Text(label)]  # no javascript: or data: links reach a chat
+        if name in ("bf", "it", "em", "sl") and in_group:
+            # {\bf words}: the switch covers the rest of the enclosing group, which
+            # this inner read also closes.
+            self._group_ended = True
+            return _wrap(Bold if name == "bf" else Italic, self.read(depth + 1, closing=True))
+        if name == "begin":
+            env = self._raw_arg()
+            if env in _MATH_ENVS:
+                begin = self.starts[self.pos] if self.pos < len(self.toks) else len(self.src)
+                math = self._env_math(env, begin, depth)
+                if math is not None:
+                    return [math]
+            return []
+        if name in _DROP_WITH_ARG:
+            self._raw_arg()
+            return []
+        if name in _DROP:
+            return []
+        if name in _TEXT_ARG or name in _PLAIN_ARG:
+            return self._arg(depth)
+        if name in _ALPHABETS:
+            return [Text(_alphabet(name, plain(self._arg(depth))))]
+        sym = _symbol(name)
+        if sym is not None:
+            if self.toks[self.pos : self.pos + 2] == ["{", "}"]:
+                self.pos += 2  # "\ss{}": the empty group only ends the macro's name
+            return [Text(sym)]
+        args: list[Inline] = []
+        while self._peek() == "{":
+            self.pos += 1
+            if args:
+                args.append(Text(", "))
+            args.extend(self.read(depth + 1, closing=True))
+        return [Text(f"{name}("), *args, Text(")")] if args else [Text(name)]
+
+
+def _wrap(kind: type[Bold] | type[Italic], children: list[Inline]) -> list[Inline]:
+    return [kind(tuple(children))] if children else []
+
+
+def _tidy(nodes: tuple[Inline, ...] | list[Inline], after_space: list[bool]) -> list[Inline]:
+    """Collapse whitespace across node boundaries, merge adjacent text, drop empties.
+
+    `after_space` is one shared flag: whether the text emitted so far ends in a space.
+    Pieces are gathered and joined once, so a run of thousands of tokens stays linear.
+    """
+    out: list[Inline] = []
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            out.append(Text("".join(pending)))
+            pending.clear()
+
+    for node in nodes:
+        if isinstance(node, Text):
+            text = _WS.sub(" ", node.text)
+            if after_space[0]:
+                text = text.lstrip(" ")
+            if text:
+                after_space[0] = text.endswith(" ")
+                pending.append(text)
+        elif isinstance(node, Bold | Italic):
+            flush()
+            children = _tidy(node.children, after_space)
+            if children:
+                out.append(type(node)(tuple(children)))
+        else:
+            flush()
+            out.append(node)
+            after_space[0] = False
+    flush()
+    return out
+
+
+def _strip_end(nodes: list[Inline]) -> list[Inline]:
+    """Drop the trailing space of the last text, however deeply it is nested."""
+    if not nodes:
+        return nodes
+    last = nodes[-1]
+    if isinstance(last, Text):
+        text = last.text.rstrip(" ")
+        return nodes[:-1] + ([Text(text)] if text else [])
+    if isinstance(last, Bold | Italic):
+        inner = _strip_end(list(last.children))
+        return nodes[:-1] + ([type(last)(tuple(inner))] if inner else [])
+    return nodes
+
+
+def rich_inlines(text: str) -> tuple[Inline, ...]:
+    """A title or abstract with LaTeX in it, as inline nodes. Never raises."""
+    try:
+        nodes = _TextReader(text).read()
+        # Starting "after a space" drops leading whitespace; a trailing one is cut below.
+        return tuple(_strip_end(_tidy(nodes, [True])))
+    except Exception:  # belt and braces: show the raw text rather than nothing
+        collapsed = _WS.sub(" ", text).strip()
+        return (Text(collapsed),) if collapsed else ()
+
+
+def clean_text(text: str) -> str:
+    """A title or abstract as plain readable text."""
+    return plain(rich_inlines(text))

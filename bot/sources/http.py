@@ -134,8 +134,9 @@ class Upstream:
                 with attempt:
                     return await self._once(url, params)
         except RetryableStatus as exc:
-            log.warning("%s still answering HTTP %s after %d attempts", self.name, exc.status,
-                        self.attempts)
+            log.warning(
+                "%s still answering HTTP %s after %d attempts", self.name, exc.status, self.attempts
+            )
             raise SourceError(f"{self.name} is busy or down right now; try again later.") from exc
         except httpx.TransportError as exc:
             log.warning("%s unreachable after %d attempts: %r", self.name, self.attempts, exc)

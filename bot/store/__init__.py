@@ -15,7 +15,16 @@ from urllib.parse import unquote
 
 from bot.store.base import Store
 
-__all__ = ["Migration", "Store", "clean_text", "load_migrations", "open_store", "to_utc"]
+__all__ = [
+    "Migration",
+    "Store",
+    "clean_text",
+    "load_migrations",
+    "open_store",
+    "to_utc",
+    "weekdays_from_text",
+    "weekdays_to_text",
+]
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -68,6 +77,21 @@ def clean_text(value: str) -> str:
 def to_utc(moment: datetime) -> datetime:
     """Naive datetimes are taken as UTC, so both backends return the same aware values."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def weekdays_to_text(days: frozenset[int] | None) -> str | None:
+    """{4, 0, 2} -> '0,2,4'; None (every day) stays None. Rejects impossible days."""
+    if days is None:
+        return None
+    if any(isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 6 for d in days):
+        raise ValueError(f"weekdays must be 0 (Monday) .. 6 (Sunday), got {sorted(days)}")
+    return ",".join(str(d) for d in sorted(days))
+
+
+def weekdays_from_text(text: str | None) -> frozenset[int] | None:
+    if text is None:
+        return None
+    return frozenset(int(d) for d in text.split(",") if d)
 
 
 def open_store(database_url: str) -> Store:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Protocol
 
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
@@ -26,8 +27,9 @@ class Store(Protocol):
     async def get_papers(self, paper_ids: Sequence[str]) -> dict[str, Paper]: ...
 
     # feeds: fetched once per day, however many chats follow them
-    async def save_feed(self, feed: str, day: date, announced: date | None,
-                        paper_ids: Sequence[str]) -> None: ...
+    async def save_feed(
+        self, feed: str, day: date, announced: date | None, paper_ids: Sequence[str]
+    ) -> None: ...
 
     async def load_feed(self, feed: str, day: date) -> tuple[date | None, list[str]] | None:
         """(announced, paper ids in feed order) of the fetch stored for `day`, or None."""
@@ -57,3 +59,104 @@ class Store(Protocol):
     async def mark_delivered(self, chat: ChatRef, paper_ids: Iterable[str]) -> None: ...
 
     async def delivered_ids(self, chat: ChatRef, paper_ids: Iterable[str]) -> set[str]: ...
+
+    # outbox and schedule (bot/delivery.py). Instants are aware UTC datetimes.
+    async def unscheduled_chats(self, limit: int) -> list[tuple[ChatSettings, datetime]]:
+        """Active chats with subscriptions whose next run is unset (new, or settings changed),
+        each with the instant its schedule last changed (chat or first subscription)."""
+        ...
+
+    async def set_next_runs(self, runs: Sequence[tuple[ChatRef, datetime]]) -> None:
+        """Set next runs; only chats still unscheduled are touched (a change in between wins)."""
+        ...
+
+    async def due_chats(self, now: datetime, limit: int) -> list[DueChat]:
+        """Active chats with subscriptions whose next run is at or before `now`, oldest first."""
+        ...
+
+    async def delivered_among(
+        self, chats: Sequence[ChatRef], paper_ids: Sequence[str]
+    ) -> dict[ChatRef, set[str]]:
+        """`delivered_ids` for many chats at once (chats with none are left out)."""
+        ...
+
+    async def enqueue_digests(self, digests: Sequence[Enqueue], now: datetime) -> int:
+        """In ONE transaction: insert each digest's outbox rows (an existing idempotency key is
+        skipped), mark its papers delivered and move its chat's next run from `due_at` to
+        `next_run_at` (unless the schedule changed meanwhile). Returns rows inserted."""
+        ...
+
+    async def claim_outbox(
+        self,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        worker: str,
+        platforms: Sequence[str],
+    ) -> list[OutboxItem]:
+        """Lease up to `limit` sendable rows (pending and due, or leased and expired) in send
+        order, counting an attempt on each."""
+        ...
+
+    async def mark_sent(self, sent: Sequence[tuple[int, list[str]]], now: datetime) -> None:
+        """(row id, platform message ids) of rows now sent."""
+        ...
+
+    async def mark_failed(
+        self, item_id: int, next_attempt_at: datetime, error: str, *, refund: bool = False
+    ) -> None:
+        """Back to pending until `next_attempt_at`; `refund` un-counts the attempt."""
+        ...
+
+    async def mark_dead(self, item_id: int, error: str) -> None: ...
+
+    async def defer_chat_outbox(self, chat: ChatRef, until: datetime) -> int:
+        """Every unsent row of the chat waits until `until` (the platform said retry_after)."""
+        ...
+
+    async def drop_chat_outbox(self, chat: ChatRef, error: str) -> int:
+        """Every unsent row of the chat is dead (the chat is gone)."""
+        ...
+
+    async def move_outbox(self, old: ChatRef, new: ChatRef) -> None:
+        """Point the old chat's unsent rows at the new chat (call before `migrate_chat`)."""
+        ...
+
+    async def outbox_counts(self) -> dict[str, int]:
+        """Rows per status: pending, sending, sent, dead."""
+        ...
+
+    async def next_outbox_time(self, platforms: Sequence[str]) -> datetime | None:
+        """When the next unsent row becomes claimable (None: nothing left to send)."""
+        ...
+
+    async def prune_outbox(self, before: datetime) -> int:
+        """Delete sent and dead rows created before `before`."""
+        ...
+
+
+@dataclass(slots=True)
+class DueChat:
+    settings: ChatSettings
+    subscriptions: list[Subscription]
+    due_at: datetime  # the chat's next_run_at as stored
+
+
+@dataclass(slots=True)
+class Enqueue:
+    """One chat's digest for the outbox."""
+
+    chat: ChatRef
+    due_at: datetime
+    next_run_at: datetime
+    messages: list[tuple[str, str]] = field(default_factory=list)  # (idempotency key, JSON)
+    paper_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class OutboxItem:
+    id: int
+    chat: ChatRef
+    key: str
+    body: str  # the Message as JSON (bot/serialize.py)
+    attempts: int  # including this one

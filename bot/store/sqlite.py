@@ -12,13 +12,20 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime, time
-from typing import Any, cast
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, ClassVar, cast
 
 import aiosqlite
 
 from bot.models import ChatRef, ChatSettings, DigestFormat, Paper, Subscription
-from bot.store import clean_text, load_migrations, to_utc
+from bot.store import (
+    clean_text,
+    load_migrations,
+    to_utc,
+    weekdays_from_text,
+    weekdays_to_text,
+)
+from bot.store.base import DueChat, Enqueue, OutboxItem
 
 BUSY_TIMEOUT_MS = 10_000
 # Well under SQLite's bound-parameter limit, which is 999 on older builds.
@@ -70,9 +77,7 @@ _UPSERT_PAPER = (
 )
 _SELECT_PAPER = f"SELECT {', '.join(c for c, _ in _PAPER_COLUMNS)} FROM papers"
 
-_CHAT_SETTINGS = (
-    "timezone, delivery_time, count, format, language, weekdays, active, title"
-)
+_CHAT_SETTINGS = "timezone, delivery_time, count, format, language, weekdays, active, title"
 
 
 def _now() -> str:
@@ -95,8 +100,9 @@ def _json_list(values: Iterable[str]) -> str:
     return json.dumps([clean_text(v) for v in values], ensure_ascii=False)
 
 
-def _thread(chat: ChatRef) -> str:
-    return chat.thread_id or ""
+def _key(chat: ChatRef) -> tuple[str, str, str]:
+    """(platform, chat_id, thread_id) as stored: no thread is '' so UNIQUE covers it."""
+    return clean_text(chat.platform), clean_text(chat.chat_id), clean_text(chat.thread_id or "")
 
 
 def _paper_row(paper: Paper, fetched_at: str) -> tuple[Any, ...]:
@@ -146,20 +152,6 @@ def _paper_from(row: sqlite3.Row) -> Paper:
     )
 
 
-def _weekdays_out(days: frozenset[int] | None) -> str | None:
-    if days is None:
-        return None
-    if any(not isinstance(d, int) or not 0 <= d <= 6 for d in days):
-        raise ValueError(f"weekdays must be 0 (Monday) .. 6 (Sunday), got {sorted(days)}")
-    return ",".join(str(d) for d in sorted(days))
-
-
-def _weekdays_in(text: str | None) -> frozenset[int] | None:
-    if text is None:
-        return None
-    return frozenset(int(d) for d in text.split(",") if d)
-
-
 def _settings_row(s: ChatSettings) -> tuple[Any, ...]:
     return (
         clean_text(s.timezone),
@@ -167,7 +159,7 @@ def _settings_row(s: ChatSettings) -> tuple[Any, ...]:
         s.count,
         s.format,
         clean_text(s.language),
-        _weekdays_out(s.weekdays),
+        weekdays_to_text(s.weekdays),
         int(s.active),
         _opt_text(s.title),
     )
@@ -181,10 +173,31 @@ def _settings_from(chat: ChatRef, row: sqlite3.Row) -> ChatSettings:
         count=row["count"],
         format=cast(DigestFormat, row["format"]),
         language=row["language"],
-        weekdays=_weekdays_in(row["weekdays"]),
+        weekdays=weekdays_from_text(row["weekdays"]),
         active=bool(row["active"]),
         title=row["title"],
     )
+
+
+def _make_parent_dir(path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
+async def _set_wal(db: aiosqlite.Connection) -> None:
+    """Switch to WAL. When several processes open a fresh file together, the switch can fail
+    with "database is locked" at once, ignoring busy_timeout, so it is retried here."""
+    delay = 0.01
+    deadline = asyncio.get_running_loop().time() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            await db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            locked = "locked" in str(exc) or "busy" in str(exc)
+            if not locked or asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.25)
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -193,23 +206,27 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
 
 
 def _statements(script: str) -> list[str]:
-    """Split a migration into statements (trigger bodies included) without a hand parser."""
+    """Split a migration into statements; sqlite3 decides where one ends (strings, comments
+    and trigger bodies may hold ';'), so no hand-written SQL parser is needed."""
     statements: list[str] = []
     buffer = ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
+    parts = script.split(";")
+    for part in parts[:-1]:
+        buffer += part + ";"
         if sqlite3.complete_statement(buffer):
-            statements.append(buffer.strip())
+            if buffer.strip(" \t\r\n;"):
+                statements.append(buffer.strip())
             buffer = ""
-    if buffer.strip() and not all(
-        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
-    ):
+    rest = buffer + parts[-1]
+    if any(ln.strip() and not ln.strip().startswith("--") for ln in rest.splitlines()):
         raise ValueError("migration ends with an incomplete statement (missing ';'?)")
     return statements
 
 
 class SQLiteStore:
     """`Store` on SQLite. `path` is a file path or ":memory:"."""
+
+    dialect: ClassVar[str] = "sqlite"
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -231,8 +248,7 @@ class SQLiteStore:
         if self._db is not None:
             return
         if self.path != ":memory:":
-            parent = os.path.dirname(os.path.abspath(self.path))
-            await asyncio.to_thread(os.makedirs, parent, exist_ok=True)
+            await asyncio.to_thread(_make_parent_dir, self.path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, sqlite3 adds none behind our back.
         db = await aiosqlite.connect(
             self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
@@ -242,7 +258,7 @@ class SQLiteStore:
             await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             await db.execute("PRAGMA foreign_keys = ON")
             if self.path != ":memory:":
-                await db.execute("PRAGMA journal_mode = WAL")
+                await _set_wal(db)
                 # NORMAL is durable across application crashes in WAL mode, and much faster.
                 await db.execute("PRAGMA synchronous = NORMAL")
             self._db = db
@@ -269,10 +285,13 @@ class SQLiteStore:
     async def _migrate(self) -> None:
         migrations = await asyncio.to_thread(load_migrations, "sqlite")
         db = self.db
-        await db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version ("
-            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-        )
+        # In a write transaction: as a bare statement it would have to upgrade a read lock,
+        # which SQLite refuses at once (no busy wait) when another opener holds one.
+        async with self.transaction():
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
         for migration in migrations:
             async with self.transaction():
                 # Re-checked inside the write lock: another process may have just applied it.
@@ -289,9 +308,10 @@ class SQLiteStore:
                 )
 
     async def schema_version(self) -> int:
-        async with self._reading() as db, db.execute(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_version"
-        ) as cur:
+        async with (
+            self._reading() as db,
+            db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as cur,
+        ):
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
@@ -418,7 +438,7 @@ class SQLiteStore:
     async def _chat_pk(self, chat: ChatRef) -> int | None:
         async with self.db.execute(
             "SELECT id FROM chats WHERE platform = ? AND chat_id = ? AND thread_id = ?",
-            (chat.platform, chat.chat_id, _thread(chat)),
+            _key(chat),
         ) as cur:
             row = await cur.fetchone()
         return None if row is None else int(row[0])
@@ -429,19 +449,25 @@ class SQLiteStore:
         await self.db.execute(
             "INSERT INTO chats (platform, chat_id, thread_id, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (platform, chat_id, thread_id) DO NOTHING",
-            (clean_text(chat.platform), clean_text(chat.chat_id), clean_text(_thread(chat)), now,
-             now),
+            (
+                *_key(chat),
+                now,
+                now,
+            ),
         )
         pk = await self._chat_pk(chat)
         assert pk is not None  # just inserted, under our write lock
         return pk
 
     async def get_chat(self, chat: ChatRef) -> ChatSettings | None:
-        async with self._reading() as db, db.execute(
-            f"SELECT {_CHAT_SETTINGS} FROM chats"
-            " WHERE platform = ? AND chat_id = ? AND thread_id = ?",
-            (chat.platform, chat.chat_id, _thread(chat)),
-        ) as cur:
+        async with (
+            self._reading() as db,
+            db.execute(
+                f"SELECT {_CHAT_SETTINGS} FROM chats"
+                " WHERE platform = ? AND chat_id = ? AND thread_id = ?",
+                _key(chat),
+            ) as cur,
+        ):
             row = await cur.fetchone()
         return None if row is None else _settings_from(chat, row)
 
@@ -459,8 +485,12 @@ class SQLiteStore:
                 " language = excluded.language, weekdays = excluded.weekdays,"
                 " active = excluded.active, title = excluded.title,"
                 " updated_at = excluded.updated_at",
-                (clean_text(chat.platform), clean_text(chat.chat_id), clean_text(_thread(chat)),
-                 *values, now, now),
+                (
+                    *_key(chat),
+                    *values,
+                    now,
+                    now,
+                ),
             )
 
     async def set_chat_active(self, chat: ChatRef, active: bool) -> None:
@@ -469,7 +499,7 @@ class SQLiteStore:
             await db.execute(
                 "UPDATE chats SET active = ?, updated_at = ?"
                 " WHERE platform = ? AND chat_id = ? AND thread_id = ?",
-                (int(active), _now(), chat.platform, chat.chat_id, _thread(chat)),
+                (int(active), _now(), *_key(chat)),
             )
 
     async def migrate_chat(self, old: ChatRef, new: ChatRef) -> None:
@@ -480,7 +510,7 @@ class SQLiteStore:
         united with the new chat's filters winning on a shared feed, and delivered history is
         united so nothing is sent twice. The old row is then deleted.
         """
-        if old == new:
+        if _key(old) == _key(new):  # None and '' are the same thread
             return
         async with self.transaction() as db:
             old_pk = await self._chat_pk(old)
@@ -492,8 +522,11 @@ class SQLiteStore:
                 await db.execute(
                     "UPDATE chats SET platform = ?, chat_id = ?, thread_id = ?, updated_at = ?"
                     " WHERE id = ?",
-                    (clean_text(new.platform), clean_text(new.chat_id),
-                     clean_text(_thread(new)), _now(), old_pk),
+                    (
+                        *_key(new),
+                        _now(),
+                        old_pk,
+                    ),
                 )
                 return
             await db.execute(
@@ -511,7 +544,7 @@ class SQLiteStore:
             )
             await db.execute(
                 "INSERT INTO delivered (chat, paper_id, delivered_at)"
-                " SELECT ?, paper_id, delivered_at FROM delivered WHERE chat = ? AND true"
+                " SELECT ?, paper_id, delivered_at FROM delivered WHERE chat = ?"
                 " ON CONFLICT (chat, paper_id) DO UPDATE SET"
                 " delivered_at = MIN(delivered_at, excluded.delivered_at)",
                 (new_pk, old_pk),
@@ -522,7 +555,9 @@ class SQLiteStore:
 
     async def add_subscription(self, sub: Subscription) -> Subscription:
         keywords, exclude, authors = (
-            _json_list(sub.keywords), _json_list(sub.exclude), _json_list(sub.authors)
+            _json_list(sub.keywords),
+            _json_list(sub.exclude),
+            _json_list(sub.authors),
         )
         feed = clean_text(sub.feed)
         async with self.transaction() as db:
@@ -548,19 +583,22 @@ class SQLiteStore:
             cur = await db.execute(
                 "DELETE FROM subscriptions WHERE feed = ? AND chat = (SELECT id FROM chats"
                 " WHERE platform = ? AND chat_id = ? AND thread_id = ?)",
-                (feed, chat.platform, chat.chat_id, _thread(chat)),
+                (clean_text(feed), *_key(chat)),
             )
             removed = cur.rowcount > 0
             await cur.close()
         return removed
 
     async def list_subscriptions(self, chat: ChatRef) -> list[Subscription]:
-        async with self._reading() as db, db.execute(
-            "SELECT s.id, s.feed, s.keywords, s.exclude, s.authors, s.created_at"
-            " FROM subscriptions s JOIN chats c ON c.id = s.chat"
-            " WHERE c.platform = ? AND c.chat_id = ? AND c.thread_id = ? ORDER BY s.id",
-            (chat.platform, chat.chat_id, _thread(chat)),
-        ) as cur:
+        async with (
+            self._reading() as db,
+            db.execute(
+                "SELECT s.id, s.feed, s.keywords, s.exclude, s.authors, s.created_at"
+                " FROM subscriptions s JOIN chats c ON c.id = s.chat"
+                " WHERE c.platform = ? AND c.chat_id = ? AND c.thread_id = ? ORDER BY s.id",
+                _key(chat),
+            ) as cur,
+        ):
             rows = await cur.fetchall()
         return [_subscription_from(chat, row) for row in rows]
 
@@ -595,6 +633,288 @@ class SQLiteStore:
                     found.update(row[0] for row in await cur.fetchall())
         return found
 
+    # outbox and schedule (bot/delivery.py)
+
+    async def unscheduled_chats(self, limit: int) -> list[tuple[ChatSettings, datetime]]:
+        async with (
+            self._reading() as db,
+            db.execute(
+                f"SELECT c.platform, c.chat_id, c.thread_id, {_CHAT_SETTINGS_C}, c.updated_at,"
+                " (SELECT MAX(s.created_at) FROM subscriptions s WHERE s.chat = c.id) AS subbed"
+                " FROM chats c WHERE c.next_run_at IS NULL AND c.active = 1"
+                " AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.chat = c.id) LIMIT ?",
+                (limit,),
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        out: list[tuple[ChatSettings, datetime]] = []
+        for row in rows:
+            since = max(_ts_in(row["updated_at"]), _ts_in(row["subbed"] or row["updated_at"]))
+            out.append((_settings_from(_ref(row), row), since))
+        return out
+
+    async def set_next_runs(self, runs: Sequence[tuple[ChatRef, datetime]]) -> None:
+        if not runs:
+            return
+        async with self.transaction() as db:
+            await db.executemany(
+                "UPDATE chats SET next_run_at = ? WHERE platform = ? AND chat_id = ?"
+                " AND thread_id = ? AND next_run_at IS NULL",
+                [(_ts(at), *_key(chat)) for chat, at in runs],
+            )
+
+    async def due_chats(self, now: datetime, limit: int) -> list[DueChat]:
+        async with self._reading() as db:
+            async with db.execute(
+                f"SELECT c.id, c.platform, c.chat_id, c.thread_id, {_CHAT_SETTINGS_C},"
+                " c.next_run_at FROM chats c WHERE c.active = 1 AND c.next_run_at <= ?"
+                " AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.chat = c.id)"
+                " ORDER BY c.next_run_at, c.id LIMIT ?",
+                (_ts(now), limit),
+            ) as cur:
+                rows = await cur.fetchall()
+            due: dict[int, DueChat] = {}
+            for row in rows:
+                due[row["id"]] = DueChat(
+                    _settings_from(_ref(row), row), [], _ts_in(row["next_run_at"])
+                )
+            pks = list(due)
+            for start in range(0, len(pks), _CHUNK):
+                chunk = pks[start : start + _CHUNK]
+                marks = ", ".join("?" for _ in chunk)
+                async with db.execute(
+                    "SELECT chat, id, feed, keywords, exclude, authors, created_at"
+                    f" FROM subscriptions WHERE chat IN ({marks}) ORDER BY id",
+                    chunk,
+                ) as cur:
+                    for row in await cur.fetchall():
+                        item = due[row["chat"]]
+                        item.subscriptions.append(_subscription_from(item.settings.chat, row))
+        return list(due.values())
+
+    async def delivered_among(
+        self, chats: Sequence[ChatRef], paper_ids: Sequence[str]
+    ) -> dict[ChatRef, set[str]]:
+        ids = list(dict.fromkeys(paper_ids))
+        found: dict[ChatRef, set[str]] = {}
+        if not ids or not chats:
+            return found
+        by_key = {_key(c): c for c in chats}
+        keys = list(by_key)
+        step = 150  # 3 parameters per chat, plus a chunk of paper ids, stays under 999
+        async with self._reading() as db:
+            for start in range(0, len(keys), step):
+                chunk = keys[start : start + step]
+                rows_sql = ", ".join("(?, ?, ?)" for _ in chunk)
+                flat = [v for k in chunk for v in k]
+                for id_start in range(0, len(ids), 500):
+                    id_chunk = ids[id_start : id_start + 500]
+                    marks = ", ".join("?" for _ in id_chunk)
+                    async with db.execute(
+                        "SELECT c.platform, c.chat_id, c.thread_id, d.paper_id"
+                        " FROM chats c JOIN delivered d ON d.chat = c.id"
+                        f" WHERE (c.platform, c.chat_id, c.thread_id) IN (VALUES {rows_sql})"
+                        f" AND d.paper_id IN ({marks})",
+                        (*flat, *id_chunk),
+                    ) as cur:
+                        for row in await cur.fetchall():
+                            chat = by_key[(row[0], row[1], row[2])]
+                            found.setdefault(chat, set()).add(row[3])
+        return found
+
+    async def enqueue_digests(self, digests: Sequence[Enqueue], now: datetime) -> int:
+        if not digests:
+            return 0
+        stamp = _ts(now)
+        async with self.transaction() as db:
+            before = db.total_changes
+            pks: dict[ChatRef, int] = {}
+            for digest in digests:
+                pk = await self._chat_pk(digest.chat)
+                if pk is not None:
+                    pks[digest.chat] = pk
+            await db.executemany(
+                "INSERT INTO outbox (idem_key, chat, platform, seq, body, next_attempt_at,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING",
+                [
+                    (key, pks[d.chat], d.chat.platform, seq, body, stamp, stamp)
+                    for d in digests
+                    if d.chat in pks
+                    for seq, (key, body) in enumerate(d.messages)
+                ],
+            )
+            inserted = db.total_changes - before
+            await db.executemany(
+                "INSERT INTO delivered (chat, paper_id, delivered_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (chat, paper_id) DO NOTHING",
+                [
+                    (pks[d.chat], clean_text(pid), stamp)
+                    for d in digests
+                    if d.chat in pks
+                    for pid in dict.fromkeys(d.paper_ids)
+                ],
+            )
+            await db.executemany(
+                "UPDATE chats SET next_run_at = ? WHERE id = ? AND next_run_at = ?",
+                [
+                    (_ts(d.next_run_at), pks[d.chat], _ts(d.due_at))
+                    for d in digests
+                    if d.chat in pks
+                ],
+            )
+        return inserted
+
+    async def claim_outbox(
+        self,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        worker: str,
+        platforms: Sequence[str],
+    ) -> list[OutboxItem]:
+        if limit <= 0 or not platforms:
+            return []
+        stamp = _ts(now)
+        lease = _ts(now + timedelta(seconds=lease_seconds))
+        marks = ", ".join("?" for _ in platforms)
+        async with self.transaction() as db:
+            ids: list[int] = []
+            # Two index-ordered probes instead of one OR, which SQLite would scan.
+            for sql in (
+                f"SELECT id FROM outbox WHERE status = 'pending' AND platform IN ({marks})"
+                " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+                f"SELECT id FROM outbox WHERE status = 'sending' AND platform IN ({marks})"
+                " AND lease_until <= ? ORDER BY lease_until, id LIMIT ?",
+            ):
+                async with db.execute(sql, (*platforms, stamp, limit - len(ids))) as cur:
+                    ids += [row[0] for row in await cur.fetchall()]
+                if len(ids) >= limit:
+                    break
+            if not ids:
+                return []
+            id_marks = ", ".join("?" for _ in ids)
+            await db.execute(
+                "UPDATE outbox SET status = 'sending', lease_until = ?, worker = ?,"
+                f" attempts = attempts + 1 WHERE id IN ({id_marks})",
+                (lease, worker, *ids),
+            )
+            async with db.execute(
+                "SELECT o.id, o.idem_key, o.body, o.attempts, c.platform, c.chat_id,"
+                " c.thread_id FROM outbox o JOIN chats c ON c.id = o.chat"
+                f" WHERE o.id IN ({id_marks}) ORDER BY o.id",
+                ids,
+            ) as cur:
+                rows = await cur.fetchall()
+        return [
+            OutboxItem(row["id"], _ref(row), row["idem_key"], row["body"], row["attempts"])
+            for row in rows
+        ]
+
+    async def mark_sent(self, sent: Sequence[tuple[int, list[str]]], now: datetime) -> None:
+        if not sent:
+            return
+        stamp = _ts(now)
+        async with self.transaction() as db:
+            await db.executemany(
+                "UPDATE outbox SET status = 'sent', sent_at = ?, message_ids = ?,"
+                " lease_until = NULL, error = NULL WHERE id = ?",
+                [(stamp, json.dumps(ids), item_id) for item_id, ids in sent],
+            )
+
+    async def mark_failed(
+        self, item_id: int, next_attempt_at: datetime, error: str, *, refund: bool = False
+    ) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE outbox SET status = 'pending', next_attempt_at = ?, lease_until = NULL,"
+                " error = ?, attempts = MAX(0, attempts - ?) WHERE id = ? AND status = 'sending'",
+                (_ts(next_attempt_at), clean_text(error)[:500], int(refund), item_id),
+            )
+
+    async def mark_dead(self, item_id: int, error: str) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE outbox SET status = 'dead', lease_until = NULL, error = ? WHERE id = ?",
+                (clean_text(error)[:500], item_id),
+            )
+
+    async def _chat_rows(self, chat: ChatRef, sql: str, params: tuple[Any, ...]) -> int:
+        async with self.transaction() as db:
+            pk = await self._chat_pk(chat)
+            if pk is None:
+                return 0
+            cur = await db.execute(sql, (*params, pk))
+            count = cur.rowcount
+            await cur.close()
+        return int(count)
+
+    async def defer_chat_outbox(self, chat: ChatRef, until: datetime) -> int:
+        return await self._chat_rows(
+            chat,
+            "UPDATE outbox SET status = 'pending', lease_until = NULL,"
+            " next_attempt_at = MAX(next_attempt_at, ?)"
+            " WHERE status IN ('pending', 'sending') AND chat = ?",
+            (_ts(until),),
+        )
+
+    async def drop_chat_outbox(self, chat: ChatRef, error: str) -> int:
+        return await self._chat_rows(
+            chat,
+            "UPDATE outbox SET status = 'dead', lease_until = NULL, error = ?"
+            " WHERE status IN ('pending', 'sending') AND chat = ?",
+            (clean_text(error)[:500],),
+        )
+
+    async def move_outbox(self, old: ChatRef, new: ChatRef) -> None:
+        if old == new:
+            return
+        async with self.transaction() as db:
+            old_pk, new_pk = await self._chat_pk(old), await self._chat_pk(new)
+            if old_pk is None or new_pk is None:
+                return  # no target row yet: migrate_chat re-keys the old row, rows follow it
+            await db.execute(
+                "UPDATE outbox SET chat = ? WHERE chat = ? AND status IN ('pending', 'sending')",
+                (new_pk, old_pk),
+            )
+
+    async def outbox_counts(self) -> dict[str, int]:
+        async with (
+            self._reading() as db,
+            db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status") as cur,
+        ):
+            rows = await cur.fetchall()
+        counts = dict.fromkeys(("pending", "sending", "sent", "dead"), 0)
+        counts.update({row[0]: int(row[1]) for row in rows})
+        return counts
+
+    async def next_outbox_time(self, platforms: Sequence[str]) -> datetime | None:
+        if not platforms:
+            return None
+        marks = ", ".join("?" for _ in platforms)
+        async with (
+            self._reading() as db,
+            db.execute(
+                "SELECT MIN(t) FROM ("
+                f" SELECT MIN(next_attempt_at) AS t FROM outbox WHERE status = 'pending'"
+                f" AND platform IN ({marks}) UNION ALL"
+                f" SELECT MIN(lease_until) FROM outbox WHERE status = 'sending'"
+                f" AND platform IN ({marks}))",
+                (*platforms, *platforms),
+            ) as cur,
+        ):
+            row = await cur.fetchone()
+        return _ts_in(row[0]) if row and row[0] else None
+
+    async def prune_outbox(self, before: datetime) -> int:
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "DELETE FROM outbox WHERE status IN ('sent', 'dead') AND created_at < ?",
+                (_ts(before),),
+            )
+            count = cur.rowcount
+            await cur.close()
+        return int(count)
+
 
 def _subscription_from(chat: ChatRef, row: sqlite3.Row) -> Subscription:
     return Subscription(
@@ -606,3 +926,22 @@ def _subscription_from(chat: ChatRef, row: sqlite3.Row) -> Subscription:
         id=int(row["id"]),
         created_at=datetime.fromisoformat(row["created_at"]),
     )
+
+
+# ------------------------------------------------------------- outbox and schedule
+# Helpers of SQLiteStore's outbox section: instants are fixed-width UTC text (see 0002).
+
+
+def _ts(moment: datetime) -> str:
+    return to_utc(moment).astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _ts_in(text: str) -> datetime:
+    return to_utc(datetime.fromisoformat(text))
+
+
+def _ref(row: sqlite3.Row) -> ChatRef:
+    return ChatRef(row["platform"], row["chat_id"], row["thread_id"] or None)
+
+
+_CHAT_SETTINGS_C = ", ".join(f"c.{col.strip()}" for col in _CHAT_SETTINGS.split(","))

@@ -1,0 +1,883 @@
+"""Discord: slash commands from the command table, a markdown/embed renderer, a REST sender.
+
+- Inbound: every command in `bot.commands.COMMANDS` becomes a slash command with typed
+  options (integers with bounds, choices, autocomplete for feeds and categories). The
+  command set is synced with Discord only when its payload changes (a hash is kept in the
+  state directory). Slow commands defer first, then follow up.
+- Outbound: `render_discord` turns the document model into message content or embeds
+  within every Discord limit; command buttons carry `pb:<command>:<arg>` custom ids that a
+  dynamic item answers, so buttons keep working after a restart. Mentions are disabled in
+  everything the bot posts.
+- Delivery: `DiscordAdapter.send` posts over REST with our own per-channel pacing on top of
+  discord.py's rate-limit handling, and maps Discord errors onto `bot.sending` errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import inspect
+import io
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import aiohttp
+import discord
+from discord import app_commands
+
+from bot.commands import COMMANDS, ArgValue, Command, Context, run_args
+from bot.config import Settings
+from bot.logs import install_redaction
+from bot.models import HF_FEEDS, ChatRef
+from bot.sending import (
+    ChatGone,
+    PermanentError,
+    RetryAfter,
+    SendError,
+    TransientError,
+)
+from bot.service import Paperboy
+from bot.sources.categories import category_name, suggest_categories
+from bot.text import (
+    Block,
+    Bold,
+    Button,
+    Code,
+    CodeBlock,
+    Heading,
+    Inline,
+    Italic,
+    Link,
+    ListBlock,
+    Math,
+    MathBlock,
+    Message,
+    Paragraph,
+    Reply,
+    Text,
+    plain,
+)
+
+log = logging.getLogger(__name__)
+
+# Discord's limits (https://discord.com/developers/docs/resources/message).
+CONTENT_MAX = 2000
+EMBED_DESCRIPTION_MAX = 4096
+EMBED_TITLE_MAX = 256
+EMBED_FIELD_MAX = 1024
+EMBED_TOTAL_MAX = 6000
+EMBEDS_MAX = 10
+FILES_MAX = 10
+ROWS_MAX = 5
+BUTTONS_PER_ROW_MAX = 5
+CUSTOM_ID_MAX = 100
+LABEL_MAX = 80
+URL_MAX = 512
+CHOICES_MAX = 25
+EMBED_COLOR = 0xB31B1B
+CUSTOM_ID_PREFIX = "pb"
+
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+# ===================================================================== renderer
+
+
+@dataclass(slots=True)
+class RenderedMessage:
+    """One Discord message: content and/or embeds, image attachments, buttons."""
+
+    content: str = ""
+    embeds: list[discord.Embed] = field(default_factory=list)
+    files: list[tuple[str, bytes]] = field(default_factory=list)  # (filename, PNG bytes)
+    buttons: list[list[Button]] = field(default_factory=list)
+
+
+def dlen(text: str) -> int:
+    """Length as Discord counts it, conservatively: UTF-16 code units (astral = 2)."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+_LINK_CHARS = re.compile(r"\\.|[\[\]]", re.DOTALL)
+_LINE_MARKERS = re.compile(r"^(\s*)(\d+)\.(?=\s)", re.MULTILINE)
+
+
+def escape(text: str) -> str:
+    """Raw data -> markdown that shows exactly `text`. Applied once, to leaves only.
+
+    discord.utils.escape_markdown does the work; brackets are escaped too, because text
+    from two nodes could otherwise meet into a masked link, and `1986. ` at a line start
+    would become a numbered list.
+    """
+    out = discord.utils.escape_markdown(text)
+    out = _LINK_CHARS.sub(lambda m: m[0] if len(m[0]) == 2 else "\\" + m[0], out)
+    return _LINE_MARKERS.sub(r"\1\2\\.", out)
+
+
+def code_span(text: str) -> str:
+    """Inline code: `_` and `*` stay literal. A backtick cannot be escaped inside a span,
+    so it becomes a look-alike; newlines become spaces (a span is one line)."""
+    inner = " ".join(text.replace("`", "ˋ").split())
+    return f"`{inner}`" if inner else ""
+
+
+def _fence(text: str) -> str:
+    # A fence inside the text would close the block early: break it with zero-width spaces.
+    return "```\n" + text.replace("```", "`\u200b`\u200b`") + "\n```"
+
+
+def _safe_url(url: str) -> str | None:
+    url = url.strip()
+    if not re.match(r"^https?://", url, re.IGNORECASE):
+        return None
+    # Parentheses, spaces and angle brackets would end the markdown link early.
+    for raw, quoted in (("(", "%28"), (")", "%29"), (" ", "%20"), ("<", "%3C"), (">", "%3E")):
+        url = url.replace(raw, quoted)
+    return url
+
+
+# An atom is a piece of markdown that is never cut: an escaped word, a whitespace run,
+# a code span, a link. `wrap` is the stack of emphasis markers around it.
+@dataclass(frozen=True, slots=True)
+class _Atom:
+    text: str
+    wrap: tuple[str, ...] = ()
+
+    @property
+    def blank(self) -> bool:
+        return not self.text.strip()
+
+
+_WORDS = re.compile(r"\s+|\S+")
+_UNITS = re.compile(r"\\.|.", re.DOTALL)  # never separate a backslash from what it escapes
+
+
+def _atoms(nodes: Sequence[Inline], wrap: tuple[str, ...], piece: int, links: bool) -> list[_Atom]:
+    out: list[_Atom] = []
+    for node in nodes:
+        match node:
+            case Text(text):
+                for word in _WORDS.findall(escape(text)):
+                    out += [_Atom(part, wrap) for part in _cut(word, piece)]
+            case Bold(children):
+                out += _atoms(children, (*wrap, "**"), piece, links)
+            case Italic(children):
+                out += _atoms(children, (*wrap, "*"), piece, links)
+            case Code(text):
+                out += _code_atoms(text, wrap, piece)
+            case Math(latex, uni):
+                out += _code_atoms(uni or latex, wrap, piece)
+            case Link(text, url):
+                safe = _safe_url(url)
+                label = escape(text or url)
+                md = f"[{label}](<{safe}>)" if links else f"[{label}]({safe})"
+                if safe is None or dlen(md) > piece:
+                    out += _atoms((Text(text or url),), wrap, piece, links)
+                    if safe is not None and text and text != url:
+                        out += [_Atom(" ", wrap), *(_Atom(p, wrap) for p in _cut(safe, piece))]
+                else:
+                    out.append(_Atom(md, wrap))
+    return out
+
+
+def _code_atoms(text: str, wrap: tuple[str, ...], piece: int) -> list[_Atom]:
+    span = code_span(text)
+    if dlen(span) <= piece:
+        return [_Atom(span, wrap)] if span else []
+    return [_Atom(code_span(part), wrap) for part in _cut(span[1:-1], piece - 2)]
+
+
+def _cut(text: str, limit: int) -> list[str]:
+    """Split `text` into parts of at most `limit` (Discord-counted), between escape units."""
+    if dlen(text) <= limit:
+        return [text]
+    parts: list[str] = []
+    current = ""
+    for unit in _UNITS.findall(text):
+        if current and dlen(current) + dlen(unit) > limit:
+            parts.append(current)
+            current = ""
+        current += unit
+    if current:
+        parts.append(current)
+    return parts
+
+
+def _common(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
+def _join(atoms: list[_Atom]) -> str:
+    """Atoms -> markdown, opening and closing emphasis only where the stack changes.
+
+    Whitespace takes the emphasis its neighbours share, so markers always touch words
+    (`*word *` would show its asterisks).
+    """
+    while atoms and atoms[0].blank:
+        atoms = atoms[1:]
+    while atoms and atoms[-1].blank:
+        atoms = atoms[:-1]
+    solid = [a.wrap for a in atoms if not a.blank]
+    out: list[str] = []
+    stack: tuple[str, ...] = ()
+    k = 0  # index into `solid` of the next non-blank atom
+    for atom in atoms:
+        if atom.blank:
+            wrap = _common(stack, solid[k]) if k < len(solid) else ()
+        else:
+            wrap = atom.wrap
+            k += 1
+        keep = _common(stack, wrap)
+        out.extend(reversed(stack[len(keep):]))
+        out.extend(wrap[len(keep):])
+        out.append(atom.text)
+        stack = wrap
+    out.extend(reversed(stack))
+    return "".join(out)
+
+
+def _overhead(wrap: tuple[str, ...]) -> int:
+    return 2 * sum(len(w) for w in wrap)
+
+
+def _pack(atoms: list[_Atom], limit: int, prefix: str = "") -> list[str]:
+    """Greedy: as many atoms per chunk as fit in `limit` with their emphasis markers."""
+    chunks: list[str] = []
+    current: list[_Atom] = []
+    size = dlen(prefix)
+    for atom in atoms:
+        cost = dlen(atom.text) + _overhead(atom.wrap)
+        if current and size + cost > limit:
+            chunks.append(_join(current))
+            current, size = [], 0
+        if not current and atom.blank:
+            continue
+        current.append(atom)
+        size += cost
+    if current:
+        chunks.append(_join(current))
+    chunks = [c for c in chunks if c]
+    if prefix:
+        chunks = [prefix + chunks[0], *chunks[1:]] if chunks else [prefix.rstrip()]
+    return chunks
+
+
+def render_inlines(nodes: Sequence[Inline], limit: int, *, prefix: str = "",
+                   links_quiet: bool = False) -> list[str]:
+    """Inline nodes -> markdown chunks of at most `limit` characters each."""
+    piece = max(16, limit // 2)
+    return _pack(_atoms(nodes, (), piece, links_quiet), limit, prefix)
+
+
+def render_block(block: Block, limit: int, *, links_quiet: bool = False) -> list[str]:
+    """One block -> one markdown chunk, or several when it is longer than `limit`."""
+    match block:
+        case Paragraph(children):
+            return render_inlines(children, limit, links_quiet=links_quiet)
+        case Heading(children):
+            return render_inlines((Bold(children),), limit, links_quiet=links_quiet)
+        case ListBlock(items, ordered, start):
+            chunks: list[str] = []
+            for n, item in enumerate(items, start):
+                bullet = f"{n}\\. " if ordered else "• "
+                chunks += render_inlines(item, limit, prefix=bullet, links_quiet=links_quiet)
+            return _merge(chunks, limit, "\n")
+        case CodeBlock(text):
+            lines: list[str] = []
+            for line in text.split("\n"):
+                lines += _cut(line, limit - 12)
+            return [_fence(body) for body in _merge(lines, limit - 12, "\n")]
+        case MathBlock(latex, uni, label, _):
+            shown = uni or latex
+            tail = f"    ({escape(label)})" if label else ""
+            if "\n" in shown:
+                return render_block(CodeBlock(shown), limit) + ([tail.strip()] if tail else [])
+            chunks = [a.text for a in _code_atoms(shown, (), limit - dlen(tail))]
+            if chunks and tail:
+                chunks[-1] += tail
+            return chunks
+    raise TypeError(f"unknown block {block!r}")
+
+
+def _merge(parts: list[str], limit: int, sep: str) -> list[str]:
+    """Join consecutive parts with `sep` while they fit in `limit`."""
+    out: list[str] = []
+    for part in parts:
+        if out and dlen(out[-1]) + dlen(sep) + dlen(part) <= limit:
+            out[-1] += sep + part
+        else:
+            out.append(part)
+    return out
+
+
+class _EmbedPacker:
+    """Fills embeds, then messages, within the per-embed and per-message limits."""
+
+    def __init__(self) -> None:
+        self.messages: list[RenderedMessage] = [RenderedMessage()]
+        self._description = ""
+        self._title: str | None = None
+        self._open = False  # whether the last embed may take more text
+
+    @property
+    def _message(self) -> RenderedMessage:
+        return self.messages[-1]
+
+    def _total(self) -> int:
+        return sum(_embed_size(e) for e in self._message.embeds)
+
+    def _new_embed(self, title: str | None = None) -> discord.Embed:
+        if len(self._message.embeds) >= EMBEDS_MAX:
+            self.messages.append(RenderedMessage())
+        embed = discord.Embed(colour=EMBED_COLOR, title=title)
+        self._message.embeds.append(embed)
+        self._open = True
+        return embed
+
+    def title(self, title: str) -> None:
+        self._new_embed(title)
+
+    def add(self, chunk: str) -> None:
+        embed = self._message.embeds[-1] if self._message.embeds and self._open else None
+        if embed is not None:
+            current = embed.description or ""
+            joined = f"{current}\n\n{chunk}" if current else chunk
+            grow = dlen(joined) - dlen(current)
+            if dlen(joined) <= EMBED_DESCRIPTION_MAX and self._total() + grow <= EMBED_TOTAL_MAX:
+                embed.description = joined
+                return
+        if self._total() + dlen(chunk) > EMBED_TOTAL_MAX:
+            self.messages.append(RenderedMessage())
+        self._new_embed().description = chunk
+
+    def image(self, png: bytes) -> None:
+        message = self._message
+        embed = message.embeds[-1] if message.embeds and self._open else None
+        if embed is None or embed.image.url or len(message.files) >= FILES_MAX:
+            if len(message.files) >= FILES_MAX:
+                self.messages.append(RenderedMessage())
+            embed = self._new_embed()
+        name = f"equation-{len(self._message.files) + 1}.png"
+        self._message.files.append((name, png))
+        embed.set_image(url=f"attachment://{name}")
+        self._open = False  # text after the image goes below it, in a new embed
+
+
+def _embed_size(embed: discord.Embed) -> int:
+    size = dlen(embed.title or "") + dlen(embed.description or "")
+    size += sum(dlen(f.name or "") + dlen(f.value or "") for f in embed.fields)
+    size += dlen(embed.footer.text or "") + dlen(embed.author.name or "")
+    return size
+
+
+def render_discord(message: Message) -> list[RenderedMessage]:
+    """A document-model message -> Discord messages within every limit.
+
+    Short text-only messages become plain content; longer ones, and ones with equation
+    images, become embeds (4096 per description, 6000 and 10 embeds per message), split
+    at block boundaries. Buttons go under the last message.
+    """
+    images = [b.image for b in message.blocks if isinstance(b, MathBlock) and b.image]
+    rendered: list[RenderedMessage]
+    if not images:
+        chunks = [c for b in message.blocks for c in render_block(b, CONTENT_MAX,
+                                                                     links_quiet=True)]
+        content = "\n\n".join(chunks)
+        if dlen(content) <= CONTENT_MAX:
+            rendered = [RenderedMessage(content=content)]
+            return _with_buttons(rendered, message.buttons)
+    packer = _EmbedPacker()
+    blocks = list(message.blocks)
+    if blocks and isinstance(blocks[0], Heading):
+        title = escape(" ".join(plain(blocks[0].children).split()))
+        if 0 < dlen(title) <= EMBED_TITLE_MAX:
+            packer.title(title)
+            blocks = blocks[1:]
+    for block in blocks:
+        for chunk in render_block(block, EMBED_DESCRIPTION_MAX):
+            packer.add(chunk)
+        if isinstance(block, MathBlock) and block.image:
+            packer.image(block.image)
+    rendered = [m for m in packer.messages if m.embeds or m.content]
+    return _with_buttons(rendered or [RenderedMessage()], message.buttons)
+
+
+def _with_buttons(rendered: list[RenderedMessage], rows: list[list[Button]]) -> list[RenderedMessage]:
+    rendered[-1].buttons = usable_buttons(rows)
+    return rendered
+
+
+def custom_id(button: Button) -> str:
+    return f"{CUSTOM_ID_PREFIX}:{button.command}:{button.arg}"
+
+
+def usable_buttons(rows: list[list[Button]]) -> list[list[Button]]:
+    """Rows Discord accepts: at most 5 rows of 5, labels up to 80, ids up to 100."""
+    out: list[list[Button]] = []
+    for row in rows:
+        kept: list[Button] = []
+        for b in row:
+            if b.url:
+                if len(b.url) > URL_MAX or _safe_url(b.url) is None:
+                    continue
+            elif not b.command or len(custom_id(b)) > CUSTOM_ID_MAX:
+                log.warning("dropping a button Discord cannot carry: /%s %s", b.command, b.arg)
+                continue
+            label = b.label if len(b.label) <= LABEL_MAX else b.label[: LABEL_MAX - 1] + "…"
+            kept.append(Button(label or "…", b.url, b.command, b.arg))
+        for start in range(0, len(kept), BUTTONS_PER_ROW_MAX):
+            out.append(kept[start : start + BUTTONS_PER_ROW_MAX])
+    return out[:ROWS_MAX]
+
+
+def build_view(rows: list[list[Button]]) -> discord.ui.View | None:
+    """Buttons -> a persistent view (no timeout): command buttons carry their custom id."""
+    if not rows:
+        return None
+    view = discord.ui.View(timeout=None)
+    for r, row in enumerate(rows):
+        for b in row:
+            if b.url:
+                view.add_item(discord.ui.Button(label=b.label, url=b.url, row=r))
+            else:
+                style = discord.ButtonStyle.primary if b.command == "explain" else (
+                    discord.ButtonStyle.secondary)
+                view.add_item(discord.ui.Button(label=b.label, custom_id=custom_id(b),
+                                                style=style, row=r))
+    return view
+
+
+def _send_kwargs(part: RenderedMessage) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"allowed_mentions": NO_MENTIONS}
+    if part.content:
+        kwargs["content"] = part.content
+    if part.embeds:
+        kwargs["embeds"] = part.embeds
+    if part.files:
+        kwargs["files"] = [discord.File(io.BytesIO(data), filename=name) for name, data in part.files]
+    view = build_view(part.buttons)
+    if view is not None:
+        kwargs["view"] = view
+    return kwargs
+
+
+def _forget_view(kwargs: dict[str, Any]) -> None:
+    # discord.py keeps every sent view in memory; the dynamic item answers presses instead.
+    view = kwargs.get("view")
+    if isinstance(view, discord.ui.View):
+        view.stop()
+
+
+# ==================================================================== error mapping
+
+
+def map_error(exc: BaseException) -> SendError:
+    """A discord.py / network error -> what delivery should do about it."""
+    if isinstance(exc, SendError):
+        return exc
+    if isinstance(exc, discord.RateLimited):
+        return RetryAfter(exc.retry_after)
+    if isinstance(exc, discord.HTTPException):
+        what = f"Discord {exc.status} (code {exc.code})"
+        if isinstance(exc, discord.Forbidden | discord.NotFound):
+            # 50001 Missing Access, 50013 Missing Permissions, 10003 Unknown Channel…
+            return ChatGone(what)
+        if exc.status == 429:
+            return RetryAfter(_retry_after(exc))
+        if exc.status >= 500:
+            return TransientError(what)
+        return PermanentError(what)
+    if isinstance(exc, aiohttp.ClientError | TimeoutError | OSError):
+        return TransientError(f"network error talking to Discord: {type(exc).__name__}")
+    return PermanentError(f"unexpected error sending to Discord: {type(exc).__name__}")
+
+
+def _retry_after(exc: discord.HTTPException) -> float:
+    try:
+        return max(0.0, float(exc.response.headers.get("Retry-After", "5")))
+    except (AttributeError, ValueError):
+        return 5.0
+
+
+# ======================================================================== pacing
+
+
+class ChannelPacer:
+    """At most one message per `interval` seconds per channel (Discord allows 5 per 5 s),
+    so a digest of many parts never leans on discord.py's 429 handling."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._next: dict[str, float] = {}
+
+    async def wait(self, channel: str) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        at = max(now, self._next.get(channel, 0.0))
+        self._next[channel] = at + self.interval  # reserve the slot before sleeping
+        if len(self._next) > 10_000:
+            self._next = {k: v for k, v in self._next.items() if v > now}
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
+# ====================================================================== commands
+
+
+def use_api_base(url: str) -> None:
+    """Point discord.py at `url`: every REST URL it builds (bot calls, interaction
+    callbacks, webhooks/follow-ups) starts with Route.BASE; the gateway URL comes from
+    GET /gateway/bot. Process-wide, as discord.py allows nothing finer."""
+    discord.http.Route.BASE = url.rstrip("/")
+
+
+ChoiceList = list[app_commands.Choice[str]]
+
+
+def _feed_choices(current: str) -> ChoiceList:
+    text = current.strip().lower()
+    out = [app_commands.Choice(name=f, value=f) for f in HF_FEEDS if text in f]
+    for cid in suggest_categories(text.removeprefix("arxiv:"), CHOICES_MAX):
+        out.append(app_commands.Choice(name=_choice_name(f"arxiv:{cid}", cid), value=f"arxiv:{cid}"))
+    return out[:CHOICES_MAX]
+
+
+def _category_choices(current: str) -> ChoiceList:
+    cids = suggest_categories(current.strip().removeprefix("arxiv:"), CHOICES_MAX)
+    return [app_commands.Choice(name=_choice_name(c, c), value=c) for c in cids]
+
+
+def _choice_name(shown: str, cid: str) -> str:
+    name = category_name(cid)
+    label = f"{shown} — {name}" if name else shown
+    return label if len(label) <= 100 else label[:99] + "…"
+
+
+OnCommand = Callable[[discord.Interaction[Any], Command, dict[str, Any]], Awaitable[None]]
+
+
+def build_app_command(command: Command, on_command: OnCommand) -> app_commands.Command[Any, Any, None]:
+    """One table entry -> a slash command whose options mirror its arguments."""
+    params = [inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                annotation=discord.Interaction)]
+    descriptions: dict[str, str] = {}
+    choices: dict[str, list[app_commands.Choice[str]]] = {}
+    completers: dict[str, Callable[..., Awaitable[ChoiceList]]] = {}
+    for arg in command.args:
+        annotation: Any = str
+        if arg.kind == "int":
+            has_range = arg.min_value is not None or arg.max_value is not None
+            annotation = app_commands.Range[int, arg.min_value, arg.max_value] if has_range else int
+        elif arg.kind == "choice" and arg.choices:
+            choices[arg.name] = [app_commands.Choice(name=c, value=c) for c in arg.choices]
+        elif arg.kind == "feed":
+            completers[arg.name] = _complete_feed
+        elif arg.kind == "category":
+            completers[arg.name] = _complete_category
+        default: Any = inspect.Parameter.empty
+        if not arg.required:
+            annotation, default = Optional[annotation], None  # noqa: UP045 - discord.py reads it
+        params.append(inspect.Parameter(arg.name, inspect.Parameter.KEYWORD_ONLY,
+                                        annotation=annotation, default=default))
+        descriptions[arg.name] = _clip(arg.help, 100)
+
+    async def callback(interaction: discord.Interaction[Any], **values: Any) -> None:
+        await on_command(interaction, command, values)
+
+    # discord.py reads options from the callback's signature; this one is built from the table.
+    callback.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    callback.__name__ = callback.__qualname__ = command.name
+    func: Any = callback
+    if descriptions:
+        func = app_commands.describe(**descriptions)(func)
+    if choices:
+        func = app_commands.choices(**choices)(func)
+    if completers:
+        func = app_commands.autocomplete(**completers)(func)
+    slash: app_commands.Command[Any, Any, None] = app_commands.Command(
+        name=command.name, description=_clip(command.description, 100), callback=func
+    )
+    if command.admin_only:
+        # Hidden from members without Manage Channels; the server-side check is is_admin.
+        slash.default_permissions = discord.Permissions(manage_channels=True)
+    return slash
+
+
+async def _complete_feed(interaction: discord.Interaction[Any], current: str) -> ChoiceList:
+    return _feed_choices(current)
+
+
+async def _complete_category(interaction: discord.Interaction[Any], current: str) -> ChoiceList:
+    return _category_choices(current)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = text.strip() or "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def commands_hash(tree: app_commands.CommandTree[Any]) -> str:
+    payload = [cmd.to_dict(tree) for cmd in tree.get_commands()]
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# ======================================================================= buttons
+
+
+class CommandButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"pb:(?P<command>[a-z0-9_]{1,32}):(?P<arg>[^\n]*)",
+):
+    """Answers every `pb:<command>:<arg>` button, including ones sent before a restart."""
+
+    def __init__(self, command: str, arg: str) -> None:
+        super().__init__(discord.ui.Button(custom_id=f"{CUSTOM_ID_PREFIX}:{command}:{arg}"))
+        self.command = command
+        self.arg = arg
+
+    @classmethod
+    async def from_custom_id(  # type: ignore[override]
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any],
+        match: re.Match[str],
+    ) -> CommandButton:
+        return cls(match["command"], match["arg"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        client = interaction.client
+        if isinstance(client, _Client):
+            await client.adapter.on_button(interaction, self.command, self.arg)
+
+
+# ======================================================================== client
+
+
+class _Client(discord.AutoShardedClient):
+    def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
+        super().__init__(
+            intents=discord.Intents(guilds=True),  # interactions need no privileged intent
+            allowed_mentions=NO_MENTIONS,
+            max_ratelimit_timeout=30.0,  # longer waits come back as RetryAfter to the outbox
+            **options,
+        )
+        self.adapter = adapter
+        self.tree: app_commands.CommandTree[_Client] = app_commands.CommandTree(self)
+        self.tree.on_error = adapter.on_tree_error  # type: ignore[method-assign]
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(CommandButton)
+        await self.adapter.sync_commands()
+
+
+class DiscordAdapter:
+    """Paperboy on Discord: slash commands in, rendered replies and digests out."""
+
+    platform = "discord"
+
+    def __init__(
+        self,
+        app: Paperboy,
+        settings: Settings,
+        *,
+        state_dir: str | Path | None = None,
+        channel_interval: float = 1.0,
+        guild_ready_timeout: float = 2.0,
+        ready_timeout: float = 60.0,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.state_dir = Path(state_dir) if state_dir is not None else _default_state_dir(settings)
+        self.pacer = ChannelPacer(channel_interval)
+        self.guild_ready_timeout = guild_ready_timeout
+        self.ready_timeout = ready_timeout
+        self.synced = False  # whether the last start pushed the command set to Discord
+        self.client: _Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        install_redaction([settings.discord_bot_token])
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Log in, sync commands if they changed, connect the shards, wait until READY."""
+        if not self.settings.discord_bot_token:
+            raise RuntimeError("DISCORD_BOT_TOKEN is not set")
+        use_api_base(self.settings.discord_api_base_url)
+        client = _Client(self, guild_ready_timeout=self.guild_ready_timeout)
+        self.client = client
+        for command in COMMANDS.values():
+            client.tree.add_command(build_app_command(command, self.on_command))
+        try:
+            await client.login(self.settings.discord_bot_token)
+        except discord.LoginFailure:
+            await client.close()
+            raise RuntimeError("Discord refused the bot token (DISCORD_BOT_TOKEN)") from None
+        # client.start() would do login + connect; connect runs for the app's lifetime.
+        self._task = asyncio.create_task(client.connect(reconnect=True), name="discord")
+        ready = asyncio.ensure_future(client.wait_until_ready())
+        try:
+            done, _ = await asyncio.wait({ready, self._task}, timeout=self.ready_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if self._task in done:
+            await self.stop()
+            raise RuntimeError("the Discord connection ended before READY")
+        if not done:
+            await self.stop()
+            raise RuntimeError("Discord did not become ready in time")
+        log.info("discord ready as %s in %d guild(s)", client.user, len(client.guilds))
+
+    async def stop(self) -> None:
+        client, task = self.client, self._task
+        self.client, self._task = None, None
+        if client is not None:
+            await client.close()
+        if task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=5)
+
+    # --------------------------------------------------------------- syncing
+
+    def _hash_file(self, application_id: int | None) -> Path:
+        return self.state_dir / f"discord-commands-{application_id}.sha256"
+
+    async def sync_commands(self) -> None:
+        """Push the command set to Discord only when it differs from the last push."""
+        client = self.client
+        assert client is not None
+        digest = commands_hash(client.tree)
+        path = self._hash_file(client.application_id)
+        previous = await asyncio.to_thread(_read_text, path)
+        if previous == digest:
+            self.synced = False
+            log.debug("discord commands unchanged, not syncing")
+            return
+        await client.tree.sync()
+        await asyncio.to_thread(_write_text, path, digest)
+        self.synced = True
+        log.info("discord commands synced (%d commands)", len(client.tree.get_commands()))
+
+    # ------------------------------------------------------------- inbound
+
+    def context(self, interaction: discord.Interaction[Any]) -> Context:
+        in_guild = interaction.guild_id is not None
+        return Context(
+            app=self.app,
+            chat=ChatRef(self.platform, str(interaction.channel_id)),
+            user_id=str(interaction.user.id),
+            chat_kind="channel" if in_guild else "private",
+            # Server-side check: default_member_permissions only hides commands.
+            is_admin=(not in_guild) or interaction.permissions.manage_channels,
+            user_name=interaction.user.display_name,
+            images=True,
+        )
+
+    async def on_command(self, interaction: discord.Interaction[Any], command: Command,
+                         values: dict[str, Any]) -> None:
+        options: dict[str, ArgValue] = {k: v for k, v in values.items() if v is not None}
+        await self._run(interaction, command, options)
+
+    async def on_button(self, interaction: discord.Interaction[Any], name: str, arg: str) -> None:
+        command = COMMANDS.get(name)
+        if command is None:
+            await interaction.response.send_message(
+                "This button no longer works.", ephemeral=True, allowed_mentions=NO_MENTIONS)
+            return
+        options: dict[str, ArgValue] = {}
+        if command.args and arg:
+            options[command.args[0].name] = arg
+        await self._run(interaction, command, options)
+
+    async def _run(self, interaction: discord.Interaction[Any], command: Command,
+                   options: dict[str, ArgValue]) -> None:
+        deferred = False
+        if command.slow:
+            await interaction.response.defer(thinking=True)  # Discord allows 3 s to answer
+            deferred = True
+        reply = await run_args(self.context(interaction), command.name, options)
+        await self.answer(interaction, reply, deferred=deferred)
+
+    async def answer(self, interaction: discord.Interaction[Any], reply: Reply, *,
+                     deferred: bool) -> None:
+        parts = [p for m in reply.messages for p in render_discord(m)]
+        parts = [p for p in parts if p.content or p.embeds or p.files] or [
+            RenderedMessage(content="Done.")]
+        ephemeral = reply.ephemeral
+        if deferred and ephemeral:
+            # A public "thinking…" cannot turn private: remove it and answer privately.
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.delete_original_response()
+        for part in parts:
+            kwargs = _send_kwargs(part)
+            try:
+                if not interaction.response.is_done():
+                    await interaction.response.send_message(ephemeral=ephemeral, **kwargs)
+                else:
+                    await interaction.followup.send(ephemeral=ephemeral, wait=True, **kwargs)
+            finally:
+                _forget_view(kwargs)
+
+    async def on_tree_error(self, interaction: discord.Interaction[Any],
+                            error: app_commands.AppCommandError) -> None:
+        log.error("discord command failed: %s", type(error).__name__, exc_info=error)
+        text = "Something went wrong on my side. Please try again in a minute."
+        with contextlib.suppress(discord.HTTPException):
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            else:
+                await interaction.response.send_message(text, ephemeral=True,
+                                                        allowed_mentions=NO_MENTIONS)
+
+    # ------------------------------------------------------------ outbound
+
+    async def send(self, chat: ChatRef, message: Message) -> list[str]:
+        """Post one message to a channel over REST; returns the Discord message ids."""
+        client = self.client
+        if client is None or client.is_closed():
+            raise TransientError("Discord is not connected")
+        try:
+            channel_id = int(chat.thread_id or chat.chat_id)
+        except ValueError:
+            raise PermanentError(f"not a Discord channel id: {chat.key}") from None
+        channel = client.get_partial_messageable(channel_id)
+        ids: list[str] = []
+        for part in render_discord(message):
+            await self.pacer.wait(str(channel_id))
+            kwargs = _send_kwargs(part)
+            try:
+                sent = await channel.send(**kwargs)
+            except Exception as exc:
+                raise map_error(exc) from exc
+            finally:
+                _forget_view(kwargs)
+            ids.append(str(sent.id))
+        return ids
+
+
+def _default_state_dir(settings: Settings) -> Path:
+    """Next to the SQLite database; the working directory otherwise."""
+    url = settings.database_url
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        return Path(url.removeprefix("sqlite:///")).expanduser().resolve().parent
+    return Path.cwd()
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n", encoding="utf-8")

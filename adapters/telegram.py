@@ -1,0 +1,845 @@
+"""Telegram: commands in, Telegram HTML out, Bot API errors mapped onto bot.sending.
+
+The adapter runs python-telegram-bot's Application inside the app's event loop
+(initialize/start and the updater, never run_polling), so it sits beside the other
+adapters and the delivery loop. Long polling by default; a webhook when
+TELEGRAM_WEBHOOK_URL is set.
+
+`render_html` is the one place where text becomes Telegram HTML: every piece of data is
+escaped exactly once there, and long messages are split at block boundaries (inside a
+block at line or word boundaries, tags closed and reopened) so that no part is longer
+than Telegram allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import html
+import logging
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from telegram import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    ReplyParameters,
+    Update,
+)
+from telegram import Message as TgMessage
+from telegram import error as tg_error
+from telegram.constants import ChatAction, ChatMemberStatus, ChatType, ParseMode
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    ChatMemberHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot import sending
+from bot.commands import COMMANDS, ChatKind, Context, run_text, split_command_line
+from bot.ids import InvalidArxivId, parse_arxiv_id
+from bot.logs import install_redaction, quiet_http_loggers, redact
+from bot.models import ChatRef
+from bot.text import (
+    Block,
+    Bold,
+    Button,
+    Code,
+    CodeBlock,
+    Heading,
+    Inline,
+    Italic,
+    Link,
+    ListBlock,
+    Math,
+    MathBlock,
+    Message,
+    Paragraph,
+    Reply,
+    Text,
+    block_text,
+)
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.service import Paperboy
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "telegram"
+MAX_TEXT = 4096  # UTF-16 code units, after entity parsing
+MAX_CAPTION = 1024
+MAX_CALLBACK_DATA = 64  # bytes
+MAX_ALERT = 200  # answerCallbackQuery text
+ALLOWED_UPDATES = ["message", "channel_post", "callback_query", "my_chat_member"]
+# Telegram posts as this user when a group admin writes anonymously.
+GROUP_ANONYMOUS_BOT = 1087968824
+_LINK_SCHEMES = ("http://", "https://", "tg://", "mailto:")
+_BUTTON_SCHEMES = ("http://", "https://", "tg://")
+_ADMIN_STATUSES = (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
+_PRESENT_STATUSES = (*_ADMIN_STATUSES, ChatMemberStatus.MEMBER, ChatMemberStatus.RESTRICTED)
+# What "chat not found"-like 400s say: the chat is gone for us, stop sending there.
+_GONE_HINTS = (
+    "chat not found",
+    "chat_write_forbidden",
+    "not enough rights to send",
+    "need administrator rights in the channel",
+    "group chat was deactivated",
+    "bot is not a member",
+    "user not found",
+    "peer_id_invalid",
+)
+
+
+# ================================================================== the renderer
+
+_Tag = tuple[str, str]  # (opening, closing) HTML
+_B: _Tag = ("<b>", "</b>")
+_I: _Tag = ("<i>", "</i>")
+_CODE: _Tag = ("<code>", "</code>")
+_PRE: _Tag = ("<pre>", "</pre>")
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Raw (unescaped) text under a stack of tags: the unit the splitter moves around."""
+
+    tags: tuple[_Tag, ...]
+    text: str
+
+
+def utf16_len(text: str) -> int:
+    """Length as Telegram counts it: characters outside the BMP take two UTF-16 units."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def _safe_url(url: str) -> bool:
+    return url.lower().startswith(_LINK_SCHEMES) and not any(c.isspace() for c in url)
+
+
+def _inline_runs(nodes: Iterable[Inline], tags: tuple[_Tag, ...], out: list[_Run]) -> None:
+    for node in nodes:
+        match node:
+            case Text(text):
+                if text:
+                    out.append(_Run(tags, text))
+            case Bold(children):
+                _inline_runs(children, (*tags, _B), out)
+            case Italic(children):
+                _inline_runs(children, (*tags, _I), out)
+            case Code(text):
+                if text:
+                    out.append(_Run((*tags, _CODE), text))
+            case Link(text, url):
+                label = text or url
+                in_link = any(t[1] == "</a>" for t in tags)
+                if _safe_url(url) and not in_link:
+                    # The one place a URL enters the HTML: escaped for an attribute.
+                    anchor = (f'<a href="{html.escape(url, quote=True)}">', "</a>")
+                    out.append(_Run((*tags, anchor), label))
+                elif label:
+                    out.append(_Run(tags, label))
+            case Math(_, unicode):
+                if unicode:
+                    out.append(_Run(tags, unicode))
+
+
+def _block_runs(block: Block) -> list[_Run]:
+    runs: list[_Run] = []
+    match block:
+        case Paragraph(children):
+            _inline_runs(children, (), runs)
+        case Heading(children):
+            _inline_runs(children, (_B,), runs)
+        case ListBlock(items, ordered, start):
+            for number, item in enumerate(items, start):
+                if runs:
+                    runs.append(_Run((), "\n"))
+                runs.append(_Run((), f"{number}. " if ordered else "• "))
+                _inline_runs(item, (), runs)
+        case CodeBlock(text):
+            if text:
+                runs.append(_Run((_PRE,), text))
+        case MathBlock(_, unicode, label, _):
+            text = f"{unicode}    ({label})" if label else unicode
+            if text:
+                runs.append(_Run((_PRE,), text))
+    return runs
+
+
+def _runs_len(runs: Sequence[_Run]) -> int:
+    return sum(utf16_len(run.text) for run in runs)
+
+
+def _to_html(runs: Sequence[_Run]) -> str:
+    """Runs -> HTML, opening and closing only the tags that change between runs."""
+    out: list[str] = []
+    stack: tuple[_Tag, ...] = ()
+    for run in runs:
+        common = 0
+        while common < min(len(stack), len(run.tags)) and stack[common] == run.tags[common]:
+            common += 1
+        out.extend(tag[1] for tag in reversed(stack[common:]))
+        out.extend(tag[0] for tag in run.tags[common:])
+        # The one place text enters the HTML: escaped once, here.
+        out.append(html.escape(run.text, quote=False))
+        stack = run.tags
+    out.extend(tag[1] for tag in reversed(stack))
+    return "".join(out)
+
+
+def _fit(text: str, room: int) -> int:
+    """How many characters of `text` fit in `room` UTF-16 units."""
+    used = 0
+    for index, ch in enumerate(text):
+        used += 2 if ord(ch) > 0xFFFF else 1
+        if used > room:
+            return index
+    return len(text)
+
+
+def _cut(text: str, room: int) -> int:
+    """Where to cut `text` to fit `room`: after a line break or a space when there is one."""
+    fit = _fit(text, room)
+    head = text[:fit]
+    newline = head.rfind("\n")
+    space = max(head.rfind(" "), head.rfind("\t"))
+    if newline >= 0 and newline >= fit // 2:
+        return newline + 1
+    if space >= 0:
+        return space + 1
+    if newline >= 0:
+        return newline + 1
+    return fit
+
+
+def _split_runs(runs: Sequence[_Run], limit: int) -> list[list[_Run]]:
+    """Split one over-long block into pieces of at most `limit` units, at word boundaries."""
+    pieces: list[list[_Run]] = []
+    current: list[_Run] = []
+    used = 0
+    for run in runs:
+        text = run.text
+        while text:
+            size = utf16_len(text)
+            if used + size <= limit:
+                current.append(_Run(run.tags, text))
+                used += size
+                break
+            cut = _cut(text, limit - used)
+            whitespace_cut = cut > 0 and text[cut - 1].isspace()
+            if current and not whitespace_cut:
+                # No word boundary in this run: break between runs rather than mid-word.
+                pieces.append(current)
+                current, used = [], 0
+                continue
+            if cut == 0:  # cannot happen with limit >= 2; guards an endless loop
+                cut = 1
+            current.append(_Run(run.tags, text[:cut]))
+            pieces.append(current)
+            current, used = [], 0
+            text = text[cut:]
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _pack(blocks: Sequence[list[_Run]], limit: int) -> list[list[_Run]]:
+    """Greedily pack blocks, a blank line apart, into parts of at most `limit` units."""
+    parts: list[list[_Run]] = []
+    current: list[_Run] = []
+    used = 0
+    for runs in blocks:
+        size = _runs_len(runs)
+        if not size:
+            continue
+        gap = 2 if current else 0
+        if used + gap + size <= limit:
+            if gap:
+                current.append(_Run((), "\n\n"))
+            current.extend(runs)
+            used += gap + size
+            continue
+        if current:
+            parts.append(current)
+            current, used = [], 0
+        if size <= limit:
+            current, used = list(runs), size
+            continue
+        pieces = _split_runs(runs, limit)
+        parts.extend(pieces[:-1])
+        current, used = pieces[-1], _runs_len(pieces[-1])
+    if current:
+        parts.append(current)
+    # Telegram trims messages and refuses empty ones: whitespace-only parts go.
+    return [part for part in parts if any(run.text.strip() for run in part)]
+
+
+def render_html(message: Message, limit: int = MAX_TEXT) -> list[str]:
+    """A message as Telegram HTML parts, each at most `limit` UTF-16 units of visible text.
+
+    Display equations render as <pre> text here; the adapter sends their images as photos.
+    """
+    if limit < 2:
+        raise ValueError("limit must be at least 2 UTF-16 units")
+    blocks = [_block_runs(block) for block in message.blocks]
+    return [_to_html(part) for part in _pack(blocks, limit)]
+
+
+# ============================================================== buttons and keys
+
+
+def callback_data(command: str, arg: str) -> str:
+    return f"{command}:{arg}"
+
+
+def parse_callback_data(data: str) -> tuple[str, str] | None:
+    command, sep, arg = data.partition(":")
+    return (command, arg) if sep and command else None
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    html: str
+    photo: bytes | None = None
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return float(value)  # type: ignore[arg-type]
+
+
+def retry_after_seconds(exc: tg_error.RetryAfter) -> float:
+    # PTB 22 warns on int access while it migrates to timedelta; either form is fine here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _seconds(exc.retry_after)
+
+
+def map_error(exc: tg_error.TelegramError, chat: ChatRef) -> sending.SendError:
+    """A Bot API error as bot.sending sees it. Messages are redacted: no token ever leaks."""
+    description = redact(str(exc.message if hasattr(exc, "message") else exc))
+    if isinstance(exc, tg_error.RetryAfter):
+        return sending.RetryAfter(retry_after_seconds(exc))
+    if isinstance(exc, tg_error.ChatMigrated):
+        return sending.ChatMoved(ChatRef(PLATFORM, str(exc.new_chat_id)))
+    if isinstance(exc, tg_error.Forbidden):
+        return sending.ChatGone(f"{chat.key}: {description}")
+    if isinstance(exc, tg_error.BadRequest):
+        lowered = description.lower()
+        if any(hint in lowered for hint in _GONE_HINTS):
+            return sending.ChatGone(f"{chat.key}: {description}")
+        return sending.PermanentError(f"{chat.key}: {description}")
+    if isinstance(exc, tg_error.InvalidToken):
+        return sending.PermanentError("Telegram rejected the bot token (check TELEGRAM_BOT_TOKEN)")
+    if isinstance(exc, tg_error.NetworkError):  # includes TimedOut; BadRequest handled above
+        return sending.TransientError(f"{chat.key}: {description}")
+    if isinstance(exc, tg_error.Conflict):
+        return sending.TransientError(f"{chat.key}: {description}")
+    return sending.PermanentError(f"{chat.key}: {description}")
+
+
+def _chat_kind(chat_type: str) -> ChatKind:
+    if chat_type == ChatType.PRIVATE:
+        return "private"
+    if chat_type == ChatType.CHANNEL:
+        return "channel"
+    return "group"
+
+
+def _telegram_chat_id(chat: ChatRef) -> int | str:
+    try:
+        return int(chat.chat_id)
+    except ValueError:
+        return chat.chat_id  # "@channelusername"
+
+
+class _Bounded(OrderedDict[Any, Any]):
+    """An LRU-ish dict that forgets its oldest entries beyond `size`."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+# ==================================================================== the adapter
+
+
+class TelegramAdapter:
+    """Paperboy on Telegram: bot.sending.Adapter for digests, command handling for people."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        app: Paperboy,
+        settings: Settings,
+        *,
+        poll_timeout: float = 30.0,
+        webhook_listen: str = "0.0.0.0",
+        admin_cache_seconds: float = 60.0,
+        max_wait_seconds: float = 60.0,
+    ) -> None:
+        if not settings.telegram_bot_token:
+            raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+        self.app = app
+        self.settings = settings
+        self.poll_timeout = poll_timeout
+        self.webhook_listen = webhook_listen
+        self.admin_cache_seconds = admin_cache_seconds
+        self.max_wait_seconds = max_wait_seconds  # longest RetryAfter we sit out ourselves
+        self.username: str | None = None
+        self._application: Application[Any, Any, Any, Any, Any, Any] | None = None
+        # (chat id, message id) of explanations we sent -> paper id, for follow-up replies.
+        self._explained = _Bounded(20_000)
+        self._admins = _Bounded(10_000)  # (chat id, user id) -> (is admin, expires at)
+        self._long_callbacks = _Bounded(10_000)  # short key -> (command, arg)
+        self._tasks: set[asyncio.Task[None]] = set()
+        install_redaction([settings.telegram_bot_token])
+
+    # -------------------------------------------------------------- lifecycle
+
+    @property
+    def application(self) -> Application[Any, Any, Any, Any, Any, Any]:
+        if self._application is None:
+            raise RuntimeError("the Telegram adapter is not started")
+        return self._application
+
+    async def start(self) -> None:
+        quiet_http_loggers()
+        settings = self.settings
+        application = (
+            Application.builder()
+            .token(settings.telegram_bot_token)
+            .base_url(settings.telegram_api_base_url)
+            .base_file_url(settings.telegram_file_base_url)
+            # Slow commands (explain) must not hold up everyone else's.
+            .concurrent_updates(True)
+            .build()
+        )
+        text = filters.TEXT & (filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST)
+        application.add_handler(MessageHandler(text, self._on_message))
+        application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self._on_migrate))
+        application.add_handler(CallbackQueryHandler(self._on_callback))
+        application.add_handler(
+            ChatMemberHandler(self._on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER)
+        )
+        application.add_error_handler(self._on_error)
+        try:
+            await application.initialize()
+        except tg_error.InvalidToken:
+            # PTB's own message quotes the token: never let it out.
+            raise RuntimeError(
+                "Telegram rejected the bot token (check TELEGRAM_BOT_TOKEN)"
+            ) from None
+        except tg_error.TelegramError as e:
+            raise RuntimeError(f"cannot reach Telegram: {redact(str(e))}") from None
+        self._application = application
+        self.username = application.bot.username
+        await self.set_commands()
+        await application.start()
+        updater = application.updater
+        assert updater is not None
+        if settings.telegram_webhook_url:
+            path = urlsplit(settings.telegram_webhook_url).path.strip("/")
+            await updater.start_webhook(
+                listen=self.webhook_listen,
+                port=settings.telegram_webhook_port,
+                url_path=path,
+                webhook_url=settings.telegram_webhook_url,
+                secret_token=self.webhook_secret,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+            log.info("telegram: @%s receiving updates by webhook", self.username)
+        else:
+            await updater.start_polling(
+                timeout=int(self.poll_timeout), allowed_updates=ALLOWED_UPDATES
+            )
+            log.info("telegram: @%s polling for updates", self.username)
+
+    @property
+    def webhook_secret(self) -> str:
+        """Stable across restarts, derived one-way from the token; Telegram echoes it to us."""
+        digest = hashlib.sha256(b"paperboy-webhook:" + self.settings.telegram_bot_token.encode())
+        return digest.hexdigest()
+
+    async def set_commands(self) -> None:
+        commands = [BotCommand(cmd.name, cmd.description[:256]) for cmd in COMMANDS.values()]
+        await self.application.bot.set_my_commands(commands)
+
+    async def stop(self) -> None:
+        application = self._application
+        if application is None:
+            return
+        if application.updater is not None and application.updater.running:
+            await application.updater.stop()
+        if application.running:
+            await application.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await application.shutdown()
+        self._application = None
+
+    # ---------------------------------------------------------------- sending
+
+    async def send(self, chat: ChatRef, message: Message) -> list[str]:
+        """For the delivery outbox: errors come out as bot.sending errors to act on."""
+        return await self._send(chat, message, patient=False)
+
+    def _plan(self, message: Message) -> list[_Outgoing]:
+        """Text parts, with display equations that have an image sent as photos between."""
+        out: list[_Outgoing] = []
+        pending: list[Block] = []
+
+        def flush() -> None:
+            if pending:
+                out.extend(_Outgoing(part) for part in render_html(Message(list(pending))))
+                pending.clear()
+
+        for block in message.blocks:
+            if isinstance(block, MathBlock) and block.image:
+                flush()
+                captions = render_html(Message([block]), MAX_CAPTION)
+                if len(captions) == 1:
+                    out.append(_Outgoing(captions[0], block.image))
+                else:
+                    out.append(_Outgoing("", block.image))
+                    out.extend(_Outgoing(part) for part in render_html(Message([block])))
+            else:
+                pending.append(block)
+        flush()
+        if not out and message.buttons:
+            out.append(_Outgoing("⬇"))  # buttons need a message to hang under
+        return out
+
+    def _keyboard(self, rows: list[list[Button]]) -> InlineKeyboardMarkup | None:
+        keyboard: list[list[InlineKeyboardButton]] = []
+        for row in rows:
+            buttons: list[InlineKeyboardButton] = []
+            for button in row:
+                label = button.label.strip() or "…"
+                if button.url:
+                    if button.url.lower().startswith(_BUTTON_SCHEMES):
+                        buttons.append(InlineKeyboardButton(label, url=button.url))
+                elif button.command:
+                    buttons.append(
+                        InlineKeyboardButton(label, callback_data=self._callback(button))
+                    )
+            if buttons:
+                keyboard.append(buttons)
+        return InlineKeyboardMarkup(keyboard) if keyboard else None
+
+    def _callback(self, button: Button) -> str:
+        assert button.command is not None
+        data = callback_data(button.command, button.arg)
+        if len(data.encode("utf-8")) <= MAX_CALLBACK_DATA:
+            return data
+        # Longer than Telegram allows: keep it here and send a short key instead.
+        key = hashlib.sha256(data.encode()).hexdigest()[:24]
+        self._long_callbacks.put(key, (button.command, button.arg))
+        return f"~:{key}"
+
+    async def _send(
+        self,
+        chat: ChatRef,
+        message: Message,
+        *,
+        patient: bool,
+        reply_to: int | None = None,
+    ) -> list[str]:
+        """Send every part. `patient` (interactive replies) sits out flood waits itself;
+        otherwise a RetryAfter before anything went out is the caller's to schedule, and
+        one after the first part is waited out here so a retry never repeats parts."""
+        bot = self.application.bot
+        parts = self._plan(message)
+        markup = self._keyboard(message.buttons)
+        chat_id = _telegram_chat_id(chat)
+        thread = int(chat.thread_id) if chat.thread_id else None
+        ids: list[str] = []
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            reply = (
+                ReplyParameters(reply_to, allow_sending_without_reply=True)
+                if reply_to is not None and index == 0
+                else None
+            )
+            while True:
+                try:
+                    sent: TgMessage
+                    if part.photo is not None:
+                        sent = await bot.send_photo(
+                            chat_id,
+                            part.photo,
+                            caption=part.html or None,
+                            parse_mode=ParseMode.HTML,
+                            reply_markup=markup if last else None,
+                            message_thread_id=thread,
+                            reply_parameters=reply,
+                        )
+                    else:
+                        sent = await bot.send_message(
+                            chat_id,
+                            part.html,
+                            parse_mode=ParseMode.HTML,
+                            link_preview_options=LinkPreviewOptions(is_disabled=True),
+                            reply_markup=markup if last else None,
+                            message_thread_id=thread,
+                            reply_parameters=reply,
+                        )
+                    break
+                except tg_error.RetryAfter as e:
+                    wait = retry_after_seconds(e)
+                    if (patient or ids) and wait <= self.max_wait_seconds:
+                        log.info("telegram: flood wait %.0fs in %s", wait, chat.key)
+                        await asyncio.sleep(wait)
+                        continue
+                    raise sending.RetryAfter(wait) from None
+                except tg_error.TelegramError as e:
+                    raise map_error(e, chat) from None
+            ids.append(str(sent.message_id))
+        return ids
+
+    async def reply(
+        self,
+        chat: ChatRef,
+        reply: Reply,
+        *,
+        reply_to: int | None = None,
+        paper: str | None = None,
+    ) -> list[str]:
+        """Send a command's reply, dealing with what the chat's state tells us on the way."""
+        ids: list[str] = []
+        for message in reply.messages:
+            for _attempt in range(3):
+                try:
+                    sent = await self._send(chat, message, patient=True, reply_to=reply_to)
+                except sending.ChatMoved as e:
+                    log.info("telegram: %s moved to %s", chat.key, e.new_chat.key)
+                    await self.app.store.migrate_chat(chat, e.new_chat)
+                    chat, reply_to = e.new_chat, None
+                    continue
+                except sending.ChatGone as e:
+                    log.info("telegram: deactivating %s: %s", chat.key, e)
+                    await self.app.store.set_chat_active(chat, False)
+                    return ids
+                except sending.TransientError as e:
+                    log.warning("telegram: sending to %s failed, retrying: %s", chat.key, e)
+                    await asyncio.sleep(1.0)
+                    continue
+                except sending.SendError as e:
+                    log.error("telegram: could not send to %s: %s", chat.key, e)
+                    return ids
+                ids.extend(sent)
+                if paper:
+                    for message_id in sent:
+                        self._explained.put((chat.chat_id, int(message_id)), paper)
+                break
+            reply_to = None
+        return ids
+
+    # ---------------------------------------------------------------- inbound
+
+    def _chat_ref(self, message: TgMessage) -> ChatRef:
+        thread = message.message_thread_id if message.is_topic_message else None
+        return ChatRef(PLATFORM, str(message.chat.id), str(thread) if thread else None)
+
+    async def _is_admin(self, chat_id: int, user_id: int) -> bool:
+        key = (chat_id, user_id)
+        cached = self._admins.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return bool(cached[0])
+        try:
+            member = await self.application.bot.get_chat_member(chat_id, user_id)
+            is_admin = member.status in _ADMIN_STATUSES
+        except tg_error.TelegramError as e:
+            log.info("telegram: cannot check admin rights in %s: %s", chat_id, redact(str(e)))
+            return False  # not cached: the next try may work
+        self._admins.put(key, (is_admin, now + self.admin_cache_seconds))
+        return is_admin
+
+    async def _context(self, message: TgMessage, chat: ChatRef, command: str | None) -> Context:
+        tg_chat = message.chat
+        kind = _chat_kind(tg_chat.type)
+        user = message.from_user
+        sender_chat = message.sender_chat
+        if kind != "group":
+            is_admin = True  # a private chat is its user's; channel posts come from admins
+        elif sender_chat is not None and sender_chat.id == tg_chat.id:
+            is_admin = True  # an anonymous group admin
+        elif (
+            user is not None
+            and user.id != GROUP_ANONYMOUS_BOT
+            and command in COMMANDS
+            and (COMMANDS[command].admin_only)
+        ):
+            is_admin = await self._is_admin(tg_chat.id, user.id)
+        else:
+            is_admin = False  # only admin-only commands ask; the rest do not care
+        return Context(
+            app=self.app,
+            chat=chat,
+            user_id=str(user.id if user else (sender_chat or tg_chat).id),
+            chat_kind=kind,
+            is_admin=is_admin,
+            user_name=user.full_name if user else (tg_chat.title or ""),
+            images=True,
+        )
+
+    async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or not message.text:
+            return
+        chat = self._chat_ref(message)
+        invocation = split_command_line(message.text)
+        if invocation is None:
+            await self._on_plain_text(message, chat)
+            return
+        mention = invocation.bot_mention
+        if mention and self.username and mention.lower() != self.username.lower():
+            return  # a command for another bot in the same group
+        private = message.chat.type == ChatType.PRIVATE
+        if invocation.name not in COMMANDS and not (private or mention):
+            return  # in groups, unknown commands are likely another bot's
+        ctx = await self._context(message, chat, invocation.name)
+        command = COMMANDS.get(invocation.name)
+        if command is not None and command.slow:
+            await self._typing(chat)
+        reply = await run_text(ctx, invocation.name, invocation.text)
+        paper = _paper_of(invocation.name, invocation.text)
+        reply_to = None if private else message.message_id
+        await self.reply(chat, reply, reply_to=reply_to, paper=paper)
+
+    async def _on_plain_text(self, message: TgMessage, chat: ChatRef) -> None:
+        """A reply to one of our explanations is a follow-up question about that paper."""
+        replied = message.reply_to_message
+        if replied is None:
+            return
+        paper = self._explained.get((chat.chat_id, replied.message_id))
+        if paper is None:
+            return
+        ctx = await self._context(message, chat, "ask")
+        ctx.reply_to_paper = paper
+        await self._typing(chat)
+        reply = await run_text(ctx, "ask", f"{paper} {message.text}")
+        reply_to = None if message.chat.type == ChatType.PRIVATE else message.message_id
+        await self.reply(chat, reply, reply_to=reply_to, paper=paper)
+
+    async def _typing(self, chat: ChatRef) -> None:
+        # Cosmetic: the reply itself reports any real problem.
+        with contextlib.suppress(tg_error.TelegramError):
+            await self.application.bot.send_chat_action(
+                _telegram_chat_id(chat),
+                ChatAction.TYPING,
+                message_thread_id=int(chat.thread_id) if chat.thread_id else None,
+            )
+
+    async def _on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        answered = False
+        try:
+            parsed = parse_callback_data(query.data or "")
+            if parsed and parsed[0] == "~":
+                parsed = self._long_callbacks.get(parsed[1])
+            message = query.message
+            if parsed is None or parsed[0] not in COMMANDS or not isinstance(message, TgMessage):
+                await query.answer("This button no longer works. Try the command instead.")
+                answered = True
+                return
+            name, arg = parsed
+            chat = self._chat_ref(message)
+            ctx = await self._context(message, chat, name)
+            # The presser, not the message's author (our bot), runs the command.
+            ctx.user_id = str(query.from_user.id)
+            ctx.user_name = query.from_user.full_name
+            if ctx.chat_kind == "group" and COMMANDS[name].admin_only:
+                ctx.is_admin = await self._is_admin(message.chat.id, query.from_user.id)
+            elif ctx.chat_kind == "channel" and COMMANDS[name].admin_only:
+                # Anyone who sees a channel's buttons may press them; only its admins count.
+                ctx.is_admin = await self._is_admin(message.chat.id, query.from_user.id)
+            if COMMANDS[name].slow:
+                await query.answer("Working on it…")
+                answered = True
+            reply = await run_text(ctx, name, arg)
+            alert = _short_alert(reply)
+            if alert is not None and not answered:
+                # Refusals and usage errors go only to the presser, not to the whole chat.
+                await query.answer(alert, show_alert=True)
+                answered = True
+                return
+            if not answered:
+                await query.answer()
+                answered = True
+            paper = _paper_of(name, arg)
+            await self.reply(chat, reply, paper=paper)
+        finally:
+            if not answered:
+                with contextlib.suppress(tg_error.TelegramError):
+                    await query.answer()
+
+    async def _on_my_chat_member(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        change = update.my_chat_member
+        if change is None:
+            return
+        chat = ChatRef(PLATFORM, str(change.chat.id))
+        present = change.new_chat_member.status in _PRESENT_STATUSES
+        if change.new_chat_member.status == ChatMemberStatus.RESTRICTED:
+            present = bool(getattr(change.new_chat_member, "is_member", True))
+        log.info("telegram: bot %s in %s", "present" if present else "gone", chat.key)
+        await self.app.store.set_chat_active(chat, present)
+
+    async def _on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or not message.migrate_to_chat_id:
+            return
+        old = ChatRef(PLATFORM, str(message.chat.id))
+        new = ChatRef(PLATFORM, str(message.migrate_to_chat_id))
+        log.info("telegram: %s became %s", old.key, new.key)
+        await self.app.store.migrate_chat(old, new)
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        error = context.error
+        if isinstance(error, tg_error.NetworkError | tg_error.TimedOut):
+            log.warning("telegram: network trouble: %s", redact(str(error)))
+            return
+        log.error("telegram: handling an update failed", exc_info=error)
+
+
+def _paper_of(command: str, text: str) -> str | None:
+    """The paper an explain/ask reply is about, so replies to it can ask follow-ups."""
+    if command not in ("explain", "ask") or not text.strip():
+        return None
+    try:
+        return parse_arxiv_id(text.split()[0]).id
+    except InvalidArxivId:
+        return None
+
+
+def _short_alert(reply: Reply) -> str | None:
+    """An ephemeral one-paragraph reply short enough for a callback alert, as plain text."""
+    if not reply.ephemeral or len(reply.messages) != 1 or reply.messages[0].buttons:
+        return None
+    text = "\n".join(block_text(block) for block in reply.messages[0].blocks)
+    return text if 0 < len(text) <= MAX_ALERT else None

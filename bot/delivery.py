@@ -1,0 +1,461 @@
+"""Daily digests through an outbox: schedule, enqueue, send with flood control, retry.
+
+The scheduler (`scheduler_tick`) finds chats whose next run has come, builds their
+digests and, in one store transaction per batch, writes the messages to the outbox,
+marks the papers delivered and advances each chat's next run. Nothing is sent there.
+
+The dispatcher leases outbox rows (`claim_outbox`), sends them through the chat's
+platform with our own flood control, and marks them sent. A crash leaves leased rows
+behind; once their lease expires they are claimed again, so no digest is lost and the
+duplicates are bounded by the rows in flight at the crash (`delivery_in_flight`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from aiolimiter import AsyncLimiter
+
+from bot.config import Settings
+from bot.digest import Round, base_id, candidates, rank
+from bot.models import ChatRef
+from bot.schedule import next_run
+from bot.sending import (
+    ChatGone,
+    ChatMoved,
+    PermanentError,
+    RetryAfter,
+    Sender,
+    SendError,
+    TransientError,
+)
+from bot.serialize import message_from_json
+from bot.service import Paperboy
+from bot.store.base import DueChat, Enqueue, OutboxItem, Store
+
+log = logging.getLogger(__name__)
+
+SCHEDULE_BATCH = 500
+# When every feed of a chat failed, try again soon, but not forever: after a while the
+# run is given up and the chat waits for its next day.
+FEED_RETRY = timedelta(minutes=15)
+FEED_GIVE_UP = timedelta(hours=6)
+PRUNE_AFTER = timedelta(days=14)
+SENT_FLUSH_SECONDS = 0.02
+IDLE_POLL_SECONDS = 1.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------------- scheduler
+
+
+@dataclass(slots=True)
+class TickStats:
+    chats: int = 0  # due chats handled
+    digests: int = 0  # chats that got a digest
+    messages: int = 0  # outbox rows written
+    empty: int = 0  # due, but nothing new to send
+    postponed: int = 0  # every feed failed: tried again soon
+    feeds: list[str] = field(default_factory=list)  # feeds asked for this round
+
+
+async def schedule_new(store: Store, now: datetime) -> int:
+    """Give a next run to chats that have none (new, or their time just changed)."""
+    done = 0
+    while True:
+        rows = await store.unscheduled_chats(1000)
+        if not rows:
+            return done
+        await store.set_next_runs([(s.chat, next_run(s, since)) for s, since in rows])
+        done += len(rows)
+        if len(rows) < 1000:
+            return done
+
+
+async def scheduler_tick(
+    app: Paperboy, now: datetime | None = None, *, batch: int = SCHEDULE_BATCH
+) -> TickStats:
+    """Enqueue the digests of every chat due at `now`; returns what it did."""
+    now = now or utcnow()
+    store = app.store
+    stats = TickStats()
+    await schedule_new(store, now)
+    rnd = Round(app, now)
+    seen: set[ChatRef] = set()
+    while True:
+        due = await store.due_chats(now, batch)
+        fresh_due = [d for d in due if d.settings.chat not in seen]
+        if not fresh_due:
+            break  # nothing left (or only chats whose schedule changed under us)
+        seen.update(d.settings.chat for d in fresh_due)
+        await rnd.prefetch(sub.feed for d in fresh_due for sub in d.subscriptions)
+        await store.enqueue_digests(await _digests(store, rnd, fresh_due, stats), now)
+    stats.feeds = list(rnd.feeds)
+    return stats
+
+
+async def _digests(store: Store, rnd: Round, due: Sequence[DueChat],
+                   stats: TickStats) -> list[Enqueue]:
+    now = rnd.now
+    found = {d.settings.chat: candidates(rnd.feeds, d.subscriptions) for d in due}
+    wanted = {pid for cands in found.values() if cands for pid in cands}
+    chats = [chat for chat, cands in found.items() if cands]
+    delivered = await store.delivered_among(chats, sorted(wanted)) if wanted else {}
+    out: list[Enqueue] = []
+    for d in due:
+        chat = d.settings.chat
+        stats.chats += 1
+        upcoming = next_run(d.settings, now)
+        cands = found[chat]
+        if cands is None:  # every feed failed this round
+            stats.postponed += 1
+            if now - d.due_at < FEED_GIVE_UP:
+                upcoming = min(upcoming, now + FEED_RETRY)
+            out.append(Enqueue(chat, d.due_at, upcoming))
+            continue
+        seen = delivered.get(chat, set())
+        papers = rank(c for key, c in cands.items() if key not in seen)[: max(0, d.settings.count)]
+        if not papers:
+            stats.empty += 1
+            out.append(Enqueue(chat, d.due_at, upcoming))
+            continue
+        bodies = rnd.rendered(d.settings, papers)
+        # The key names the scheduled run, so the same run can never be enqueued twice.
+        run = d.due_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        messages = [(f"{chat.key}:{run}:{seq}", body) for seq, body in enumerate(bodies)]
+        out.append(Enqueue(chat, d.due_at, upcoming, messages, [base_id(p.id) for p in papers]))
+        stats.digests += 1
+        stats.messages += len(messages)
+    return out
+
+
+# ------------------------------------------------------------------ flood control
+
+
+def _limiter(rate: float, period: float, burst: float) -> AsyncLimiter | None:
+    """A leaky bucket of `burst` tokens refilled at `rate` per `period`; None when off."""
+    if rate <= 0:
+        return None
+    burst = max(1.0, burst)
+    return AsyncLimiter(burst, period * burst / rate)
+
+
+def is_group(chat: ChatRef) -> bool:
+    """Telegram groups, supergroups and channels have negative ids."""
+    return chat.platform == "telegram" and chat.chat_id.startswith("-")
+
+
+class FloodControl:
+    """Our own limits, kept under the platforms' so they never have to say 429.
+
+    Per platform a global bucket, per chat one message a second, per Telegram group
+    twenty a minute. The bucket sizes are small on purpose: the platforms measure
+    with their own clocks, and network jitter must not push us over.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._global: dict[str, AsyncLimiter | None] = {}
+        self._chats: dict[str, AsyncLimiter] = {}
+        self._groups: dict[str, AsyncLimiter] = {}
+
+    def _platform(self, platform: str) -> AsyncLimiter | None:
+        if platform not in self._global:
+            s = self.settings
+            rate = {"telegram": s.telegram_rate_per_second,
+                    "discord": s.discord_rate_per_second}.get(platform, 0.0)
+            self._global[platform] = _limiter(rate, 1.0, rate * s.delivery_burst_seconds)
+        return self._global[platform]
+
+    async def acquire(self, chat: ChatRef) -> None:
+        s = self.settings
+        # The chat's own limits first: waiting there must not hold a global token.
+        if s.delivery_chat_rate_per_second > 0:
+            limiter = self._chats.get(chat.key)
+            if limiter is None:
+                limiter = self._chats[chat.key] = AsyncLimiter(
+                    1, 1.0 / s.delivery_chat_rate_per_second
+                )
+            await limiter.acquire()
+        if s.delivery_group_rate_per_minute > 0 and is_group(chat):
+            group = self._groups.get(chat.key)
+            if group is None:
+                group = self._groups[chat.key] = _limiter(  # type: ignore[assignment]
+                    s.delivery_group_rate_per_minute, 60.0, s.delivery_group_burst
+                )
+            await group.acquire()
+        platform = self._platform(chat.platform)
+        if platform is not None:
+            await platform.acquire()
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop the buckets of chats that are idle and full again (keeps memory flat)."""
+        for key in keys:
+            for table in (self._chats, self._groups):
+                limiter = table.get(key)
+                if limiter is not None and limiter.has_capacity(limiter.max_rate):
+                    del table[key]
+
+
+# ---------------------------------------------------------------------- dispatcher
+
+
+@dataclass(slots=True)
+class SendStats:
+    sent: int = 0
+    retried: int = 0
+    rate_limited: int = 0  # the platform said 429 anyway
+    dead: int = 0
+    gone: int = 0
+    moved: int = 0
+
+
+class Dispatcher:
+    """Leases outbox rows and sends them; each chat in order, many chats at once."""
+
+    def __init__(self, store: Store, senders: Mapping[str, Sender], settings: Settings,
+                 *, worker: str | None = None) -> None:
+        self.store = store
+        self.senders = dict(senders)
+        self.settings = settings
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.flood = FloodControl(settings)
+        self.stats = SendStats()
+        self._in_flight: set[int] = set()  # leased here and not yet settled in the store
+        self._queues: dict[str, deque[OutboxItem]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._sent: list[tuple[int, list[str]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    @property
+    def platforms(self) -> list[str]:
+        return sorted(self.senders)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._in_flight or self._tasks)
+
+    def notify(self) -> None:
+        """New rows may be waiting (the scheduler just enqueued)."""
+        self._wake.set()
+
+    async def pump(self) -> int:
+        """Lease as many rows as there is room for and start their chats; returns leased."""
+        room = self.settings.delivery_in_flight - len(self._in_flight)
+        if room <= 0:
+            return 0
+        items = await self.store.claim_outbox(
+            utcnow(), room, self.settings.delivery_lease_seconds, self.worker, self.platforms
+        )
+        for item in items:
+            if item.id in self._in_flight:
+                continue  # our own lease ran out while the row waited here: still ours
+            self._in_flight.add(item.id)
+            key = item.chat.key
+            self._queues.setdefault(key, deque()).append(item)
+            if key not in self._tasks:
+                self._tasks[key] = asyncio.create_task(self._chat_loop(key), name=f"send {key}")
+        return len(items)
+
+    async def run(self, *, until_idle: bool = False, deadline: float | None = None) -> None:
+        """Send until cancelled, or (until_idle) until nothing is left to send by `deadline`
+        (loop time); rows waiting for a retry past the deadline stay for the next run."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                self._wake.clear()
+                await self.pump()
+                timeout = IDLE_POLL_SECONDS
+                if until_idle and not self.busy:
+                    upcoming = await self.store.next_outbox_time(self.platforms)
+                    if upcoming is None:
+                        return
+                    wait = (upcoming - utcnow()).total_seconds()
+                    if deadline is not None and loop.time() + wait > deadline:
+                        log.warning("delivery: rows left for later, next one due %s", upcoming)
+                        return
+                    timeout = max(0.0, min(timeout, wait))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        # Rows sent but not yet recorded: record them, or a restart sends them again.
+        await asyncio.shield(self._flush())
+
+    async def _chat_loop(self, key: str) -> None:
+        queue = self._queues[key]
+        try:
+            while queue:
+                await self._deliver(queue.popleft(), queue)
+        finally:
+            self._queues.pop(key, None)
+            self._tasks.pop(key, None)
+            self.flood.forget([key])
+            self._wake.set()
+
+    def _release(self, items: Iterable[OutboxItem]) -> None:
+        for item in items:
+            self._in_flight.discard(item.id)
+        self._wake.set()
+
+    async def _deliver(self, item: OutboxItem, queue: deque[OutboxItem]) -> None:
+        sender = self.senders.get(item.chat.platform)
+        try:
+            message = message_from_json(item.body)
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            await self._dead(item, f"unreadable outbox row: {e}")
+            return
+        if sender is None:  # pragma: no cover - claims ask for our platforms only
+            await self._dead(item, f"no sender for {item.chat.platform}")
+            return
+        await self.flood.acquire(item.chat)
+        try:
+            ids = await sender.send(item.chat, message)
+        except RetryAfter as e:
+            # Only this chat waits; its other rows go back to the store until then.
+            self.stats.rate_limited += 1
+            until = utcnow() + timedelta(seconds=max(e.seconds, 0.1))
+            await self.store.mark_failed(item.id, until, str(e), refund=True)
+            await self.store.defer_chat_outbox(item.chat, until)
+            self._release([item, *queue])
+            queue.clear()
+        except ChatMoved as e:
+            self.stats.moved += 1
+            log.info("chat %s moved to %s", item.chat.key, e.new_chat.key)
+            await self.store.move_outbox(item.chat, e.new_chat)
+            await self.store.migrate_chat(item.chat, e.new_chat)
+            # Its rows now belong to the new chat: release them to be claimed under it.
+            await self.store.defer_chat_outbox(e.new_chat, utcnow())
+            self._release([item, *queue])
+            queue.clear()
+        except ChatGone as e:
+            self.stats.gone += 1
+            log.info("chat %s is gone (%s): pausing it", item.chat.key, e)
+            await self.store.set_chat_active(item.chat, False)
+            self.stats.dead += await self.store.drop_chat_outbox(item.chat, str(e))
+            self._release([item, *queue])
+            queue.clear()
+        except PermanentError as e:
+            log.warning("message %s refused for good: %s", item.key, e)
+            await self._dead(item, str(e))
+        except (TransientError, SendError, OSError, TimeoutError) as e:
+            await self._retry(item, str(e) or type(e).__name__)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a renderer bug must not kill the loop: retry, then give up
+            log.exception("sending %s failed", item.key)
+            await self._retry(item, f"{type(e).__name__}: {e}")
+        else:
+            self.stats.sent += 1
+            self._sent.append((item.id, ids))
+            if self._flusher is None:
+                self._flusher = asyncio.create_task(self._flush_soon())
+
+    async def _retry(self, item: OutboxItem, error: str) -> None:
+        s = self.settings
+        if item.attempts >= s.delivery_max_attempts:
+            log.warning("giving up on %s after %d attempts: %s", item.key, item.attempts, error)
+            await self._dead(item, error)
+            return
+        # Exponential backoff with jitter, persisted in the row so it survives a restart
+        # (which is why this is not an in-memory retry loop).
+        delay = min(s.delivery_backoff_max_seconds,
+                    s.delivery_backoff_seconds * 2 ** max(0, item.attempts - 1))
+        delay *= random.uniform(0.5, 1.0)
+        self.stats.retried += 1
+        await self.store.mark_failed(item.id, utcnow() + timedelta(seconds=delay), error)
+        self._release([item])
+
+    async def _dead(self, item: OutboxItem, error: str) -> None:
+        self.stats.dead += 1
+        await self.store.mark_dead(item.id, error)
+        self._release([item])
+
+    async def _flush_soon(self) -> None:
+        # Sent rows are recorded in small batches: one transaction per message would
+        # cap throughput at the database's commit rate. They stay "in flight" until then.
+        try:
+            await asyncio.sleep(SENT_FLUSH_SECONDS)
+        finally:
+            self._flusher = None
+        await self._flush()
+
+    async def _flush(self) -> None:
+        while self._sent:
+            batch, self._sent = self._sent, []
+            await self.store.mark_sent(batch, utcnow())
+            for item_id, _ in batch:
+                self._in_flight.discard(item_id)
+            self._wake.set()
+
+
+# -------------------------------------------------------------------- entry points
+
+
+def senders_for(adapters: Sequence[Sender]) -> dict[str, Sender]:
+    return {adapter.platform: adapter for adapter in adapters}
+
+
+async def deliver_once(app: Paperboy, settings: Settings, adapters: Sequence[Sender],
+                       now: datetime | None = None) -> tuple[TickStats, SendStats]:
+    """One scheduler round, then send until the outbox is drained (`paperboy deliver --now`).
+
+    Rows left from earlier runs (a crash, a retry) are sent too.
+    """
+    stats = await scheduler_tick(app, now)
+    dispatcher = Dispatcher(app.store, senders_for(adapters), settings)
+    deadline = asyncio.get_running_loop().time() + settings.delivery_drain_seconds
+    await dispatcher.run(until_idle=True, deadline=deadline)
+    return stats, dispatcher.stats
+
+
+async def run_delivery(app: Paperboy, settings: Settings, adapters: Sequence[Sender]) -> None:
+    """The background loop of `paperboy run`: a scheduler tick every so often, senders always."""
+    dispatcher = Dispatcher(app.store, senders_for(adapters), settings)
+    sending = asyncio.create_task(dispatcher.run(), name="delivery senders")
+    pruned = utcnow() - timedelta(days=1)
+    try:
+        while True:
+            try:
+                stats = await scheduler_tick(app)
+                if stats.messages:
+                    log.info("enqueued %d messages for %d chats", stats.messages, stats.digests)
+                    dispatcher.notify()
+                if utcnow() - pruned > timedelta(hours=12):
+                    pruned = utcnow()
+                    await app.store.prune_outbox(pruned - PRUNE_AFTER)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the next tick tries again; the outbox keeps what was enqueued
+                log.exception("delivery scheduler tick failed")
+            if sending.done():
+                sending.result()  # the senders died: surface it
+            await asyncio.sleep(settings.delivery_tick_seconds)
+    finally:
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sending

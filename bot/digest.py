@@ -1,0 +1,197 @@
+"""A chat's digest: every subscription merged, de-duplicated, ranked, capped, rendered.
+
+A `Round` remembers each feed it fetched, so one scheduler round asks each feed once
+however many chats follow it (and Paperboy.feed stores it, so later rounds that day
+read the store instead of the upstream).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bot import cards
+from bot.models import ChatSettings, Paper, Subscription
+from bot.schedule import local_date
+from bot.serialize import message_to_json
+from bot.service import Paperboy, merge_hf
+from bot.sources.base import FeedFetch, SourceError
+from bot.text import Message
+
+log = logging.getLogger(__name__)
+
+ARXIV_ZONE = ZoneInfo("America/New_York")
+# arXiv announces at 20:00 US Eastern and its listing feeds refresh by midnight Eastern;
+# a fetch stays current until the next refresh, so arXiv feeds are cached per Eastern
+# date, with a little slack for a late refresh.
+ARXIV_REFRESH_SLACK = timedelta(minutes=30)
+_VERSION = re.compile(r"v\d+$")
+
+
+def feed_day(feed: str, now: datetime) -> date:
+    """The day under which a feed's fetch is cached (see Paperboy.feed)."""
+    if feed.startswith("arxiv:"):
+        return (now.astimezone(ARXIV_ZONE) - ARXIV_REFRESH_SLACK).date()
+    return now.astimezone(UTC).date()
+
+
+def base_id(paper_id: str) -> str:
+    """The versionless id: 2401.00001v3 and 2401.00001 are one paper."""
+    return _VERSION.sub("", paper_id)
+
+
+class Round:
+    """One scheduler round: feeds fetched at most once, digests rendered once per content."""
+
+    def __init__(self, app: Paperboy, now: datetime) -> None:
+        self.app = app
+        self.now = now
+        self.feeds: dict[str, FeedFetch | None] = {}  # None: the feed failed this round
+        self._rendered: dict[tuple[object, ...], list[str]] = {}
+
+    async def feed(self, feed: str) -> FeedFetch | None:
+        if feed not in self.feeds:
+            try:
+                self.feeds[feed] = await self.app.feed(feed, feed_day(feed, self.now))
+            except (SourceError, ValueError) as e:  # one broken feed must not stop the round
+                log.warning("feed %s unavailable this round: %s", feed, e)
+                self.feeds[feed] = None
+        return self.feeds[feed]
+
+    async def prefetch(self, feeds: Iterable[str]) -> None:
+        # Sequential on purpose: arXiv wants one request at a time anyway, and most
+        # rounds find every feed already stored.
+        for feed in dict.fromkeys(feeds):
+            await self.feed(feed)
+
+    def rendered(self, settings: ChatSettings, papers: Sequence[Paper]) -> list[str]:
+        """The digest's messages as outbox JSON; chats with the same papers share the work."""
+        title = digest_title(settings, self.now)
+        key = (settings.format, title, tuple(p.id for p in papers))
+        bodies = self._rendered.get(key)
+        if bodies is None:
+            bodies = [message_to_json(m) for m in render_digest(settings, papers, title)]
+            self._rendered[key] = bodies
+        return bodies
+
+
+@dataclass(slots=True)
+class _Candidate:
+    paper: Paper
+    matches: int = 0  # subscriptions that picked it
+    position: int = 0  # best position in any feed: upstream order breaks ties
+    fresh: bool = False  # an arXiv "new" (or not from an arXiv listing) somewhere
+    feeds: list[str] = field(default_factory=list)
+
+
+def candidates(
+    fetches: dict[str, FeedFetch | None], subs: Sequence[Subscription]
+) -> dict[str, _Candidate] | None:
+    """Matching papers of every subscription, merged by base id; None if every feed failed."""
+    found: dict[str, _Candidate] = {}
+    failed = 0
+    for sub in subs:
+        fetch = fetches.get(sub.feed)
+        if fetch is None:
+            failed += 1
+            continue
+        if fetch.announced is None:  # no announcement (weekend, holiday): nothing to add
+            continue
+        for position, paper in enumerate(fetch.papers):
+            if not sub.matches(paper):
+                continue
+            key = base_id(paper.id)
+            cand = found.get(key)
+            if cand is None:
+                cand = found[key] = _Candidate(paper, position=position)
+            else:
+                cand.paper = _merge(cand.paper, paper)
+                cand.position = min(cand.position, position)
+            cand.matches += 1
+            cand.fresh = cand.fresh or paper.announce_type != "cross"
+            cand.feeds.append(sub.feed)
+    if subs and failed == len(subs):
+        return None
+    return found
+
+
+def _merge(kept: Paper, other: Paper) -> Paper:
+    """One paper seen in two feeds: the arXiv record (newest version), plus what HF adds."""
+    base, extra = kept, other
+    arxiv_first = base.announce_type is None and extra.announce_type is not None
+    if arxiv_first or (extra.version or 0) > (base.version or 0):
+        base, extra = extra, base
+    merged = replace(base)  # feed papers are shared by every chat of the round: copy
+    merge_hf(merged, extra)
+    if "new" in (kept.announce_type, other.announce_type):
+        merged.announce_type = "new"
+    return merged
+
+
+def rank(cands: Iterable[_Candidate]) -> list[Paper]:
+    """HF upvotes, then how many subscriptions picked it, arXiv new before cross-list,
+    then the most recent, then upstream order."""
+
+    def key(c: _Candidate) -> tuple[float, ...]:
+        when = c.paper.published or c.paper.updated
+        return (
+            -(c.paper.upvotes or 0),
+            -c.matches,
+            0 if c.fresh else 1,
+            -(when.timestamp() if when else 0.0),
+            c.position,
+        )
+
+    return [c.paper for c in sorted(cands, key=key)]
+
+
+def choose(
+    fetches: dict[str, FeedFetch | None],
+    subs: Sequence[Subscription],
+    delivered: set[str],
+    count: int,
+) -> list[Paper] | None:
+    """The papers of a chat's digest (maybe none); None if every feed failed."""
+    found = candidates(fetches, subs)
+    if found is None:
+        return None
+    fresh = [c for k, c in found.items() if k not in delivered]
+    return rank(fresh)[: max(0, count)]
+
+
+def digest_title(settings: ChatSettings, now: datetime) -> str:
+    day = local_date(settings, now)
+    return f"📰 Your papers for {day:%a} {day.day} {day:%b %Y}"
+
+
+def render_digest(
+    settings: ChatSettings, papers: Sequence[Paper], title: str | None = None
+) -> list[Message]:
+    """Compact: one numbered message with Explain buttons. Full: one message per paper."""
+    if not papers:
+        return []
+    if settings.format == "full":
+        return [cards.paper_message(p, number=i) for i, p in enumerate(papers, 1)]
+    heading = title or "📰 Your papers"
+    return cards.paper_list(heading, papers, limit=len(papers)).messages
+
+
+async def build_digest(
+    app: Paperboy,
+    settings: ChatSettings,
+    subs: Sequence[Subscription],
+    now: datetime,
+    *,
+    round_: Round | None = None,
+) -> list[Message]:
+    """The messages of one chat's digest right now ([] when there is nothing new)."""
+    rnd = round_ or Round(app, now)
+    await rnd.prefetch(s.feed for s in subs)
+    found = candidates(rnd.feeds, subs) or {}
+    delivered = await app.store.delivered_ids(settings.chat, found)
+    papers = choose(rnd.feeds, subs, delivered, settings.count) or []
+    return render_digest(settings, papers, digest_title(settings, now))

@@ -1,0 +1,660 @@
+"""Read a flat LaTeX document: sections, contributions, key equations, notation.
+
+Everything here is heuristics over text, tuned on how papers are usually written:
+the objective is introduced with "we minimize", key equations are numbered and referred
+to again, and notation follows an equation in a "where x is ..." clause.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pylatexenc.latex2text import LatexNodes2Text
+
+from bot.explain import latex
+from bot.explain.textutil import clean_text, sentences, shorten, strip_injections
+
+# ------------------------------------------------------------------ results
+
+
+@dataclass(slots=True)
+class Equation:
+    latex: str  # display LaTeX, rows joined by " \\ ", labels and alignment removed
+    lines: list[str]
+    number: str | None  # as printed: "3", "2.1"; None when unnumbered
+    key: str | None  # the \label
+    keys: list[str] = field(default_factory=list)  # every \label in the display
+    intro: str = ""  # the sentence that leads into it (prose, math as $...$)
+    after: str = ""  # the clause that follows it ("where ...")
+    refs: int = 0
+    section: str = ""
+    kind: str = ""  # "objective" or "definition"
+    score: float = 0.0
+    position: int = 0
+    glossary: list[tuple[str, str]] = field(default_factory=list)  # (symbol LaTeX, meaning)
+    eid: str = ""  # "E1".. for the chosen ones: how the LLM refers to them
+
+
+@dataclass(slots=True)
+class Section:
+    level: int
+    title: str
+    number: str = ""
+
+
+@dataclass(slots=True)
+class Analysis:
+    title: str = ""
+    abstract: str = ""
+    sections: list[Section] = field(default_factory=list)
+    contributions: list[str] = field(default_factory=list)
+    equations: list[Equation] = field(default_factory=list)  # chosen, in document order
+    equation_count: int = 0
+    text: str = ""  # readable full text for an LLM (math kept as LaTeX)
+    injections_removed: int = 0
+
+
+# -------------------------------------------------------------- prose text
+
+_L2T = LatexNodes2Text(math_mode="verbatim", strict_latex_spaces=True)
+_MATH_INLINE = re.compile(r"(?<!\\)\$(?!\$)((?:\\.|[^$\\])+?)(?<!\\)\$|\\\((.+?)\\\)", re.S)
+_REF = re.compile(r"~?\\(eqref|ref|cref|Cref|autoref|labelcref)\*?\s*\{([^{}]*)\}")
+_CITE = re.compile(r"~?\\(?:cite[a-z]*|nocite)\*?\s*(?:\[[^\]]*\]\s*)*\{[^{}]*\}")
+_DROP_WITH_ARG = re.compile(r"\\(?:footnote|label|thanks|vspace|hspace|index|marginpar)\*?\s*")
+
+
+def prose(fragment: str, numbers: dict[str, str] | None = None) -> str:
+    """LaTeX prose -> readable text; inline math stays as `$latex$` for the renderer."""
+    numbers = numbers or {}
+    maths: list[str] = []
+
+    def keep_math(m: re.Match[str]) -> str:
+        body = (m.group(1) or m.group(2) or "").strip()
+        body = re.sub(r"\\label\s*\{[^{}]*\}", "", body)
+        maths.append(body)
+        return f"\ue000{len(maths) - 1}\ue001"
+
+    def ref(m: re.Match[str]) -> str:
+        keys = [k.strip() for k in m.group(2).split(",")]
+        nums = [numbers.get(k, "") for k in keys]
+        nums = [n for n in nums if n]
+        if not nums:
+            return ""
+        joined = ", ".join(nums)
+        if m.group(1) == "eqref":
+            return f" ({joined})"
+        if m.group(1) in ("cref", "Cref", "autoref"):
+            return f" Eq. ({joined})"
+        return f" {joined}"
+
+    s = _MATH_INLINE.sub(keep_math, fragment)
+    s = _REF.sub(ref, s)
+    s = _CITE.sub("", s)
+    s = _drop_commands_with_arg(s)
+    s = re.sub(r"\\(?:url)\s*\{([^{}]*)\}", r"\1", s)
+    s = re.sub(r"\\href\s*\{[^{}]*\}\s*\{([^{}]*)\}", r"\1", s)
+    try:
+        s = _L2T.latex_to_text(s)
+    except Exception:  # a lenient parser, but this is hostile input
+        s = re.sub(r"\\[A-Za-z@]+\*?|[{}]", "", s)
+    s = re.sub(r"\ue000(\d+)\ue001", lambda m: "$" + maths[int(m.group(1))] + "$", s)
+    s = clean_text(s)
+    return re.sub(r"\s+", " ", s).strip()
+
+
+def _drop_commands_with_arg(s: str) -> str:
+    out: list[str] = []
+    pos = 0
+    for m in _DROP_WITH_ARG.finditer(s):
+        if m.start() < pos:
+            continue
+        g = latex.read_group(s, m.end())
+        if g is None:
+            continue
+        out.append(s[pos : m.start()])
+        pos = g[1]
+    out.append(s[pos:])
+    return "".join(out)
+
+
+# ----------------------------------------------------------------- sections
+
+_SECTION = re.compile(r"\\(section|subsection|subsubsection)(\*?)\s*(?:\[[^\]]*\])?\s*(?=\{)")
+_SKIP_SECTIONS = re.compile(
+    r"acknowledg|reference|bibliograph|appendix|supplementa|checklist|broader impact", re.I
+)
+
+
+def _sections(body: str) -> list[tuple[int, int, bool, str]]:
+    """(position, level, starred, raw title) for every sectioning command."""
+    found = []
+    for m in _SECTION.finditer(body):
+        g = latex.read_group(body, m.end())
+        if g is None:
+            continue
+        level = {"section": 1, "subsection": 2, "subsubsection": 3}[m.group(1)]
+        found.append((m.start(), level, bool(m.group(2)), g[0]))
+    return found
+
+
+# ---------------------------------------------------------------- equations
+
+_DISPLAY = re.compile(
+    r"\\begin\s*\{(equation|align|gather|multline|eqnarray|flalign|alignat|displaymath|dmath)"
+    r"(\*?)\}|\\\[|\$\$"
+)
+_NUMBERED_ENVS = {"equation", "align", "gather", "multline", "eqnarray", "flalign", "alignat"}
+_ROW_ENVS = {"align", "gather", "eqnarray", "flalign", "alignat"}
+_OBJECTIVE_MATH = re.compile(
+    r"\\mathcal\s*\{?\s*L|\\(?:arg)?min|\\(?:arg)?max|\\operatorname\*?\s*\{\s*arg|"
+    r"\\mathbb\s*\{?\s*E|\\log\s*p|\\ell\b|\\text\s*\{\s*loss|\\mathrm\s*\{\s*loss|ELBO",
+)
+_OBJECTIVE_WORDS = re.compile(
+    r"\b(loss|objective|minimi[sz]e|maximi[sz]e|optimi[sz]|training|likelihood|ELBO|reward|"
+    r"cost function|regulari[sz])",
+    re.I,
+)
+_DEFINITION_WORDS = re.compile(
+    r"\b(defined?|given by|computed as|formulated|we (?:model|write|obtain|use|compute|get)|"
+    r"update|follows|as follows|is:|are:)",
+    re.I,
+)
+_METHOD_SECTION = re.compile(
+    r"method|approach|model|framework|formulation|objective|training|our|propos|algorithm|"
+    r"architecture|learning|technique|design",
+    re.I,
+)
+_WEAK_SECTION = re.compile(r"related|background|preliminar|notation|experiment|evaluation", re.I)
+
+
+def _end_of_display(body: str, m: re.Match[str]) -> tuple[str, int] | None:
+    """The display's content and the index just past its end marker."""
+    if m.group(1):
+        end_marker = f"\\end{{{m.group(1)}{m.group(2)}}}"
+        e = body.find(end_marker, m.end())
+        if e < 0:
+            e2 = re.compile(r"\\end\s*\{" + re.escape(m.group(1) + m.group(2)) + r"\}").search(
+                body, m.end()
+            )
+            if not e2:
+                return None
+            return body[m.end() : e2.start()], e2.end()
+        return body[m.end() : e], e + len(end_marker)
+    marker = "\\]" if m.group(0) == "\\[" else "$$"
+    e = body.find(marker, m.end())
+    if e < 0:
+        return None
+    return body[m.end() : e], e + len(marker)
+
+
+def _split_rows(content: str) -> list[str]:
+    """Rows of an align-like environment (top-level `\\\\` only)."""
+    rows: list[str] = []
+    depth = 0
+    start = 0
+    i = 0
+    n = len(content)
+    while i < n:
+        c = content[i]
+        if c == "\\":
+            if depth == 0 and content.startswith("\\\\", i):
+                rows.append(content[start:i])
+                i += 2
+                # Skip an optional spacing argument: \\[2pt]
+                g = latex.read_group(content, i, "[", "]")
+                if g is not None and content[i:].lstrip().startswith("["):
+                    i = g[1]
+                start = i
+                continue
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+        i += 1
+    rows.append(content[start:])
+    return [r for r in rows if r.strip()]
+
+
+def clean_math(s: str) -> str:
+    """Display math without the bits that are about layout, not content."""
+    s = re.sub(r"\\(?:label|tag\*?)\s*\{[^{}]*\}", "", s)
+    s = re.sub(r"\\(?:nonumber|notag|displaystyle|allowdisplaybreaks)(?![A-Za-z])", "", s)
+    s = re.sub(
+        r"\\begin\s*\{(?:split|aligned|gathered)\}(?:\[[a-z]\])?|\\end\s*\{(?:split|aligned|gathered)\}",
+        "",
+        s,
+    )
+    s = re.sub(r"(?<!\\)&", " ", s)
+    s = re.sub(r"\\qquad|\\quad", " ", s)
+    s = re.sub(r"[ \t]*\n[ \t]*", " ", s)
+    s = re.sub(r"\s{2,}", " ", s).strip()
+    return s.rstrip(",.; ").strip()
+
+
+def _labels(s: str) -> list[str]:
+    return re.findall(r"\\label\s*\{([^{}]*)\}", s)
+
+
+def _tag(s: str) -> str | None:
+    m = re.search(r"\\tag\*?\s*\{([^{}]*)\}", s)
+    return m.group(1).strip() if m else None
+
+
+@dataclass(slots=True)
+class _Counters:
+    eq: int = 0
+    section: int = 0
+    appendix: bool = False
+    by_section: bool = False
+
+    def next_number(self) -> str:
+        self.eq += 1
+        if self.by_section:
+            prefix = chr(ord("A") + self.section - 1) if self.appendix else str(self.section)
+            return f"{prefix}.{self.eq}"
+        return str(self.eq)
+
+
+def _equations(
+    body: str, by_section: bool, sections: list[tuple[int, int, bool, str]]
+) -> list[Equation]:
+    out: list[Equation] = []
+    counters = _Counters(by_section=by_section)
+    appendix_at = body.find("\\appendix")
+    section_starts = [(p, t) for p, lvl, starred, t in sections if lvl == 1 and not starred]
+    si = 0
+    current_section = ""
+    pos = 0
+    while True:
+        m = _DISPLAY.search(body, pos)
+        if not m:
+            break
+        found = _end_of_display(body, m)
+        if found is None:
+            pos = m.end()
+            continue
+        content, end = found
+        pos = end
+        while si < len(section_starts) and section_starts[si][0] < m.start():
+            counters.section += 1
+            current_section = section_starts[si][1]
+            if appendix_at >= 0 and section_starts[si][0] > appendix_at and not counters.appendix:
+                counters.appendix = True
+                counters.section = 1
+            if by_section:
+                counters.eq = 0
+            si += 1
+        env = m.group(1) or "displaymath"
+        numbered = env in _NUMBERED_ENVS and not m.group(2)
+        rows = _split_rows(content) if env in _ROW_ENVS else [content]
+        numbers: list[str] = []
+        keys: list[str] = []
+        for row in rows:
+            tag = _tag(row)
+            if tag is not None:
+                numbers.append(tag)
+            elif (
+                numbered
+                and (env not in _ROW_ENVS or not re.search(r"\\no(?:number|tag)", row))
+                and (env in _ROW_ENVS or not numbers)
+            ):
+                numbers.append(counters.next_number())
+            keys += _labels(row)
+        lines = [clean_math(r) for r in rows]
+        lines = [ln for ln in lines if ln]
+        if not lines:
+            continue
+        number = None
+        if numbers:
+            number = numbers[0] if len(numbers) == 1 else f"{numbers[0]}–{numbers[-1]}"
+        out.append(
+            Equation(
+                latex=" \\\\ ".join(lines),
+                lines=lines,
+                number=number,
+                key=keys[0] if keys else None,
+                section=current_section,
+                position=m.start(),
+            )
+        )
+        out[-1].after = body[end : end + 700]
+        out[-1].intro = body[max(0, m.start() - 700) : m.start()]
+        # All labels of a multi-row display point to it, so refs to any row count.
+        out[-1].keys = keys
+    return out
+
+
+def _intro_sentence(raw_before: str) -> str:
+    # Only the current paragraph, and not across another display.
+    chunk = re.split(
+        r"\n\s*\n|\\end\s*\{[a-z*]+\}|\\\]|\$\$|\\(?:sub)*section\*?\s*\{[^{}]*\}",
+        raw_before.rstrip(),
+    )[-1]
+    chunk = re.sub(r"\\label\s*\{[^{}]*\}", "", chunk)
+    chunk = chunk.strip()
+    if not chunk:
+        return ""
+    parts = sentences(re.sub(r"\s+", " ", chunk))
+    return parts[-1] if parts else ""
+
+
+_AFTER_START = re.compile(r"^\s*[,.;]?\s*(where|with|here|in which|such that|for|whereby)\b", re.I)
+
+
+def _after_clause(raw_after: str) -> str:
+    raw_after = raw_after.lstrip()
+    chunk = re.split(
+        r"\n\s*\n|\\begin\s*\{(?:equation|align|gather|multline|figure|table)|\\\[|\$\$", raw_after
+    )[0]
+    chunk = re.sub(r"\s+", " ", chunk).strip()
+    if not _AFTER_START.match(chunk):
+        return ""
+    chunk = re.sub(r"^[,.;]\s*", "", chunk)
+    # To the end of the sentence (a period followed by space and a capital, or the end).
+    m = re.search(r"\.(?=\s+[A-Z\\]|\s*$)", chunk)
+    return chunk[: m.start() + 1] if m else chunk
+
+
+# ---------------------------------------------------------------- glossary
+
+_VERBS = (
+    r"(?:is|are|denotes?|represents?|stands? for|refers? to|means|is defined as|"
+    r"corresponds? to|indicates?|is the|are the|be)"
+)
+_SYMBOL_DEF = re.compile(r"\$([^$]{1,60})\$\s*,?\s*" + _VERBS + r"\b")
+_LET = re.compile(r"\b[Ll]et\s+\$([^$]{1,60})\$\s+(?:be|denote)\s+")
+
+
+def _symbol_head(sym: str) -> str:
+    """`x \\in \\mathbb{R}^d` -> `x`: the symbol being introduced, not its type."""
+    head = re.split(r"\\in\b|\\sim\b|=|:|\\coloneqq|\\triangleq|\\subseteq|\\subset\b", sym)[0]
+    return head.strip().rstrip(",")
+
+
+def definitions(text: str, limit: int = 12) -> list[tuple[str, str]]:
+    """("x", "the input image") pairs from "where $x$ is ...", "$y$ denotes ...", "Let $z$ be"."""
+    out: list[tuple[str, str]] = []
+    matches = list(_SYMBOL_DEF.finditer(text)) + list(_LET.finditer(text))
+    matches.sort(key=lambda m: m.start())
+    for i, m in enumerate(matches):
+        start = m.end()
+        stop = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        meaning = text[start:stop]
+        end = re.search(r"\.(?=\s|$)|;|\n\s*\n", meaning)
+        if end:
+            meaning = meaning[: end.start()]
+        meaning = re.sub(r"(?:,|;)?\s*(?:and|while|with)?\s*$", "", meaning.strip()).strip(" ,;")
+        sym = _symbol_head(m.group(1))
+        if not sym or not meaning or len(meaning) < 3:
+            continue
+        if re.match(r"^(?:a|an|the)?\s*(?:following|same|above|below)\b", meaning):
+            continue
+        out.append((sym, shorten(meaning, 160)))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _mentions(eq_latex: str, sym: str) -> bool:
+    """Does the equation use this symbol (as a token, not as part of a longer name)?"""
+    compact = re.sub(r"\s+", "", sym)
+    if not compact:
+        return False
+    body = re.sub(r"\s+", "", eq_latex)
+    pattern = re.escape(compact)
+    if compact[0].isalpha():
+        pattern = r"(?<![A-Za-z\\])" + pattern
+    if compact[-1].isalpha():
+        pattern += r"(?![A-Za-z])"
+    return re.search(pattern, body) is not None
+
+
+# ------------------------------------------------------------ contributions
+
+_CONTRIB_CUE = re.compile(
+    r"contributions?\s+(?:of this (?:paper|work)\s+)?(?:are|is|include|as follows)|"
+    r"(?:our|main|key)\s+contributions?|we (?:make|summari[sz]e|highlight) the following|"
+    r"in summary,? we|to summari[sz]e,? (?:we|our)",
+    re.I,
+)
+_LIST = re.compile(r"\\begin\s*\{(itemize|enumerate|description)\}")
+_CLAIM = re.compile(
+    r"\b(?:we|this paper|this work|our (?:method|approach|model))\s+"
+    r"(?:propose|introduce|present|show|demonstrate|develop|design|achieve|establish|prove)",
+    re.I,
+)
+
+
+def _list_items(body: str, start: int) -> list[str]:
+    m = _LIST.search(body, start)
+    if not m:
+        return []
+    end = body.find(f"\\end{{{m.group(1)}}}", m.end())
+    if end < 0:
+        return []
+    content = body[m.end() : end]
+    items = re.split(r"\\item\s*(?:\[[^\]]*\])?", content)[1:]
+    return [i.strip() for i in items if i.strip()]
+
+
+def _contributions(body: str, abstract: str, numbers: dict[str, str]) -> list[str]:
+    for cue in _CONTRIB_CUE.finditer(body):
+        items = _list_items(body, cue.end())
+        lm = _LIST.search(body, cue.end())
+        if items and lm and lm.start() - cue.end() < 900:
+            return [shorten(prose(i, numbers), 320) for i in items[:6]]
+    # No list: the claims the introduction makes ("we propose ...").
+    intro_end = len(body)
+    secs = _sections(body)
+    if len(secs) > 1:
+        intro_end = secs[1][0]
+    claims = [
+        shorten(prose(s, numbers), 320)
+        for s in sentences(re.sub(r"\s+", " ", body[:intro_end]))
+        if _CLAIM.search(s)
+    ]
+    if not claims and abstract:
+        claims = [shorten(s, 320) for s in sentences(abstract) if _CLAIM.search(s)]
+    return claims[:4]
+
+
+# ------------------------------------------------------------------- scoring
+
+
+def _score(eq: Equation, refs: int, intro: str, after: str, appendix_at: int) -> float:
+    score = 0.0
+    if eq.number:
+        score += 1.0
+    score += min(refs, 4) * 1.0
+    words = intro + " " + after[:200]
+    if _OBJECTIVE_MATH.search(eq.latex) or _OBJECTIVE_WORDS.search(intro):
+        eq.kind = "objective"
+        score += 3.0 if _OBJECTIVE_WORDS.search(words) else 1.5
+    elif _DEFINITION_WORDS.search(intro):
+        eq.kind = "definition"
+        score += 1.0
+    if _AFTER_START.match(after or ""):
+        score += 1.0
+    if _METHOD_SECTION.search(eq.section):
+        score += 1.0
+    elif _WEAK_SECTION.search(eq.section):
+        score -= 0.75
+    if appendix_at >= 0 and eq.position > appendix_at:
+        score -= 3.0
+    size = len(eq.latex)
+    if size < 10:
+        score -= 3.0
+    elif size > 400:
+        score -= 1.5
+    if len(eq.lines) > 4:
+        score -= 1.0
+    return score
+
+
+def choose(equations: list[Equation], most: int = 4, least: int = 2) -> list[Equation]:
+    """The 2-4 equations worth showing, in document order."""
+    if not equations:
+        return []
+    ranked = sorted(equations, key=lambda e: (-e.score, e.position))
+    best = ranked[0].score
+    floor = max(1.0, best * 0.4)
+    chosen = [e for e in ranked[:most] if e.score >= floor]
+    for e in ranked:
+        if len(chosen) >= min(least, len(ranked)):
+            break
+        if e not in chosen and e.score > -2:
+            chosen.append(e)
+    chosen.sort(key=lambda e: e.position)
+    for i, e in enumerate(chosen, 1):
+        e.eid = f"E{i}"
+    return chosen
+
+
+# ------------------------------------------------------------------ main
+
+
+def _strip_floats(body: str) -> str:
+    body = re.sub(
+        r"\\begin\s*\{(figure|table|wrapfigure|algorithm|tikzpicture|lstlisting|verbatim|"
+        r"minted)(\*?)\}.*?\\end\s*\{\1\2\}",
+        " ",
+        body,
+        flags=re.S,
+    )
+    body = re.sub(
+        r"\\begin\s*\{thebibliography\}.*?(\\end\s*\{thebibliography\}|\Z)", "", body, flags=re.S
+    )
+    return body
+
+
+def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analysis:
+    """Read the (flat, macro-expanded) document body."""
+    body = clean_text(body)
+    body, removed = strip_injections(body)
+    body = _strip_floats(body)
+    result = Analysis(injections_removed=removed)
+
+    t = re.search(r"\\title\s*(?:\[[^\]]*\])?\s*(?=\{)", preamble + body)
+    if t:
+        g = latex.read_group(preamble + body, t.end())
+        if g:
+            result.title = prose(g[0])
+    a = re.search(r"\\begin\s*\{abstract\}(.*?)\\end\s*\{abstract\}", body, re.S)
+    raw_abstract = a.group(1) if a else ""
+
+    secs = _sections(body)
+    by_section = bool(
+        re.search(r"\\numberwithin\s*\{equation\}\s*\{section\}", preamble + body)
+        or re.search(r"\\counterwithin\s*\{equation\}\s*\{section\}", preamble + body)
+    )
+    equations = _equations(body, by_section, secs)
+    result.equation_count = len(equations)
+
+    # Label -> printed number, for "\eqref{eq:loss}" -> "(3)" in prose.
+    numbers: dict[str, str] = {}
+    for eq in equations:
+        for key in eq.keys:
+            if eq.number:
+                numbers[key] = eq.number.split("–")[0]
+    ref_counts: dict[str, int] = {}
+    for m in _REF.finditer(body):
+        for k in m.group(2).split(","):
+            ref_counts[k.strip()] = ref_counts.get(k.strip(), 0) + 1
+
+    appendix_at = body.find("\\appendix")
+    for eq in equations:
+        keys = eq.keys
+        raw_intro, raw_after = eq.intro, eq.after
+        intro = _intro_sentence(raw_intro)
+        after = _after_clause(raw_after)
+        eq.refs = sum(ref_counts.get(k, 0) for k in keys)
+        eq.score = _score(eq, eq.refs, intro, after, appendix_at)
+        eq.intro, eq.after = intro, after
+
+    chosen = choose(equations)
+    glossary_all = definitions(body, limit=200) if chosen else []
+    for eq in chosen:
+        local = [(s, m) for s, m in definitions(eq.after) if _mentions(eq.latex, s)]
+        seen = {re.sub(r"\s+", "", s) for s, _ in local}
+        for sym, meaning in glossary_all:
+            key = re.sub(r"\s+", "", sym)
+            if len(local) >= 6:
+                break
+            if key not in seen and _mentions(eq.latex, sym):
+                local.append((sym, meaning))
+                seen.add(key)
+        eq.glossary = [(s, prose(m, numbers)) for s, m in local[:6]]
+        eq.intro = shorten(prose(eq.intro, numbers), 400)
+        eq.after = shorten(prose(eq.after, numbers), 400)
+    result.equations = chosen
+
+    result.abstract = prose(raw_abstract, numbers) if raw_abstract else abstract_hint
+    result.contributions = _contributions(body, result.abstract, numbers)
+
+    appendix = appendix_at if appendix_at >= 0 else len(body)
+    counter = 0
+    for pos, level, starred, title in secs:
+        if pos > appendix or level > 2:
+            continue
+        name = prose(title, numbers)
+        if not name or (level == 1 and _SKIP_SECTIONS.search(name)):
+            continue
+        if level == 1 and not starred:
+            counter += 1
+        result.sections.append(
+            Section(level, shorten(name, 90), str(counter) if not starred else "")
+        )
+    result.text = readable_text(body, numbers)
+    return result
+
+
+def readable_text(body: str, numbers: dict[str, str], limit: int = 400_000) -> str:
+    """The document as plain text for an LLM: headings, prose, display math as LaTeX."""
+    body = body[: limit * 2]
+    body = re.sub(r"\\begin\s*\{abstract\}", "\nAbstract.\n", body)
+    body = _SECTION.sub(lambda m: "\n\n## " if m.group(1) == "section" else "\n\n### ", body)
+    pieces: list[str] = []
+    pos = 0
+    for m in _DISPLAY.finditer(body):
+        if m.start() < pos:
+            continue
+        found = _end_of_display(body, m)
+        if found is None:
+            continue
+        content, end = found
+        pieces.append(_quick_prose(body[pos : m.start()], numbers))
+        label = _labels(content)
+        num = numbers.get(label[0], "") if label else ""
+        pieces.append("\n$$ " + clean_math(content) + " $$" + (f" ({num})" if num else "") + "\n")
+        pos = end
+    pieces.append(_quick_prose(body[pos:], numbers))
+    text = "".join(pieces)
+    text = re.sub(r"[ \t]+", " ", text)
+    text = re.sub(r"\n\s*\n(\s*\n)+", "\n\n", text)
+    return text.strip()[:limit]
+
+
+def _quick_prose(s: str, numbers: dict[str, str]) -> str:
+    """Cheap prose cleanup for long text (pylatexenc is too slow for whole papers)."""
+
+    def ref(m: re.Match[str]) -> str:
+        nums = [numbers.get(k.strip(), "") for k in m.group(2).split(",")]
+        joined = ", ".join(n for n in nums if n)
+        return f" ({joined})" if joined else ""
+
+    s = _REF.sub(ref, s)
+    s = _CITE.sub("", s)
+    s = _drop_commands_with_arg(s)
+    s = re.sub(
+        r"\\(?:emph|textbf|textit|text|textsc|texttt|underline|mbox)\s*\{([^{}]*)\}", r"\1", s
+    )
+    s = re.sub(r"\\(?:item)\b", "\n- ", s)
+    s = re.sub(r"\\(?:begin|end)\s*\{[^{}]*\}(?:\[[^\]]*\])?", "\n", s)
+    s = re.sub(
+        r"\\(?:maketitle|centering|noindent|newpage|clearpage|appendix|small|footnotesize)\b", "", s
+    )
+    s = s.replace("~", " ").replace("``", '"').replace("''", '"')
+    return s

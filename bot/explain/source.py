@@ -1,0 +1,381 @@
+"""The paper's LaTeX source: polite download, safe in-memory unpacking, one flat document.
+
+arXiv's e-print endpoint serves a gzipped single file, a gzipped tar, sometimes a plain tar
+or a PDF (when no source was submitted); only the bytes say which. Nothing touches disk:
+members become entries of a dict, so path traversal and symlinks cannot escape anywhere,
+and every size, count and depth is capped against hostile archives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import posixpath
+import re
+import tarfile
+import time
+import zlib
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from bot.config import USER_AGENT
+from bot.explain import latex
+
+log = logging.getLogger(__name__)
+
+TEXT_SUFFIXES = (".tex", ".sty", ".ltx", ".def", ".macros", ".cls")
+
+
+class SourceUnavailable(Exception):
+    """No usable LaTeX source (missing, PDF-only, unreadable or over a limit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_download_bytes: int = 60_000_000
+    max_unpacked_bytes: int = 300_000_000  # everything decompressed, figures included
+    max_members: int = 5000
+    max_member_bytes: int = 8_000_000  # one .tex file
+    max_text_bytes: int = 24_000_000  # all kept text files
+    max_include_depth: int = 8
+    max_document_chars: int = 4_000_000
+
+
+@dataclass(slots=True)
+class ExtractReport:
+    members: int = 0
+    skipped_unsafe: list[str] = field(default_factory=list)  # traversal, links, devices
+    skipped_large: int = 0
+    kind: str = ""  # "tar.gz", "gzip", "tar", "plain"
+
+
+@dataclass(slots=True)
+class LatexSource:
+    main: str
+    preamble: str
+    body: str  # includes and macros expanded, comments and hidden text removed
+    files: int
+    report: ExtractReport
+    includes: latex.IncludeReport
+
+
+# -------------------------------------------------------------- politeness
+
+
+class PoliteGate:
+    """One request at a time to arXiv, at least `delay` seconds apart."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self._lock = asyncio.Lock()
+        self._last = 0.0
+
+    async def __aenter__(self) -> None:
+        await self._lock.acquire()
+        wait = self._last + self.delay - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._last = time.monotonic()
+        self._lock.release()
+
+
+def retry_after_seconds(value: str | None, cap: float) -> float | None:
+    """Retry-After as seconds (it may be a number or an HTTP date), capped."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return max(0.0, min(seconds, cap))
+
+
+async def polite_get(
+    http: httpx.AsyncClient,
+    gate: PoliteGate,
+    url: str,
+    *,
+    max_bytes: int,
+    attempts: int = 3,
+    max_wait: float = 30.0,
+) -> bytes | None:
+    """GET with the arXiv manners: serialized, spaced, backing off on 429/503.
+
+    Returns the body (read with a size cap), or None on 404.
+    """
+    for attempt in range(attempts):
+        async with (
+            gate,
+            http.stream(
+                "GET", url, headers={"User-Agent": USER_AGENT}, follow_redirects=True
+            ) as resp,
+        ):
+            if resp.status_code == 404:
+                return None
+            if resp.status_code in (429, 503) and attempt + 1 < attempts:
+                wait = retry_after_seconds(resp.headers.get("retry-after"), max_wait)
+                retry_in = wait if wait is not None else min(max_wait, 2.0 * 2**attempt)
+            else:
+                if resp.status_code != 200:
+                    raise SourceUnavailable(f"arXiv answered HTTP {resp.status_code}")
+                declared = resp.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise SourceUnavailable("the source is larger than the download limit")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise SourceUnavailable("the source is larger than the download limit")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        log.info("arXiv busy (HTTP %s), retrying in %.1fs", resp.status_code, retry_in)
+        await asyncio.sleep(retry_in)
+    return None
+
+
+# -------------------------------------------------------------- unpacking
+
+
+class _CappedGunzip(io.RawIOBase):
+    """A read-only stream of gzip-decompressed bytes that refuses to exceed a cap.
+
+    Decompression is incremental (`max_length`), so a bomb never materializes in memory.
+    """
+
+    def __init__(self, data: bytes, cap: int) -> None:
+        self._d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        self._src = memoryview(data)
+        self._pos = 0
+        self._pending = b""
+        self._cap = cap
+        self.total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = 1 << 20
+        while len(self._pending) < size and not self._d.eof:
+            if self._d.unconsumed_tail:
+                feed = self._d.unconsumed_tail
+            elif self._pos < len(self._src):
+                feed = bytes(self._src[self._pos : self._pos + (1 << 16)])
+                self._pos += len(feed)
+            else:
+                feed = b""  # input done: drain what zlib still holds
+            piece = self._d.decompress(feed, 1 << 16)
+            self.total += len(piece)
+            if self.total > self._cap:
+                raise SourceUnavailable("the source unpacks to more than the size limit")
+            self._pending += piece
+            if not piece and not feed:
+                break
+        out, self._pending = self._pending[:size], self._pending[size:]
+        return out
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def _safe_name(name: str) -> str | None:
+    """The member's path inside the archive, or None if it tries to point outside it."""
+    if not name or "\x00" in name or "\\" in name:
+        return None
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        return None
+    parts = name.split("/")
+    if any(p == ".." for p in parts):
+        return None
+    norm = posixpath.normpath(name)
+    return None if norm in (".", "") or norm.startswith("../") else norm
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _looks_like_tar(head: bytes) -> bool:
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return True
+    if len(head) < 512:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def unpack(data: bytes, limits: Limits = Limits()) -> tuple[dict[str, str], ExtractReport]:
+    """The text files of an e-print (path -> text), detected by content, never by name."""
+    report = ExtractReport()
+    if data[:4] == b"%PDF":
+        raise SourceUnavailable("arXiv has only a PDF for this paper")
+    if data[:2] == b"\x1f\x8b":
+        stream: io.RawIOBase = _CappedGunzip(data, limits.max_unpacked_bytes)
+        head = stream.read(512)
+        if _looks_like_tar(head):
+            report.kind = "tar.gz"
+            reader = io.BufferedReader(_Prefixed(head, stream), 1 << 16)
+            return _untar(reader, limits, report), report
+        report.kind = "gzip"
+        rest = stream.read(limits.max_member_bytes + 1 - len(head))
+        body = head + rest
+        if len(body) > limits.max_member_bytes:
+            raise SourceUnavailable("the source file is larger than the size limit")
+        if body[:4] == b"%PDF":
+            raise SourceUnavailable("arXiv has only a PDF for this paper")
+        return {"main.tex": _decode(body)}, report
+    if _looks_like_tar(data[:512]):
+        report.kind = "tar"
+        return _untar(io.BytesIO(data), limits, report), report
+    report.kind = "plain"
+    if len(data) > limits.max_member_bytes:
+        raise SourceUnavailable("the source file is larger than the size limit")
+    return {"main.tex": _decode(data)}, report
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream with some already-read bytes put back in front."""
+
+    def __init__(self, head: bytes, rest: io.RawIOBase) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def _untar(fileobj: io.IOBase, limits: Limits, report: ExtractReport) -> dict[str, str]:
+    files: dict[str, str] = {}
+    kept = 0
+    try:
+        # Stream mode ("r|"): sequential, no seeking, nothing extracted to disk.
+        with tarfile.open(fileobj=fileobj, mode="r|") as tar:
+            for member in tar:
+                report.members += 1
+                if report.members > limits.max_members:
+                    raise SourceUnavailable("the source archive has too many files")
+                if not member.isfile():
+                    if member.issym() or member.islnk() or member.isdev() or member.isfifo():
+                        report.skipped_unsafe.append(member.name[:100])
+                    continue
+                name = _safe_name(member.name)
+                if name is None:
+                    report.skipped_unsafe.append(member.name[:100])
+                    continue
+                if not name.lower().endswith(TEXT_SUFFIXES) and not name.lower().endswith(".bbl"):
+                    continue
+                if member.size > limits.max_member_bytes or kept + member.size > (
+                    limits.max_text_bytes
+                ):
+                    report.skipped_large += 1
+                    continue
+                f = tar.extractfile(member)
+                if f is None:
+                    continue
+                raw = f.read(limits.max_member_bytes + 1)
+                kept += len(raw)
+                files[name] = _decode(raw)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if not files:
+            raise SourceUnavailable("the source archive is damaged") from exc
+        log.info("source archive ends early; keeping %d files", len(files))
+    return files
+
+
+# ---------------------------------------------------------- main file, flat
+
+
+_DOCCLASS = re.compile(r"^[^%\n]*\\documentclass", re.M)
+_PREFERRED = ("main.tex", "ms.tex", "paper.tex", "article.tex", "manuscript.tex")
+
+
+def find_main(files: dict[str, str]) -> str | None:
+    """The file LaTeX would be run on: it has `\\documentclass` and `\\begin{document}`."""
+    candidates = [
+        p
+        for p, t in files.items()
+        if p.endswith((".tex", ".ltx")) and _DOCCLASS.search(t) and "\\begin{document}" in t
+    ]
+    if not candidates:
+        candidates = [p for p, t in files.items() if _DOCCLASS.search(t)]
+    if not candidates:
+        tex = [p for p in files if p.endswith(".tex")]
+        return tex[0] if len(tex) == 1 else None
+    included = set()
+    for t in files.values():
+        for m in re.finditer(r"\\(?:input|include|subfile)\s*\{([^}]*)\}", t):
+            included.add(posixpath.normpath(m.group(1).strip()))
+    roots = [p for p in candidates if p not in included and p.removesuffix(".tex") not in included]
+    pool = roots or candidates
+    for name in _PREFERRED:
+        for p in pool:
+            if posixpath.basename(p) == name:
+                return p
+    # Most papers: the biggest top-level candidate is the real one (others are snippets).
+    return max(pool, key=lambda p: (p.count("/") == 0, len(files[p])))
+
+
+def flatten(files: dict[str, str], report: ExtractReport, limits: Limits = Limits()) -> LatexSource:
+    """Main file found, comments/hidden text removed, includes and author macros expanded."""
+    main = find_main(files)
+    if main is None:
+        raise SourceUnavailable("no main LaTeX file in the source")
+    clean = {p: latex.strip_iffalse(latex.strip_comments(t)) for p, t in files.items()}
+    text, includes = latex.expand_includes(
+        clean, main, max_depth=limits.max_include_depth, max_chars=limits.max_document_chars
+    )
+    preamble, body = latex.split_document(text)
+    # Macros can live in the preamble, in local .sty files or in the body itself.
+    defs = preamble
+    for pkg in re.findall(r"\\usepackage(?:\[[^\]]*\])?\{([^}]*)\}", preamble):
+        for name in pkg.split(","):
+            path = latex.resolve(clean, posixpath.dirname(main), name.strip() + ".sty")
+            if path:
+                defs += "\n" + clean[path]
+    macros = latex.parse_macros(defs + "\n" + body)
+    body = latex.expand_macros(body, macros, max_chars=limits.max_document_chars * 2)
+    body = latex.strip_hidden(body)
+    return LatexSource(
+        main=main,
+        preamble=preamble,
+        body=body,
+        files=len(files),
+        report=report,
+        includes=includes,
+    )
+
+
+def extract(data: bytes, limits: Limits = Limits()) -> LatexSource:
+    """Bytes from the e-print endpoint -> one flat LaTeX document (CPU-bound: use a thread)."""
+    files, report = unpack(data, limits)
+    if not files:
+        raise SourceUnavailable("no LaTeX files in the source")
+    return flatten(files, report, limits)

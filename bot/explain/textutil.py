@@ -1,0 +1,150 @@
+"""Text helpers shared by the explain modules: LaTeX prose to readable text, sanitizing.
+
+`latex_to_unicode` and `rich_inlines` belong to `bot.text`; until they land there this
+module uses small stand-ins with the same contract.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+
+from pylatexenc.latex2text import LatexNodes2Text
+
+import bot.text as _text
+from bot.text import Inline, Math, Text
+
+_L2T = LatexNodes2Text(math_mode="text", strict_latex_spaces=True)
+
+
+def _fallback_unicode(latex: str) -> str:
+    try:
+        out: str = _L2T.latex_to_text(latex)
+    except Exception:  # pylatexenc is lenient, but untrusted input deserves a net
+        out = latex
+    return re.sub(r"\s+", " ", out).strip()
+
+
+def _fallback_rich(text: str) -> tuple[Inline, ...]:
+    nodes: list[Inline] = []
+    pos = 0
+    for m in _INLINE_MATH.finditer(text):
+        if m.start() > pos:
+            nodes.append(Text(text[pos : m.start()]))
+        src = m.group(1) or m.group(2) or ""
+        nodes.append(Math(src, latex_to_unicode(src)))
+        pos = m.end()
+    if pos < len(text):
+        nodes.append(Text(text[pos:]))
+    return tuple(nodes)
+
+
+_INLINE_MATH = re.compile(r"(?<!\\)\$([^$]+?)(?<!\\)\$|\\\((.+?)\\\)", re.S)
+
+
+def latex_to_unicode(latex: str) -> str:
+    fn: Callable[[str], str] | None = getattr(_text, "latex_to_unicode", None)
+    return fn(latex) if fn is not None else _fallback_unicode(latex)
+
+
+def rich_inlines(text: str) -> tuple[Inline, ...]:
+    """Text with `$...$` math -> Text and Math nodes."""
+    fn: Any = getattr(_text, "rich_inlines", None)
+    return tuple(fn(text)) if fn is not None else _fallback_rich(text)
+
+
+# ------------------------------------------------------------- sanitizing
+
+# Zero-width and bidi controls, and the Unicode "tag" block used to smuggle invisible
+# instructions to language models.
+_INVISIBLE = re.compile(
+    "[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]"
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(s: str) -> str:
+    """Drop invisible and control characters (kept: newlines and tabs)."""
+    s = unicodedata.normalize("NFC", s)
+    return _CONTROL.sub("", _INVISIBLE.sub("", s))
+
+
+# Sentences that talk to a language model rather than to a reader. Kept narrow on
+# purpose: papers about LLMs legitimately say "system prompt" or "as an assistant".
+_INJECTION = re.compile(
+    r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}\b(previous|prior|above|earlier|all|"
+    r"preceding|system)\b[^.\n]{0,40}\b(instruction|prompt|direction|rule)s?\b"
+    r"|\b(you are|you're)\s+(now\s+)?(an?\s+)?(ai|llm|large language model|language model|"
+    r"assistant|chatbot|reviewer)\b"
+    r"|\bnew instructions?\s*:"
+    r"|\b(give|write|provide|output)\b[^.\n]{0,30}\bpositive review\b"
+    r"|\bdo not (highlight|mention|point out)\b[^.\n]{0,30}\b(negative|weakness|limitation|flaw)"
+    r"|\b(llm|ai|language model)s?\b[^.\n]{0,30}\b(must|should)\b[^.\n]{0,20}"
+    r"\b(recommend|accept|praise|rate)",
+    re.I,
+)
+_SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n|$)")
+
+
+def strip_injections(text: str) -> tuple[str, int]:
+    """Remove sentences addressed to an AI ("ignore previous instructions ..."); count them."""
+    removed = 0
+    out: list[str] = []
+    for m in _SENTENCE.finditer(text):
+        sentence = m.group(0)
+        if sentence and _INJECTION.search(sentence):
+            removed += 1
+            out.append("\n" if sentence.endswith("\n") else " ")
+            continue
+        out.append(sentence)
+    return "".join(out), removed
+
+
+_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\"']+", re.I)
+
+
+def strip_foreign_links(text: str, allowed: set[str]) -> str:
+    """Replace URLs that are not the paper's own with a marker: links come only from us."""
+
+    def repl(m: re.Match[str]) -> str:
+        url = m.group(0).rstrip(".,;:")
+        tail = m.group(0)[len(url) :]
+        norm = url.lower().removeprefix("https://").removeprefix("http://").rstrip("/")
+        if any(norm == a or norm.startswith(a + "/") for a in allowed):
+            return m.group(0)
+        return "[link removed]" + tail
+
+    return _URL.sub(repl, text)
+
+
+def url_key(url: str) -> str:
+    return url.lower().removeprefix("https://").removeprefix("http://").rstrip("/")
+
+
+_SENT_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[$\\])")
+
+
+def sentences(text: str) -> list[str]:
+    """Split prose into sentences, a little careful about abbreviations and math."""
+    parts = _SENT_END.split(text.strip())
+    out: list[str] = []
+    for p in parts:
+        if out and re.search(r"\b(e\.g|i\.e|et al|cf|Fig|Eq|Sec|vs|resp)\.$", out[-1]):
+            out[-1] += " " + p
+        else:
+            out.append(p)
+    return [s.strip() for s in out if s.strip()]
+
+
+def shorten(text: str, limit: int) -> str:
+    """Cut at a word boundary, never inside `$...$` math."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    if cut.count("$") % 2:
+        cut = cut[: cut.rfind("$")]
+    cut = cut.rsplit(" ", 1)[0] if " " in cut else cut
+    return cut.rstrip(" ,;:") + "…"

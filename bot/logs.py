@@ -1,0 +1,105 @@
+"""Keep secrets out of logs: a redaction filter applied to every log record.
+
+Libraries log URLs and errors that carry secrets (the Telegram bot token is part of every
+Bot API URL, and python-telegram-bot even puts it in some exception messages), so
+redaction happens once, when a record is made, for every handler: the ones configured
+now and the ones added later (pytest's caplog, a handler a library installs).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from urllib.parse import quote
+
+REDACTED = "[REDACTED]"
+_MIN_SECRET = 4  # a one-letter "secret" would redact every log line into noise
+
+_lock = threading.Lock()
+_installed_factory = False
+
+
+class RedactSecrets(logging.Filter):
+    """Replace every known secret (and its URL-encoded form) in a record with [REDACTED].
+
+    The record's message is formatted here and its arguments dropped, so a secret passed
+    as an argument (`log.debug("url %s", url)`) is caught too; so are exception texts.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        for secret in secrets:
+            if secret and len(secret) >= _MIN_SECRET:
+                self._secrets.add(secret)
+                self._secrets.add(quote(secret, safe=""))
+        if self._secrets:
+            # Longest first, so a secret that contains another is replaced whole.
+            ordered = sorted(self._secrets, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+    def redact(self, text: str) -> str:
+        if self._pattern is None or not text:
+            return text
+        return self._pattern.sub(REDACTED, text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._pattern is None:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: let the handler report it as usual
+            return True
+        redacted = self.redact(message)
+        if redacted != message or record.args:
+            record.msg = redacted
+            record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+_FILTER = RedactSecrets()
+
+
+def redact(text: str) -> str:
+    """`text` with every installed secret replaced: for error messages shown to people."""
+    return _FILTER.redact(text)
+
+
+def install_redaction(secrets: Iterable[str]) -> RedactSecrets:
+    """Redact `secrets` from every log record from now on. Safe to call again with more."""
+    global _installed_factory
+    with _lock:
+        _FILTER.add(secrets)
+        for handler in logging.getLogger().handlers:
+            if _FILTER not in handler.filters:
+                handler.addFilter(_FILTER)
+        if not _installed_factory:
+            # Handlers added later (caplog, a library's own) get clean records too.
+            previous = logging.getLogRecordFactory()
+
+            def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+                record = previous(*args, **kwargs)
+                _FILTER.filter(record)
+                return record
+
+            logging.setLogRecordFactory(factory)
+            _installed_factory = True
+    return _FILTER
+
+
+def quiet_http_loggers() -> None:
+    """httpx logs every request URL at INFO, and Telegram's URLs carry the bot token."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

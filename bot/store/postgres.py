@@ -1,0 +1,518 @@
+"""The PostgreSQL store, on an asyncpg connection pool. Same semantics as `SQLiteStore`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from datetime import date, datetime, time
+from typing import Any, ClassVar, cast
+
+import asyncpg
+
+from bot.models import ChatRef, ChatSettings, DigestFormat, Paper, Subscription
+from bot.store import (
+    clean_text,
+    load_migrations,
+    to_utc,
+    weekdays_from_text,
+    weekdays_to_text,
+)
+
+# Serialises migrations across processes (and across schemas of one database, harmlessly).
+_MIGRATION_LOCK = 0x7061_7065_7262_6F79  # "paperboy"
+
+# (store, connection, task) of the transaction the current task is running, if any.
+_current: ContextVar[tuple[PostgresStore, asyncpg.Connection, asyncio.Task[Any] | None] | None] = (
+    ContextVar("paperboy_pg_transaction", default=None)
+)
+
+_PAPER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "key"),
+    ("version", "max"),
+    ("title", "text"),
+    ("authors", "list"),
+    ("abstract", "text"),
+    ("categories", "list"),
+    ("published", "keep"),
+    ("updated", "keep"),
+    ("comment", "keep"),
+    ("journal_ref", "keep"),
+    ("doi", "keep"),
+    ("upvotes", "keep"),
+    ("ai_summary", "keep"),
+    ("ai_keywords", "list"),
+    ("github_repo", "keep"),
+    ("github_stars", "keep"),
+    ("project_page", "keep"),
+    ("announce_type", "keep"),
+)
+
+
+def _merge_expr(column: str, kind: str) -> str:
+    """What a re-fetch does to a stored column: fields the new fetch lacks keep their value."""
+    new, old = f"excluded.{column}", f"papers.{column}"
+    if kind == "max":
+        return f"GREATEST({new}, {old})"  # GREATEST skips NULLs
+    if kind == "text":
+        return f"CASE WHEN {new} = '' THEN {old} ELSE {new} END"
+    if kind == "list":
+        return f"CASE WHEN cardinality({new}) = 0 THEN {old} ELSE {new} END"
+    return f"COALESCE({new}, {old})"
+
+
+_UPSERT_PAPER = (
+    f"INSERT INTO papers ({', '.join(c for c, _ in _PAPER_COLUMNS)}, fetched_at) "
+    f"VALUES ({', '.join(f'${n}' for n in range(1, len(_PAPER_COLUMNS) + 1))}, now()) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = {_merge_expr(c, k)}" for c, k in _PAPER_COLUMNS if k != "key")
+    + ", fetched_at = excluded.fetched_at"
+)
+_SELECT_PAPERS = (
+    f"SELECT {', '.join(c for c, _ in _PAPER_COLUMNS)} FROM papers WHERE id = ANY($1::text[])"
+)
+
+_CHAT_SETTINGS = "timezone, delivery_time, count, format, language, weekdays, active, title"
+_CHAT_WHERE = "platform = $1 AND chat_id = $2 AND thread_id = $3"
+_SUB_COLUMNS = "id, feed, keywords, exclude, authors, created_at"
+
+
+def _key(chat: ChatRef) -> tuple[str, str, str]:
+    """(platform, chat_id, thread_id) as stored: no thread is '' so UNIQUE covers it."""
+    return clean_text(chat.platform), clean_text(chat.chat_id), clean_text(chat.thread_id or "")
+
+
+def _opt_text(value: str | None) -> str | None:
+    return None if value is None else clean_text(value)
+
+
+def _opt_dt(value: datetime | None) -> datetime | None:
+    return None if value is None else to_utc(value)
+
+
+def _texts(values: Iterable[str]) -> list[str]:
+    return [clean_text(v) for v in values]
+
+
+def _paper_row(paper: Paper) -> tuple[Any, ...]:
+    return (
+        clean_text(paper.id),
+        paper.version,
+        clean_text(paper.title),
+        _texts(paper.authors),
+        clean_text(paper.abstract),
+        _texts(paper.categories),
+        _opt_dt(paper.published),
+        _opt_dt(paper.updated),
+        _opt_text(paper.comment),
+        _opt_text(paper.journal_ref),
+        _opt_text(paper.doi),
+        paper.upvotes,
+        _opt_text(paper.ai_summary),
+        _texts(paper.ai_keywords),
+        _opt_text(paper.github_repo),
+        paper.github_stars,
+        _opt_text(paper.project_page),
+        _opt_text(paper.announce_type),
+    )
+
+
+def _paper_from(row: asyncpg.Record) -> Paper:
+    return Paper(
+        id=row["id"],
+        title=row["title"],
+        authors=list(row["authors"]),
+        abstract=row["abstract"],
+        categories=list(row["categories"]),
+        version=row["version"],
+        published=row["published"],
+        updated=row["updated"],
+        comment=row["comment"],
+        journal_ref=row["journal_ref"],
+        doi=row["doi"],
+        upvotes=row["upvotes"],
+        ai_summary=row["ai_summary"],
+        ai_keywords=list(row["ai_keywords"]),
+        github_repo=row["github_repo"],
+        github_stars=row["github_stars"],
+        project_page=row["project_page"],
+        announce_type=row["announce_type"],
+    )
+
+
+def _settings_row(s: ChatSettings) -> tuple[Any, ...]:
+    return (
+        clean_text(s.timezone),
+        s.delivery_time.strftime("%H:%M"),
+        s.count,
+        s.format,
+        clean_text(s.language),
+        weekdays_to_text(s.weekdays),
+        bool(s.active),
+        _opt_text(s.title),
+    )
+
+
+def _settings_from(chat: ChatRef, row: asyncpg.Record) -> ChatSettings:
+    return ChatSettings(
+        chat=chat,
+        timezone=row["timezone"],
+        delivery_time=time.fromisoformat(row["delivery_time"]),
+        count=row["count"],
+        format=cast(DigestFormat, row["format"]),
+        language=row["language"],
+        weekdays=weekdays_from_text(row["weekdays"]),
+        active=row["active"],
+        title=row["title"],
+    )
+
+
+def _subscription_from(chat: ChatRef, row: asyncpg.Record) -> Subscription:
+    return Subscription(
+        chat=chat,
+        feed=row["feed"],
+        keywords=list(row["keywords"]),
+        exclude=list(row["exclude"]),
+        authors=list(row["authors"]),
+        id=int(row["id"]),
+        created_at=row["created_at"],
+    )
+
+
+class PostgresStore:
+    """`Store` on PostgreSQL. `dsn` is a libpq-style URL; extra query parameters (such as
+    `search_path`) become server settings."""
+
+    dialect: ClassVar[str] = "postgres"
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self._dsn = dsn  # may hold a password: never logged, never put in a message
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+
+    def __repr__(self) -> str:
+        return "PostgresStore(<dsn hidden>)"
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("PostgresStore is not open: await store.open() first")
+        return self._pool
+
+    # lifecycle
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        pool = await asyncpg.create_pool(
+            self._dsn, min_size=self._min_size, max_size=self._max_size
+        )
+        try:
+            await self._migrate(pool)
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        await pool.close()
+
+    async def __aenter__(self) -> PostgresStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _migrate(self, pool: asyncpg.Pool) -> None:
+        migrations = await asyncio.to_thread(load_migrations, "postgres")
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                # Two processes creating the table at once would collide in the catalog.
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY,"
+                    " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+            for migration in migrations:
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+                    done = await conn.fetchval(
+                        "SELECT 1 FROM schema_version WHERE version = $1", migration.version
+                    )
+                    if done:
+                        continue
+                    # No arguments: asyncpg sends the file as one multi-statement script.
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+                        migration.version,
+                        migration.name,
+                    )
+
+    async def schema_version(self) -> int:
+        async with self._conn() as conn:
+            value = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+        return int(value)
+
+    # transactions
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """One transaction on one pooled connection.
+
+        Store methods called inside it (in this task) join it; a nested `transaction()` is a
+        savepoint.
+        """
+        task = asyncio.current_task()
+        current = _current.get()
+        if current is not None and current[0] is self and current[2] is task:
+            conn = current[1]
+            async with conn.transaction():
+                yield conn
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            token = _current.set((self, conn, task))
+            try:
+                yield conn
+            finally:
+                _current.reset(token)
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        """The running transaction's connection, or a pooled one for a single statement."""
+        current = _current.get()
+        if current is not None and current[0] is self and current[2] is asyncio.current_task():
+            yield current[1]
+            return
+        async with self.pool.acquire() as conn:
+            yield conn
+
+    # papers
+
+    async def upsert_papers(self, papers: Iterable[Paper]) -> None:
+        rows = [_paper_row(p) for p in papers]
+        if not rows:
+            return
+        async with self.transaction() as conn:
+            await conn.executemany(_UPSERT_PAPER, rows)
+
+    async def get_paper(self, paper_id: str) -> Paper | None:
+        return (await self.get_papers([paper_id])).get(paper_id)
+
+    async def get_papers(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
+        wanted = list(dict.fromkeys(clean_text(pid) for pid in paper_ids))
+        if not wanted:
+            return {}
+        async with self._conn() as conn:
+            rows = await conn.fetch(_SELECT_PAPERS, wanted)
+        return {row["id"]: _paper_from(row) for row in rows}
+
+    # feeds
+
+    async def save_feed(
+        self, feed: str, day: date, announced: date | None, paper_ids: Sequence[str]
+    ) -> None:
+        ids = [None if pid is None else clean_text(pid) for pid in paper_ids]
+        async with self.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO feed_fetches (feed, day, announced) VALUES ($1, $2, $3)"
+                " ON CONFLICT (feed, day) DO UPDATE SET"
+                " announced = excluded.announced, fetched_at = now()",
+                clean_text(feed),
+                day,
+                announced,
+            )
+            await conn.execute(
+                "DELETE FROM feed_items WHERE feed = $1 AND day = $2", clean_text(feed), day
+            )
+            await conn.execute(
+                "INSERT INTO feed_items (feed, day, position, paper_id)"
+                " SELECT $1, $2, t.ord - 1, t.pid FROM unnest($3::text[]) WITH ORDINALITY"
+                " AS t(pid, ord)",
+                clean_text(feed),
+                day,
+                ids,
+            )
+
+    async def load_feed(self, feed: str, day: date) -> tuple[date | None, list[str]] | None:
+        async with self._conn() as conn:
+            fetch = await conn.fetchrow(
+                "SELECT announced FROM feed_fetches WHERE feed = $1 AND day = $2",
+                clean_text(feed),
+                day,
+            )
+            if fetch is None:
+                return None
+            rows = await conn.fetch(
+                "SELECT paper_id FROM feed_items WHERE feed = $1 AND day = $2 ORDER BY position",
+                clean_text(feed),
+                day,
+            )
+        return fetch["announced"], [row["paper_id"] for row in rows]
+
+    # chats
+
+    async def _ensure_chat(self, conn: asyncpg.Connection, chat: ChatRef) -> int:
+        """The chat's row id, creating the row with default settings."""
+        pk = await conn.fetchval(
+            "INSERT INTO chats (platform, chat_id, thread_id) VALUES ($1, $2, $3)"
+            " ON CONFLICT (platform, chat_id, thread_id) DO NOTHING RETURNING id",
+            *_key(chat),
+        )
+        if pk is None:
+            # Already there (perhaps committed a moment ago by a concurrent transaction,
+            # which READ COMMITTED lets this fresh statement see).
+            pk = await conn.fetchval(f"SELECT id FROM chats WHERE {_CHAT_WHERE}", *_key(chat))
+        return int(pk)
+
+    async def get_chat(self, chat: ChatRef) -> ChatSettings | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_CHAT_SETTINGS} FROM chats WHERE {_CHAT_WHERE}", *_key(chat)
+            )
+        return None if row is None else _settings_from(chat, row)
+
+    async def save_chat(self, settings: ChatSettings) -> None:
+        values = _settings_row(settings)  # validates before anything is written
+        async with self.transaction() as conn:
+            await conn.execute(
+                f"INSERT INTO chats (platform, chat_id, thread_id, {_CHAT_SETTINGS})"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                " ON CONFLICT (platform, chat_id, thread_id) DO UPDATE SET"
+                " timezone = excluded.timezone, delivery_time = excluded.delivery_time,"
+                " count = excluded.count, format = excluded.format,"
+                " language = excluded.language, weekdays = excluded.weekdays,"
+                " active = excluded.active, title = excluded.title, updated_at = now()",
+                *_key(settings.chat),
+                *values,
+            )
+
+    async def set_chat_active(self, chat: ChatRef, active: bool) -> None:
+        """Flip the flag of a known chat; an unknown chat stays unknown (nothing to pause)."""
+        async with self.transaction() as conn:
+            await conn.execute(
+                f"UPDATE chats SET active = $4, updated_at = now() WHERE {_CHAT_WHERE}",
+                *_key(chat),
+                active,
+            )
+
+    async def migrate_chat(self, old: ChatRef, new: ChatRef) -> None:
+        """Move everything from `old` to `new`; see `SQLiteStore.migrate_chat` for the merge."""
+        if _key(old) == _key(new):
+            return
+        async with self.transaction() as conn:
+            # Lock both rows so concurrent writers wait for the move instead of racing it.
+            old_pk = await conn.fetchval(
+                f"SELECT id FROM chats WHERE {_CHAT_WHERE} FOR UPDATE", *_key(old)
+            )
+            if old_pk is None:
+                return
+            new_pk = await conn.fetchval(
+                f"SELECT id FROM chats WHERE {_CHAT_WHERE} FOR UPDATE", *_key(new)
+            )
+            if new_pk is None:
+                await conn.execute(
+                    "UPDATE chats SET platform = $1, chat_id = $2, thread_id = $3,"
+                    " updated_at = now() WHERE id = $4",
+                    *_key(new),
+                    old_pk,
+                )
+                return
+            await conn.execute(
+                f"UPDATE chats n SET ({_CHAT_SETTINGS}) ="
+                f" (SELECT {_CHAT_SETTINGS} FROM chats o WHERE o.id = $1),"
+                " created_at = LEAST(n.created_at, (SELECT created_at FROM chats WHERE id = $1)),"
+                " updated_at = now() WHERE n.id = $2",
+                old_pk,
+                new_pk,
+            )
+            await conn.execute(
+                "INSERT INTO subscriptions (chat, feed, keywords, exclude, authors, created_at)"
+                " SELECT $2, feed, keywords, exclude, authors, created_at FROM subscriptions"
+                " WHERE chat = $1 ORDER BY id ON CONFLICT (chat, feed) DO NOTHING",
+                old_pk,
+                new_pk,
+            )
+            await conn.execute(
+                "INSERT INTO delivered (chat, paper_id, delivered_at)"
+                " SELECT $2, paper_id, delivered_at FROM delivered WHERE chat = $1"
+                " ON CONFLICT (chat, paper_id) DO UPDATE SET"
+                " delivered_at = LEAST(delivered.delivered_at, excluded.delivered_at)",
+                old_pk,
+                new_pk,
+            )
+            await conn.execute("DELETE FROM chats WHERE id = $1", old_pk)
+
+    # subscriptions
+
+    async def add_subscription(self, sub: Subscription) -> Subscription:
+        keywords, exclude, authors = _texts(sub.keywords), _texts(sub.exclude), _texts(sub.authors)
+        async with self.transaction() as conn:
+            chat_pk = await self._ensure_chat(conn, sub.chat)
+            row = await conn.fetchrow(
+                "INSERT INTO subscriptions (chat, feed, keywords, exclude, authors)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (chat, feed) DO UPDATE SET"
+                " keywords = excluded.keywords, exclude = excluded.exclude,"
+                f" authors = excluded.authors RETURNING {_SUB_COLUMNS}",
+                chat_pk,
+                clean_text(sub.feed),
+                keywords,
+                exclude,
+                authors,
+            )
+        return _subscription_from(sub.chat, row)
+
+    async def remove_subscription(self, chat: ChatRef, feed: str) -> bool:
+        async with self.transaction() as conn:
+            status = await conn.execute(
+                "DELETE FROM subscriptions WHERE feed = $4 AND chat ="
+                f" (SELECT id FROM chats WHERE {_CHAT_WHERE})",
+                *_key(chat),
+                clean_text(feed),
+            )
+        return status != "DELETE 0"
+
+    async def list_subscriptions(self, chat: ChatRef) -> list[Subscription]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {', '.join(f's.{c}' for c in _SUB_COLUMNS.split(', '))}"
+                " FROM subscriptions s JOIN chats c ON c.id = s.chat"
+                " WHERE c.platform = $1 AND c.chat_id = $2 AND c.thread_id = $3 ORDER BY s.id",
+                *_key(chat),
+            )
+        return [_subscription_from(chat, row) for row in rows]
+
+    # delivered
+
+    async def mark_delivered(self, chat: ChatRef, paper_ids: Iterable[str]) -> None:
+        ids = list(dict.fromkeys(clean_text(pid) for pid in paper_ids))
+        if not ids:
+            return
+        async with self.transaction() as conn:
+            chat_pk = await self._ensure_chat(conn, chat)
+            await conn.execute(
+                "INSERT INTO delivered (chat, paper_id) SELECT $1, unnest($2::text[])"
+                " ON CONFLICT (chat, paper_id) DO NOTHING",
+                chat_pk,
+                ids,
+            )
+
+    async def delivered_ids(self, chat: ChatRef, paper_ids: Iterable[str]) -> set[str]:
+        wanted = list(dict.fromkeys(clean_text(pid) for pid in paper_ids))
+        if not wanted:
+            return set()
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT d.paper_id FROM delivered d JOIN chats c ON c.id = d.chat"
+                " WHERE c.platform = $1 AND c.chat_id = $2 AND c.thread_id = $3"
+                " AND d.paper_id = ANY($4::text[])",
+                *_key(chat),
+                wanted,
+            )
+        return {row["paper_id"] for row in rows}

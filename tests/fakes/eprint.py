@@ -1,0 +1,175 @@
+"""A fake arXiv e-print and HTML server on 127.0.0.1, plus archive builders (some hostile).
+
+Routes mirror arxiv.org: GET /e-print/<id>[vN] returns the source (gzip or tar.gz bytes,
+`application/x-eprint(-tar)` like the real thing), GET /html/<id>[vN] returns LaTeXML HTML.
+Unknown ids get 404. Every request is recorded with its User-Agent and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import tarfile
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "eprint"
+
+
+@dataclass(slots=True)
+class Hit:
+    kind: str  # "e-print" or "html"
+    id: str
+    user_agent: str
+    at: float
+
+
+@dataclass
+class FakeArxiv:
+    eprints: dict[str, bytes] = field(default_factory=dict)
+    html: dict[str, str] = field(default_factory=dict)
+    hits: list[Hit] = field(default_factory=list)
+    delay: float = 0.0  # seconds before answering (to let concurrent callers pile up)
+    busy: dict[str, int] = field(default_factory=dict)  # id -> how many 503s to send first
+    _runner: web.AppRunner | None = None
+    url: str = ""
+
+    async def start(self) -> FakeArxiv:
+        app = web.Application()
+        app.router.add_get("/e-print/{id:.+}", self._eprint)
+        app.router.add_get("/html/{id:.+}", self._html)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def close(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+    @property
+    def eprint_url(self) -> str:
+        return f"{self.url}/e-print"
+
+    @property
+    def html_url(self) -> str:
+        return f"{self.url}/html"
+
+    def count(self, kind: str, paper_id: str | None = None) -> int:
+        return sum(1 for h in self.hits if h.kind == kind and (paper_id is None or h.id == paper_id))
+
+    @staticmethod
+    def _base(paper_id: str) -> str:
+        head, _, tail = paper_id.rpartition("v")
+        return head if head and tail.isdigit() else paper_id
+
+    async def _eprint(self, request: web.Request) -> web.StreamResponse:
+        pid = request.match_info["id"]
+        self.hits.append(Hit("e-print", pid, request.headers.get("User-Agent", ""), time.monotonic()))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        base = self._base(pid)
+        if self.busy.get(base, 0) > 0:
+            self.busy[base] -= 1
+            return web.Response(status=503, headers={"Retry-After": "0"}, text="busy")
+        data = self.eprints.get(pid, self.eprints.get(base))
+        if data is None:
+            return web.Response(status=404, text="not found")
+        kind = "application/x-eprint-tar" if data[:2] == b"\x1f\x8b" else "application/x-eprint"
+        return web.Response(body=data, headers={"Content-Type": kind})
+
+    async def _html(self, request: web.Request) -> web.StreamResponse:
+        pid = request.match_info["id"]
+        self.hits.append(Hit("html", pid, request.headers.get("User-Agent", ""), time.monotonic()))
+        page = self.html.get(pid, self.html.get(self._base(pid)))
+        if page is None:
+            return web.Response(status=404, text="No HTML for this paper")
+        return web.Response(text=page, content_type="text/html")
+
+
+# ------------------------------------------------------------------ builders
+
+
+def tar_gz(
+    files: dict[str, str | bytes],
+    *,
+    symlinks: dict[str, str] | None = None,
+    hardlinks: dict[str, str] | None = None,
+) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, content in files.items():
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (symlinks or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            tar.addfile(info)
+        for name, target in (hardlinks or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.LNKTYPE
+            info.linkname = target
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+def gzip_single(text: str) -> bytes:
+    """What arXiv serves for a one-file submission: the .tex, gzipped, no tar."""
+    return gzip.compress(text.encode())
+
+
+def fixture_files(name: str = "paper") -> dict[str, str | bytes]:
+    root = FIXTURES / name
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def fixture_paper() -> bytes:
+    """The realistic multi-file source: \\input, \\include, macros, a local .sty."""
+    files = fixture_files("paper")
+    files["figures/plot.png"] = b"\x89PNG\r\n\x1a\n" + b"\x00" * 2048  # sources carry figures
+    return tar_gz(files)
+
+
+def fixture_html() -> str:
+    return (FIXTURES / "paper.html").read_text()
+
+
+def gzip_bomb(unpacked_bytes: int) -> bytes:
+    """A small gzip that unpacks to `unpacked_bytes` of zeros."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = b"\x00" * (1 << 20)
+    out = [comp.compress(chunk) for _ in range(unpacked_bytes >> 20)]
+    out.append(comp.flush())
+    return b"".join(out)
+
+
+def tar_bomb(member_bytes: int) -> bytes:
+    """A tar.gz whose one member is a huge run of zeros."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    info = tarfile.TarInfo("huge.tex")
+    info.size = member_bytes
+    parts = [comp.compress(info.tobuf())]
+    chunk = b"\x00" * (1 << 20)
+    for _ in range(member_bytes >> 20):
+        parts.append(comp.compress(chunk))
+    parts.append(comp.flush())
+    return b"".join(parts)
+
+
+MINIMAL_MAIN = r"""\documentclass{article}
+\begin{document}
+\section{Introduction}
+%s
+\end{document}
+"""

@@ -1,0 +1,655 @@
+"""The Store protocol, run against every backend.
+
+Each backend is one branch of the `make_store` fixture: a factory of unopened stores that all
+point at the same (throwaway) database, so tests can reopen it or use two stores at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from typing import Any, cast
+
+import pytest
+
+from bot.models import ChatRef, ChatSettings, Paper, Subscription
+from bot.store import Migration, clean_text, load_migrations, open_store
+from bot.store.base import Store
+from bot.store.sqlite import SQLiteStore
+
+StoreFactory = Callable[[], Store]
+
+TG = ChatRef("telegram", "-1001")
+TG_THREAD = ChatRef("telegram", "-1001", "42")
+DC = ChatRef("discord", "9000")
+
+HOSTILE = "'; DROP TABLE papers; -- \" \\ % _ <b>&amp;</b> \u202e ∫ e^{iπ} 漢字 😀"
+
+
+PG_DSN = os.environ.get("PAPERBOY_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+_pg_unreachable: str | None = None  # remembered, so each test does not wait for a timeout
+
+
+async def _pg_admin() -> Any:
+    """A connection to the test server, or skip the test with the reason."""
+    global _pg_unreachable
+    if _pg_unreachable is not None:
+        pytest.skip(_pg_unreachable)
+    import asyncpg
+
+    try:
+        return await asyncpg.connect(PG_DSN, timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        _pg_unreachable = f"PostgreSQL test server unreachable ({type(exc).__name__})"
+        pytest.skip(_pg_unreachable)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def make_store(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[StoreFactory]:
+    """A factory of unopened stores sharing one fresh database; closes them all afterwards."""
+    made: list[Store] = []
+
+    if request.param == "sqlite":
+        path = str(tmp_path / "paperboy.db")
+
+        def factory() -> Store:
+            made.append(SQLiteStore(path))
+            return made[-1]
+
+        yield factory
+        for store in made:
+            await store.close()
+
+    elif request.param == "postgres":
+        from bot.store.postgres import PostgresStore
+
+        admin = await _pg_admin()
+        # A throwaway schema per test; the stores see only it through search_path.
+        schema = f"paperboy_test_{uuid.uuid4().hex[:16]}"
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+
+            def pg_factory() -> Store:
+                made.append(PostgresStore(f"{PG_DSN}?search_path={schema}", max_size=4))
+                return made[-1]
+
+            yield pg_factory
+            for store in made:
+                await store.close()
+        finally:
+            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await admin.close()
+
+    else:  # pragma: no cover - a new backend adds a branch above
+        raise AssertionError(f"unknown backend {request.param}")
+
+
+async def fetch_rows(store: Store, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a raw query, for the few tests that look under the protocol."""
+    if isinstance(store, SQLiteStore):
+        async with store.db.execute(sql) as cur:
+            return [tuple(r) for r in await cur.fetchall()]
+    async with cast(Any, store).transaction() as conn:
+        return [tuple(r) for r in await conn.fetch(sql)]
+
+
+async def table_exists(store: Store, name: str) -> bool:
+    if isinstance(store, SQLiteStore):
+        sql = f"SELECT 1 FROM sqlite_master WHERE name = '{name}'"
+    else:
+        sql = (
+            f"SELECT 1 FROM information_schema.tables WHERE table_name = '{name}'"
+            " AND table_schema = current_schema()"
+        )
+    return bool(await fetch_rows(store, sql))
+
+
+@pytest.fixture
+async def store(make_store: StoreFactory) -> Store:
+    opened = make_store()
+    await opened.open()
+    return opened
+
+
+def full_paper(paper_id: str = "2512.25063", **changes: Any) -> Paper:
+    paper = Paper(
+        id=paper_id,
+        title=f"Attention is {HOSTILE}",
+        authors=["Ada Lovelace", "Łukasz Kaiser", "José Ñúñez", "O'Brien; DROP"],
+        abstract="We show $\\alpha \\to \\beta$.\nSecond line\ttab. " + HOSTILE,
+        categories=["cs.CL", "cs.LG", "stat.ML"],
+        version=3,
+        published=datetime(2025, 12, 30, 18, 0, tzinfo=UTC),
+        updated=datetime(2026, 1, 2, 9, 30, 15, 123456, tzinfo=UTC),
+        comment="12 pages, 3 figures",
+        journal_ref="NeurIPS 2025",
+        doi="10.48550/arXiv.2512.25063",
+        upvotes=128,
+        ai_summary="A summary — with dashes and “quotes”.",
+        ai_keywords=["transformers", "attention"],
+        github_repo="https://github.com/example/repo",
+        github_stars=4321,
+        project_page="https://example.org/project?a=1&b=2",
+        announce_type="new",
+    )
+    for name, value in changes.items():
+        setattr(paper, name, value)
+    return paper
+
+
+# migrations
+
+
+async def test_migrations_apply_once_and_reopen_is_idempotent(make_store: StoreFactory) -> None:
+    first = make_store()
+    await first.open()
+    latest = max(m.version for m in load_migrations(cast(Any, first).dialect))
+    assert await first.schema_version() == latest
+    await first.upsert_papers([full_paper()])
+    await first.add_subscription(Subscription(TG, "hf:daily", keywords=["llm"]))
+    await first.close()
+
+    again = make_store()
+    await again.open()
+    await again.open()  # opening twice is harmless too
+    assert await again.schema_version() == latest
+    assert await again.get_paper("2512.25063") == full_paper()
+    assert [s.feed for s in await again.list_subscriptions(TG)] == ["hf:daily"]
+
+
+async def test_schema_version_table_records_each_migration(store: Store) -> None:
+    rows = await fetch_rows(store, "SELECT version, name FROM schema_version ORDER BY version")
+    assert rows == [(m.version, m.name) for m in load_migrations(cast(Any, store).dialect)]
+    assert rows[0] == (1, "0001_initial.sql")
+
+
+async def test_failed_migration_rolls_back_and_keeps_data(
+    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = make_store()
+    await first.open()
+    await first.upsert_papers([full_paper()])
+    before = await first.schema_version()
+    await first.close()
+
+    module = sys.modules[type(first).__module__]
+    real = module.load_migrations
+
+    def with_bad(dialect: Any) -> list[Migration]:
+        bad = Migration(
+            before + 1,
+            f"{before + 1:04d}_broken.sql",
+            "CREATE TABLE half_done (x INTEGER);\nINSERT INTO no_such_table VALUES (1);\n",
+        )
+        return [*real(dialect), bad]
+
+    monkeypatch.setattr(module, "load_migrations", with_bad)
+    broken = make_store()
+    with pytest.raises(Exception, match="no_such_table"):
+        await broken.open()
+    monkeypatch.setattr(module, "load_migrations", real)
+
+    again = make_store()
+    await again.open()
+    assert await again.schema_version() == before
+    assert await again.get_paper("2512.25063") == full_paper()
+    # The half-applied migration's first statement was rolled back with it.
+    assert not await table_exists(again, "half_done")
+    assert await table_exists(again, "papers")
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_migration_files_are_numbered_and_unique(dialect: Any) -> None:
+    migrations = load_migrations(dialect)
+    versions = [m.version for m in migrations]
+    assert versions == sorted(set(versions))
+    assert versions[0] == 1
+
+
+# papers
+
+
+async def test_paper_round_trip_keeps_every_field(store: Store) -> None:
+    paper = full_paper()
+    await store.upsert_papers([paper])
+    assert await store.get_paper(paper.id) == paper
+
+
+async def test_minimal_paper_round_trip(store: Store) -> None:
+    paper = Paper(id="hep-th/9901001", title="Old style id")
+    await store.upsert_papers([paper])
+    assert await store.get_paper("hep-th/9901001") == paper
+
+
+async def test_unknown_paper_is_none(store: Store) -> None:
+    assert await store.get_paper("0000.00000") is None
+
+
+async def test_naive_and_offset_datetimes(store: Store) -> None:
+    ist = timezone(timedelta(hours=5, minutes=30))
+    paper = full_paper(
+        published=datetime(2025, 1, 1, 12, 0), updated=datetime(2025, 1, 2, 17, 30, tzinfo=ist)
+    )
+    await store.upsert_papers([paper])
+    got = await store.get_paper(paper.id)
+    assert got is not None
+    # Naive means UTC; aware values keep their instant.
+    assert got.published == datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+    assert got.updated == datetime(2025, 1, 2, 12, 0, tzinfo=UTC)
+
+
+async def test_text_that_no_database_can_hold_is_cleaned(store: Store) -> None:
+    paper = full_paper(title="nul\x00byte", abstract="lone \ud800 surrogate")
+    await store.upsert_papers([paper])
+    got = await store.get_paper(paper.id)
+    assert got is not None
+    assert got.title == "nulbyte"
+    assert got.abstract == clean_text("lone \ud800 surrogate")
+    assert got.authors == paper.authors
+
+
+async def test_upsert_updates_and_keeps_what_a_later_fetch_lacks(store: Store) -> None:
+    await store.upsert_papers([full_paper()])
+    # An arXiv fetch knows nothing of Hugging Face fields; a stale source has an older version.
+    arxiv_view = Paper(
+        id="2512.25063",
+        title="New title",
+        abstract="New abstract",
+        categories=["cs.CL"],
+        version=2,
+    )
+    await store.upsert_papers([arxiv_view])
+    got = await store.get_paper("2512.25063")
+    assert got is not None
+    assert (got.title, got.abstract, got.categories) == ("New title", "New abstract", ["cs.CL"])
+    assert got.version == 3
+    assert got.upvotes == 128 and got.github_stars == 4321
+    assert got.ai_keywords == ["transformers", "attention"]
+    assert got.authors == full_paper().authors
+
+    await store.upsert_papers([full_paper(version=4, upvotes=200)])
+    got = await store.get_paper("2512.25063")
+    assert got is not None and (got.version, got.upvotes) == (4, 200)
+
+
+async def test_get_papers_returns_only_known_ids(store: Store) -> None:
+    papers = [full_paper(f"2501.{n:05d}", title=f"Paper {n}") for n in range(1200)]
+    await store.upsert_papers(iter(papers))  # any iterable, including a generator
+    wanted = ["2501.00003", "nope", "2501.01199", "2501.00003"]
+    got = await store.get_papers(wanted)
+    assert set(got) == {"2501.00003", "2501.01199"}
+    assert got["2501.01199"].title == "Paper 1199"
+    everything = await store.get_papers([p.id for p in papers])
+    assert len(everything) == 1200
+    assert await store.get_papers([]) == {}
+
+
+async def test_duplicate_ids_in_one_batch(store: Store) -> None:
+    await store.upsert_papers([full_paper(upvotes=1), full_paper(upvotes=2)])
+    got = await store.get_paper("2512.25063")
+    assert got is not None and got.upvotes == 2
+
+
+# feeds
+
+
+async def test_feed_round_trip_keeps_order(store: Store) -> None:
+    day = date(2026, 1, 5)
+    ids = ["2601.00003", "2601.00001", "2601.00002"]
+    await store.save_feed("arxiv:cs.AI", day, date(2026, 1, 5), ids)
+    assert await store.load_feed("arxiv:cs.AI", day) == (date(2026, 1, 5), ids)
+    assert await store.load_feed("arxiv:cs.AI", day + timedelta(days=1)) is None
+    assert await store.load_feed("arxiv:cs.LG", day) is None
+
+
+async def test_feed_with_no_announcement(store: Store) -> None:
+    day = date(2026, 1, 3)  # a Saturday
+    await store.save_feed("arxiv:cs.AI", day, None, [])
+    assert await store.load_feed("arxiv:cs.AI", day) == (None, [])
+
+
+async def test_feed_save_replaces_same_day(store: Store) -> None:
+    day = date(2026, 1, 5)
+    await store.save_feed("hf:daily", day, day, ["a", "b", "c"])
+    await store.save_feed("hf:daily", day, None, ["c", "d"])
+    assert await store.load_feed("hf:daily", day) == (None, ["c", "d"])
+
+
+# chats
+
+
+async def test_unknown_chat_is_none(store: Store) -> None:
+    assert await store.get_chat(TG) is None
+
+
+async def test_chat_save_and_update(store: Store) -> None:
+    settings = ChatSettings(
+        chat=TG,
+        timezone="Asia/Kolkata",
+        delivery_time=time(7, 45),
+        count=5,
+        format="full",
+        language="de",
+        weekdays=frozenset({0, 2, 4}),
+        active=True,
+        title=HOSTILE,
+    )
+    await store.save_chat(settings)
+    assert await store.get_chat(TG) == settings
+    # A thread is a chat of its own.
+    assert await store.get_chat(TG_THREAD) is None
+
+    settings.weekdays = None
+    settings.count = 20
+    await store.save_chat(settings)
+    assert await store.get_chat(TG) == settings
+
+    settings.weekdays = frozenset()
+    await store.save_chat(settings)
+    got = await store.get_chat(TG)
+    assert got is not None and got.weekdays == frozenset()
+
+
+async def test_bad_weekday_is_rejected_and_nothing_changes(store: Store) -> None:
+    await store.save_chat(ChatSettings(chat=TG, count=3))
+    with pytest.raises(ValueError):
+        await store.save_chat(ChatSettings(chat=TG, count=99, weekdays=frozenset({7})))
+    got = await store.get_chat(TG)
+    assert got is not None and got.count == 3
+
+
+async def test_subscribing_creates_chat_with_defaults(store: Store) -> None:
+    await store.add_subscription(Subscription(DC, "hf:trending"))
+    assert await store.get_chat(DC) == ChatSettings(chat=DC)
+
+
+async def test_active_flag(store: Store) -> None:
+    await store.set_chat_active(TG, False)  # unknown chat: nothing to pause, no error
+    assert await store.get_chat(TG) is None
+    await store.save_chat(ChatSettings(chat=TG, count=7))
+    await store.set_chat_active(TG, False)
+    got = await store.get_chat(TG)
+    assert got is not None and got.active is False and got.count == 7
+    await store.set_chat_active(TG, True)
+    got = await store.get_chat(TG)
+    assert got is not None and got.active is True
+
+
+# subscriptions
+
+
+async def test_subscriptions_add_replace_remove_list(store: Store) -> None:
+    first = await store.add_subscription(
+        Subscription(TG, "arxiv:cs.AI", keywords=["agents", "tool use"], exclude=["survey"])
+    )
+    assert first.id is not None and first.created_at is not None
+    assert first.keywords == ["agents", "tool use"] and first.exclude == ["survey"]
+    await store.add_subscription(Subscription(TG, "hf:daily", authors=["Yann LeCun"]))
+    await store.add_subscription(Subscription(TG_THREAD, "hf:daily"))
+
+    replaced = await store.add_subscription(
+        Subscription(TG, "arxiv:cs.AI", keywords=[HOSTILE], authors=["Hinton"])
+    )
+    assert replaced.id == first.id and replaced.created_at == first.created_at
+    assert (replaced.keywords, replaced.exclude, replaced.authors) == ([HOSTILE], [], ["Hinton"])
+
+    subs = await store.list_subscriptions(TG)
+    assert [(s.feed, s.keywords, s.authors) for s in subs] == [
+        ("arxiv:cs.AI", [HOSTILE], ["Hinton"]),
+        ("hf:daily", [], ["Yann LeCun"]),
+    ]
+    assert all(s.chat == TG for s in subs)
+    assert subs[0] == replaced
+
+    assert await store.remove_subscription(TG, "hf:daily") is True
+    assert await store.remove_subscription(TG, "hf:daily") is False
+    assert await store.remove_subscription(DC, "hf:daily") is False
+    assert [s.feed for s in await store.list_subscriptions(TG)] == ["arxiv:cs.AI"]
+    assert [s.feed for s in await store.list_subscriptions(TG_THREAD)] == ["hf:daily"]
+    assert await store.list_subscriptions(DC) == []
+
+
+# delivered
+
+
+async def test_delivered_marks(store: Store) -> None:
+    assert await store.delivered_ids(TG, ["a", "b"]) == set()
+    await store.mark_delivered(TG, ["a", "b", "a"])
+    await store.mark_delivered(TG, iter(["b", "c"]))
+    await store.mark_delivered(TG, [])
+    assert await store.delivered_ids(TG, ["a", "b", "c", "d"]) == {"a", "b", "c"}
+    assert await store.delivered_ids(TG, []) == set()
+    assert await store.delivered_ids(DC, ["a"]) == set()
+    assert await store.delivered_ids(TG_THREAD, ["a"]) == set()
+    many = [f"2501.{n:05d}" for n in range(1500)]
+    await store.mark_delivered(DC, many)
+    assert await store.delivered_ids(DC, [*many, "x"]) == set(many)
+
+
+# chat migration (a Telegram group becoming a supergroup)
+
+
+async def test_migrate_chat_to_new_id(store: Store) -> None:
+    new = ChatRef("telegram", "-1002")
+    settings = ChatSettings(chat=TG, timezone="Europe/Berlin", count=4, title="Group")
+    await store.save_chat(settings)
+    sub = await store.add_subscription(Subscription(TG, "hf:daily", keywords=["rl"]))
+    await store.mark_delivered(TG, ["p1", "p2"])
+
+    await store.migrate_chat(TG, new)
+
+    assert await store.get_chat(TG) is None
+    assert await store.get_chat(new) == ChatSettings(
+        chat=new, timezone="Europe/Berlin", count=4, title="Group"
+    )
+    moved = await store.list_subscriptions(new)
+    assert [(s.feed, s.keywords, s.id) for s in moved] == [("hf:daily", ["rl"], sub.id)]
+    assert await store.list_subscriptions(TG) == []
+    assert await store.delivered_ids(new, ["p1", "p2", "p3"]) == {"p1", "p2"}
+    assert await store.delivered_ids(TG, ["p1"]) == set()
+
+
+async def test_migrate_chat_merges_into_existing(store: Store) -> None:
+    new = ChatRef("telegram", "-1002")
+    await store.save_chat(ChatSettings(chat=TG, timezone="Asia/Tokyo", count=3))
+    await store.add_subscription(Subscription(TG, "hf:daily", keywords=["old"]))
+    await store.add_subscription(Subscription(TG, "arxiv:cs.AI"))
+    await store.mark_delivered(TG, ["p1", "p2"])
+    # Someone subscribed under the new id before the migration notice arrived.
+    await store.add_subscription(Subscription(new, "hf:daily", keywords=["new"]))
+    await store.add_subscription(Subscription(new, "hf:trending"))
+    await store.mark_delivered(new, ["p2", "p3"])
+
+    await store.migrate_chat(TG, new)
+
+    got = await store.get_chat(new)
+    assert got is not None and (got.timezone, got.count) == ("Asia/Tokyo", 3)
+    subs = {s.feed: s.keywords for s in await store.list_subscriptions(new)}
+    assert subs == {"hf:daily": ["new"], "hf:trending": [], "arxiv:cs.AI": []}
+    assert await store.delivered_ids(new, ["p1", "p2", "p3", "p4"]) == {"p1", "p2", "p3"}
+    assert await store.get_chat(TG) is None
+    assert await store.list_subscriptions(TG) == []
+
+
+async def test_migrate_unknown_or_same_chat_is_a_no_op(store: Store) -> None:
+    await store.migrate_chat(TG, DC)
+    assert await store.get_chat(DC) is None
+    await store.save_chat(ChatSettings(chat=TG, count=2))
+    await store.add_subscription(Subscription(TG, "hf:daily"))
+    await store.migrate_chat(TG, TG)
+    # No thread and an empty thread are the same chat: this must not merge it into itself.
+    await store.migrate_chat(TG, ChatRef("telegram", "-1001", ""))
+    got = await store.get_chat(TG)
+    assert got is not None and got.count == 2
+    assert len(await store.list_subscriptions(TG)) == 1
+
+
+# failures leave data intact
+
+
+async def test_failed_batch_writes_nothing(store: Store) -> None:
+    original = full_paper()
+    await store.upsert_papers([original])
+    broken = Paper(id="2601.99999", title=cast(Any, None))  # NOT NULL violation mid-batch
+    with pytest.raises(Exception):  # noqa: B017 - each driver has its own error type
+        await store.upsert_papers([full_paper(title="changed"), Paper("2601.00001", "ok"), broken])
+    assert await store.get_paper(original.id) == original
+    assert await store.get_papers(["2601.00001", "2601.99999"]) == {}
+
+    await store.save_feed("hf:daily", date(2026, 1, 5), None, ["a", "b"])
+    with pytest.raises(Exception):  # noqa: B017
+        await store.save_feed("hf:daily", date(2026, 1, 5), None, ["c", cast(Any, None)])
+    assert await store.load_feed("hf:daily", date(2026, 1, 5)) == (None, ["a", "b"])
+
+
+async def test_failed_transaction_rolls_back_store_calls(store: Store) -> None:
+    await store.add_subscription(Subscription(TG, "hf:daily", keywords=["keep"]))
+    transaction = cast(Any, store).transaction
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with transaction():
+            await store.add_subscription(Subscription(TG, "hf:daily", keywords=["lost"]))
+            await store.add_subscription(Subscription(DC, "hf:trending"))
+            await store.mark_delivered(TG, ["p1"])
+            raise Boom
+
+    subs = await store.list_subscriptions(TG)
+    assert [s.keywords for s in subs] == [["keep"]]
+    assert await store.get_chat(DC) is None
+    assert await store.delivered_ids(TG, ["p1"]) == set()
+
+    # A nested transaction that fails undoes only its own part.
+    async with transaction():
+        await store.mark_delivered(TG, ["p2"])
+        with pytest.raises(Boom):
+            async with transaction():
+                await store.mark_delivered(TG, ["p3"])
+                raise Boom
+    assert await store.delivered_ids(TG, ["p2", "p3"]) == {"p2"}
+    # The store is still usable afterwards.
+    await store.add_subscription(Subscription(DC, "hf:trending"))
+    assert len(await store.list_subscriptions(DC)) == 1
+
+
+# concurrency
+
+
+async def test_concurrent_subscriptions_do_not_corrupt(store: Store) -> None:
+    chats = [ChatRef("telegram", str(n)) for n in range(5)]
+    feeds = [f"arxiv:cs.{n}" for n in range(8)]
+
+    async def subscribe(chat: ChatRef, feed: str, round_: int) -> Subscription:
+        return await store.add_subscription(
+            Subscription(chat, feed, keywords=[f"k{round_}"], authors=[feed])
+        )
+
+    results = await asyncio.gather(
+        *(subscribe(c, f, r) for r in range(3) for c in chats for f in feeds),
+        *(store.mark_delivered(c, [f"p{n}" for n in range(20)]) for c in chats),
+        *(store.get_chat(c) for c in chats),
+    )
+    subs = [r for r in results if isinstance(r, Subscription)]
+    assert len(subs) == 3 * len(chats) * len(feeds)
+    for chat in chats:
+        listed = await store.list_subscriptions(chat)
+        assert sorted(s.feed for s in listed) == sorted(feeds)
+        assert all(s.keywords in (["k0"], ["k1"], ["k2"]) and s.authors == [s.feed] for s in listed)
+        # Every call for one (chat, feed) saw the same row.
+        ids = {s.id for s in subs if s.chat == chat and s.feed == feeds[0]}
+        assert len(ids) == 1
+        assert await store.get_chat(chat) == ChatSettings(chat=chat)
+        assert len(await store.delivered_ids(chat, [f"p{n}" for n in range(20)])) == 20
+
+
+async def test_two_stores_on_one_database(make_store: StoreFactory) -> None:
+    # Several openers racing on a fresh database (once "database is locked" on SQLite).
+    stores = [make_store() for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    a, b = stores[0], stores[-1]
+
+    async def work(s: Store, n: int) -> None:
+        await s.add_subscription(Subscription(TG, f"arxiv:cs.{n % 7}", keywords=[str(n)]))
+        await s.mark_delivered(TG, [f"p{n}"])
+
+    await asyncio.gather(*(work(a if n % 2 else b, n) for n in range(40)))
+    assert len(await a.list_subscriptions(TG)) == 7
+    assert len(await b.delivered_ids(TG, [f"p{n}" for n in range(40)])) == 40
+
+
+# open_store
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///relative.db", "relative.db"),
+        ("sqlite:///data/sub/paperboy.db", "data/sub/paperboy.db"),
+        ("sqlite:////abs/path.db", "/abs/path.db"),
+        ("sqlite://:memory:", ":memory:"),
+        ("sqlite:///:memory:", ":memory:"),
+        ("SQLITE:///my%20db.db", "my db.db"),
+    ],
+)
+def test_open_store_sqlite_urls(url: str, path: str) -> None:
+    store = open_store(url)
+    assert isinstance(store, SQLiteStore) and store.path == path
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://user:hunter2@db/paperboy",
+        "paperboy.db",
+        "sqlite://host/path.db",
+        "sqlite://",
+        "sqlite:///",
+        "sqlite:///x.db?mode=ro",
+    ],
+)
+def test_open_store_rejects_bad_urls_without_echoing_them(url: str) -> None:
+    with pytest.raises(ValueError) as info:
+        open_store(url)
+    assert "hunter2" not in str(info.value)
+
+
+async def test_memory_store_works() -> None:
+    store = open_store("sqlite:///:memory:")
+    await store.open()
+    try:
+        await store.add_subscription(Subscription(TG, "hf:daily"))
+        assert len(await store.list_subscriptions(TG)) == 1
+        assert await store.schema_version() >= 1
+    finally:
+        await store.close()
+
+
+async def test_file_store_creates_parent_directory(tmp_path: Any) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/nested/dir/paperboy.db")
+    await store.open()
+    try:
+        assert await store.schema_version() >= 1
+    finally:
+        await store.close()
+    assert (tmp_path / "nested" / "dir" / "paperboy.db").exists()
+
+
+async def test_sqlite_pragmas(tmp_path: Any) -> None:
+    store = SQLiteStore(str(tmp_path / "p.db"))
+    await store.open()
+    try:
+        for pragma, expected in [("journal_mode", "wal"), ("foreign_keys", 1)]:
+            async with store.db.execute(f"PRAGMA {pragma}") as cur:
+                row = await cur.fetchone()
+            assert row is not None and row[0] == expected
+        async with store.db.execute("PRAGMA busy_timeout") as cur:
+            row = await cur.fetchone()
+        assert row is not None and row[0] > 0
+    finally:
+        await store.close()
