@@ -102,7 +102,9 @@ def render_message(message: Message, style: Style | None = None) -> str:
             if button.url:
                 labels.append(f"[{button.label}: {button.url}]")
             else:
-                labels.append(f"[{button.label}: /{button.command} {button.arg}]".replace(" ]", "]"))
+                labels.append(
+                    f"[{button.label}: /{button.command} {button.arg}]".replace(" ]", "]")
+                )
         parts.append("  ".join(labels))
     return "\n\n".join(parts)
 
@@ -116,16 +118,26 @@ class ConsoleChat:
 
     platform = "console"
 
-    def __init__(self, app: Paperboy, out: TextIO | None = None,
-                 read_line: Callable[[], Awaitable[str | None]] | None = None) -> None:
+    def __init__(
+        self,
+        app: Paperboy,
+        out: TextIO | None = None,
+        read_line: Callable[[], Awaitable[str | None]] | None = None,
+    ) -> None:
         self.app = app
         self.out = out or sys.stdout
         self.style = Style(self.out.isatty())
         self._read_line = read_line or _stdin_line
 
     def context(self) -> Context:
-        return Context(self.app, CONSOLE_CHAT, user_id="local", chat_kind="private",
-                       is_admin=True, user_name="you")
+        return Context(
+            self.app,
+            CONSOLE_CHAT,
+            user_id="local",
+            chat_kind="private",
+            is_admin=True,
+            user_name="you",
+        )
 
     async def handle(self, line: str) -> Reply | None:
         """One line typed by the user -> the reply (None for a blank line)."""
@@ -140,8 +152,10 @@ class ConsoleChat:
             return await run_text(self.context(), "paper", str(ids[0]))
         if invocation and invocation.name in _BARE_COMMANDS:
             return await run_text(self.context(), invocation.name, invocation.text)
-        return Reply.text("Type a command such as /help, /trending or /explain 1706.03762, "
-                          "or paste an arXiv link. /quit leaves.")
+        return Reply.text(
+            "Type a command such as /help, /trending or /explain 1706.03762, "
+            "or paste an arXiv link. /quit leaves."
+        )
 
     def show(self, reply: Reply) -> None:
         self.out.write(render_reply(reply, self.style) + "\n\n")
@@ -167,8 +181,20 @@ class ConsoleChat:
 
 
 _BARE_COMMANDS = frozenset(
-    ("help", "start", "trending", "today", "search", "paper", "explain", "ask", "subscribe",
-     "unsubscribe", "subscriptions", "settings")
+    (
+        "help",
+        "start",
+        "trending",
+        "today",
+        "search",
+        "paper",
+        "explain",
+        "ask",
+        "subscribe",
+        "unsubscribe",
+        "subscriptions",
+        "settings",
+    )
 )
 
 

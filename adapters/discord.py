@@ -101,7 +101,9 @@ class RenderedMessage:
 
 def dlen(text: str) -> int:
     """Length as Discord counts it, conservatively: UTF-16 code units (astral = 2)."""
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 _LINK_CHARS = re.compile(r"\\.|[\[\]]", re.DOTALL)
@@ -198,14 +200,17 @@ def _cut(text: str, limit: int) -> list[str]:
     if dlen(text) <= limit:
         return [text]
     parts: list[str] = []
-    current = ""
+    current: list[str] = []
+    size = 0
     for unit in _UNITS.findall(text):
-        if current and dlen(current) + dlen(unit) > limit:
-            parts.append(current)
-            current = ""
-        current += unit
+        width = dlen(unit)
+        if current and size + width > limit:
+            parts.append("".join(current))
+            current, size = [], 0
+        current.append(unit)
+        size += width
     if current:
-        parts.append(current)
+        parts.append("".join(current))
     return parts
 
 

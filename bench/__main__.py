@@ -11,7 +11,9 @@ import bench
 
 
 def main() -> int:
-    names = sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_"))
+    names = sorted(
+        m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_")
+    )
     failed = 0
     for name in names:
         print(f"\n=== {name} ===", flush=True)

@@ -9,8 +9,8 @@ import signal
 from collections.abc import AsyncIterator
 
 from bot.config import Settings
-from bot.service import Paperboy
 from bot.sending import Adapter
+from bot.service import Paperboy
 from bot.sources.arxiv import ArxivSource
 from bot.sources.hf import HuggingFaceSource
 from bot.store import open_store
@@ -80,8 +80,9 @@ async def serve(app: Paperboy, settings: Settings, adapters: list[Adapter]) -> N
                 log.exception("stopping %s failed", adapter.platform)
 
 
-async def start_background(app: Paperboy, settings: Settings,
-                           adapters: list[Adapter]) -> list[asyncio.Task[None]]:
+async def start_background(
+    app: Paperboy, settings: Settings, adapters: list[Adapter]
+) -> list[asyncio.Task[None]]:
     """Background loops (the delivery scheduler and senders) for these adapters."""
     try:
         from bot.delivery import run_delivery

@@ -89,8 +89,9 @@ def links(paper: Paper) -> tuple[Inline, ...]:
     return tuple(nodes)
 
 
-def paper_message(paper: Paper, *, detail: bool = False, feed: str | None = None,
-                  number: int | None = None) -> Message:
+def paper_message(
+    paper: Paper, *, detail: bool = False, feed: str | None = None, number: int | None = None
+) -> Message:
     """One paper as one message: the card of /paper, and of full-format digests."""
     title: tuple[Inline, ...] = rich_inlines(paper.title)
     if number is not None:
@@ -113,20 +114,30 @@ def paper_message(paper: Paper, *, detail: bool = False, feed: str | None = None
     return Message(blocks, paper_buttons(paper, feed))
 
 
-def paper_list(title: str, papers: Sequence[Paper], *, limit: int = 25,
-               feed: str | None = None) -> Reply:
+def paper_list(
+    title: str, papers: Sequence[Paper], *, limit: int = 25, feed: str | None = None
+) -> Reply:
     """A numbered list in one message (compact digests, /trending, /today, /search)."""
     shown = list(papers[:limit])
     items: list[tuple[Inline, ...]] = []
     for paper in shown:
-        item: list[Inline] = [Bold(rich_inlines(paper.title)), Text("\n"), Text(authors_line(paper, 3))]
+        item: list[Inline] = [
+            Bold(rich_inlines(paper.title)),
+            Text("\n"),
+            Text(authors_line(paper, 3)),
+        ]
         meta = meta_line(paper)
         if meta:
             item.append(Text(f" · {meta}"))
         blurb = paper.ai_summary or paper.abstract
         if blurb:
             item += [Text("\n"), *rich_inlines(_shorten(blurb, COMPACT_ABSTRACT_CHARS))]
-        item += [Text("\n"), Link(paper.versioned_id, paper.abs_url), Text(" · "), Link("pdf", paper.pdf_url)]
+        item += [
+            Text("\n"),
+            Link(paper.versioned_id, paper.abs_url),
+            Text(" · "),
+            Link("pdf", paper.pdf_url),
+        ]
         items.append(tuple(item))
     blocks: list[Block] = [Heading((Text(title),)), ListBlock(tuple(items), ordered=True)]
     if len(papers) > len(shown):

@@ -111,18 +111,26 @@ async def _deliver(settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperboy", description="Research papers, delivered.")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("run", help="run the bot (Telegram/Discord when tokens are set, else terminal chat)")
+    sub.add_parser(
+        "run", help="run the bot (Telegram/Discord when tokens are set, else terminal chat)"
+    )
     sub.add_parser("chat", help="chat with Paperboy in the terminal")
     digest = sub.add_parser("digest", help="print a feed's digest")
-    digest.add_argument("--feed", default="hf:trending", help="hf:trending, hf:daily or arxiv:<category>")
+    digest.add_argument(
+        "--feed", default="hf:trending", help="hf:trending, hf:daily or arxiv:<category>"
+    )
     digest.add_argument("--count", type=int, default=10)
     paper = sub.add_parser("paper", help="print one paper")
     paper.add_argument("id", help="an arXiv id or link")
     explain = sub.add_parser("explain", help="explain one paper")
     explain.add_argument("id", help="an arXiv id or link")
     deliver = sub.add_parser("deliver", help="deliver the digests that are due")
-    deliver.add_argument("--now", action="store_true", required=True,
-                         help="run one round, send everything, and exit (for cron)")
+    deliver.add_argument(
+        "--now",
+        action="store_true",
+        required=True,
+        help="run one round, send everything, and exit (for cron)",
+    )
     return parser
 
 

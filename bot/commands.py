@@ -217,9 +217,11 @@ async def _start(ctx: Context, args: dict[str, ArgValue]) -> Reply:
         Paragraph((Bold((Text("Paperboy delivers research papers."),)),)),
         Paragraph(
             (
-                Text("Every day at your hour, the papers that matter: Hugging Face trending "
-                     "and daily papers, and what arXiv announced in the categories you follow. "
-                     "Ask me about any paper, too."),
+                Text(
+                    "Every day at your hour, the papers that matter: Hugging Face trending "
+                    "and daily papers, and what arXiv announced in the categories you follow. "
+                    "Ask me about any paper, too."
+                ),
             )
         ),
         Paragraph(
@@ -240,7 +242,10 @@ async def _start(ctx: Context, args: dict[str, ArgValue]) -> Reply:
 
 async def _help(ctx: Context, args: dict[str, ArgValue]) -> Reply:
     items = tuple(
-        (Code(cmd.usage), Text(f" — {cmd.description}" + (" (chat admins)" if cmd.admin_only else "")))
+        (
+            Code(cmd.usage),
+            Text(f" — {cmd.description}" + (" (chat admins)" if cmd.admin_only else "")),
+        )
         for cmd in COMMANDS.values()
     )
     return Reply.of(
@@ -288,7 +293,9 @@ async def _today(ctx: Context, args: dict[str, ArgValue]) -> Reply:
             "on Friday and Saturday nights (US Eastern) or on holidays."
         )
     if not fetch.papers:
-        return Reply.text(f"No new papers in {category} in the {fetch.announced:%A %d %B} announcement.")
+        return Reply.text(
+            f"No new papers in {category} in the {fetch.announced:%A %d %B} announcement."
+        )
     title = f"New in {category} — {fetch.announced:%a %d %b %Y} ({len(fetch.papers)})"
     return cards.paper_list(title, fetch.papers, limit=30)
 
@@ -315,9 +322,18 @@ async def _subscribe(ctx: Context, args: dict[str, ArgValue]) -> Reply:
     settings = await ctx.app.chat_settings(ctx.chat)
     when = f"{settings.delivery_time:%H:%M} {settings.timezone}"
     return Reply.of(
-        Paragraph((Text("Subscribed: "), Code(sub.describe()), Text(".")),),
-        Paragraph((Text(f"Your digest arrives daily at {when}. Change it with "),
-                   Code("/settings time 08:00"), Text(" and "), Code("/settings timezone Europe/Berlin"), Text("."))),
+        Paragraph(
+            (Text("Subscribed: "), Code(sub.describe()), Text(".")),
+        ),
+        Paragraph(
+            (
+                Text(f"Your digest arrives daily at {when}. Change it with "),
+                Code("/settings time 08:00"),
+                Text(" and "),
+                Code("/settings timezone Europe/Berlin"),
+                Text("."),
+            )
+        ),
     )
 
 
@@ -325,15 +341,24 @@ async def _unsubscribe(ctx: Context, args: dict[str, ArgValue]) -> Reply:
     feed = str(args["feed"])
     if await ctx.app.store.remove_subscription(ctx.chat, feed):
         return Reply.text(f"Unsubscribed from {feed}.")
-    return Reply.text(f"This chat is not subscribed to {feed}. /subscriptions lists what it follows.")
+    return Reply.text(
+        f"This chat is not subscribed to {feed}. /subscriptions lists what it follows."
+    )
 
 
 async def _subscriptions(ctx: Context, args: dict[str, ArgValue]) -> Reply:
     subs = await ctx.app.store.list_subscriptions(ctx.chat)
     if not subs:
         return Reply.of(
-            Paragraph((Text("No subscriptions yet. Try "), Code("/subscribe hf:trending"), Text(" or "),
-                       Code("/subscribe arxiv:cs.CL"), Text(".")))
+            Paragraph(
+                (
+                    Text("No subscriptions yet. Try "),
+                    Code("/subscribe hf:trending"),
+                    Text(" or "),
+                    Code("/subscribe arxiv:cs.CL"),
+                    Text("."),
+                )
+            )
         )
     settings = await ctx.app.chat_settings(ctx.chat)
     items = tuple((Code(sub.describe()),) for sub in subs)
@@ -354,10 +379,21 @@ async def _settings(ctx: Context, args: dict[str, ArgValue]) -> Reply:
         return Reply.of(
             Paragraph((Bold((Text("Settings"),)),)),
             Paragraph((Text(cards.describe_settings(settings)),)),
-            Paragraph((Text("Change one: "), Code("/settings time 08:30"), Text(", "),
-                       Code("/settings timezone America/New_York"), Text(", "), Code("/settings count 5"),
-                       Text(", "), Code("/settings format full"), Text(", "), Code("/settings days mon-fri"),
-                       Text("."))),
+            Paragraph(
+                (
+                    Text("Change one: "),
+                    Code("/settings time 08:30"),
+                    Text(", "),
+                    Code("/settings timezone America/New_York"),
+                    Text(", "),
+                    Code("/settings count 5"),
+                    Text(", "),
+                    Code("/settings format full"),
+                    Text(", "),
+                    Code("/settings days mon-fri"),
+                    Text("."),
+                )
+            ),
         )
     _require_admin(ctx)
     value = str(args.get("value", "")).strip()
@@ -406,7 +442,9 @@ def canonical_timezone(value: str) -> str:
     for name in available_timezones():
         if name.lower() == lowered:
             return name
-    raise UsageError(f"“{value}” is not a time zone. Use an IANA name like Europe/Berlin or Asia/Tokyo.")
+    raise UsageError(
+        f"“{value}” is not a time zone. Use an IANA name like Europe/Berlin or Asia/Tokyo."
+    )
 
 
 def parse_weekdays(value: str) -> frozenset[int] | None:
@@ -427,7 +465,9 @@ def parse_weekdays(value: str) -> frozenset[int] | None:
             days.add(numbers[0])
         elif len(numbers) == 2:
             start, end = numbers
-            days.update(range(start, end + 1) if start <= end else [*range(start, 7), *range(0, end + 1)])
+            days.update(
+                range(start, end + 1) if start <= end else [*range(start, 7), *range(0, end + 1)]
+            )
         else:
             raise UsageError("Days are like mon-fri, mon,wed,fri, weekdays or daily.")
     return frozenset(days) if len(days) < 7 else None
@@ -450,32 +490,82 @@ COMMANDS: dict[str, Command] = {
     for cmd in (
         Command("start", "What Paperboy does", _start),
         Command("help", "All commands and feeds", _help),
-        Command("paper", "Show one paper", _paper, (_ID,), slow=True, examples=("/paper 1706.03762",)),
-        Command("explain", "Explain a paper's ideas and math", _explain, (_ID,), slow=True,
-                examples=("/explain 1706.03762",)),
-        Command("ask", "Ask a question about a paper", _ask,
-                (_ID, Arg("question", "your question", rest=True)), slow=True),
-        Command("trending", "Trending papers on Hugging Face", _trending,
-                (Arg("n", "how many (1-25)", kind="int", required=False, min_value=1, max_value=25),),
-                slow=True),
-        Command("today", "What arXiv announced today in a category", _today,
-                (Arg("category", "an arXiv category, e.g. cs.LG", kind="category"),), slow=True,
-                examples=("/today cs.LG",)),
-        Command("search", "Search arXiv", _search,
-                (Arg("query", 'words, "a phrase" or author:Name', rest=True),), slow=True,
-                examples=("/search diffusion author:Ho",)),
-        Command("subscribe", "Follow a feed, with optional filters", _subscribe,
-                (Arg("feed", "hf:trending, hf:daily or arxiv:<category>", kind="feed"),
-                 Arg("filters", "words, -excluded words, author:Name", required=False, rest=True)),
-                admin_only=True, examples=("/subscribe arxiv:cs.LG diffusion -survey",)),
-        Command("unsubscribe", "Stop following a feed", _unsubscribe,
-                (Arg("feed", "a feed this chat follows", kind="feed"),), admin_only=True),
+        Command(
+            "paper", "Show one paper", _paper, (_ID,), slow=True, examples=("/paper 1706.03762",)
+        ),
+        Command(
+            "explain",
+            "Explain a paper's ideas and math",
+            _explain,
+            (_ID,),
+            slow=True,
+            examples=("/explain 1706.03762",),
+        ),
+        Command(
+            "ask",
+            "Ask a question about a paper",
+            _ask,
+            (_ID, Arg("question", "your question", rest=True)),
+            slow=True,
+        ),
+        Command(
+            "trending",
+            "Trending papers on Hugging Face",
+            _trending,
+            (Arg("n", "how many (1-25)", kind="int", required=False, min_value=1, max_value=25),),
+            slow=True,
+        ),
+        Command(
+            "today",
+            "What arXiv announced today in a category",
+            _today,
+            (Arg("category", "an arXiv category, e.g. cs.LG", kind="category"),),
+            slow=True,
+            examples=("/today cs.LG",),
+        ),
+        Command(
+            "search",
+            "Search arXiv",
+            _search,
+            (Arg("query", 'words, "a phrase" or author:Name', rest=True),),
+            slow=True,
+            examples=("/search diffusion author:Ho",),
+        ),
+        Command(
+            "subscribe",
+            "Follow a feed, with optional filters",
+            _subscribe,
+            (
+                Arg("feed", "hf:trending, hf:daily or arxiv:<category>", kind="feed"),
+                Arg("filters", "words, -excluded words, author:Name", required=False, rest=True),
+            ),
+            admin_only=True,
+            examples=("/subscribe arxiv:cs.LG diffusion -survey",),
+        ),
+        Command(
+            "unsubscribe",
+            "Stop following a feed",
+            _unsubscribe,
+            (Arg("feed", "a feed this chat follows", kind="feed"),),
+            admin_only=True,
+        ),
         Command("subscriptions", "What this chat follows", _subscriptions),
-        Command("settings", "Delivery time, time zone, count, format, days", _settings,
-                (Arg("key", "time, timezone, count, format or days", kind="choice", required=False,
-                     choices=SETTING_KEYS),
-                 Arg("value", "the new value", required=False, rest=True)),
-                admin_only=True),
+        Command(
+            "settings",
+            "Delivery time, time zone, count, format, days",
+            _settings,
+            (
+                Arg(
+                    "key",
+                    "time, timezone, count, format or days",
+                    kind="choice",
+                    required=False,
+                    choices=SETTING_KEYS,
+                ),
+                Arg("value", "the new value", required=False, rest=True),
+            ),
+            admin_only=True,
+        ),
     )
 }
 
@@ -484,7 +574,7 @@ assert all(COMMAND_NAME.match(name) for name in COMMANDS)
 
 @dataclass(slots=True)
 class Invocation:
-    """A parsed command line: '/subscribe@PaperboyBot arxiv:cs.LG' -> ('subscribe', 'arxiv:cs.LG')."""
+    """A parsed command line: '/subscribe@Bot arxiv:cs.LG' -> ('subscribe', 'arxiv:cs.LG')."""
 
     name: str
     text: str = ""
@@ -534,11 +624,16 @@ async def _run(ctx: Context, command: Command, args: dict[str, ArgValue]) -> Rep
         return Reply.text(str(e), ephemeral=True)
     except Exception:
         log.exception("command /%s failed", command.name)
-        return Reply.text("Something went wrong on my side. Please try again in a minute.", ephemeral=True)
+        return Reply.text(
+            "Something went wrong on my side. Please try again in a minute.", ephemeral=True
+        )
 
 
 def usage_reply(command: Command, problem: str) -> Reply:
-    blocks: list[Block] = [Paragraph((Text(problem),)), Paragraph((Text("Usage: "), Code(command.usage)))]
+    blocks: list[Block] = [
+        Paragraph((Text(problem),)),
+        Paragraph((Text("Usage: "), Code(command.usage))),
+    ]
     if command.examples:
         blocks.append(Paragraph((Text("Example: "), Code(command.examples[0]))))
     return Reply([Message(blocks)], ephemeral=True)

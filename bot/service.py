@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 
 
 class Paperboy:
-    def __init__(self, store: Store, arxiv: Source, hf: Source,
-                 explainer: Explainer | None = None) -> None:
+    def __init__(
+        self, store: Store, arxiv: Source, hf: Source, explainer: Explainer | None = None
+    ) -> None:
         self.store = store
         self.arxiv = arxiv
         self.hf = hf

@@ -56,7 +56,9 @@ def test_parse_text_types_and_rest() -> None:
         "id": "1706.03762",
         "question": "what's the loss?",
     }
-    assert parse_text(COMMANDS["paper"], "https://arxiv.org/abs/1706.03762v5") == {"id": "1706.03762v5"}
+    assert parse_text(COMMANDS["paper"], "https://arxiv.org/abs/1706.03762v5") == {
+        "id": "1706.03762v5"
+    }
 
 
 @pytest.mark.parametrize(
@@ -85,7 +87,9 @@ def test_parse_feed_forms() -> None:
 
 
 def test_parse_filters() -> None:
-    keywords, exclude, authors = parse_filters('diffusion "graph neural" -survey author:Hinton au:"Yann LeCun"')
+    keywords, exclude, authors = parse_filters(
+        'diffusion "graph neural" -survey author:Hinton au:"Yann LeCun"'
+    )
     assert keywords == ["diffusion", "graph neural"]
     assert exclude == ["survey"]
     assert authors == ["Hinton", "Yann LeCun"]
@@ -102,8 +106,13 @@ def test_settings_are_validated_and_untouched_on_error() -> None:
     assert settings.timezone == "Europe/Berlin"
     assert (settings.count, settings.format) == (5, "full")
     assert settings.weekdays == frozenset(range(5))
-    for key, value in [("time", "25:00"), ("timezone", "Mars/Olympus"), ("count", "0"),
-                       ("format", "huge"), ("days", "funday")]:
+    for key, value in [
+        ("time", "25:00"),
+        ("timezone", "Mars/Olympus"),
+        ("count", "0"),
+        ("format", "huge"),
+        ("days", "funday"),
+    ]:
         with pytest.raises(UsageError):
             apply_setting(settings, key, value)
     assert settings.delivery_time == time(7, 5) and settings.timezone == "Europe/Berlin"
@@ -117,8 +126,12 @@ def test_weekdays_wrap_around_and_everyday() -> None:
 
 
 def test_subscription_filters() -> None:
-    paper = Paper("2401.00001", "Diffusion models for graphs", authors=["Geoffrey Hinton"],
-                  abstract="We study graph neural networks.")
+    paper = Paper(
+        "2401.00001",
+        "Diffusion models for graphs",
+        authors=["Geoffrey Hinton"],
+        abstract="We study graph neural networks.",
+    )
     chat = ChatRef("console", "1")
     assert Subscription(chat, "hf:daily").matches(paper)
     assert Subscription(chat, "hf:daily", keywords=["graph neural"]).matches(paper)
