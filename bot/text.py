@@ -704,10 +704,11 @@ def _tidy(nodes: tuple[Inline, ...] | list[Inline], after_space: list[bool]) -> 
             children = _tidy(node.children, after_space)
             if children:
                 out.append(type(node)(tuple(children)))
-        else:
+        elif plain((node,)):
             flush()
             out.append(node)
             after_space[0] = False
+        # else: math or code that renders to nothing (say "$\label{x}$") is dropped
     flush()
     return out
 
