@@ -18,6 +18,7 @@ from bot.text import (
     Paragraph,
     Reply,
     Text,
+    clean_text,
     rich_inlines,
 )
 
@@ -27,7 +28,8 @@ _DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 def authors_line(paper: Paper, limit: int = MAX_AUTHORS) -> str:
-    names = paper.authors
+    # Listing feeds carry TeX accents in names (Pi\v{z}urica): show them as letters.
+    names = [clean_text(name) for name in paper.authors]
     if not names:
         return "Unknown authors"
     if len(names) <= limit:

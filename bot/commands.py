@@ -297,7 +297,7 @@ async def _today(ctx: Context, args: dict[str, ArgValue]) -> Reply:
             f"No new papers in {category} in the {fetch.announced:%A %d %B} announcement."
         )
     title = f"New in {category} — {fetch.announced:%a %d %b %Y} ({len(fetch.papers)})"
-    return cards.paper_list(title, fetch.papers, limit=30)
+    return cards.paper_list(title, fetch.papers, limit=25)
 
 
 async def _search(ctx: Context, args: dict[str, ArgValue]) -> Reply:
