@@ -34,6 +34,7 @@ from telegram import (
     LinkPreviewOptions,
     ReplyParameters,
     Update,
+    User,
 )
 from telegram import Message as TgMessage
 from telegram import error as tg_error
@@ -678,21 +679,25 @@ class TelegramAdapter:
         self._admins.put(key, (is_admin, now + self.admin_cache_seconds))
         return is_admin
 
-    async def _context(self, message: TgMessage, chat: ChatRef, command: str | None) -> Context:
+    async def _context(
+        self, message: TgMessage, chat: ChatRef, command: str | None, presser: User | None = None
+    ) -> Context:
+        """Who runs `command` where. `presser`: whoever pressed a button under `message`."""
         tg_chat = message.chat
         kind = _chat_kind(tg_chat.type)
-        user = message.from_user
-        sender_chat = message.sender_chat
-        if kind != "group":
-            is_admin = True  # a private chat is its user's; channel posts come from admins
+        user = presser or message.from_user
+        sender_chat = None if presser else message.sender_chat
+        needs_admin = command in COMMANDS and COMMANDS[command].admin_only
+        if kind == "private":
+            is_admin = True  # a private chat is its user's
+        elif presser is not None:
+            # Anyone who sees a group's or channel's buttons may press them.
+            is_admin = needs_admin and await self._is_admin(tg_chat.id, presser.id)
+        elif kind == "channel":
+            is_admin = True  # channel posts come from its admins
         elif sender_chat is not None and sender_chat.id == tg_chat.id:
             is_admin = True  # an anonymous group admin
-        elif (
-            user is not None
-            and user.id != GROUP_ANONYMOUS_BOT
-            and command in COMMANDS
-            and (COMMANDS[command].admin_only)
-        ):
+        elif user is not None and user.id != GROUP_ANONYMOUS_BOT and needs_admin:
             is_admin = await self._is_admin(tg_chat.id, user.id)
         else:
             is_admin = False  # only admin-only commands ask; the rest do not care
@@ -770,15 +775,8 @@ class TelegramAdapter:
                 return
             name, arg = parsed
             chat = self._chat_ref(message)
-            ctx = await self._context(message, chat, name)
             # The presser, not the message's author (our bot), runs the command.
-            ctx.user_id = str(query.from_user.id)
-            ctx.user_name = query.from_user.full_name
-            if ctx.chat_kind == "group" and COMMANDS[name].admin_only:
-                ctx.is_admin = await self._is_admin(message.chat.id, query.from_user.id)
-            elif ctx.chat_kind == "channel" and COMMANDS[name].admin_only:
-                # Anyone who sees a channel's buttons may press them; only its admins count.
-                ctx.is_admin = await self._is_admin(message.chat.id, query.from_user.id)
+            ctx = await self._context(message, chat, name, presser=query.from_user)
             if COMMANDS[name].slow:
                 await query.answer("Working on it…")
                 answered = True

@@ -8,10 +8,12 @@ now and the ones added later (pytest's caplog, a handler a library installs).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 REDACTED = "[REDACTED]"
@@ -103,3 +105,72 @@ def quiet_http_loggers() -> None:
     """httpx logs every request URL at INFO, and Telegram's URLs carry the bot token."""
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# ------------------------------------------------------------------ JSON logs
+
+# LogRecord attributes that are not "extra" fields passed by the caller.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+def _clean(value: object) -> object:
+    """A JSON-safe copy of an extra field's value, secrets redacted."""
+    if isinstance(value, str):
+        return _FILTER.redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    return _FILTER.redact(repr(value))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (`PAPERBOY_LOG_FORMAT=json`), for log shippers.
+
+    Fields: ts (UTC ISO 8601), level, logger, message, plus exc_info / stack_info and any
+    `extra={...}` the caller passed. Everything is redacted once more here: extras do not
+    go through the record filter's message formatting.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": _FILTER.redact(record.getMessage()),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exc_info"] = _FILTER.redact(record.exc_text)
+        if record.stack_info:
+            entry["stack_info"] = _FILTER.redact(self.formatStack(record.stack_info))
+        for name, value in vars(record).items():
+            if name not in _RECORD_FIELDS and not name.startswith("_"):
+                entry[name] = _clean(value)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def make_formatter(kind: str | None) -> logging.Formatter:
+    """`json` for JsonFormatter; anything else (or nothing) for the plain text format."""
+    if (kind or "").strip().lower() == "json":
+        return JsonFormatter()
+    return logging.Formatter(TEXT_FORMAT)
+
+
+def setup_logging(level: str, kind: str | None, secrets: Iterable[str]) -> None:
+    """Root handler on stderr with the chosen format, http loggers quieted, secrets redacted."""
+    logging.basicConfig(level=level.upper(), format=TEXT_FORMAT)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(make_formatter(kind))
+    quiet_http_loggers()
+    install_redaction(secrets)
