@@ -451,11 +451,8 @@ def _contributions(body: str, abstract: str, numbers: dict[str, str]) -> list[st
     secs = _sections(body)
     if len(secs) > 1:
         intro_end = secs[1][0]
-    claims = [
-        shorten(prose(s, numbers), 320)
-        for s in sentences(re.sub(r"\s+", " ", body[:intro_end]))
-        if _CLAIM.search(s)
-    ]
+    found = [s for s in sentences(re.sub(r"\s+", " ", body[:intro_end])) if _CLAIM.search(s)]
+    claims = [shorten(prose(s, numbers), 320) for s in found[:4]]
     if not claims and abstract:
         claims = [shorten(s, 320) for s in sentences(abstract) if _CLAIM.search(s)]
     return claims[:4]

@@ -39,7 +39,7 @@ from bot.explain.reply import (
     paper_links,
 )
 from bot.explain.source import Limits, PoliteGate, SourceUnavailable, extract, polite_get
-from bot.explain.textutil import rich_inlines, sentences, url_key
+from bot.explain.textutil import math_inlines, sentences, url_key
 from bot.models import Paper
 from bot.text import Bold, Italic, Link, Message, Paragraph, Reply, Text
 
@@ -134,6 +134,18 @@ class Explainer:
         wait = self._rate.check(user, chat)
         if wait > 0:
             return _slow_down(wait)
+        try:
+            return await self._explain(paper, language, render_images)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug must not become a stack trace in somebody's chat
+            log.exception("explaining %s failed", paper.id)
+            return Reply.text(
+                "Sorry, something went wrong while explaining this paper. Please try again later.",
+                ephemeral=True,
+            )
+
+    async def _explain(self, paper: Paper, language: str, render_images: bool) -> Reply:
         llm = self._llm
         mode, model = ("llm", llm.model) if llm else ("offline", "")
         # Offline text is the same in every language: share one cache entry.
@@ -329,6 +341,11 @@ class Explainer:
             offline.header = "Offline explanation — the LLM's answer was unusable"
             offline.reason = "the model did not answer with the structured JSON it was asked for"
             return offline, False
+        except Exception:
+            log.exception("LLM explanation of %s failed unexpectedly", paper.id)
+            offline.header = "Offline explanation — the LLM was unavailable"
+            offline.reason = "something unexpected went wrong while asking the LLM"
+            return offline, False
         finally:
             self.budget.settle(estimate, used)
             self.stats.llm_tokens += used
@@ -381,9 +398,18 @@ class Explainer:
         cached = await self._cache.get(key)
         if isinstance(cached, str):
             return _answer_reply(paper, question, cached, llm.model)
-        result = await self._flight.do(
-            ("followup", key), lambda: self._answer(llm, paper, question, language, key)
-        )
+        try:
+            result = await self._flight.do(
+                ("followup", key), lambda: self._answer(llm, paper, question, language, key)
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("follow-up on %s failed", paper.id)
+            return Reply.text(
+                "Sorry, something went wrong while answering. Please try again later.",
+                ephemeral=True,
+            )
         if isinstance(result, Reply):
             return result
         assert isinstance(result, str)
@@ -466,7 +492,7 @@ def _answer_reply(paper: Paper, question: str, answer: str, model: str) -> Reply
     ]
     for para in re.split(r"\n\s*\n", answer):
         if para.strip():
-            blocks.append(Paragraph(rich_inlines(para.strip())))
+            blocks.append(Paragraph(math_inlines(para.strip())))
     blocks.append(
         Paragraph((Link("arXiv", paper.abs_url), Text(" · "), Link("PDF", paper.pdf_url)))
     )

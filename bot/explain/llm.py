@@ -168,6 +168,8 @@ class _BaseClient:
             raise _Retryable("the LLM provider timed out") from exc
         except httpx.TransportError as exc:
             raise _Retryable(f"could not reach the LLM provider ({type(exc).__name__})") from exc
+        except httpx.HTTPError as exc:  # a bad base URL and the like: retrying won't help
+            raise LLMError(f"could not call the LLM provider ({type(exc).__name__})") from exc
         status = resp.status_code
         if status in RETRY_STATUS:
             after = retry_after_seconds(resp.headers.get("retry-after"), self.config.max_wait)

@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bot.explain.textutil import latex_to_unicode, rich_inlines
+from bot.explain.textutil import latex_to_unicode, math_inlines, rich_inlines
 from bot.models import Paper
 from bot.text import (
     Block,
@@ -119,7 +119,20 @@ def _header(ex: Explanation) -> Paragraph:
 
 
 def _inl(text: str) -> tuple[Inline, ...]:
-    return rich_inlines(text)
+    return math_inlines(text)
+
+
+def _unlinked(nodes: tuple[Inline, ...]) -> tuple[Inline, ...]:
+    """Metadata read as LaTeX may carry \\href; links in a reply come only from us."""
+    out: list[Inline] = []
+    for n in nodes:
+        if isinstance(n, Link):
+            out.append(Text(n.text))
+        elif isinstance(n, Bold | Italic):
+            out.append(type(n)(_unlinked(n.children)))
+        else:
+            out.append(n)
+    return tuple(out)
 
 
 def _symbol_item(sym: str, meaning: str) -> tuple[Inline, ...]:
@@ -133,14 +146,16 @@ def build_reply(ex: Explanation, paper: Paper, *, images: bool) -> Reply:
     blocks: list[Block] = [_header(ex)]
     if ex.reason:
         blocks.append(Paragraph((Italic((Text(f"Why: {ex.reason}."),)),)))
-    blocks.append(Heading(_inl(ex.title or paper.title)))
+    blocks.append(Heading(_unlinked(rich_inlines(ex.title or paper.title))))
     if paper.authors:
         names = ", ".join(paper.authors[:4]) + (" et al." if len(paper.authors) > 4 else "")
         blocks.append(Paragraph((Text(names),)))
 
     if ex.tldr:
         label = "TL;DR" + (f" ({ex.tldr_from})" if ex.tldr_from else "")
-        blocks += [Heading((Text(label),)), Paragraph(_inl(ex.tldr))]
+        # Abstract text is LaTeX-ish metadata; summaries (HF, LLM) are plain text.
+        tldr = _unlinked(rich_inlines(ex.tldr)) if ex.tldr_from == "from the abstract" else None
+        blocks += [Heading((Text(label),)), Paragraph(tldr or _inl(ex.tldr))]
     if ex.idea:
         blocks += [Heading((Text("The idea"),)), Paragraph(_inl(ex.idea))]
     if ex.contributions:

@@ -1,58 +1,34 @@
-"""Text helpers shared by the explain modules: LaTeX prose to readable text, sanitizing.
-
-`latex_to_unicode` and `rich_inlines` belong to `bot.text`; until they land there this
-module uses small stand-ins with the same contract.
-"""
+"""Text helpers shared by the explain modules: math-aware inlines, sanitizing, sentences."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
-from typing import Any
 
-from pylatexenc.latex2text import LatexNodes2Text
+from bot.text import Inline, Math, Text, latex_to_unicode, rich_inlines
 
-import bot.text as _text
-from bot.text import Inline, Math, Text
+__all__ = ["latex_to_unicode", "math_inlines", "rich_inlines"]
 
-_L2T = LatexNodes2Text(math_mode="text", strict_latex_spaces=True)
+_INLINE_MATH = re.compile(r"(?<!\\)\$([^$]+?)(?<!\\)\$", re.S)
 
 
-def _fallback_unicode(latex: str) -> str:
-    try:
-        out: str = _L2T.latex_to_text(latex)
-    except Exception:  # pylatexenc is lenient, but untrusted input deserves a net
-        out = latex
-    return re.sub(r"\s+", " ", out).strip()
+def math_inlines(text: str) -> tuple[Inline, ...]:
+    """Plain text with `$...$` math -> Text and Math nodes, and nothing else.
 
-
-def _fallback_rich(text: str) -> tuple[Inline, ...]:
+    For our own prose and for LLM output: unlike `rich_inlines` (for arXiv metadata, which
+    is LaTeX), nothing here is read as markup, so no text can turn itself into a link.
+    """
     nodes: list[Inline] = []
     pos = 0
     for m in _INLINE_MATH.finditer(text):
         if m.start() > pos:
             nodes.append(Text(text[pos : m.start()]))
-        src = m.group(1) or m.group(2) or ""
+        src = m.group(1).strip()
         nodes.append(Math(src, latex_to_unicode(src)))
         pos = m.end()
     if pos < len(text):
         nodes.append(Text(text[pos:]))
     return tuple(nodes)
-
-
-_INLINE_MATH = re.compile(r"(?<!\\)\$([^$]+?)(?<!\\)\$|\\\((.+?)\\\)", re.S)
-
-
-def latex_to_unicode(latex: str) -> str:
-    fn: Callable[[str], str] | None = getattr(_text, "latex_to_unicode", None)
-    return fn(latex) if fn is not None else _fallback_unicode(latex)
-
-
-def rich_inlines(text: str) -> tuple[Inline, ...]:
-    """Text with `$...$` math -> Text and Math nodes."""
-    fn: Any = getattr(_text, "rich_inlines", None)
-    return tuple(fn(text)) if fn is not None else _fallback_rich(text)
 
 
 # ------------------------------------------------------------- sanitizing
@@ -112,11 +88,16 @@ def strip_foreign_links(text: str, allowed: set[str]) -> str:
         url = m.group(0).rstrip(".,;:")
         tail = m.group(0)[len(url) :]
         norm = url.lower().removeprefix("https://").removeprefix("http://").rstrip("/")
-        if any(norm == a or norm.startswith(a + "/") for a in allowed):
+        # The paper's own pages, any version of them ("…/abs/2501.00001v2").
+        if any(norm == a or norm.startswith(a + "/") or _is_version(norm, a) for a in allowed):
             return m.group(0)
         return "[link removed]" + tail
 
     return _URL.sub(repl, text)
+
+
+def _is_version(url: str, base: str) -> bool:
+    return url.startswith(base + "v") and url[len(base) + 1 :].isdigit()
 
 
 def url_key(url: str) -> str:

@@ -64,7 +64,9 @@ class FakeArxiv:
         return f"{self.url}/html"
 
     def count(self, kind: str, paper_id: str | None = None) -> int:
-        return sum(1 for h in self.hits if h.kind == kind and (paper_id is None or h.id == paper_id))
+        return sum(
+            1 for h in self.hits if h.kind == kind and (paper_id is None or h.id == paper_id)
+        )
 
     @staticmethod
     def _base(paper_id: str) -> str:
@@ -73,7 +75,9 @@ class FakeArxiv:
 
     async def _eprint(self, request: web.Request) -> web.StreamResponse:
         pid = request.match_info["id"]
-        self.hits.append(Hit("e-print", pid, request.headers.get("User-Agent", ""), time.monotonic()))
+        self.hits.append(
+            Hit("e-print", pid, request.headers.get("User-Agent", ""), time.monotonic())
+        )
         if self.delay:
             await asyncio.sleep(self.delay)
         base = self._base(pid)
@@ -131,7 +135,9 @@ def gzip_single(text: str) -> bytes:
 
 def fixture_files(name: str = "paper") -> dict[str, str | bytes]:
     root = FIXTURES / name
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def fixture_paper() -> bytes:

@@ -1,0 +1,213 @@
+"""/explain benchmarks, all against local fakes (no network):
+
+- cached explain latency (p50/p95; goal p95 <= 20 ms),
+- source extraction + analysis time on a large generated source (~5 MB of LaTeX),
+- 100 concurrent requests for one id -> e-print fetches and LLM calls (goal: 1 and 1).
+
+Run: python -m bench.bench_explain
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+import statistics
+import tarfile
+import time
+
+from bot.config import Settings
+from bot.explain import Explainer, ExplainOptions, LimitSettings
+from bot.explain.analyze import analyze
+from bot.explain.source import extract
+from bot.models import Paper
+from tests.fakes.eprint import FakeArxiv, fixture_paper
+from tests.fakes.llm import FakeLLM
+
+UNLIMITED = ExplainOptions(
+    limits=LimitSettings(user_requests=10**9, chat_requests=10**9, daily_tokens=0)
+)
+
+
+def _paper(pid: str) -> Paper:
+    return Paper(
+        id=pid,
+        title="Denoising Flow Matching for Fast Image Synthesis",
+        authors=["Ada Lovelace", "Alan Turing"],
+        abstract="We introduce DFM. It samples images in four steps. FID 2.1 on ImageNet.",
+        version=1,
+    )
+
+
+def _settings(arxiv: FakeArxiv, llm: FakeLLM) -> Settings:
+    return Settings(
+        arxiv_eprint_url=arxiv.eprint_url,
+        arxiv_html_url=arxiv.html_url,
+        arxiv_delay_seconds=0.0,
+        llm_provider="openai",
+        llm_base_url=f"{llm.url}/v1",
+        llm_api_key=llm.api_key,
+        llm_model="bench-model",
+    )
+
+
+def large_source(target_bytes: int = 4_000_000, figures_mb: int = 4, seed: int = 7) -> bytes:
+    """A tar.gz: main file, macro file, many \\input-ed sections (~4 MB LaTeX) and figures."""
+    rng = random.Random(seed)
+    words = [
+        "model",
+        "loss",
+        "gradient",
+        "network",
+        "data",
+        "sample",
+        "training",
+        "objective",
+        "we",
+        "show",
+        "that",
+        "the",
+        "results",
+        "improve",
+        "over",
+        "baseline",
+        "method",
+        "attention",
+        "layer",
+        "token",
+        "expert",
+        "routing",
+    ]
+    macros = "\n".join(
+        f"\\newcommand{{\\v{chr(97 + i)}}}{{\\mathbf{{{chr(97 + i)}}}}}" for i in range(26)
+    )
+    files: dict[str, str] = {"macros.tex": macros}
+    size = 0
+    n = 0
+    inputs = []
+    while size < target_bytes:
+        parts = [f"\\section{{Part {n}}}\n"]
+        for k in range(40):
+            sentence = " ".join(rng.choice(words) for _ in range(rng.randint(12, 30)))
+            parts.append(sentence.capitalize() + ". ")
+            if k % 8 == 0:
+                parts.append(
+                    f"We minimize\n\\begin{{equation}}\\mathcal{{L}}_{{{n}{k}}} = \\sum_i "
+                    f"\\| \\vx_i - \\vy_i \\|^2 \\label{{eq:{n}-{k}}}\\end{{equation}}\n"
+                    f"where $\\vx_i$ is the input and $\\vy_i$ is the target. "
+                    f"See \\eqref{{eq:{n}-{k}}}.\n\n"
+                )
+        text = "".join(parts)
+        files[f"sections/part{n}.tex"] = text
+        inputs.append(f"\\input{{sections/part{n}}}")
+        size += len(text)
+        n += 1
+    files["main.tex"] = (
+        "\\documentclass{article}\n\\input{macros}\n\\begin{document}\n"
+        + "\n".join(inputs)
+        + "\n\\end{document}\n"
+    )
+    blobs: dict[str, str | bytes] = dict(files)
+    # Real sources carry figures: incompressible bytes the extractor must stream past.
+    for i in range(figures_mb):
+        blobs[f"figures/fig{i}.png"] = b"\x89PNG\r\n\x1a\n" + rng.randbytes(1 << 20)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, content in blobs.items():
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+async def bench_cached(arxiv: FakeArxiv, llm: FakeLLM, n: int = 500) -> dict[str, float]:
+    ex = Explainer(_settings(arxiv, llm), options=UNLIMITED)
+    try:
+        p = _paper("2501.01234")
+        await ex.explain(p, user="warm", chat="warm")  # fetch, LLM, render: then cached
+        samples = []
+        for i in range(n):
+            t = time.perf_counter()
+            await ex.explain(p, user=f"u{i}", chat=f"c{i}")
+            samples.append((time.perf_counter() - t) * 1000)
+    finally:
+        await ex.aclose()
+    samples.sort()
+    return {
+        "p50_ms": statistics.median(samples),
+        "p95_ms": samples[int(len(samples) * 0.95) - 1],
+        "max_ms": samples[-1],
+    }
+
+
+def bench_extraction() -> dict[str, float]:
+    data = large_source()
+    t = time.perf_counter()
+    src = extract(data)
+    t_extract = time.perf_counter() - t
+    t = time.perf_counter()
+    result = analyze(src.body, src.preamble)
+    t_analyze = time.perf_counter() - t
+    return {
+        "archive_mb": len(data) / 1e6,
+        "latex_mb": len(src.body) / 1e6,
+        "files": src.files,
+        "extract_s": t_extract,
+        "analyze_s": t_analyze,
+        "equations": result.equation_count,
+    }
+
+
+async def bench_concurrent(arxiv: FakeArxiv, llm: FakeLLM, n: int = 100) -> dict[str, float]:
+    pid = "2501.05555"
+    arxiv.eprints[pid] = fixture_paper()
+    arxiv.delay, llm.delay = 0.1, 0.1
+    fetches, calls = arxiv.count("e-print", f"{pid}v1"), len(llm.calls)
+    ex = Explainer(_settings(arxiv, llm), options=UNLIMITED)
+    try:
+        t = time.perf_counter()
+        await asyncio.gather(
+            *(ex.explain(_paper(pid), user=f"u{i}", chat=f"c{i}") for i in range(n))
+        )
+        elapsed = time.perf_counter() - t
+    finally:
+        await ex.aclose()
+        arxiv.delay = llm.delay = 0.0
+    return {
+        "requests": n,
+        "eprint_fetches": arxiv.count("e-print", f"{pid}v1") - fetches,
+        "llm_calls": len(llm.calls) - calls,
+        "wall_s": elapsed,
+    }
+
+
+async def main() -> None:
+    arxiv = await FakeArxiv().start()
+    llm = await FakeLLM().start()
+    arxiv.eprints["2501.01234"] = fixture_paper()
+    try:
+        cached = await bench_cached(arxiv, llm)
+        print(
+            f"explain (cached): p50 {cached['p50_ms']:.2f} ms, p95 {cached['p95_ms']:.2f} ms "
+            f"(goal <= 20 ms), max {cached['max_ms']:.2f} ms"
+        )
+        ext = await asyncio.to_thread(bench_extraction)
+        print(
+            f"source extraction: {ext['archive_mb']:.2f} MB tar.gz, {int(ext['files'])} files, "
+            f"{ext['latex_mb']:.2f} MB LaTeX -> unpack+flatten+macros {ext['extract_s']:.2f} s, "
+            f"analysis {ext['analyze_s']:.2f} s ({int(ext['equations'])} equations)"
+        )
+        conc = await bench_concurrent(arxiv, llm)
+        print(
+            f"concurrent explain: {int(conc['requests'])} requests for one id -> "
+            f"{int(conc['eprint_fetches'])} e-print fetch, {int(conc['llm_calls'])} LLM call "
+            f"(goal 1 and 1), {conc['wall_s']:.2f} s"
+        )
+    finally:
+        await arxiv.close()
+        await llm.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
