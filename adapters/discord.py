@@ -22,7 +22,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -242,8 +242,8 @@ def _join(atoms: list[_Atom]) -> str:
             wrap = atom.wrap
             k += 1
         keep = _common(stack, wrap)
-        out.extend(reversed(stack[len(keep):]))
-        out.extend(wrap[len(keep):])
+        out.extend(reversed(stack[len(keep) :]))
+        out.extend(wrap[len(keep) :])
         out.append(atom.text)
         stack = wrap
     out.extend(reversed(stack))
@@ -276,8 +276,9 @@ def _pack(atoms: list[_Atom], limit: int, prefix: str = "") -> list[str]:
     return chunks
 
 
-def render_inlines(nodes: Sequence[Inline], limit: int, *, prefix: str = "",
-                   links_quiet: bool = False) -> list[str]:
+def render_inlines(
+    nodes: Sequence[Inline], limit: int, *, prefix: str = "", links_quiet: bool = False
+) -> list[str]:
     """Inline nodes -> markdown chunks of at most `limit` characters each."""
     piece = max(16, limit // 2)
     return _pack(_atoms(nodes, (), piece, links_quiet), limit, prefix)
@@ -307,8 +308,8 @@ def render_block(block: Block, limit: int, *, links_quiet: bool = False) -> list
             if "\n" in shown:
                 return render_block(CodeBlock(shown), limit) + ([tail.strip()] if tail else [])
             chunks = [a.text for a in _code_atoms(shown, (), limit - dlen(tail))]
-            if chunks and tail:
-                chunks[-1] += tail
+            if tail:
+                chunks = [*chunks[:-1], chunks[-1] + tail] if chunks else [tail.strip()]
             return chunks
     raise TypeError(f"unknown block {block!r}")
 
@@ -394,8 +395,7 @@ def render_discord(message: Message) -> list[RenderedMessage]:
     images = [b.image for b in message.blocks if isinstance(b, MathBlock) and b.image]
     rendered: list[RenderedMessage]
     if not images:
-        chunks = [c for b in message.blocks for c in render_block(b, CONTENT_MAX,
-                                                                     links_quiet=True)]
+        chunks = [c for b in message.blocks for c in render_block(b, CONTENT_MAX, links_quiet=True)]
         content = "\n\n".join(chunks)
         if dlen(content) <= CONTENT_MAX:
             rendered = [RenderedMessage(content=content)]
@@ -416,7 +416,9 @@ def render_discord(message: Message) -> list[RenderedMessage]:
     return _with_buttons(rendered or [RenderedMessage()], message.buttons)
 
 
-def _with_buttons(rendered: list[RenderedMessage], rows: list[list[Button]]) -> list[RenderedMessage]:
+def _with_buttons(
+    rendered: list[RenderedMessage], rows: list[list[Button]]
+) -> list[RenderedMessage]:
     rendered[-1].buttons = usable_buttons(rows)
     return rendered
 
@@ -454,10 +456,14 @@ def build_view(rows: list[list[Button]]) -> discord.ui.View | None:
             if b.url:
                 view.add_item(discord.ui.Button(label=b.label, url=b.url, row=r))
             else:
-                style = discord.ButtonStyle.primary if b.command == "explain" else (
-                    discord.ButtonStyle.secondary)
-                view.add_item(discord.ui.Button(label=b.label, custom_id=custom_id(b),
-                                                style=style, row=r))
+                style = (
+                    discord.ButtonStyle.primary
+                    if b.command == "explain"
+                    else (discord.ButtonStyle.secondary)
+                )
+                view.add_item(
+                    discord.ui.Button(label=b.label, custom_id=custom_id(b), style=style, row=r)
+                )
     return view
 
 
@@ -468,7 +474,9 @@ def _send_kwargs(part: RenderedMessage) -> dict[str, Any]:
     if part.embeds:
         kwargs["embeds"] = part.embeds
     if part.files:
-        kwargs["files"] = [discord.File(io.BytesIO(data), filename=name) for name, data in part.files]
+        kwargs["files"] = [
+            discord.File(io.BytesIO(data), filename=name) for name, data in part.files
+        ]
     view = build_view(part.buttons)
     if view is not None:
         kwargs["view"] = view
@@ -552,7 +560,9 @@ def _feed_choices(current: str) -> ChoiceList:
     text = current.strip().lower()
     out = [app_commands.Choice(name=f, value=f) for f in HF_FEEDS if text in f]
     for cid in suggest_categories(text.removeprefix("arxiv:"), CHOICES_MAX):
-        out.append(app_commands.Choice(name=_choice_name(f"arxiv:{cid}", cid), value=f"arxiv:{cid}"))
+        out.append(
+            app_commands.Choice(name=_choice_name(f"arxiv:{cid}", cid), value=f"arxiv:{cid}")
+        )
     return out[:CHOICES_MAX]
 
 
@@ -567,16 +577,22 @@ def _choice_name(shown: str, cid: str) -> str:
     return label if len(label) <= 100 else label[:99] + "…"
 
 
+Completer = Callable[[discord.Interaction[Any], str], Coroutine[Any, Any, ChoiceList]]
 OnCommand = Callable[[discord.Interaction[Any], Command, dict[str, Any]], Awaitable[None]]
 
 
-def build_app_command(command: Command, on_command: OnCommand) -> app_commands.Command[Any, Any, None]:
+def build_app_command(
+    command: Command, on_command: OnCommand
+) -> app_commands.Command[Any, Any, None]:
     """One table entry -> a slash command whose options mirror its arguments."""
-    params = [inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                annotation=discord.Interaction)]
+    params = [
+        inspect.Parameter(
+            "interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=discord.Interaction
+        )
+    ]
     descriptions: dict[str, str] = {}
     choices: dict[str, list[app_commands.Choice[str]]] = {}
-    completers: dict[str, Callable[..., Awaitable[ChoiceList]]] = {}
+    completers: dict[str, Completer] = {}
     for arg in command.args:
         annotation: Any = str
         if arg.kind == "int":
@@ -591,8 +607,11 @@ def build_app_command(command: Command, on_command: OnCommand) -> app_commands.C
         default: Any = inspect.Parameter.empty
         if not arg.required:
             annotation, default = Optional[annotation], None  # noqa: UP045 - discord.py reads it
-        params.append(inspect.Parameter(arg.name, inspect.Parameter.KEYWORD_ONLY,
-                                        annotation=annotation, default=default))
+        params.append(
+            inspect.Parameter(
+                arg.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default
+            )
+        )
         descriptions[arg.name] = _clip(arg.help, 100)
 
     async def callback(interaction: discord.Interaction[Any], **values: Any) -> None:
@@ -652,7 +671,9 @@ class CommandButton(
 
     @classmethod
     async def from_custom_id(  # type: ignore[override]
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any],
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Button[Any],
         match: re.Match[str],
     ) -> CommandButton:
         return cls(match["command"], match["arg"])
@@ -668,6 +689,9 @@ class CommandButton(
 
 class _Client(discord.AutoShardedClient):
     def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
+        # Paperboy never joins voice: skip discord.py's startup warnings about voice libraries.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             intents=discord.Intents(guilds=True),  # interactions need no privileged intent
             allowed_mentions=NO_MENTIONS,
@@ -723,14 +747,18 @@ class DiscordAdapter:
         try:
             await client.login(self.settings.discord_bot_token)
         except discord.LoginFailure:
-            await client.close()
+            await self.stop()
             raise RuntimeError("Discord refused the bot token (DISCORD_BOT_TOKEN)") from None
+        except BaseException:
+            await self.stop()
+            raise
         # client.start() would do login + connect; connect runs for the app's lifetime.
         self._task = asyncio.create_task(client.connect(reconnect=True), name="discord")
         ready = asyncio.ensure_future(client.wait_until_ready())
         try:
-            done, _ = await asyncio.wait({ready, self._task}, timeout=self.ready_timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {ready, self._task}, timeout=self.ready_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             ready.cancel()
         if self._task in done:
@@ -786,8 +814,9 @@ class DiscordAdapter:
             images=True,
         )
 
-    async def on_command(self, interaction: discord.Interaction[Any], command: Command,
-                         values: dict[str, Any]) -> None:
+    async def on_command(
+        self, interaction: discord.Interaction[Any], command: Command, values: dict[str, Any]
+    ) -> None:
         options: dict[str, ArgValue] = {k: v for k, v in values.items() if v is not None}
         await self._run(interaction, command, options)
 
@@ -795,15 +824,17 @@ class DiscordAdapter:
         command = COMMANDS.get(name)
         if command is None:
             await interaction.response.send_message(
-                "This button no longer works.", ephemeral=True, allowed_mentions=NO_MENTIONS)
+                "This button no longer works.", ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
             return
         options: dict[str, ArgValue] = {}
         if command.args and arg:
             options[command.args[0].name] = arg
         await self._run(interaction, command, options)
 
-    async def _run(self, interaction: discord.Interaction[Any], command: Command,
-                   options: dict[str, ArgValue]) -> None:
+    async def _run(
+        self, interaction: discord.Interaction[Any], command: Command, options: dict[str, ArgValue]
+    ) -> None:
         deferred = False
         if command.slow:
             await interaction.response.defer(thinking=True)  # Discord allows 3 s to answer
@@ -811,11 +842,13 @@ class DiscordAdapter:
         reply = await run_args(self.context(interaction), command.name, options)
         await self.answer(interaction, reply, deferred=deferred)
 
-    async def answer(self, interaction: discord.Interaction[Any], reply: Reply, *,
-                     deferred: bool) -> None:
+    async def answer(
+        self, interaction: discord.Interaction[Any], reply: Reply, *, deferred: bool
+    ) -> None:
         parts = [p for m in reply.messages for p in render_discord(m)]
         parts = [p for p in parts if p.content or p.embeds or p.files] or [
-            RenderedMessage(content="Done.")]
+            RenderedMessage(content="Done.")
+        ]
         ephemeral = reply.ephemeral
         if deferred and ephemeral:
             # A public "thinking…" cannot turn private: remove it and answer privately.
@@ -831,16 +864,18 @@ class DiscordAdapter:
             finally:
                 _forget_view(kwargs)
 
-    async def on_tree_error(self, interaction: discord.Interaction[Any],
-                            error: app_commands.AppCommandError) -> None:
+    async def on_tree_error(
+        self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
+    ) -> None:
         log.error("discord command failed: %s", type(error).__name__, exc_info=error)
         text = "Something went wrong on my side. Please try again in a minute."
         with contextlib.suppress(discord.HTTPException):
             if interaction.response.is_done():
                 await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
             else:
-                await interaction.response.send_message(text, ephemeral=True,
-                                                        allowed_mentions=NO_MENTIONS)
+                await interaction.response.send_message(
+                    text, ephemeral=True, allowed_mentions=NO_MENTIONS
+                )
 
     # ------------------------------------------------------------ outbound
 

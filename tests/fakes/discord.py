@@ -127,17 +127,17 @@ class FakeInteraction:
                 parts += [embed.get("title") or "", embed.get("description") or ""]
         return "\n".join(p for p in parts if p)
 
-    async def wait(self, predicate: Callable[[FakeInteraction], bool], timeout: float = 5) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait(self, predicate: Callable[[FakeInteraction], bool], seconds: float = 5) -> None:
+        async with asyncio.timeout(seconds):
             while not predicate(self):
                 self._changed.clear()
                 await self._changed.wait()
 
-    async def wait_response(self, timeout: float = 5) -> dict[str, Any]:
-        await self.wait(lambda it: bool(it.callbacks), timeout)
+    async def wait_response(self, seconds: float = 5) -> dict[str, Any]:
+        await self.wait(lambda it: bool(it.callbacks), seconds)
         return self.callbacks[0]
 
-    async def wait_done(self, followups: int = 1, timeout: float = 10) -> FakeInteraction:
+    async def wait_done(self, followups: int = 1, seconds: float = 10) -> FakeInteraction:
         """Until answered: a message callback, or a deferral plus `followups` follow-ups."""
 
         def done(it: FakeInteraction) -> bool:
@@ -147,7 +147,7 @@ class FakeInteraction:
                 return len(it.followups) + len(it.edits) >= followups
             return True
 
-        await self.wait(done, timeout)
+        await self.wait(done, seconds)
         return self
 
     def _touch(self) -> None:
@@ -228,9 +228,10 @@ class FakeDiscord:
         app.router.add_get(p + "/applications/{app}/commands", self._get_commands)
         app.router.add_post(p + "/interactions/{id}/{token}/callback", self._callback)
         app.router.add_post(p + "/webhooks/{app}/{token}", self._followup)
-        app.router.add_get(p + "/webhooks/{app}/{token}/messages/{mid}", self._get_webhook_msg)
-        app.router.add_patch(p + "/webhooks/{app}/{token}/messages/{mid}", self._edit_webhook_msg)
-        app.router.add_delete(p + "/webhooks/{app}/{token}/messages/{mid}", self._delete_webhook_msg)
+        message = p + "/webhooks/{app}/{token}/messages/{mid}"
+        app.router.add_get(message, self._get_webhook_msg)
+        app.router.add_patch(message, self._edit_webhook_msg)
+        app.router.add_delete(message, self._delete_webhook_msg)
         app.router.add_post(p + "/channels/{channel}/messages", self._channel_message)
         app.router.add_get("/gateway", self._gateway)
         self._runner = web.AppRunner(app, access_log=None)
@@ -269,27 +270,30 @@ class FakeDiscord:
         self._channel_errors[str(channel_id)] = (status, code, messages.get(code, "Error"))
 
     def rate_limit(
-        self, path_contains: str, *, count: int = 1, retry_after: float = 0.05,
+        self,
+        path_contains: str,
+        *,
+        count: int = 1,
+        retry_after: float = 0.05,
         is_global: bool = False,
     ) -> None:
         """The next `count` requests whose path contains `path_contains` get a 429."""
         self._rate_limits.append(
-            {"match": path_contains, "left": count, "retry_after": retry_after,
-             "global": is_global}
+            {"match": path_contains, "left": count, "retry_after": retry_after, "global": is_global}
         )
 
     def server_error(self, path_contains: str, status: int = 502) -> None:
         """The next request whose path contains `path_contains` gets a 5xx."""
         self._server_errors.append((path_contains, status))
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, predicate: Callable[[], bool], seconds: float = 5) -> None:
+        async with asyncio.timeout(seconds):
             while not predicate():
                 self._changed.clear()
                 await self._changed.wait()
 
-    async def wait_identified(self, timeout: float = 5) -> None:
-        await self.wait_for(lambda: bool(self.identifies), timeout)
+    async def wait_identified(self, seconds: float = 5) -> None:
+        await self.wait_for(lambda: bool(self.identifies), seconds)
 
     # ----------------------------------------------------- driving the bot
 
@@ -314,8 +318,9 @@ class FakeDiscord:
             for k, v in (options or {}).items()
         ]
         data = {"id": command["id"], "name": name, "type": 1, "options": opts}
-        return await self.interact(APPLICATION_COMMAND, data, guild=guild, admin=admin,
-                                   user=user, channel_id=channel_id)
+        return await self.interact(
+            APPLICATION_COMMAND, data, guild=guild, admin=admin, user=user, channel_id=channel_id
+        )
 
     async def autocomplete(
         self, name: str, option: str, current: str, *, guild: bool = True
@@ -323,8 +328,14 @@ class FakeDiscord:
         """The choices the bot offers while a user types `current` into `option`."""
         command = self._command(name)
         types = {o["name"]: o["type"] for o in command.get("options", [])}
-        opts = [{"name": option, "type": types.get(option, OPTION_STRING), "value": current,
-                 "focused": True}]
+        opts = [
+            {
+                "name": option,
+                "type": types.get(option, OPTION_STRING),
+                "value": current,
+                "focused": True,
+            }
+        ]
         data = {"id": command["id"], "name": name, "type": 1, "options": opts}
         it = await self.interact(AUTOCOMPLETE, data, guild=guild)
         response = await it.wait_response()
@@ -344,13 +355,22 @@ class FakeDiscord:
         for it, as after a restart when the bot has no memory of the message)."""
         channel_id = channel_id or (self.channel_id if guild else self._dm_channel_id())
         if message is None:
-            row = {"type": 1, "components": [
-                {"type": 2, "style": 1, "label": "Button", "custom_id": custom_id}]}
-            message = self._message_object(channel_id, {"content": "…", "components": [row]},
-                                           author=self.bot_user)
+            row = {
+                "type": 1,
+                "components": [{"type": 2, "style": 1, "label": "Button", "custom_id": custom_id}],
+            }
+            message = self._message_object(
+                channel_id, {"content": "…", "components": [row]}, author=self.bot_user
+            )
         data = {"custom_id": custom_id, "component_type": 2}
-        return await self.interact(MESSAGE_COMPONENT, data, guild=guild, admin=admin,
-                                   channel_id=channel_id, message=message)
+        return await self.interact(
+            MESSAGE_COMPONENT,
+            data,
+            guild=guild,
+            admin=admin,
+            channel_id=channel_id,
+            message=message,
+        )
 
     async def interact(
         self,
@@ -390,9 +410,15 @@ class FakeDiscord:
                 channel_id=channel_id,
                 channel=self._channel_object(guild_id, channel_id),
                 member={
-                    "user": user, "roles": [], "nick": None, "avatar": None,
-                    "joined_at": "2024-01-01T00:00:00.000000+00:00", "deaf": False,
-                    "mute": False, "flags": 0, "pending": False,
+                    "user": user,
+                    "roles": [],
+                    "nick": None,
+                    "avatar": None,
+                    "joined_at": "2024-01-01T00:00:00.000000+00:00",
+                    "deaf": False,
+                    "mute": False,
+                    "flags": 0,
+                    "pending": False,
                     "permissions": str(permissions),
                 },
                 guild={"id": guild_id, "locale": "en-US", "features": []},
@@ -402,8 +428,13 @@ class FakeDiscord:
             payload.update(
                 context=1,
                 channel_id=channel_id,
-                channel={"id": channel_id, "type": 1, "recipients": [user],
-                         "last_message_id": None, "flags": 0},
+                channel={
+                    "id": channel_id,
+                    "type": 1,
+                    "recipients": [user],
+                    "last_message_id": None,
+                    "flags": 0,
+                },
                 user=user,
             )
         if message is not None:
@@ -470,8 +501,14 @@ class FakeDiscord:
 
     def _guild_object(self, guild: Guild) -> dict[str, Any]:
         everyone = {
-            "id": guild.id, "name": "@everyone", "permissions": str(MEMBER_PERMISSIONS),
-            "position": 0, "color": 0, "hoist": False, "managed": False, "mentionable": False,
+            "id": guild.id,
+            "name": "@everyone",
+            "permissions": str(MEMBER_PERMISSIONS),
+            "position": 0,
+            "color": 0,
+            "hoist": False,
+            "managed": False,
+            "mentionable": False,
             "flags": 0,
         }
         return {
@@ -507,11 +544,19 @@ class FakeDiscord:
             "unavailable": False,
             "member_count": 2,
             "voice_states": [],
-            "members": [{
-                "user": self.bot_user, "roles": [], "nick": None, "avatar": None,
-                "joined_at": "2024-01-01T00:00:00.000000+00:00", "deaf": False, "mute": False,
-                "flags": 0, "pending": False,
-            }],
+            "members": [
+                {
+                    "user": self.bot_user,
+                    "roles": [],
+                    "nick": None,
+                    "avatar": None,
+                    "joined_at": "2024-01-01T00:00:00.000000+00:00",
+                    "deaf": False,
+                    "mute": False,
+                    "flags": 0,
+                    "pending": False,
+                }
+            ],
             "channels": [self._channel_object(guild.id, c) for c in guild.channels],
             "threads": [],
             "presences": [],
@@ -521,8 +566,14 @@ class FakeDiscord:
         }
 
     def _message_object(
-        self, channel_id: str, body: dict[str, Any], *, author: dict[str, Any],
-        webhook_id: str | None = None, flags: int = 0, attachments: list[dict[str, Any]] | None = None,
+        self,
+        channel_id: str,
+        body: dict[str, Any],
+        *,
+        author: dict[str, Any],
+        webhook_id: str | None = None,
+        flags: int = 0,
+        attachments: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime())
         message: dict[str, Any] = {
@@ -580,36 +631,51 @@ class FakeDiscord:
         return response
 
     async def _users_me(self, request: web.Request) -> web.Response:
-        return _json({**self.bot_user, "verified": True, "mfa_enabled": False,
-                                  "email": None, "locale": "en-US"})
+        return _json(
+            {
+                **self.bot_user,
+                "verified": True,
+                "mfa_enabled": False,
+                "email": None,
+                "locale": "en-US",
+            }
+        )
 
     async def _application(self, request: web.Request) -> web.Response:
-        return _json({
-            "id": self.application_id,
-            "name": "Paperboy",
-            "icon": None,
-            "description": "Research papers, daily.",
-            "rpc_origins": [],
-            "bot_public": True,
-            "bot_require_code_grant": False,
-            "bot": self.bot_user,
-            "owner": self.owner,
-            "team": None,
-            "verify_key": "0" * 64,
-            "flags": 0,
-            "interactions_endpoint_url": None,
-            "tags": [],
-            "install_params": None,
-            "approximate_guild_count": len(self.guilds),
-        })
+        return _json(
+            {
+                "id": self.application_id,
+                "name": "Paperboy",
+                "icon": None,
+                "description": "Research papers, daily.",
+                "rpc_origins": [],
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "bot": self.bot_user,
+                "owner": self.owner,
+                "team": None,
+                "verify_key": "0" * 64,
+                "flags": 0,
+                "interactions_endpoint_url": None,
+                "tags": [],
+                "install_params": None,
+                "approximate_guild_count": len(self.guilds),
+            }
+        )
 
     async def _gateway_bot(self, request: web.Request) -> web.Response:
-        return _json({
-            "url": self.gateway_url,
-            "shards": self.shards,
-            "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14400000,
-                                    "max_concurrency": 1},
-        })
+        return _json(
+            {
+                "url": self.gateway_url,
+                "shards": self.shards,
+                "session_start_limit": {
+                    "total": 1000,
+                    "remaining": 999,
+                    "reset_after": 14400000,
+                    "max_concurrency": 1,
+                },
+            }
+        )
 
     async def _gateway_plain(self, request: web.Request) -> web.Response:
         return _json({"url": self.gateway_url})
@@ -623,9 +689,19 @@ class FakeDiscord:
             return self._reject(body, {"commands": problems})
         self.command_puts.append(body)
         self.commands = [
-            {"id": self._ids.next(), "application_id": self.application_id, "version": self._ids.next(),
-             "type": 1, "options": [], "default_member_permissions": None, "nsfw": False,
-             "contexts": None, "integration_types": [0], "dm_permission": True, **c}
+            {
+                "id": self._ids.next(),
+                "application_id": self.application_id,
+                "version": self._ids.next(),
+                "type": 1,
+                "options": [],
+                "default_member_permissions": None,
+                "nsfw": False,
+                "contexts": None,
+                "integration_types": [0],
+                "dm_permission": True,
+                **c,
+            }
             for c in body
         ]
         return _json(self.commands)
@@ -654,19 +730,26 @@ class FakeDiscord:
         if body.get("type") in (CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE):
             channel_id = it.payload["channel_id"]
             message = self._message_object(
-                channel_id, data, author=self.bot_user, webhook_id=self.application_id,
+                channel_id,
+                data,
+                author=self.bot_user,
+                webhook_id=self.application_id,
                 flags=flags | (128 if body["type"] == DEFERRED_CHANNEL_MESSAGE else 0),
             )
             message_id = message["id"]
             resource["message"] = message
-        return _json({
-            "interaction": {
-                "id": it.id, "type": it.payload["type"], "response_message_id": message_id,
-                "response_message_loading": body.get("type") == DEFERRED_CHANNEL_MESSAGE,
-                "response_message_ephemeral": bool(flags & EPHEMERAL),
-            },
-            "resource": resource,
-        })
+        return _json(
+            {
+                "interaction": {
+                    "id": it.id,
+                    "type": it.payload["type"],
+                    "response_message_id": message_id,
+                    "response_message_loading": body.get("type") == DEFERRED_CHANNEL_MESSAGE,
+                    "response_message_ephemeral": bool(flags & EPHEMERAL),
+                },
+                "resource": resource,
+            }
+        )
 
     def _interaction_by_token(self, token: str) -> FakeInteraction | None:
         for it in self.interactions.values():
@@ -685,8 +768,12 @@ class FakeDiscord:
         if problems:
             return self._reject(body, problems)
         message = self._message_object(
-            it.payload["channel_id"], body, author=self.bot_user, webhook_id=self.application_id,
-            flags=int(body.get("flags") or 0), attachments=_attachment_objects(files),
+            it.payload["channel_id"],
+            body,
+            author=self.bot_user,
+            webhook_id=self.application_id,
+            flags=int(body.get("flags") or 0),
+            attachments=_attachment_objects(files),
         )
         self.attachments[message["id"]] = files
         it.followups.append(message)
@@ -699,8 +786,9 @@ class FakeDiscord:
             return _error(404, 10015, "Unknown Webhook")
         body = it.edits[-1] if it.edits else (it.callbacks[0]["data"] if it.callbacks else {})
         return _json(
-            self._message_object(it.payload["channel_id"], body, author=self.bot_user,
-                                 webhook_id=self.application_id)
+            self._message_object(
+                it.payload["channel_id"], body, author=self.bot_user, webhook_id=self.application_id
+            )
         )
 
     async def _edit_webhook_msg(self, request: web.Request) -> web.Response:
@@ -714,8 +802,9 @@ class FakeDiscord:
         it.edits.append(body)
         it._touch()
         return _json(
-            self._message_object(it.payload["channel_id"], body, author=self.bot_user,
-                                 webhook_id=self.application_id)
+            self._message_object(
+                it.payload["channel_id"], body, author=self.bot_user, webhook_id=self.application_id
+            )
         )
 
     async def _delete_webhook_msg(self, request: web.Request) -> web.Response:
@@ -736,8 +825,9 @@ class FakeDiscord:
         problems = _message_problems(body, files)
         if problems:
             return self._reject(body, problems)
-        message = self._message_object(channel_id, body, author=self.bot_user,
-                                       attachments=_attachment_objects(files))
+        message = self._message_object(
+            channel_id, body, author=self.bot_user, attachments=_attachment_objects(files)
+        )
         self.attachments[message["id"]] = files
         self.channel_messages[channel_id].append(message)
         self.send_times[channel_id].append(time.monotonic())
@@ -806,21 +896,23 @@ class _GatewaySession:
         self.fake.identifies.append({k: v for k, v in d.items() if k != "token"})
         shard_id, shard_count = d.get("shard") or [0, 1]
         self.shard = shard_id
-        mine = [g for g in self.fake.guilds.values()
-                if (int(g.id) >> 22) % shard_count == shard_id]
-        await self.dispatch("READY", {
-            "v": 10,
-            "user": {**self.fake.bot_user, "verified": True, "mfa_enabled": False},
-            "guilds": [{"id": g.id, "unavailable": True} for g in mine],
-            "session_id": self.session_id,
-            "resume_gateway_url": self.fake.gateway_url,
-            "shard": [shard_id, shard_count],
-            "application": {"id": self.fake.application_id, "flags": 0},
-            "private_channels": [],
-            "relationships": [],
-            "user_settings": {},
-            "presences": [],
-        })
+        mine = [g for g in self.fake.guilds.values() if (int(g.id) >> 22) % shard_count == shard_id]
+        await self.dispatch(
+            "READY",
+            {
+                "v": 10,
+                "user": {**self.fake.bot_user, "verified": True, "mfa_enabled": False},
+                "guilds": [{"id": g.id, "unavailable": True} for g in mine],
+                "session_id": self.session_id,
+                "resume_gateway_url": self.fake.gateway_url,
+                "shard": [shard_id, shard_count],
+                "application": {"id": self.fake.application_id, "flags": 0},
+                "private_channels": [],
+                "relationships": [],
+                "user_settings": {},
+                "presences": [],
+            },
+        )
         self.ready = True
         for guild in mine:
             await self.dispatch("GUILD_CREATE", self.fake._guild_object(guild))
@@ -863,8 +955,12 @@ def _rate_limited(retry_after: float, is_global: bool) -> web.Response:
     headers["Via"] = "1.1 google"
     if is_global:
         headers["X-RateLimit-Global"] = "true"
-    body = {"message": "You are being rate limited.", "retry_after": retry_after,
-            "global": is_global, "code": 0}
+    body = {
+        "message": "You are being rate limited.",
+        "retry_after": retry_after,
+        "global": is_global,
+        "code": 0,
+    }
     return _json(body, status=429, headers=headers)
 
 
@@ -885,10 +981,14 @@ async def _read_body(request: web.Request) -> tuple[dict[str, Any], list[tuple[s
 
 def _attachment_objects(files: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
     return [
-        {"id": str(900000000000000000 + i), "filename": name, "size": len(data),
-         "url": f"https://cdn.discordapp.com/attachments/0/0/{name}",
-         "proxy_url": f"https://media.discordapp.net/attachments/0/0/{name}",
-         "content_type": "image/png"}
+        {
+            "id": str(900000000000000000 + i),
+            "filename": name,
+            "size": len(data),
+            "url": f"https://cdn.discordapp.com/attachments/0/0/{name}",
+            "proxy_url": f"https://media.discordapp.net/attachments/0/0/{name}",
+            "content_type": "image/png",
+        }
         for i, (name, data) in enumerate(files)
     ]
 
