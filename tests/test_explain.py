@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import time
@@ -10,10 +11,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bot.app import paperboy
 from bot.config import USER_AGENT, Settings
 from bot.explain import Explainer, ExplainOptions, Limits, LimitSettings
 from bot.models import Paper
 from bot.text import Heading, Link, MathBlock, Reply, block_text
+from tests.fakes.arxiv import FakeArxiv as FakeArxivApi
 from tests.fakes.eprint import (
     MINIMAL_MAIN,
     FakeArxiv,
@@ -264,6 +267,58 @@ async def test_requests_to_arxiv_are_spaced(arxiv: FakeArxiv, explainers: list[E
     times = sorted(h.at for h in arxiv.hits)
     assert len(times) == 4  # e-print 404 then HTML 404, for each paper
     assert all(b - a >= 0.28 for a, b in itertools.pairwise(times))
+
+
+async def test_source_and_explainer_share_one_arxiv_gate(
+    arxiv: FakeArxiv, arxiv_server: FakeArxivApi
+) -> None:
+    # arXiv's one-request-every-3-s rule counts everything we send, so the app's source
+    # lookups and the explainer's e-print/HTML fetches must queue behind one gate.
+    s = settings(
+        arxiv,
+        arxiv_api_url=arxiv_server.api_url,
+        arxiv_delay_seconds=0.3,
+        database_url="sqlite:///:memory:",
+    )
+    async with paperboy(s) as app:
+        assert app.explainer is not None
+        found, _, _ = await asyncio.gather(
+            app.arxiv.papers(["1605.08386"]),
+            app.explainer.explain(paper(), user="a", chat="a", render_images=False),
+            app.explainer.explain(paper("2501.00007"), user="b", chat="b", render_images=False),
+        )
+    assert [p.id for p in found] == ["1605.08386"]
+    times = sorted([r.at for r in arxiv_server.requests] + [h.at for h in arxiv.hits])
+    assert len(times) == 4  # lookup; e-print; e-print 404 then HTML 404
+    assert all(b - a >= 0.28 for a, b in itertools.pairwise(times))
+
+
+async def test_explain_limits_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EXPLAIN_USER_PER_MINUTE", "2")
+    monkeypatch.setenv("EXPLAIN_CHAT_PER_MINUTE", "7")
+    monkeypatch.setenv("LLM_DAILY_TOKENS", "1234")
+    s = dataclasses.replace(Settings.from_env(read_dotenv=False), database_url="sqlite:///:memory:")
+    assert (s.explain_user_per_minute, s.explain_chat_per_minute, s.llm_daily_tokens) == (
+        2,
+        7,
+        1234,
+    )
+    async with paperboy(s) as app:
+        assert app.explainer is not None
+        assert app.explainer.options.limits == LimitSettings(
+            user_requests=2, chat_requests=7, window_seconds=60.0, daily_tokens=1234
+        )
+        assert app.explainer.budget.daily == 1234
+
+
+def test_explain_limit_settings_default_to_the_engine_defaults() -> None:
+    s, limits = Settings(), LimitSettings()
+    assert s.explain_user_per_minute == limits.user_requests
+    assert s.explain_chat_per_minute == limits.chat_requests
+    assert s.llm_daily_tokens == limits.daily_tokens
+    assert limits.window_seconds == 60.0  # the settings are per minute
 
 
 # ----------------------------------------------------------- hostile archives

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from email.utils import formatdate
 
 import pytest
 
@@ -16,7 +15,6 @@ from bot.explain.limits import LimitSettings, RateLimiter, TokenBudget
 from bot.explain.prompt import BadAnswer, parse_answer, parse_followup
 from bot.explain.render import render_png
 from bot.explain.reply import EquationView, Explanation
-from bot.explain.source import retry_after_seconds
 from bot.explain.textutil import math_inlines, strip_foreign_links, strip_injections
 from bot.text import Link, Math, Text
 
@@ -156,15 +154,6 @@ def test_html_hidden_elements_dropped() -> None:
 
 
 # ---------------------------------------------------------------- LLM bits
-
-
-def test_retry_after_parsing() -> None:
-    assert retry_after_seconds("3", 30) == 3
-    assert retry_after_seconds("999", 30) == 30
-    assert retry_after_seconds(None, 30) is None
-    assert retry_after_seconds("soon", 30) is None
-    future = formatdate(timeval=__import__("time").time() + 10, usegmt=True)
-    assert 8 <= (retry_after_seconds(future, 30) or 0) <= 10
 
 
 def test_parse_answer_validates_and_sanitizes() -> None:

@@ -6,8 +6,10 @@ import asyncio
 import itertools
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta, timezone
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -550,3 +552,10 @@ def test_parse_retry_after() -> None:
     delay = parse_retry_after(future)
     assert delay is not None and 25 <= delay <= 31
     assert parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT") == 0.0
+    # Capped (the LLM client and the e-print fetch bound their waits).
+    assert parse_retry_after("3", 30) == 3
+    assert parse_retry_after("999", 30) == 30
+    assert parse_retry_after(None, 30) is None
+    assert parse_retry_after("soon", 30) is None
+    future = formatdate(timeval=time.time() + 10, usegmt=True)
+    assert 8 <= (parse_retry_after(future, 30) or 0) <= 10

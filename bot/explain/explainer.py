@@ -38,9 +38,10 @@ from bot.explain.reply import (
     build_reply,
     paper_links,
 )
-from bot.explain.source import Limits, PoliteGate, SourceUnavailable, extract, polite_get
+from bot.explain.source import Limits, SourceUnavailable, extract, polite_get
 from bot.explain.textutil import math_inlines, sentences, url_key
 from bot.models import Paper
+from bot.sources.http import PoliteGate
 from bot.text import Bold, Italic, Link, Message, Paragraph, Reply, Text
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,10 @@ class Explainer:
         cache: ExplanationCache | None = None,
         *,
         options: ExplainOptions | None = None,
+        arxiv_gate: PoliteGate | None = None,
     ) -> None:
+        """`arxiv_gate`: the gate every other arXiv client uses (`ArxivSource.gate`), so the
+        bot as a whole keeps to one request at a time; without it the explainer has its own."""
         self.settings = settings
         self.options = options or ExplainOptions()
         self._own_http = http is None
@@ -94,7 +98,7 @@ class Explainer:
         self._cache: ExplanationCache = cache or MemoryCache()
         self._docs = MemoryCache(max_entries=128)
         self._flight: SingleFlight[object] = SingleFlight()
-        self._gate = PoliteGate(settings.arxiv_delay_seconds)
+        self._gate = arxiv_gate or PoliteGate(settings.arxiv_delay_seconds)
         self._rate = RateLimiter(self.options.limits)
         self.budget = TokenBudget(self.options.limits.daily_tokens)
         self.stats = Stats()

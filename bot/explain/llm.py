@@ -24,7 +24,7 @@ from tenacity import (
 )
 
 from bot.config import USER_AGENT
-from bot.explain.source import retry_after_seconds
+from bot.sources.http import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class _BaseClient:
             raise LLMError(f"could not call the LLM provider ({type(exc).__name__})") from exc
         status = resp.status_code
         if status in RETRY_STATUS:
-            after = retry_after_seconds(resp.headers.get("retry-after"), self.config.max_wait)
+            after = parse_retry_after(resp.headers.get("retry-after"), self.config.max_wait)
             what = "rate-limited the request" if status == 429 else "had an error"
             log.info("LLM %s answered HTTP %s; will retry", self.config.provider, status)
             raise _Retryable(f"the LLM provider {what} (HTTP {status})", after)

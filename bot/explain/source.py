@@ -14,15 +14,14 @@ import logging
 import posixpath
 import re
 import tarfile
-import time
 import zlib
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 
 import httpx
 
 from bot.config import USER_AGENT
 from bot.explain import latex
+from bot.sources.http import RETRY_STATUSES, PoliteGate, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -62,41 +61,7 @@ class LatexSource:
     includes: latex.IncludeReport
 
 
-# -------------------------------------------------------------- politeness
-
-
-class PoliteGate:
-    """One request at a time to arXiv, at least `delay` seconds apart."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self._lock = asyncio.Lock()
-        self._last = 0.0
-
-    async def __aenter__(self) -> None:
-        await self._lock.acquire()
-        wait = self._last + self.delay - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._last = time.monotonic()
-        self._lock.release()
-
-
-def retry_after_seconds(value: str | None, cap: float) -> float | None:
-    """Retry-After as seconds (it may be a number or an HTTP date), capped."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-    return max(0.0, min(seconds, cap))
+# -------------------------------------------------------------- download
 
 
 async def polite_get(
@@ -108,39 +73,44 @@ async def polite_get(
     attempts: int = 3,
     max_wait: float = 30.0,
 ) -> bytes | None:
-    """GET with the arXiv manners: serialized, spaced, backing off on 429/503.
+    """GET through arXiv's shared gate, backing off on 429/5xx, streaming with a size cap.
 
-    Returns the body (read with a size cap), or None on 404.
+    The gate is held through the backoff, as the sources do: arXiv asked us to wait, so
+    nobody else asks it meanwhile. Returns the body, or None on 404.
     """
-    for attempt in range(attempts):
-        async with (
-            gate,
-            http.stream(
-                "GET", url, headers={"User-Agent": USER_AGENT}, follow_redirects=True
-            ) as resp,
-        ):
-            if resp.status_code == 404:
-                return None
-            if resp.status_code in (429, 503) and attempt + 1 < attempts:
-                wait = retry_after_seconds(resp.headers.get("retry-after"), max_wait)
+    async with gate.turn():
+        for attempt in range(max(1, attempts)):
+            async with (
+                gate.attempt(),
+                http.stream(
+                    "GET", url, headers={"User-Agent": USER_AGENT}, follow_redirects=True
+                ) as resp,
+            ):
+                if resp.status_code == 404:
+                    return None
+                if resp.status_code not in RETRY_STATUSES or attempt + 1 >= attempts:
+                    return await _read_capped(resp, max_bytes)
+                wait = parse_retry_after(resp.headers.get("retry-after"), max_wait)
                 retry_in = wait if wait is not None else min(max_wait, 2.0 * 2**attempt)
-            else:
-                if resp.status_code != 200:
-                    raise SourceUnavailable(f"arXiv answered HTTP {resp.status_code}")
-                declared = resp.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > max_bytes:
-                    raise SourceUnavailable("the source is larger than the download limit")
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in resp.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise SourceUnavailable("the source is larger than the download limit")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        log.info("arXiv busy (HTTP %s), retrying in %.1fs", resp.status_code, retry_in)
-        await asyncio.sleep(retry_in)
-    return None
+            log.info("arXiv busy (HTTP %s), retrying in %.1fs", resp.status_code, retry_in)
+            await asyncio.sleep(retry_in)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+async def _read_capped(resp: httpx.Response, max_bytes: int) -> bytes:
+    if resp.status_code != 200:
+        raise SourceUnavailable(f"arXiv answered HTTP {resp.status_code}")
+    declared = resp.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise SourceUnavailable("the source is larger than the download limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.aiter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise SourceUnavailable("the source is larger than the download limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 # -------------------------------------------------------------- unpacking

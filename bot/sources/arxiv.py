@@ -6,9 +6,10 @@ Two upstreams:
 
 We talk to both with httpx + feedparser rather than the `arxiv` package: that package is
 synchronous (requests + time.sleep) and would block the event loop. Every request goes
-through one serial, spaced `Upstream` gate, because arXiv asks for one request at a time,
-3 s apart. Entries that do not parse are skipped with a log line; the rest still arrive.
-Text is kept raw (only whitespace is collapsed): escaping is the renderer's job.
+through one serial, spaced `PoliteGate` (`.gate`, shared with the explainer), because arXiv
+asks for one request at a time, 3 s apart. Entries that do not parse are skipped with a log
+line; the rest still arrive. Text is kept raw (only whitespace is collapsed): escaping is
+the renderer's job.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from bot.ids import is_valid_id
 from bot.models import Paper
 from bot.sources.base import FeedFetch, SourceError
 from bot.sources.categories import canonical_category, canonical_listing
-from bot.sources.http import Upstream, make_client
+from bot.sources.http import PoliteGate, Upstream, make_client
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ _OPERATORS = frozenset({"AND", "OR", "ANDNOT"})
 
 
 class ArxivSource:
-    """`Source` for arXiv. Pass `client` to share one; otherwise the source owns its own."""
+    """`Source` for arXiv. Pass `client` to share one; otherwise the source owns its own.
+    Every other arXiv client should send through `.gate` too."""
 
     prefix = "arxiv"
 
@@ -80,11 +82,11 @@ class ArxivSource:
         self._batch_size = max(1, batch_size)
         self._owns_client = client is None
         self._client = client or make_client(settings, accept="application/atom+xml, */*")
+        self.gate = PoliteGate(settings.arxiv_delay_seconds)
         self._upstream = Upstream(
             "arXiv",
             self._client,
-            min_interval=settings.arxiv_delay_seconds,
-            serial=True,
+            gate=self.gate,
             attempts=attempts,
             backoff=backoff,
             max_wait=max_wait,

@@ -1,18 +1,21 @@
-"""Shared HTTP plumbing for the sources: one client factory and a polite, retrying gate.
+"""Shared HTTP plumbing: one client factory, one Retry-After parser, one polite gate.
 
-Every upstream request goes through `Upstream.get`, which retries what is worth retrying
+Every source request goes through `Upstream.get`, which retries what is worth retrying
 (429, 5xx, timeouts, dropped connections) with exponential backoff, honours `Retry-After`,
 gives up after a bounded number of attempts, and then raises `SourceError` with a message
-that is safe to show a user. For arXiv the gate is also serial and spaced: one request at a
-time, at least `min_interval` seconds apart, as arXiv's API terms ask.
+that is safe to show a user. For arXiv the upstream also goes through a `PoliteGate`: one
+request at a time, at least `min_interval` seconds apart, as arXiv's API terms ask. The
+terms count everything we send arXiv, so one gate is shared by every arXiv client (the
+source's listing and export API, and the explainer's e-print and HTML fetches).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -52,22 +55,55 @@ class RetryableStatus(Exception):
         self.retry_after = retry_after
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After is either delta-seconds or an HTTP date; None when absent or unreadable."""
+def parse_retry_after(value: str | None, cap: float | None = None) -> float | None:
+    """Retry-After is either delta-seconds or an HTTP date; None when absent or unreadable.
+
+    `cap` bounds the answer, so a server cannot park us for hours."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    seconds = max(0.0, seconds)
+    return seconds if cap is None else min(seconds, cap)
+
+
+class PoliteGate:
+    """One request at a time to an upstream, at least `min_interval` seconds apart.
+
+    `turn()` holds the upstream for one logical request and all its retries, so a server
+    that asked us to back off is not hit by another caller meanwhile; `attempt()` wraps each
+    request on the wire. Spacing runs from the end of one attempt to the start of the next,
+    so start-to-start is never shorter than `min_interval` either.
+    """
+
+    def __init__(self, min_interval: float = 0.0) -> None:
+        self.min_interval = max(0.0, min_interval)
+        self._lock = asyncio.Lock()
+        self._last_done = float("-inf")
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        async with self._lock:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def attempt(self) -> AsyncIterator[None]:
+        wait = self._last_done + self.min_interval - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        try:
+            yield
+        finally:
+            self._last_done = time.monotonic()
 
 
 class _RetryAfterOrExponential:
@@ -85,38 +121,32 @@ class _RetryAfterOrExponential:
 
 
 class Upstream:
-    """A named upstream behind one client: retries, backoff, and (optionally) polite spacing.
-
-    `serial=True` lets one request (with all its retries) run at a time; `min_interval` is the
-    least time between the end of one request and the start of the next.
-    """
+    """A named upstream behind one client: retries, backoff, and (optionally) a polite gate,
+    which may be shared with other clients of the same upstream."""
 
     def __init__(
         self,
         name: str,
         client: httpx.AsyncClient,
         *,
-        min_interval: float = 0.0,
-        serial: bool = False,
+        gate: PoliteGate | None = None,
         attempts: int = 4,
         backoff: float = 1.0,
         max_wait: float = 120.0,
     ) -> None:
         self.name = name
         self.client = client
-        self.min_interval = max(0.0, min_interval)
+        self.gate = gate
         self.attempts = max(1, attempts)
         self.backoff = backoff
         self.max_wait = max_wait
-        self._lock: asyncio.Lock | None = asyncio.Lock() if serial else None
-        self._last_done = float("-inf")
 
     async def get(self, url: str, params: Mapping[str, str | int] | None = None) -> httpx.Response:
         """GET with retries. Returns any non-retryable response (the caller judges 4xx);
         raises SourceError when the upstream stays unavailable."""
-        if self._lock is None:
+        if self.gate is None:
             return await self._get_with_retries(url, params)
-        async with self._lock:
+        async with self.gate.turn():
             return await self._get_with_retries(url, params)
 
     async def _get_with_retries(
@@ -144,15 +174,8 @@ class Upstream:
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _once(self, url: str, params: Mapping[str, str | int] | None) -> httpx.Response:
-        # Spacing is measured from the end of the previous request, so start-to-start is
-        # never shorter than min_interval either.
-        wait = self._last_done + self.min_interval - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        try:
+        async with self.gate.attempt() if self.gate else contextlib.nullcontext():
             response = await self.client.get(url, params=params)
-        finally:
-            self._last_done = time.monotonic()
         if response.status_code in RETRY_STATUSES:
             raise RetryableStatus(
                 response.status_code, parse_retry_after(response.headers.get("Retry-After"))
