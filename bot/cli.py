@@ -13,16 +13,14 @@ from bot.config import Settings
 
 
 def _setup_logging(settings: Settings, default_level: str) -> None:
-    level = os.environ.get("PAPERBOY_LOG_LEVEL", default_level).upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every URL at INFO, and Telegram URLs carry the bot token.
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    level = os.environ.get("PAPERBOY_LOG_LEVEL", default_level)
     try:
-        from bot.logs import install_redaction
+        from bot.logs import setup_logging
     except ImportError:  # pragma: no cover
+        logging.basicConfig(level=level.upper())
         return
-    install_redaction(settings.secrets())
+    # Text by default; PAPERBOY_LOG_FORMAT=json for log shippers. Secrets redacted either way.
+    setup_logging(level, os.environ.get("PAPERBOY_LOG_FORMAT"), settings.secrets())
 
 
 async def _run(settings: Settings) -> int:
@@ -97,7 +95,8 @@ async def _deliver(settings: Settings) -> int:
             for adapter in adapters:
                 await adapter.start()
                 started.append(adapter)
-            tick, sent = await deliver_once(app, settings, senders)
+            # One of several workers sends only its share of each platform's global rate.
+            tick, sent = await deliver_once(app, settings.worker_share(), senders)
         finally:
             for adapter in reversed(started):
                 await adapter.stop()

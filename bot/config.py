@@ -6,7 +6,7 @@ Every remote endpoint has a base-URL setting so tests and self-hosters can point
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from dotenv import load_dotenv
 
@@ -37,8 +37,17 @@ class Settings:
     llm_base_url: str = ""
     llm_api_key: str = field(default="", repr=False)
     llm_model: str = ""
+    # /explain limits (bot/explain/limits.py); explanations and follow-ups both count.
+    explain_user_per_minute: int = 6
+    explain_chat_per_minute: int = 20
+    llm_daily_tokens: int = 500_000  # in + out, per UTC day; 0 = unlimited
     http_timeout_seconds: float = 30.0
-    metrics_port: int = 0
+    metrics_port: int = 0  # /metrics and /healthz; 0 = off
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
+    # Several processes sharing one PostgreSQL outbox: each sends its share of the
+    # platform-wide rates (rate / worker_count); worker_index is this process's number.
+    worker_count: int = 1
+    worker_index: int = 0
     # Delivery (bot/delivery.py). A rate of 0 turns that limit off.
     telegram_rate_per_second: float = 30.0  # Telegram's global broadcast limit
     discord_rate_per_second: float = 50.0  # Discord's global limit
@@ -47,6 +56,7 @@ class Settings:
     delivery_group_rate_per_minute: float = 20.0  # Telegram groups and channels
     delivery_group_burst: int = 1  # 1 = evenly spaced, never 20 at once
     delivery_in_flight: int = 256  # rows claimed at once: bounds duplicates after a crash
+    delivery_concurrency: int = 4  # requests on the wire at once, across all chats
     delivery_lease_seconds: float = 300.0
     delivery_max_attempts: int = 8
     delivery_backoff_seconds: float = 5.0
@@ -70,6 +80,20 @@ class Settings:
             else:
                 values[f.name] = raw
         return cls(**values)  # type: ignore[arg-type]
+
+    def worker_share(self) -> Settings:
+        """These settings for one of `worker_count` senders: the platform-wide rates split
+        evenly, so together the workers stay under each platform's global limit."""
+        if self.worker_count < 1 or not 0 <= self.worker_index < self.worker_count:
+            raise ValueError("need WORKER_COUNT >= 1 and 0 <= WORKER_INDEX < WORKER_COUNT")
+        if self.worker_count == 1:
+            return self
+        n = self.worker_count
+        return replace(
+            self,
+            telegram_rate_per_second=self.telegram_rate_per_second / n,
+            discord_rate_per_second=self.discord_rate_per_second / n,
+        )
 
     def secrets(self) -> list[str]:
         """Every secret value that is set, for log redaction."""

@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
 import socket
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from aiolimiter import AsyncLimiter
 
 from bot.config import Settings
-from bot.digest import Round, base_id, candidates, rank
+from bot.digest import Round, base_id, unseen
 from bot.models import ChatRef
 from bot.schedule import next_run
 from bot.sending import (
@@ -42,10 +43,11 @@ from bot.sending import (
 from bot.serialize import message_from_json
 from bot.service import Paperboy
 from bot.store.base import DueChat, Enqueue, OutboxItem, Store
+from bot.text import Message
 
 log = logging.getLogger(__name__)
 
-SCHEDULE_BATCH = 500
+SCHEDULE_BATCH = 2000
 # When every feed of a chat failed, try again soon, but not forever: after a while the
 # run is given up and the chat waits for its next day.
 FEED_RETRY = timedelta(minutes=15)
@@ -107,27 +109,27 @@ async def scheduler_tick(
     return stats
 
 
-async def _digests(store: Store, rnd: Round, due: Sequence[DueChat],
-                   stats: TickStats) -> list[Enqueue]:
+async def _digests(
+    store: Store, rnd: Round, due: Sequence[DueChat], stats: TickStats
+) -> list[Enqueue]:
     now = rnd.now
-    found = {d.settings.chat: candidates(rnd.feeds, d.subscriptions) for d in due}
-    wanted = {pid for cands in found.values() if cands for pid in cands}
-    chats = [chat for chat, cands in found.items() if cands]
+    ranked = {d.settings.chat: rnd.ranked(d.subscriptions) for d in due}
+    wanted = {key for r in ranked.values() if r for key, _ in r}
+    chats = [chat for chat, r in ranked.items() if r]
     delivered = await store.delivered_among(chats, sorted(wanted)) if wanted else {}
     out: list[Enqueue] = []
     for d in due:
         chat = d.settings.chat
         stats.chats += 1
         upcoming = next_run(d.settings, now)
-        cands = found[chat]
-        if cands is None:  # every feed failed this round
+        best = ranked[chat]
+        if best is None:  # every feed failed this round
             stats.postponed += 1
             if now - d.due_at < FEED_GIVE_UP:
                 upcoming = min(upcoming, now + FEED_RETRY)
             out.append(Enqueue(chat, d.due_at, upcoming))
             continue
-        seen = delivered.get(chat, set())
-        papers = rank(c for key, c in cands.items() if key not in seen)[: max(0, d.settings.count)]
+        papers = unseen(best, delivered.get(chat, set()), d.settings.count)
         if not papers:
             stats.empty += 1
             out.append(Enqueue(chat, d.due_at, upcoming))
@@ -175,8 +177,10 @@ class FloodControl:
     def _platform(self, platform: str) -> AsyncLimiter | None:
         if platform not in self._global:
             s = self.settings
-            rate = {"telegram": s.telegram_rate_per_second,
-                    "discord": s.discord_rate_per_second}.get(platform, 0.0)
+            rate = {
+                "telegram": s.telegram_rate_per_second,
+                "discord": s.discord_rate_per_second,
+            }.get(platform, 0.0)
             self._global[platform] = _limiter(rate, 1.0, rate * s.delivery_burst_seconds)
         return self._global[platform]
 
@@ -193,9 +197,9 @@ class FloodControl:
         if s.delivery_group_rate_per_minute > 0 and is_group(chat):
             group = self._groups.get(chat.key)
             if group is None:
-                group = self._groups[chat.key] = _limiter(  # type: ignore[assignment]
-                    s.delivery_group_rate_per_minute, 60.0, s.delivery_group_burst
-                )
+                burst = max(1, s.delivery_group_burst)
+                period = 60.0 * burst / s.delivery_group_rate_per_minute
+                group = self._groups[chat.key] = AsyncLimiter(burst, period)
             await group.acquire()
         platform = self._platform(chat.platform)
         if platform is not None:
@@ -226,9 +230,17 @@ class SendStats:
 class Dispatcher:
     """Leases outbox rows and sends them; each chat in order, many chats at once."""
 
-    def __init__(self, store: Store, senders: Mapping[str, Sender], settings: Settings,
-                 *, worker: str | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        senders: Mapping[str, Sender],
+        settings: Settings,
+        *,
+        worker: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.store = store
+        self.clock = clock
         self.senders = dict(senders)
         self.settings = settings
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -240,6 +252,9 @@ class Dispatcher:
         self._sent: list[tuple[int, list[str]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        # Few requests on the wire suffice (each takes milliseconds); more only makes the
+        # HTTP client juggle connections. Chats waiting for their buckets hold no slot.
+        self._slots = asyncio.Semaphore(max(1, settings.delivery_concurrency))
 
     @property
     def platforms(self) -> list[str]:
@@ -259,7 +274,7 @@ class Dispatcher:
         if room <= 0:
             return 0
         items = await self.store.claim_outbox(
-            utcnow(), room, self.settings.delivery_lease_seconds, self.worker, self.platforms
+            self.clock(), room, self.settings.delivery_lease_seconds, self.worker, self.platforms
         )
         for item in items:
             if item.id in self._in_flight:
@@ -284,7 +299,7 @@ class Dispatcher:
                     upcoming = await self.store.next_outbox_time(self.platforms)
                     if upcoming is None:
                         return
-                    wait = (upcoming - utcnow()).total_seconds()
+                    wait = (upcoming - self.clock()).total_seconds()
                     if deadline is not None and loop.time() + wait > deadline:
                         log.warning("delivery: rows left for later, next one due %s", upcoming)
                         return
@@ -325,7 +340,7 @@ class Dispatcher:
     async def _deliver(self, item: OutboxItem, queue: deque[OutboxItem]) -> None:
         sender = self.senders.get(item.chat.platform)
         try:
-            message = message_from_json(item.body)
+            message = _decode(item.body)
         except (ValueError, KeyError, TypeError, IndexError) as e:
             await self._dead(item, f"unreadable outbox row: {e}")
             return
@@ -334,11 +349,12 @@ class Dispatcher:
             return
         await self.flood.acquire(item.chat)
         try:
-            ids = await sender.send(item.chat, message)
+            async with self._slots:
+                ids = await sender.send(item.chat, message)
         except RetryAfter as e:
             # Only this chat waits; its other rows go back to the store until then.
             self.stats.rate_limited += 1
-            until = utcnow() + timedelta(seconds=max(e.seconds, 0.1))
+            until = self.clock() + timedelta(seconds=max(e.seconds, 0.1))
             await self.store.mark_failed(item.id, until, str(e), refund=True)
             await self.store.defer_chat_outbox(item.chat, until)
             self._release([item, *queue])
@@ -349,7 +365,7 @@ class Dispatcher:
             await self.store.move_outbox(item.chat, e.new_chat)
             await self.store.migrate_chat(item.chat, e.new_chat)
             # Its rows now belong to the new chat: release them to be claimed under it.
-            await self.store.defer_chat_outbox(e.new_chat, utcnow())
+            await self.store.defer_chat_outbox(e.new_chat, self.clock())
             self._release([item, *queue])
             queue.clear()
         except ChatGone as e:
@@ -383,11 +399,13 @@ class Dispatcher:
             return
         # Exponential backoff with jitter, persisted in the row so it survives a restart
         # (which is why this is not an in-memory retry loop).
-        delay = min(s.delivery_backoff_max_seconds,
-                    s.delivery_backoff_seconds * 2 ** max(0, item.attempts - 1))
+        delay = min(
+            s.delivery_backoff_max_seconds,
+            s.delivery_backoff_seconds * 2 ** max(0, item.attempts - 1),
+        )
         delay *= random.uniform(0.5, 1.0)
         self.stats.retried += 1
-        await self.store.mark_failed(item.id, utcnow() + timedelta(seconds=delay), error)
+        await self.store.mark_failed(item.id, self.clock() + timedelta(seconds=delay), error)
         self._release([item])
 
     async def _dead(self, item: OutboxItem, error: str) -> None:
@@ -407,10 +425,17 @@ class Dispatcher:
     async def _flush(self) -> None:
         while self._sent:
             batch, self._sent = self._sent, []
-            await self.store.mark_sent(batch, utcnow())
+            await self.store.mark_sent(batch, self.clock())
             for item_id, _ in batch:
                 self._in_flight.discard(item_id)
             self._wake.set()
+
+
+@functools.lru_cache(maxsize=512)
+def _decode(body: str) -> Message:
+    # Many chats get the very same digest: decode each distinct body once. Renderers only
+    # read messages, and the nodes are frozen.
+    return message_from_json(body)
 
 
 # -------------------------------------------------------------------- entry points
@@ -420,14 +445,18 @@ def senders_for(adapters: Sequence[Sender]) -> dict[str, Sender]:
     return {adapter.platform: adapter for adapter in adapters}
 
 
-async def deliver_once(app: Paperboy, settings: Settings, adapters: Sequence[Sender],
-                       now: datetime | None = None) -> tuple[TickStats, SendStats]:
+async def deliver_once(
+    app: Paperboy,
+    settings: Settings,
+    adapters: Sequence[Sender],
+    clock: Callable[[], datetime] = utcnow,
+) -> tuple[TickStats, SendStats]:
     """One scheduler round, then send until the outbox is drained (`paperboy deliver --now`).
 
     Rows left from earlier runs (a crash, a retry) are sent too.
     """
-    stats = await scheduler_tick(app, now)
-    dispatcher = Dispatcher(app.store, senders_for(adapters), settings)
+    stats = await scheduler_tick(app, clock())
+    dispatcher = Dispatcher(app.store, senders_for(adapters), settings, clock=clock)
     deadline = asyncio.get_running_loop().time() + settings.delivery_drain_seconds
     await dispatcher.run(until_idle=True, deadline=deadline)
     return stats, dispatcher.stats

@@ -52,6 +52,7 @@ class Round:
         self.now = now
         self.feeds: dict[str, FeedFetch | None] = {}  # None: the feed failed this round
         self._rendered: dict[tuple[object, ...], list[str]] = {}
+        self._ranked: dict[tuple[object, ...], list[tuple[str, Paper]] | None] = {}
 
     async def feed(self, feed: str) -> FeedFetch | None:
         if feed not in self.feeds:
@@ -67,6 +68,15 @@ class Round:
         # rounds find every feed already stored.
         for feed in dict.fromkeys(feeds):
             await self.feed(feed)
+
+    def ranked(self, subs: Sequence[Subscription]) -> list[tuple[str, Paper]] | None:
+        """`rank(candidates(...))` for these subscriptions, shared by every chat with the
+        same feeds and filters; None if every feed failed. Call `prefetch` first."""
+        key = tuple((s.feed, *map(tuple, (s.keywords, s.exclude, s.authors))) for s in subs)
+        if key not in self._ranked:
+            found = candidates(self.feeds, subs)
+            self._ranked[key] = None if found is None else rank(found)
+        return self._ranked[key]
 
     def rendered(self, settings: ChatSettings, papers: Sequence[Paper]) -> list[str]:
         """The digest's messages as outbox JSON; chats with the same papers share the work."""
@@ -132,11 +142,12 @@ def _merge(kept: Paper, other: Paper) -> Paper:
     return merged
 
 
-def rank(cands: Iterable[_Candidate]) -> list[Paper]:
-    """HF upvotes, then how many subscriptions picked it, arXiv new before cross-list,
-    then the most recent, then upstream order."""
+def rank(cands: dict[str, _Candidate]) -> list[tuple[str, Paper]]:
+    """(base id, paper), best first: HF upvotes, then how many subscriptions picked it,
+    arXiv new before cross-list, the most recent, then upstream order."""
 
-    def key(c: _Candidate) -> tuple[float, ...]:
+    def key(item: tuple[str, _Candidate]) -> tuple[float, ...]:
+        c = item[1]
         when = c.paper.published or c.paper.updated
         return (
             -(c.paper.upvotes or 0),
@@ -146,7 +157,7 @@ def rank(cands: Iterable[_Candidate]) -> list[Paper]:
             c.position,
         )
 
-    return [c.paper for c in sorted(cands, key=key)]
+    return [(k, c.paper) for k, c in sorted(cands.items(), key=key)]
 
 
 def choose(
@@ -159,8 +170,18 @@ def choose(
     found = candidates(fetches, subs)
     if found is None:
         return None
-    fresh = [c for k, c in found.items() if k not in delivered]
-    return rank(fresh)[: max(0, count)]
+    return unseen(rank(found), delivered, count)
+
+
+def unseen(ranked: Sequence[tuple[str, Paper]], delivered: set[str], count: int) -> list[Paper]:
+    """The best `count` papers the chat has not received (ranking survives removals)."""
+    out: list[Paper] = []
+    for key, paper in ranked:
+        if len(out) >= count:
+            break
+        if key not in delivered:
+            out.append(paper)
+    return out
 
 
 def digest_title(settings: ChatSettings, now: datetime) -> str:

@@ -7,6 +7,7 @@ interleaved coroutines on one connection would otherwise land in each other's tr
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import sqlite3
@@ -710,11 +711,14 @@ class SQLiteStore:
                 for id_start in range(0, len(ids), 500):
                     id_chunk = ids[id_start : id_start + 500]
                     marks = ", ".join("?" for _ in id_chunk)
+                    # CROSS JOIN fixes the join order: each chat by its key, then its
+                    # delivered rows by primary key (otherwise SQLite scans `delivered`).
                     async with db.execute(
                         "SELECT c.platform, c.chat_id, c.thread_id, d.paper_id"
-                        " FROM chats c JOIN delivered d ON d.chat = c.id"
-                        f" WHERE (c.platform, c.chat_id, c.thread_id) IN (VALUES {rows_sql})"
-                        f" AND d.paper_id IN ({marks})",
+                        f" FROM (VALUES {rows_sql}) AS k CROSS JOIN chats c"
+                        " ON c.platform = k.column1 AND c.chat_id = k.column2"
+                        " AND c.thread_id = k.column3 CROSS JOIN delivered d ON d.chat = c.id"
+                        f" WHERE d.paper_id IN ({marks})",
                         (*flat, *id_chunk),
                     ) as cur:
                         for row in await cur.fetchall():
@@ -722,45 +726,62 @@ class SQLiteStore:
                             found.setdefault(chat, set()).add(row[3])
         return found
 
+    async def _pks(self, keys: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]:
+        """Row ids of many chats by key, in one statement per chunk."""
+        pks: dict[tuple[str, str, str], int] = {}
+        for start in range(0, len(keys), 300):
+            chunk = keys[start : start + 300]
+            values = ", ".join("(?, ?, ?)" for _ in chunk)
+            async with self.db.execute(
+                f"SELECT c.id, c.platform, c.chat_id, c.thread_id FROM (VALUES {values}) AS k"
+                " CROSS JOIN chats c ON c.platform = k.column1 AND c.chat_id = k.column2"
+                " AND c.thread_id = k.column3",
+                [v for key in chunk for v in key],
+            ) as cur:
+                for row in await cur.fetchall():
+                    pks[(row[1], row[2], row[3])] = int(row[0])
+        return pks
+
     async def enqueue_digests(self, digests: Sequence[Enqueue], now: datetime) -> int:
         if not digests:
             return 0
         stamp = _ts(now)
+        keys = [_key(d.chat) for d in digests]
         async with self.transaction() as db:
-            before = db.total_changes
-            pks: dict[ChatRef, int] = {}
-            for digest in digests:
-                pk = await self._chat_pk(digest.chat)
-                if pk is not None:
-                    pks[digest.chat] = pk
+            pks = await self._pks(keys)
+            known = [(pks[key], d) for key, d in zip(keys, digests, strict=True) if key in pks]
+            hashes: dict[str, str] = {}  # identical bodies are usually one shared str
+            rows = []
+            for pk, d in known:
+                for seq, (key, body) in enumerate(d.messages):
+                    digest = hashes.get(body)
+                    if digest is None:
+                        digest = hashes[body] = hashlib.blake2b(
+                            body.encode(), digest_size=16
+                        ).hexdigest()
+                    rows.append((key, pk, d.chat.platform, seq, digest, stamp, stamp))
             await db.executemany(
-                "INSERT INTO outbox (idem_key, chat, platform, seq, body, next_attempt_at,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING",
-                [
-                    (key, pks[d.chat], d.chat.platform, seq, body, stamp, stamp)
-                    for d in digests
-                    if d.chat in pks
-                    for seq, (key, body) in enumerate(d.messages)
-                ],
+                "INSERT INTO outbox_bodies (hash, body) VALUES (?, ?)"
+                " ON CONFLICT (hash) DO NOTHING",
+                [(digest, body) for body, digest in hashes.items()],
+            )
+            before = db.total_changes
+            await db.executemany(
+                "INSERT INTO outbox (idem_key, chat, platform, seq, body, body_hash,"
+                " next_attempt_at, created_at) VALUES (?, ?, ?, ?, '', ?, ?, ?)"
+                " ON CONFLICT (idem_key) DO NOTHING",
+                rows,
             )
             inserted = db.total_changes - before
             await db.executemany(
                 "INSERT INTO delivered (chat, paper_id, delivered_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (chat, paper_id) DO NOTHING",
-                [
-                    (pks[d.chat], clean_text(pid), stamp)
-                    for d in digests
-                    if d.chat in pks
-                    for pid in dict.fromkeys(d.paper_ids)
-                ],
+                # Ids from our own feeds, already clean.
+                [(pk, pid, stamp) for pk, d in known for pid in dict.fromkeys(d.paper_ids)],
             )
             await db.executemany(
                 "UPDATE chats SET next_run_at = ? WHERE id = ? AND next_run_at = ?",
-                [
-                    (_ts(d.next_run_at), pks[d.chat], _ts(d.due_at))
-                    for d in digests
-                    if d.chat in pks
-                ],
+                [(_ts(d.next_run_at), pk, _ts(d.due_at)) for pk, d in known],
             )
         return inserted
 
@@ -799,8 +820,9 @@ class SQLiteStore:
                 (lease, worker, *ids),
             )
             async with db.execute(
-                "SELECT o.id, o.idem_key, o.body, o.attempts, c.platform, c.chat_id,"
-                " c.thread_id FROM outbox o JOIN chats c ON c.id = o.chat"
+                "SELECT o.id, o.idem_key, COALESCE(b.body, o.body) AS body, o.attempts,"
+                " c.platform, c.chat_id, c.thread_id FROM outbox o JOIN chats c ON c.id = o.chat"
+                " LEFT JOIN outbox_bodies b ON b.hash = o.body_hash"
                 f" WHERE o.id IN ({id_marks}) ORDER BY o.id",
                 ids,
             ) as cur:
@@ -913,6 +935,10 @@ class SQLiteStore:
             )
             count = cur.rowcount
             await cur.close()
+            await db.execute(
+                "DELETE FROM outbox_bodies WHERE hash NOT IN"
+                " (SELECT body_hash FROM outbox WHERE body_hash IS NOT NULL)"
+            )
         return int(count)
 
 

@@ -1,0 +1,351 @@
+"""Delivery benchmarks (`python -m bench.bench_delivery`), printing figures:
+
+1. upstream requests per round: 10,000 chats over a handful of feeds, against the fake
+   arXiv and Hugging Face servers; must equal the number of distinct feeds;
+2. 10,000 chats through the real Telegram adapter against the fake Bot API server with
+   its limits on (scaled up to 300 msg/s): achieved rate as a share of the limit, 429s;
+3. the same with every limit off: messages per second, the bot on one core;
+4. 100,000 due subscriptions enqueued by one scheduler tick: seconds and peak memory.
+
+The fake Telegram server runs in its own process (pinned to another core when there is
+one), so the figures are the bot's, not the fake's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing as mp
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from adapters.console import render_message
+from bot.config import Settings
+from bot.delivery import Dispatcher, scheduler_tick
+from bot.digest import feed_day
+from bot.models import ChatRef, Paper
+from bot.sending import PermanentError, RetryAfter, TransientError
+from bot.service import Paperboy
+from bot.sources.arxiv import ArxivSource
+from bot.sources.hf import HuggingFaceSource
+from bot.store.sqlite import SQLiteStore
+from bot.text import Message
+
+ARXIV_FEEDS = ("cs.AI", "cs.LG", "cs.CL", "cs.CV", "stat.ML")
+HF_FEEDS = ("daily", "trending")
+CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+
+
+# ----------------------------------------------------------------- fake Telegram process
+
+
+def _fake_telegram(conn: Connection, limits_on: bool, rate: float, cpu: int | None) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    from tests.fakes.telegram import FakeTelegram, RateLimits
+
+    async def serve() -> None:
+        limits = RateLimits(enabled=limits_on, global_per_second=rate)
+        async with FakeTelegram(rate_limits=limits) as tg:
+            conn.send((tg.base_url, tg.file_base_url, tg.token))
+            loop = asyncio.get_running_loop()
+            while True:
+                command = await loop.run_in_executor(None, conn.recv)
+                if command == "stats":
+                    sent = sum(1 for m in tg.sent if m.method == "sendMessage")
+                    conn.send((sent, tg.rate_limited))
+                else:
+                    return
+
+    asyncio.run(serve())
+
+
+@contextlib.contextmanager
+def fake_telegram(limits_on: bool, rate: float) -> Any:
+    cpus = CPUS
+    parent, child = mp.Pipe()
+    ctx = mp.get_context("spawn")
+    process = ctx.Process(
+        target=_fake_telegram,
+        args=(child, limits_on, rate, cpus[-1] if len(cpus) > 1 else None),
+        daemon=True,
+    )
+    process.start()
+    try:
+        yield parent, parent.recv()
+    finally:
+        parent.send("stop")
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+
+
+# ------------------------------------------------------------------------- seeding
+
+
+async def seed_chats(
+    store: SQLiteStore, chats: int, feeds: Sequence[str], per_chat: int, *, prefix: str = ""
+) -> None:
+    """Chats due an hour ago, each following `per_chat` random feeds (plain SQL: fast)."""
+    now = datetime.now(UTC)
+    stamp = now.isoformat()
+    due = (now - timedelta(hours=1)).isoformat(timespec="microseconds")
+    rng = random.Random(4)
+    async with store.transaction() as db:
+        rows = []
+        for n in range(chats):
+            # One in ten is a group (negative id), the rest private chats.
+            chat_id = str(-(10**12) - n) if n % 10 == 0 else f"{prefix}{10**6 + n}"
+            rows.append(("telegram", chat_id, stamp, stamp, due))
+        await db.executemany(
+            "INSERT INTO chats (platform, chat_id, created_at, updated_at, next_run_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+        async with db.execute("SELECT id FROM chats") as cur:
+            pks = [row[0] for row in await cur.fetchall()]
+        subs = [
+            (pk, feed, stamp)
+            for pk in pks
+            for feed in rng.sample(list(feeds), min(per_chat, len(feeds)))
+        ]
+        await db.executemany(
+            "INSERT INTO subscriptions (chat, feed, created_at) VALUES (?, ?, ?)", subs
+        )
+        # The first-subscription trigger cleared next_run_at: put the due time back.
+        await db.execute("UPDATE chats SET next_run_at = ?", (due,))
+
+
+@contextlib.asynccontextmanager
+async def core(settings: Settings, path: Path) -> AsyncIterator[Paperboy]:
+    store = SQLiteStore(str(path))
+    await store.open()
+    app = Paperboy(store, ArxivSource(settings), HuggingFaceSource(settings))
+    try:
+        yield app
+    finally:
+        await app.aclose()
+        await store.close()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------------- benchmarks
+
+
+async def bench_fetch_once(path: Path, chats: int) -> None:
+    from tests.fakes.arxiv import FakeArxiv
+    from tests.fakes.hf import FakeHF
+
+    async with FakeArxiv() as arxiv, FakeHF() as hf:
+        body = arxiv.listings[("atom", "cs.AI")]
+        for category in ARXIV_FEEDS:
+            arxiv.set_listing(category, body)
+        settings = arxiv.settings(hf_api_url=hf.api_url)
+        feeds = [f"arxiv:{c}" for c in ARXIV_FEEDS] + [f"hf:{n}" for n in HF_FEEDS]
+        async with core(settings, path) as app:
+            await seed_chats(app.store, chats, feeds, per_chat=3)  # type: ignore[arg-type]
+            before = len(arxiv.requests) + len(hf.requests)
+            started = time.perf_counter()
+            stats = await scheduler_tick(app)
+            took = time.perf_counter() - started
+            upstream = len(arxiv.requests) + len(hf.requests) - before
+            again = await scheduler_tick(app)  # nothing due: no upstream request at all
+            upstream_again = len(arxiv.requests) + len(hf.requests) - before - upstream
+    print(
+        f"upstream requests per round: {upstream} for {len(feeds)} distinct feeds and "
+        f"{stats.chats} chats (a second round: {upstream_again}, {again.chats} chats due)"
+    )
+    print(f"  round: {stats.messages} messages for {stats.digests} digests in {took:.2f} s")
+
+
+class RawBotApi:
+    """A bare Bot API sender (plain text over httpx): measures our flood control and
+    outbox without the adapter's rendering and python-telegram-bot's parsing."""
+
+    platform = "telegram"
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.url = f"{base_url}{token}/sendMessage"
+        self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=16))
+
+    async def send(self, chat: ChatRef, message: Message) -> list[str]:
+        text = render_message(message)[:4000]
+        response = await self.client.post(
+            self.url, json={"chat_id": int(chat.chat_id), "text": text}
+        )
+        data = response.json()
+        if response.status_code == 429:
+            raise RetryAfter(float(data["parameters"]["retry_after"]))
+        if response.status_code >= 500:
+            raise TransientError(str(response.status_code))
+        if not data.get("ok"):
+            raise PermanentError(data.get("description", "refused"))
+        return [str(data["result"]["message_id"])]
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self.client.aclose()
+
+
+async def bench_send(path: Path, *, limits_on: bool, rate: float, raw: bool) -> None:
+    from adapters.telegram import TelegramAdapter
+
+    with fake_telegram(limits_on, rate) as (conn, (base_url, file_url, token)):
+        settings = Settings(
+            database_url=f"sqlite:///{path}",
+            telegram_bot_token=token,
+            telegram_api_base_url=base_url,
+            telegram_file_base_url=file_url,
+            telegram_rate_per_second=rate if limits_on else 0,
+            delivery_chat_rate_per_second=1.0 if limits_on else 0,
+            delivery_group_rate_per_minute=20.0 if limits_on else 0,
+            delivery_in_flight=512,
+        )
+        async with core(settings, path) as app:
+            store: SQLiteStore = app.store  # type: ignore[assignment]
+            # Every row goes out again (the previous benchmark sent them).
+            await store.db.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, lease_until = NULL"
+            )
+            counts = await store.outbox_counts()
+            adapter: TelegramAdapter | RawBotApi = (
+                RawBotApi(base_url, token) if raw else TelegramAdapter(app, settings)
+            )
+            await adapter.start()
+            try:
+                dispatcher = Dispatcher(store, {"telegram": adapter}, settings)
+                started = time.perf_counter()
+                await dispatcher.run(until_idle=True, deadline=None)
+                took = time.perf_counter() - started
+            finally:
+                await adapter.stop()
+            conn.send("stats")
+            received, limited = conn.recv()
+    sent = dispatcher.stats.sent
+    achieved = sent / took
+    who = "bare Bot API sender (httpx, plain text)" if raw else "TelegramAdapter (PTB, HTML)"
+    if limits_on:
+        print(
+            f"{who}, limits on ({rate:.0f} msg/s): {sent} of {counts['pending']} messages in "
+            f"{took:.1f} s = {achieved:.1f} msg/s = {100 * achieved / rate:.1f}% of the limit; "
+            f"429s: {limited} (server), {dispatcher.stats.rate_limited} (seen)"
+        )
+    else:
+        print(
+            f"{who}, limits off, one core: {sent} messages in {took:.1f} s = {achieved:.0f} msg/s "
+            f"(server received {received})"
+        )
+
+
+class _NullSender:
+    """Sends nothing: what the outbox and dispatcher alone can do."""
+
+    platform = "telegram"
+
+    async def send(self, chat: object, message: object) -> list[str]:
+        await asyncio.sleep(0)
+        return ["0"]
+
+
+async def bench_dispatcher_alone(path: Path) -> None:
+    settings = Settings(
+        telegram_rate_per_second=0,
+        delivery_chat_rate_per_second=0,
+        delivery_group_rate_per_minute=0,
+        delivery_in_flight=512,
+    )
+    store = SQLiteStore(str(path))
+    await store.open()
+    try:
+        await store.db.execute(
+            "UPDATE outbox SET status = 'pending', attempts = 0, lease_until = NULL"
+        )
+        dispatcher = Dispatcher(store, {"telegram": _NullSender()}, settings)
+        started = time.perf_counter()
+        await dispatcher.run(until_idle=True, deadline=None)
+        took = time.perf_counter() - started
+    finally:
+        await store.close()
+    print(
+        f"  the outbox and dispatcher alone (no-op sender): "
+        f"{dispatcher.stats.sent / took:.0f} msg/s"
+    )
+
+
+async def bench_enqueue(path: Path, chats: int) -> None:
+    settings = Settings(arxiv_api_url="http://127.0.0.1:9", hf_api_url="http://127.0.0.1:9")
+    async with core(settings, path) as app:
+        store: SQLiteStore = app.store  # type: ignore[assignment]
+        now = datetime.now(UTC)
+        feeds = ["hf:daily", *(f"arxiv:{c}" for c in ARXIV_FEEDS)]
+        # Today's feeds are already stored, as after the first round of the day.
+        papers = [
+            Paper(
+                f"2506.{i:05d}",
+                f"A paper about topic {i}",
+                ["A. Author", "B. Author"],
+                "An abstract " * 20,
+                ["cs.LG"],
+                announce_type="new",
+                upvotes=i % 50,
+            )
+            for i in range(300)
+        ]
+        await store.upsert_papers(papers)
+        for n, feed in enumerate(feeds):
+            ids = [p.id for p in papers[n * 40 : n * 40 + 60]]
+            await store.save_feed(feed, feed_day(feed, now), now.date(), ids)
+        await seed_chats(store, chats, feeds, per_chat=1)
+        base = peak_rss_mb()
+        started = time.perf_counter()
+        stats = await scheduler_tick(app, now)
+        took = time.perf_counter() - started
+    print(
+        f"enqueue: {stats.chats} due subscriptions ({stats.messages} outbox rows) in "
+        f"{took:.2f} s = {stats.chats / took:.0f}/s; peak RSS {peak_rss_mb():.0f} MB "
+        f"(before the round: {base:.0f} MB)"
+    )
+
+
+async def run(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "deliver.db"
+        await bench_fetch_once(db, args.chats)
+        for raw in (True, False):
+            await bench_send(db, limits_on=True, rate=args.rate, raw=raw)
+            await bench_send(db, limits_on=False, rate=args.rate, raw=raw)
+        await bench_dispatcher_alone(db)
+        await bench_enqueue(Path(tmp) / "enqueue.db", args.enqueue)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--chats", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=300.0)
+    parser.add_argument("--enqueue", type=int, default=100_000)
+    args = parser.parse_args(argv if argv is not None else [])
+    # The bot on one core; the fake server gets another when there is one.
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setaffinity(0, {CPUS[0]})
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,161 @@
+"""bot.digest: merging, de-duplication, ranking, caps and the two formats."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, date, datetime
+
+import pytest
+
+from bot.digest import Round, build_digest, choose, feed_day
+from bot.models import ChatRef, ChatSettings, Paper, Subscription
+from bot.serialize import message_from_json, message_to_json
+from bot.service import Paperboy
+from bot.sources.base import FeedFetch
+from bot.store.sqlite import SQLiteStore
+from bot.text import ListBlock, plain
+
+CHAT = ChatRef("telegram", "42")
+NOW = datetime(2025, 6, 4, 9, 0, tzinfo=UTC)
+
+
+class StubSource:
+    """A Source whose feeds are set by the test; counts upstream requests."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.feeds: dict[str, FeedFetch] = {}
+        self.requests: list[str] = []
+
+    async def feed(self, name: str) -> FeedFetch:
+        self.requests.append(name)
+        return self.feeds.get(name, FeedFetch([], None))
+
+    async def papers(self, ids: Sequence[str]) -> list[Paper]:
+        return []
+
+    async def search(self, query: str, limit: int = 10) -> list[Paper]:
+        return []
+
+    async def aclose(self) -> None:
+        return None
+
+
+def paper(pid: str, title: str = "", **kw: object) -> Paper:
+    return Paper(
+        pid,
+        title or f"Paper {pid}",
+        authors=["A. Author"],
+        abstract="About things.",
+        categories=["cs.LG"],
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def app() -> AsyncIterator[Paperboy]:
+    store = SQLiteStore(":memory:")
+    await store.open()
+    yield Paperboy(store, StubSource("arxiv"), StubSource("hf"))  # type: ignore[arg-type]
+    await store.close()
+
+
+def sources(app: Paperboy) -> tuple[StubSource, StubSource]:
+    return app.arxiv, app.hf  # type: ignore[return-value]
+
+
+def subs(*feeds: str, keywords: Sequence[str] = ()) -> list[Subscription]:
+    return [Subscription(CHAT, f, keywords=list(keywords)) for f in feeds]
+
+
+async def test_merges_feeds_and_dedups_by_base_id(app: Paperboy) -> None:
+    arxiv, hf = sources(app)
+    announced = date(2025, 6, 3)
+    arxiv.feeds["cs.LG"] = FeedFetch(
+        [
+            paper("2506.00001", version=1, announce_type="new"),
+            paper("2506.00002", announce_type="cross"),
+        ],
+        announced,
+    )
+    arxiv.feeds["cs.AI"] = FeedFetch(
+        [paper("2506.00002", announce_type="new"), paper("2506.00003", announce_type="cross")],
+        announced,
+    )
+    hf.feeds["daily"] = FeedFetch([paper("2506.00003", upvotes=40, ai_summary="Short.")], announced)
+    rnd = Round(app, NOW)
+    await rnd.prefetch(["arxiv:cs.LG", "arxiv:cs.AI", "hf:daily"])
+    chosen = choose(rnd.feeds, subs("arxiv:cs.LG", "arxiv:cs.AI", "hf:daily"), set(), 10)
+    assert chosen is not None
+    # HF upvotes first; then the paper two feeds picked; then new before cross-list.
+    assert [p.id for p in chosen] == ["2506.00003", "2506.00002", "2506.00001"]
+    merged = chosen[0]
+    assert (
+        merged.upvotes == 40 and merged.ai_summary == "Short." and merged.announce_type == "cross"
+    )
+    assert chosen[1].announce_type == "new"  # a cross-list elsewhere, new in cs.AI
+
+
+async def test_already_delivered_filters_and_count_caps(app: Paperboy) -> None:
+    arxiv, _ = sources(app)
+    arxiv.feeds["cs.LG"] = FeedFetch(
+        [paper(f"2506.0000{i}", announce_type="new") for i in range(1, 8)], date(2025, 6, 3)
+    )
+    await app.store.mark_delivered(CHAT, ["2506.00001", "2506.00002"])
+    settings = ChatSettings(CHAT, count=3)
+    messages = await build_digest(app, settings, subs("arxiv:cs.LG"), NOW)
+    assert len(messages) == 1
+    listing = next(b for b in messages[0].blocks if isinstance(b, ListBlock))
+    text = "\n".join(plain(item) for item in listing.items)
+    assert "2506.00003" in text and "2506.00005" in text
+    assert "2506.00001" not in text and "2506.00006" not in text
+    assert [b.arg for b in messages[0].buttons[0]] == ["2506.00003", "2506.00004", "2506.00005"]
+
+
+async def test_keyword_filters(app: Paperboy) -> None:
+    arxiv, _ = sources(app)
+    arxiv.feeds["cs.LG"] = FeedFetch(
+        [paper("2506.00001", "Diffusion for proteins"), paper("2506.00002", "Graph things")],
+        date(2025, 6, 3),
+    )
+    rnd = Round(app, NOW)
+    await rnd.prefetch(["arxiv:cs.LG"])
+    chosen = choose(rnd.feeds, subs("arxiv:cs.LG", keywords=["diffusion"]), set(), 10)
+    assert [p.id for p in chosen or []] == ["2506.00001"]
+
+
+async def test_full_format_is_one_message_per_paper(app: Paperboy) -> None:
+    arxiv, _ = sources(app)
+    arxiv.feeds["cs.LG"] = FeedFetch([paper("2506.00001"), paper("2506.00002")], date(2025, 6, 3))
+    messages = await build_digest(app, ChatSettings(CHAT, format="full"), subs("arxiv:cs.LG"), NOW)
+    assert len(messages) == 2
+    for m in messages:  # the outbox stores them as JSON: nothing is lost on the way
+        assert message_from_json(message_to_json(m)) == m
+
+
+async def test_no_announcement_no_digest(app: Paperboy) -> None:
+    # cs.LG is unset: the listing is empty (a Saturday)
+    assert await build_digest(app, ChatSettings(CHAT), subs("arxiv:cs.LG"), NOW) == []
+
+
+async def test_each_feed_is_fetched_once_per_round(app: Paperboy) -> None:
+    arxiv, hf = sources(app)
+    arxiv.feeds["cs.LG"] = FeedFetch([paper("2506.00001")], date(2025, 6, 3))
+    rnd = Round(app, NOW)
+    for chat_id in range(50):
+        chat = ChatRef("telegram", str(chat_id))
+        await build_digest(
+            app,
+            ChatSettings(chat),
+            [Subscription(chat, "arxiv:cs.LG"), Subscription(chat, "hf:daily")],
+            NOW,
+            round_=rnd,
+        )
+    assert arxiv.requests == ["cs.LG"] and hf.requests == ["daily"]
+
+
+def test_arxiv_feeds_are_cached_per_eastern_day() -> None:
+    # 03:00 UTC on 4 June is 23:00 on 3 June in New York: still the 3 June fetch.
+    assert feed_day("arxiv:cs.LG", datetime(2025, 6, 4, 3, tzinfo=UTC)) == date(2025, 6, 3)
+    assert feed_day("arxiv:cs.LG", datetime(2025, 6, 4, 5, tzinfo=UTC)) == date(2025, 6, 4)
+    assert feed_day("hf:daily", datetime(2025, 6, 4, 3, tzinfo=UTC)) == date(2025, 6, 4)

@@ -1,0 +1,237 @@
+"""The Store's outbox and schedule methods, on every backend (SQLite and PostgreSQL).
+
+The `make_store` fixture comes from tests/test_store.py: each test gets a fresh database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+
+from bot.models import ChatRef, ChatSettings, Subscription
+from bot.store.base import Enqueue, Store
+from tests.test_store import StoreFactory, make_store  # noqa: F401 - the fixture
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+A = ChatRef("telegram", "101")
+B = ChatRef("telegram", "-1002", "7")
+D = ChatRef("discord", "303")
+
+
+async def _opened(make_store: StoreFactory) -> Store:  # noqa: F811
+    store = make_store()
+    await store.open()
+    return store
+
+
+async def _subscribe(store: Store, *chats: ChatRef) -> None:
+    for chat in chats:
+        await store.save_chat(ChatSettings(chat, delivery_time=time(9)))
+        await store.add_subscription(Subscription(chat, "arxiv:cs.LG"))
+
+
+def _digest(chat: ChatRef, n: int, *, due: datetime = T0, papers: int = 2) -> Enqueue:
+    run = due.strftime("%Y%m%dT%H%M%SZ")
+    return Enqueue(
+        chat,
+        due,
+        due + timedelta(days=1),
+        [(f"{chat.key}:{run}:{i}", f'{{"n": {i}}}') for i in range(n)],
+        [f"2603.{i:05d}" for i in range(papers)],
+    )
+
+
+async def _schedule(store: Store, *chats: ChatRef, at: datetime = T0) -> None:
+    unscheduled = await store.unscheduled_chats(100)
+    assert {s.chat for s, _ in unscheduled} >= set(chats)
+    await store.set_next_runs([(chat, at) for chat in chats])
+
+
+async def test_schedule_due_and_enqueue_in_one_step(make_store: StoreFactory) -> None:  # noqa: F811
+    store = await _opened(make_store)
+    await _subscribe(store, A, B, D)
+    await _schedule(store, A, B, D)
+    assert await store.unscheduled_chats(100) == []
+    assert await store.due_chats(T0 - timedelta(seconds=1), 10) == []
+    due = await store.due_chats(T0, 10)
+    assert {d.settings.chat for d in due} == {A, B, D}
+    assert all(d.due_at == T0 and len(d.subscriptions) == 1 for d in due)
+
+    inserted = await store.enqueue_digests([_digest(A, 2), _digest(B, 1), _digest(D, 0)], T0)
+    assert inserted == 3
+    # The same run again (a second scheduler, a restart): nothing new, nothing moved.
+    assert await store.enqueue_digests([_digest(A, 2)], T0) == 0
+    assert await store.due_chats(T0 + timedelta(hours=1), 10) == []
+    assert [d.settings.chat for d in await store.due_chats(T0 + timedelta(days=1), 10)]
+    assert await store.delivered_ids(A, ["2603.00000", "2603.00001", "x"]) == {
+        "2603.00000",
+        "2603.00001",
+    }
+    among = await store.delivered_among([A, B, D], ["2603.00000", "2603.00009"])
+    assert among == {A: {"2603.00000"}, B: {"2603.00000"}, D: {"2603.00000"}}
+    assert await store.outbox_counts() == {"pending": 3, "sending": 0, "sent": 0, "dead": 0}
+
+
+async def test_settings_change_and_first_subscription_reschedule(
+    make_store: StoreFactory,  # noqa: F811
+) -> None:
+    store = await _opened(make_store)
+    await _subscribe(store, A)
+    await _schedule(store, A)
+    assert await store.unscheduled_chats(10) == []
+    await store.save_chat(ChatSettings(A, delivery_time=time(18)))
+    assert [s.chat for s, _ in await store.unscheduled_chats(10)] == [A]
+    await store.set_next_runs([(A, T0)])
+    # A stale next run does not move a chat whose schedule changed meanwhile.
+    await store.save_chat(ChatSettings(A, delivery_time=time(7)))
+    await store.enqueue_digests([_digest(A, 1)], T0)
+    assert [s.chat for s, _ in await store.unscheduled_chats(10)] == [A]
+    # Settings that do not touch the schedule leave it alone.
+    await store.set_next_runs([(A, T0)])
+    await store.save_chat(ChatSettings(A, delivery_time=time(7), count=3))
+    assert await store.unscheduled_chats(10) == []
+    await store.set_chat_active(A, False)
+    await store.set_chat_active(A, True)
+    assert [s.chat for s, _ in await store.unscheduled_chats(10)] == [A]
+
+
+async def test_claim_send_retry_and_die(make_store: StoreFactory) -> None:  # noqa: F811
+    store = await _opened(make_store)
+    await _subscribe(store, A, D)
+    await _schedule(store, A, D)
+    await store.enqueue_digests([_digest(A, 3), _digest(D, 1)], T0)
+
+    assert await store.claim_outbox(T0, 10, 60, "w1", []) == []
+    items = await store.claim_outbox(T0, 10, 60, "w1", ["telegram"])
+    assert [(i.chat, i.key, i.attempts) for i in items] == [
+        (A, f"{A.key}:20260302T090000Z:{n}", 1) for n in range(3)
+    ]
+    assert items[0].body == '{"n": 0}'
+    assert await store.claim_outbox(T0, 10, 60, "w1", ["telegram"]) == []  # leased
+    await store.mark_sent([(items[0].id, ["m1", "m2"])], T0)
+    await store.mark_failed(items[1].id, T0 + timedelta(minutes=5), "HTTP 502")
+    await store.mark_dead(items[2].id, "bad request")
+    counts = await store.outbox_counts()
+    assert counts == {"pending": 2, "sending": 0, "sent": 1, "dead": 1}
+    assert await store.next_outbox_time(["telegram"]) == T0 + timedelta(minutes=5)
+    assert await store.next_outbox_time(["discord"]) == T0
+    assert await store.next_outbox_time([]) is None
+
+    again = await store.claim_outbox(T0 + timedelta(minutes=5), 10, 60, "w2", ["telegram"])
+    assert [(i.id, i.attempts) for i in again] == [(items[1].id, 2)]
+    await store.mark_failed(again[0].id, T0, "429", refund=True)
+    [refunded] = await store.claim_outbox(T0 + timedelta(minutes=5), 10, 60, "w2", ["telegram"])
+    assert refunded.attempts == 2  # the 429 did not count
+
+
+async def test_an_expired_lease_is_claimed_again(make_store: StoreFactory) -> None:  # noqa: F811
+    store = await _opened(make_store)
+    await _subscribe(store, A)
+    await _schedule(store, A)
+    await store.enqueue_digests([_digest(A, 2)], T0)
+    first = await store.claim_outbox(T0, 10, 30, "dead-worker", ["telegram"])
+    assert len(first) == 2
+    assert await store.next_outbox_time(["telegram"]) == T0 + timedelta(seconds=30)
+    assert await store.claim_outbox(T0 + timedelta(seconds=29), 10, 30, "w2", ["telegram"]) == []
+    later = T0 + timedelta(seconds=31)
+    second = await store.claim_outbox(later, 10, 30, "w2", ["telegram"])
+    assert [(i.id, i.attempts) for i in second] == [(i.id, 2) for i in first]
+
+
+async def test_chat_rows_defer_drop_move_and_prune(make_store: StoreFactory) -> None:  # noqa: F811
+    store = await _opened(make_store)
+    await _subscribe(store, A, B)
+    await _schedule(store, A, B)
+    await store.enqueue_digests([_digest(A, 2), _digest(B, 2)], T0)
+    leased = await store.claim_outbox(T0, 1, 60, "w1", ["telegram"])
+    assert len(leased) == 1
+    until = T0 + timedelta(seconds=40)
+    assert await store.defer_chat_outbox(leased[0].chat, until) == 2
+    assert await store.defer_chat_outbox(ChatRef("telegram", "nobody"), until) == 0
+    other = B if leased[0].chat == A else A
+    assert await store.drop_chat_outbox(other, "blocked") == 2
+    assert await store.outbox_counts() == {"pending": 2, "sending": 0, "sent": 0, "dead": 2}
+    assert await store.claim_outbox(T0, 10, 60, "w1", ["telegram"]) == []
+
+    new = ChatRef("telegram", "-100999")
+    await store.save_chat(ChatSettings(new))
+    await store.move_outbox(leased[0].chat, new)
+    await store.migrate_chat(leased[0].chat, new)
+    moved = await store.claim_outbox(until, 10, 60, "w1", ["telegram"])
+    assert {i.chat for i in moved} == {new}
+    await store.mark_sent([(i.id, ["1"]) for i in moved], until)
+    assert await store.prune_outbox(T0) == 0  # created at T0: not before it
+    assert await store.prune_outbox(T0 + timedelta(seconds=1)) == 4
+    assert await store.outbox_counts() == {"pending": 0, "sending": 0, "sent": 0, "dead": 0}
+
+
+@pytest.mark.postgres
+async def test_concurrent_claims_split_chats_between_workers(
+    make_store: StoreFactory,  # noqa: F811
+) -> None:
+    """Many workers claiming at once: each row goes to one worker, each chat to one worker."""
+    first = await _opened(make_store)
+    if getattr(first, "dialect", "") != "postgres":
+        pytest.skip("several processes share an outbox on PostgreSQL only")
+    chats = [ChatRef("telegram", str(1000 + n)) for n in range(60)]
+    await _subscribe(first, *chats)
+    await _schedule(first, *chats)
+    await first.enqueue_digests([_digest(c, 3) for c in chats], T0)
+    workers = [first, *[await _opened(make_store) for _ in range(3)]]
+
+    claimed: dict[int, str] = {}
+    holder: dict[ChatRef, str] = {}  # chats whose rows a worker holds right now
+    last: dict[ChatRef, int] = {}
+
+    async def work(store: Store, name: str) -> None:
+        while True:
+            items = await store.claim_outbox(T0, 7, 60, name, ["telegram"])
+            if not items:
+                if len(claimed) == len(chats) * 3:
+                    return
+                await asyncio.sleep(0.01)
+                continue
+            for item in items:
+                assert item.id not in claimed
+                claimed[item.id] = name
+                assert holder.setdefault(item.chat, name) == name, "two workers on one chat"
+                assert item.id > last.get(item.chat, 0), "a chat's rows out of order"
+                last[item.chat] = item.id
+            await asyncio.sleep(0.001)
+            for item in items:
+                holder.pop(item.chat, None)
+            await store.mark_sent([(i.id, []) for i in items], T0)
+
+    await asyncio.wait_for(asyncio.gather(*(work(s, f"w{n}") for n, s in enumerate(workers))), 60)
+    assert len(claimed) == len(chats) * 3
+    assert len(set(claimed.values())) > 1  # the work was actually shared
+    assert (await first.outbox_counts())["sent"] == len(chats) * 3
+
+
+@pytest.mark.postgres
+async def test_workers_schedule_their_share_and_take_over_when_late(
+    make_store: StoreFactory,  # noqa: F811
+) -> None:
+    from bot.store.postgres import PARTITION_GRACE, PostgresStore
+
+    first = await _opened(make_store)
+    if not isinstance(first, PostgresStore):
+        pytest.skip("worker shares are a PostgreSQL feature")
+    chats = [ChatRef("telegram", str(2000 + n)) for n in range(20)]
+    await _subscribe(first, *chats)
+    await _schedule(first, *chats)
+    second = make_store()
+    assert isinstance(second, PostgresStore)
+    first.set_worker(0, 2)
+    second.set_worker(1, 2)
+    await second.open()
+    mine = {d.settings.chat for d in await first.due_chats(T0, 100)}
+    theirs = {d.settings.chat for d in await second.due_chats(T0, 100)}
+    assert mine and theirs and not mine & theirs and mine | theirs == set(chats)
+    # The other worker is late (dead?): past the grace, every due chat is anyone's.
+    late = T0 + PARTITION_GRACE
+    assert {d.settings.chat for d in await first.due_chats(late, 100)} == set(chats)
+    with pytest.raises(ValueError):
+        first.set_worker(2, 2)
