@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bot.config import Settings
+
+if TYPE_CHECKING:
+    from adapters.console import ConsoleChat
+    from bot.service import Paperboy
 
 
 def _setup_logging(settings: Settings, default_level: str) -> None:
@@ -24,7 +30,6 @@ def _setup_logging(settings: Settings, default_level: str) -> None:
 
 
 async def _run(settings: Settings) -> int:
-    from adapters.console import ConsoleChat
     from bot.app import paperboy, platform_adapters, serve
 
     async with paperboy(settings) as app:
@@ -32,17 +37,33 @@ async def _run(settings: Settings) -> int:
         if adapters:
             await serve(app, settings, adapters)
         else:
-            await ConsoleChat(app).run()
+            await console_chat(app, settings)
     return 0
 
 
 async def _chat(settings: Settings) -> int:
-    from adapters.console import ConsoleChat
     from bot.app import paperboy
 
     async with paperboy(settings) as app:
-        await ConsoleChat(app).run()
+        await console_chat(app, settings)
     return 0
+
+
+async def console_chat(
+    app: Paperboy, settings: Settings, console: ConsoleChat | None = None
+) -> None:
+    """The terminal chat, with the terminal's own daily digest delivered while it runs."""
+    from adapters.console import ConsoleChat
+    from bot.delivery import run_delivery
+
+    console = console or ConsoleChat(app)
+    delivery = asyncio.create_task(run_delivery(app, settings, [console]), name="delivery")
+    try:
+        await console.run()
+    finally:
+        delivery.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await delivery
 
 
 async def _command(settings: Settings, name: str, text: str) -> int:

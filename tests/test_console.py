@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import subprocess
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from adapters.console import ConsoleChat, render_reply
+from bot.config import Settings
 from bot.service import Paperboy
 from tests.fakes.arxiv import FIXTURES, FakeArxiv
 from tests.fakes.hf import FakeHF
@@ -161,3 +163,34 @@ async def test_cli_digest_paper_and_chat(cli_env: dict[str, str]) -> None:
     assert "New in cs.AI" in chat.stdout and "up to 3 papers" in chat.stdout
     bad = await _cli(cli_env, "digest", "--feed", "nonsense")
     assert bad.returncode == 2 and "not a feed" in bad.stderr and "Traceback" not in bad.stderr
+
+
+async def test_terminal_chat_gets_its_daily_digest(
+    paperboy_app: Paperboy, fake_settings: Settings
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from adapters.console import CONSOLE_CHAT
+    from bot.cli import console_chat
+
+    out = io.StringIO()
+    console = ConsoleChat(paperboy_app, out=out)
+    await console.handle("/subscribe hf:trending")
+    await console.handle("/settings count 3")
+    # Make the terminal's digest due now rather than at 09:00.
+    await paperboy_app.store.set_next_runs(
+        [(CONSOLE_CHAT, datetime.now(UTC) - timedelta(minutes=1))]
+    )
+
+    async def read_line() -> str | None:
+        for _ in range(200):  # the user idles at the prompt while the digest arrives
+            if "💡 3" in out.getvalue():
+                break
+            await asyncio.sleep(0.05)
+        return None
+
+    console._read_line = read_line
+    await console_chat(paperboy_app, fake_settings, console)
+    text = out.getvalue()
+    assert "💡 3" in text and "💡 4" not in text
+    assert "Your papers for" in text
