@@ -10,10 +10,8 @@ Run: python -m bench.bench_explain
 from __future__ import annotations
 
 import asyncio
-import io
 import random
 import statistics
-import tarfile
 import time
 
 from bot.config import Settings
@@ -21,7 +19,7 @@ from bot.explain import Explainer, ExplainOptions, LimitSettings
 from bot.explain.analyze import analyze
 from bot.explain.source import extract
 from bot.models import Paper
-from tests.fakes.eprint import FakeArxiv, fixture_paper
+from tests.fakes.eprint import FakeEprint, fixture_paper, tar_gz
 from tests.fakes.llm import FakeLLM
 
 UNLIMITED = ExplainOptions(
@@ -39,7 +37,7 @@ def _paper(pid: str) -> Paper:
     )
 
 
-def _settings(arxiv: FakeArxiv, llm: FakeLLM) -> Settings:
+def _settings(arxiv: FakeEprint, llm: FakeLLM) -> Settings:
     return Settings(
         arxiv_eprint_url=arxiv.eprint_url,
         arxiv_html_url=arxiv.html_url,
@@ -111,17 +109,10 @@ def large_source(target_bytes: int = 4_000_000, figures_mb: int = 4, seed: int =
     # Real sources carry figures: incompressible bytes the extractor must stream past.
     for i in range(figures_mb):
         blobs[f"figures/fig{i}.png"] = b"\x89PNG\r\n\x1a\n" + rng.randbytes(1 << 20)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, content in blobs.items():
-            data = content.encode() if isinstance(content, str) else content
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return tar_gz(blobs)
 
 
-async def bench_cached(arxiv: FakeArxiv, llm: FakeLLM, n: int = 500) -> dict[str, float]:
+async def bench_cached(arxiv: FakeEprint, llm: FakeLLM, n: int = 500) -> dict[str, float]:
     ex = Explainer(_settings(arxiv, llm), options=UNLIMITED)
     try:
         p = _paper("2501.01234")
@@ -159,7 +150,7 @@ def bench_extraction() -> dict[str, float]:
     }
 
 
-async def bench_concurrent(arxiv: FakeArxiv, llm: FakeLLM, n: int = 100) -> dict[str, float]:
+async def bench_concurrent(arxiv: FakeEprint, llm: FakeLLM, n: int = 100) -> dict[str, float]:
     pid = "2501.05555"
     arxiv.eprints[pid] = fixture_paper()
     arxiv.delay, llm.delay = 0.1, 0.1
@@ -183,10 +174,8 @@ async def bench_concurrent(arxiv: FakeArxiv, llm: FakeLLM, n: int = 100) -> dict
 
 
 async def main() -> None:
-    arxiv = await FakeArxiv().start()
-    llm = await FakeLLM().start()
-    arxiv.eprints["2501.01234"] = fixture_paper()
-    try:
+    async with FakeEprint() as arxiv, FakeLLM() as llm:
+        arxiv.eprints["2501.01234"] = fixture_paper()
         cached = await bench_cached(arxiv, llm)
         print(
             f"explain (cached): p50 {cached['p50_ms']:.2f} ms, p95 {cached['p95_ms']:.2f} ms "
@@ -204,9 +193,6 @@ async def main() -> None:
             f"{int(conc['eprint_fetches'])} e-print fetch, {int(conc['llm_calls'])} LLM call "
             f"(goal 1 and 1), {conc['wall_s']:.2f} s"
         )
-    finally:
-        await arxiv.close()
-        await llm.close()
 
 
 if __name__ == "__main__":

@@ -309,11 +309,11 @@ def _fraction(num: str, den: str) -> str:
     return f"{num if _is_atom(num) else f'({num})'}/{den if _is_atom(den) else f'({den})'}"
 
 
-class _MathReader:
-    """Renders one math snippet. Every step consumes a token, so it always ends."""
+class _Reader:
+    """A cursor over LaTeX tokens, with the steps both readers (math, text) take alike."""
 
-    def __init__(self, latex: str) -> None:
-        self.toks: list[str] = _MATH_TOKEN.findall(latex)
+    def __init__(self, toks: list[str]) -> None:
+        self.toks = toks
         self.pos = 0
 
     def _peek(self) -> str | None:
@@ -322,6 +322,47 @@ class _MathReader:
     def _skip_ws(self) -> None:
         while self.pos < len(self.toks) and self.toks[self.pos].isspace():
             self.pos += 1
+
+    def _raw_group(self) -> str:
+        """A {name} argument taken verbatim (environment names, colours, URLs, \\text bodies)."""
+        self._skip_ws()
+        if self._peek() != "{":
+            return ""
+        self.pos += 1
+        parts: list[str] = []
+        level = 0
+        while self.pos < len(self.toks):
+            tok = self.toks[self.pos]
+            self.pos += 1
+            if tok == "}" and level == 0:
+                break
+            level += {"{": 1, "}": -1}.get(tok, 0)
+            parts.append(tok)
+        return "".join(parts)
+
+    def _arg_text(self, depth: int) -> str:
+        """The next macro argument as plain text."""
+        raise NotImplementedError
+
+    def _simple_macro(self, name: str, depth: int) -> str | None:
+        """The text of a macro both modes read alike: a lone backslash, any macro past the
+        nesting bound, a control symbol (\\%, \\,) or accent (\\"o). None for the rest."""
+        if name == "":
+            return "\\"  # a lone trailing backslash
+        if depth >= _MAX_DEPTH:
+            return _CONTROL_SYMBOLS.get(name, name)
+        if not name[0].isalpha():
+            if name in _ACCENTS:
+                return _accent(_ACCENTS[name], self._arg_text(depth))
+            return _CONTROL_SYMBOLS.get(name, name)
+        return None
+
+
+class _MathReader(_Reader):
+    """Renders one math snippet. Every step consumes a token, so it always ends."""
+
+    def __init__(self, latex: str) -> None:
+        super().__init__(_MATH_TOKEN.findall(latex))
 
     def render(self, depth: int, closing: bool = False) -> str:
         out: list[str] = []
@@ -360,22 +401,7 @@ class _MathReader:
         self._skip_ws()
         return self._item(depth + 1) if self.pos < len(self.toks) else ""
 
-    def _raw_group(self) -> str:
-        """A {name} argument taken verbatim (environment names, colours, \\text bodies)."""
-        self._skip_ws()
-        if self._peek() != "{":
-            return ""
-        self.pos += 1
-        parts: list[str] = []
-        level = 0
-        while self.pos < len(self.toks):
-            tok = self.toks[self.pos]
-            self.pos += 1
-            if tok == "}" and level == 0:
-                break
-            level += {"{": 1, "}": -1}.get(tok, 0)
-            parts.append(tok)
-        return "".join(parts)
+    _arg_text = _arg  # a math argument renders to plain text already
 
     def _optional(self, depth: int) -> str | None:
         self._skip_ws()
@@ -389,14 +415,9 @@ class _MathReader:
         return "".join(out).strip()
 
     def _macro(self, name: str, depth: int) -> str:
-        if name == "":
-            return "\\"  # a lone trailing backslash
-        if depth >= _MAX_DEPTH:
-            return _CONTROL_SYMBOLS.get(name, name)
-        if not name[0].isalpha():
-            if name in _ACCENTS:
-                return _accent(_ACCENTS[name], self._arg(depth))
-            return _CONTROL_SYMBOLS.get(name, name)
+        text = self._simple_macro(name, depth)
+        if text is not None:
+            return text
         if name in ("frac", "dfrac", "tfrac", "cfrac"):
             return _fraction(self._arg(depth), self._arg(depth))
         if name in ("binom", "dbinom", "tbinom"):
@@ -483,28 +504,20 @@ _CLOSERS = {"$": "$", "$$": "$$", "\\(": "\\)", "\\[": "\\]"}
 _DOLLAR_CLOSER = re.compile(r"(?<=[^\s\\$])\$(?![\d$])")
 
 
-class _TextReader:
+class _TextReader(_Reader):
     """Text-mode LaTeX, as found in titles and abstracts, into inline nodes."""
 
     def __init__(self, text: str) -> None:
+        super().__init__(_TEXT_TOKEN.findall(text))
         self.src = text
-        self.toks: list[str] = _TEXT_TOKEN.findall(text)
         # Start offsets let math be cut from the source exactly as the author wrote it.
         self.starts: list[int] = []
         at = 0
         for tok in self.toks:
             self.starts.append(at)
             at += len(tok)
-        self.pos = 0
         self._closer_at: dict[str, list[int]] = {}
         self._group_ended = False
-
-    def _peek(self) -> str | None:
-        return self.toks[self.pos] if self.pos < len(self.toks) else None
-
-    def _skip_ws(self) -> None:
-        while self.pos < len(self.toks) and self.toks[self.pos].isspace():
-            self.pos += 1
 
     def _seek(self, offset: int) -> None:
         """Move to the first token starting at or after `offset` in the source."""
@@ -565,21 +578,8 @@ class _TextReader:
         self.pos += 1
         return [Text(_TEXT_CHARS.get(tok, tok))]
 
-    def _raw_arg(self) -> str:
-        self._skip_ws()
-        if self._peek() != "{":
-            return ""
-        self.pos += 1
-        parts: list[str] = []
-        level = 0
-        while self.pos < len(self.toks):
-            tok = self.toks[self.pos]
-            self.pos += 1
-            if tok == "}" and level == 0:
-                break
-            level += {"{": 1, "}": -1}.get(tok, 0)
-            parts.append(tok)
-        return "".join(parts)
+    def _arg_text(self, depth: int) -> str:
+        return plain(self._arg(depth))
 
     def read(self, depth: int = 0, closing: bool = False, single: bool = False) -> list[Inline]:
         nodes: list[Inline] = []
@@ -615,25 +615,20 @@ class _TextReader:
         return nodes
 
     def _macro(self, name: str, depth: int, in_group: bool) -> list[Inline]:
-        if name == "":
-            return [Text("\\")]
-        if depth >= _MAX_DEPTH:
-            return [Text(_CONTROL_SYMBOLS.get(name, name))]
-        if not name[0].isalpha():
-            if name in _ACCENTS:
-                return [Text(_accent(_ACCENTS[name], plain(self._arg(depth))))]
-            return [Text(_CONTROL_SYMBOLS.get(name, name))]
+        text = self._simple_macro(name, depth)
+        if text is not None:
+            return [Text(text)]
         if name in _TEXT_ACCENT_WORDS:
-            return [Text(_accent(_ACCENTS[name], plain(self._arg(depth))))]
+            return [Text(_accent(_ACCENTS[name], self._arg_text(depth)))]
         if name in ("textbf", "mathbf", "boldsymbol", "bm"):
             return _wrap(Bold, self._arg(depth))
         if name in ("emph", "textit", "textsl", "mathit"):
             return _wrap(Italic, self._arg(depth))
         if name == "texttt":
-            return [Code(plain(self._arg(depth)))]
+            return [Code(self._arg_text(depth))]
         if name in ("url", "href"):
-            url = re.sub(r"\\([%#_&~$])", r"\1", self._raw_arg()).strip()
-            label = plain(self._arg(depth)).strip() if name == "href" else url
+            url = re.sub(r"\\([%#_&~$])", r"\1", self._raw_group()).strip()
+            label = self._arg_text(depth).strip() if name == "href" else url
             if _SAFE_URL.fullmatch(url):
                 return [Link(label or url, url)]
             return [Text(label)]  # no javascript: or data: links reach a chat
@@ -643,7 +638,7 @@ class _TextReader:
             self._group_ended = True
             return _wrap(Bold if name == "bf" else Italic, self.read(depth + 1, closing=True))
         if name == "begin":
-            env = self._raw_arg()
+            env = self._raw_group()
             if env in _MATH_ENVS:
                 begin = self.starts[self.pos] if self.pos < len(self.toks) else len(self.src)
                 math = self._env_math(env, begin, depth)
@@ -651,14 +646,14 @@ class _TextReader:
                     return [math]
             return []
         if name in _DROP_WITH_ARG:
-            self._raw_arg()
+            self._raw_group()
             return []
         if name in _DROP:
             return []
         if name in _TEXT_ARG or name in _PLAIN_ARG:
             return self._arg(depth)
         if name in _ALPHABETS:
-            return [Text(_alphabet(name, plain(self._arg(depth))))]
+            return [Text(_alphabet(name, self._arg_text(depth)))]
         sym = _symbol(name)
         if sym is not None:
             if self.toks[self.pos : self.pos + 2] == ["{", "}"]:

@@ -12,6 +12,7 @@ from bot.service import Paperboy
 from tests.fakes.arxiv import FakeArxiv
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.hf import FakeHF
+from tests.fakes.llm import FakeLLM
 from tests.fakes.telegram import FakeTelegram
 
 
@@ -26,6 +27,13 @@ async def arxiv_server() -> AsyncIterator[FakeArxiv]:
 async def hf_server() -> AsyncIterator[FakeHF]:
     """A fake Hugging Face papers API on 127.0.0.1; `.settings()` points at it."""
     async with FakeHF() as server:
+        yield server
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[FakeLLM]:
+    """Fake OpenAI-compatible and Anthropic APIs on 127.0.0.1; `.url` is the base URL."""
+    async with FakeLLM() as server:
         yield server
 
 

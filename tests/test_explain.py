@@ -16,10 +16,10 @@ from bot.config import USER_AGENT, Settings
 from bot.explain import Explainer, ExplainOptions, Limits, LimitSettings
 from bot.models import Paper
 from bot.text import Heading, Link, MathBlock, Reply, block_text
-from tests.fakes.arxiv import FakeArxiv as FakeArxivApi
+from tests.fakes.arxiv import FakeArxiv
 from tests.fakes.eprint import (
     MINIMAL_MAIN,
-    FakeArxiv,
+    FakeEprint,
     fixture_html,
     fixture_paper,
     gzip_bomb,
@@ -81,21 +81,13 @@ def links(reply: Reply) -> list[str]:
 
 
 @pytest.fixture
-async def arxiv() -> AsyncIterator[FakeArxiv]:
-    server = await FakeArxiv().start()
-    server.eprints[PID] = fixture_paper()
-    yield server
-    await server.close()
+async def arxiv() -> AsyncIterator[FakeEprint]:
+    async with FakeEprint() as server:
+        server.eprints[PID] = fixture_paper()
+        yield server
 
 
-@pytest.fixture
-async def llm() -> AsyncIterator[FakeLLM]:
-    server = await FakeLLM().start()
-    yield server
-    await server.close()
-
-
-def settings(arxiv: FakeArxiv, **kw: object) -> Settings:
+def settings(arxiv: FakeEprint, **kw: object) -> Settings:
     values: dict[str, object] = {"arxiv_delay_seconds": 0.0, **kw}
     return Settings(
         arxiv_eprint_url=arxiv.eprint_url,
@@ -104,7 +96,7 @@ def settings(arxiv: FakeArxiv, **kw: object) -> Settings:
     )
 
 
-def llm_settings(arxiv: FakeArxiv, llm: FakeLLM, provider: str = "openai") -> Settings:
+def llm_settings(arxiv: FakeEprint, llm: FakeLLM, provider: str = "openai") -> Settings:
     base = f"{llm.url}/v1" if provider == "openai" else llm.url
     return settings(
         arxiv,
@@ -136,7 +128,7 @@ def make(made: list[Explainer], s: Settings, options: ExplainOptions = FAST) -> 
 
 
 async def test_offline_explanation_from_latex_source(
-    arxiv: FakeArxiv, explainers: list[Explainer]
+    arxiv: FakeEprint, explainers: list[Explainer]
 ) -> None:
     ex = make(explainers, settings(arxiv))
     reply = await ex.explain(paper(), user="u1", chat="c1")
@@ -178,7 +170,7 @@ async def test_offline_explanation_from_latex_source(
 
 
 async def test_hf_summary_is_the_tldr_and_links_include_hf_and_repo(
-    arxiv: FakeArxiv, explainers: list[Explainer]
+    arxiv: FakeEprint, explainers: list[Explainer]
 ) -> None:
     ex = make(explainers, settings(arxiv))
     p = paper(
@@ -195,7 +187,7 @@ async def test_hf_summary_is_the_tldr_and_links_include_hf_and_repo(
     assert all(e.image is None for e in math_blocks(reply))
 
 
-async def test_single_gzipped_tex_file(arxiv: FakeArxiv, explainers: list[Explainer]) -> None:
+async def test_single_gzipped_tex_file(arxiv: FakeEprint, explainers: list[Explainer]) -> None:
     body = r"""
 We minimize the objective
 \begin{equation} \mathcal{L} = \sum_i (y_i - f(x_i))^2 \label{eq:l} \end{equation}
@@ -212,7 +204,7 @@ where $f$ is the model and $y_i$ is the target. Eq.~\eqref{eq:l} is all we need.
 
 
 async def test_html_fallback_is_labelled_and_drops_hidden_text(
-    arxiv: FakeArxiv, explainers: list[Explainer]
+    arxiv: FakeEprint, explainers: list[Explainer]
 ) -> None:
     arxiv.html["2501.00003"] = fixture_html()
     ex = make(explainers, settings(arxiv))
@@ -233,7 +225,9 @@ async def test_html_fallback_is_labelled_and_drops_hidden_text(
     assert "https://arxiv.org/html/2501.00003v1" in links(reply)
 
 
-async def test_abstract_fallback_is_labelled(arxiv: FakeArxiv, explainers: list[Explainer]) -> None:
+async def test_abstract_fallback_is_labelled(
+    arxiv: FakeEprint, explainers: list[Explainer]
+) -> None:
     ex = make(explainers, settings(arxiv))
     reply = await ex.explain(paper("2501.09999"), user="u", chat="c")
     assert "abstract only" in header(reply)
@@ -241,7 +235,7 @@ async def test_abstract_fallback_is_labelled(arxiv: FakeArxiv, explainers: list[
     assert not math_blocks(reply)
 
 
-async def test_pdf_only_eprint_falls_back(arxiv: FakeArxiv, explainers: list[Explainer]) -> None:
+async def test_pdf_only_eprint_falls_back(arxiv: FakeEprint, explainers: list[Explainer]) -> None:
     arxiv.eprints["2501.00004"] = b"%PDF-1.5\n" + b"0" * 1000
     ex = make(explainers, settings(arxiv))
     reply = await ex.explain(paper("2501.00004"), user="u", chat="c")
@@ -249,7 +243,7 @@ async def test_pdf_only_eprint_falls_back(arxiv: FakeArxiv, explainers: list[Exp
 
 
 async def test_arxiv_busy_is_retried_politely(
-    arxiv: FakeArxiv, explainers: list[Explainer]
+    arxiv: FakeEprint, explainers: list[Explainer]
 ) -> None:
     arxiv.busy[PID] = 1
     ex = make(explainers, settings(arxiv))
@@ -258,7 +252,7 @@ async def test_arxiv_busy_is_retried_politely(
     assert arxiv.count("e-print") == 2
 
 
-async def test_requests_to_arxiv_are_spaced(arxiv: FakeArxiv, explainers: list[Explainer]) -> None:
+async def test_requests_to_arxiv_are_spaced(arxiv: FakeEprint, explainers: list[Explainer]) -> None:
     ex = make(explainers, settings(arxiv, arxiv_delay_seconds=0.3))
     await asyncio.gather(
         ex.explain(paper("2501.00005"), user="a", chat="a", render_images=False),
@@ -270,7 +264,7 @@ async def test_requests_to_arxiv_are_spaced(arxiv: FakeArxiv, explainers: list[E
 
 
 async def test_source_and_explainer_share_one_arxiv_gate(
-    arxiv: FakeArxiv, arxiv_server: FakeArxivApi
+    arxiv: FakeEprint, arxiv_server: FakeArxiv
 ) -> None:
     # arXiv's one-request-every-3-s rule counts everything we send, so the app's source
     # lookups and the explainer's e-print/HTML fetches must queue behind one gate.
@@ -368,7 +362,7 @@ HOSTILE = {
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE))
 async def test_hostile_archives_are_handled_safely(
-    kind: str, arxiv: FakeArxiv, explainers: list[Explainer]
+    kind: str, arxiv: FakeEprint, explainers: list[Explainer]
 ) -> None:
     pid = "2502.00001"
     arxiv.eprints[pid] = HOSTILE[kind]
@@ -398,7 +392,7 @@ async def test_deep_and_cyclic_includes_are_cut() -> None:
 
 @pytest.mark.parametrize("bomb", ["gzip", "tar"])
 async def test_decompression_bombs_stop_at_the_cap(
-    bomb: str, arxiv: FakeArxiv, explainers: list[Explainer]
+    bomb: str, arxiv: FakeEprint, explainers: list[Explainer]
 ) -> None:
     from bot.explain.source import SourceUnavailable, unpack
 
@@ -415,7 +409,7 @@ async def test_decompression_bombs_stop_at_the_cap(
     assert "abstract only" in header(reply)
 
 
-async def test_too_many_members(arxiv: FakeArxiv, explainers: list[Explainer]) -> None:
+async def test_too_many_members(arxiv: FakeEprint, explainers: list[Explainer]) -> None:
     from bot.explain.source import SourceUnavailable, unpack
 
     data = tar_gz({f"f{i}.txt": "x" for i in range(300)})
@@ -427,7 +421,9 @@ async def test_too_many_members(arxiv: FakeArxiv, explainers: list[Explainer]) -
     assert "abstract only" in header(reply)
 
 
-async def test_oversized_download_is_refused(arxiv: FakeArxiv, explainers: list[Explainer]) -> None:
+async def test_oversized_download_is_refused(
+    arxiv: FakeEprint, explainers: list[Explainer]
+) -> None:
     arxiv.eprints["2502.00004"] = b"\x1f\x8b" + b"\x00" * 300_000
     ex = make(
         explainers,
@@ -442,7 +438,7 @@ async def test_oversized_download_is_refused(arxiv: FakeArxiv, explainers: list[
 
 
 async def test_openai_compatible_end_to_end(
-    arxiv: FakeArxiv, llm: FakeLLM, explainers: list[Explainer]
+    arxiv: FakeEprint, llm: FakeLLM, explainers: list[Explainer]
 ) -> None:
     ex = make(explainers, llm_settings(arxiv, llm, "openai"))
     reply = await ex.explain(paper(), user="u", chat="c")
@@ -477,7 +473,7 @@ async def test_openai_compatible_end_to_end(
 
 
 async def test_anthropic_end_to_end(
-    arxiv: FakeArxiv, llm: FakeLLM, explainers: list[Explainer]
+    arxiv: FakeEprint, llm: FakeLLM, explainers: list[Explainer]
 ) -> None:
     ex = make(explainers, llm_settings(arxiv, llm, "anthropic"))
     reply = await ex.explain(paper(), user="u", chat="c", language="de")
@@ -495,7 +491,7 @@ async def test_anthropic_end_to_end(
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_429_is_retried_after_retry_after(
-    provider: str, arxiv: FakeArxiv, llm: FakeLLM, explainers: list[Explainer]
+    provider: str, arxiv: FakeEprint, llm: FakeLLM, explainers: list[Explainer]
 ) -> None:
     llm.script = [(429, "1")]
     ex = make(explainers, llm_settings(arxiv, llm, provider), ExplainOptions(llm_max_wait=5))
@@ -514,7 +510,7 @@ async def test_429_is_retried_after_retry_after(
     ],
 )
 async def test_llm_failure_falls_back_to_offline_with_reason(
-    script: list[object], reason: str, arxiv: FakeArxiv, llm: FakeLLM, explainers: list[Explainer]
+    script: list[object], reason: str, arxiv: FakeEprint, llm: FakeLLM, explainers: list[Explainer]
 ) -> None:
     llm.script = list(script)  # type: ignore[arg-type]
     ex = make(explainers, llm_settings(arxiv, llm, "anthropic"))
@@ -526,7 +522,7 @@ async def test_llm_failure_falls_back_to_offline_with_reason(
 
 
 async def test_server_without_json_mode(
-    arxiv: FakeArxiv, llm: FakeLLM, explainers: list[Explainer]
+    arxiv: FakeEprint, llm: FakeLLM, explainers: list[Explainer]
 ) -> None:
     llm.reject_response_format = True
     ex = make(explainers, llm_settings(arxiv, llm, "openai"))
@@ -536,7 +532,7 @@ async def test_server_without_json_mode(
 
 
 async def test_api_key_never_logged_or_shown(
-    arxiv: FakeArxiv, llm: FakeLLM, explainers: list[Explainer], caplog: pytest.LogCaptureFixture
+    arxiv: FakeEprint, llm: FakeLLM, explainers: list[Explainer], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     key = llm.api_key
@@ -555,7 +551,7 @@ async def test_api_key_never_logged_or_shown(
     assert key not in repr(good.settings)
 
 
-async def test_cache_hit(arxiv: FakeArxiv, llm: FakeLLM, explainers: list[Explainer]) -> None:
+async def test_cache_hit(arxiv: FakeEprint, llm: FakeLLM, explainers: list[Explainer]) -> None:
     ex = make(explainers, llm_settings(arxiv, llm))
     first = await ex.explain(paper(), user="u", chat="c")
     second = await ex.explain(paper(), user="u2", chat="c2")
@@ -571,7 +567,7 @@ async def test_cache_hit(arxiv: FakeArxiv, llm: FakeLLM, explainers: list[Explai
 
 
 async def test_100_concurrent_requests_share_one_fetch_and_one_llm_call(
-    arxiv: FakeArxiv, llm: FakeLLM, explainers: list[Explainer]
+    arxiv: FakeEprint, llm: FakeLLM, explainers: list[Explainer]
 ) -> None:
     arxiv.delay = 0.2
     llm.delay = 0.2
@@ -589,7 +585,7 @@ async def test_100_concurrent_requests_share_one_fetch_and_one_llm_call(
 
 
 async def test_rate_limits_give_a_friendly_message(
-    arxiv: FakeArxiv, explainers: list[Explainer]
+    arxiv: FakeEprint, explainers: list[Explainer]
 ) -> None:
     opts = ExplainOptions(limits=LimitSettings(user_requests=2, chat_requests=3))
     ex = make(explainers, settings(arxiv), opts)
@@ -605,7 +601,7 @@ async def test_rate_limits_give_a_friendly_message(
 
 
 async def test_daily_token_budget(
-    arxiv: FakeArxiv, llm: FakeLLM, explainers: list[Explainer]
+    arxiv: FakeEprint, llm: FakeLLM, explainers: list[Explainer]
 ) -> None:
     opts = ExplainOptions(limits=LimitSettings(daily_tokens=1000))
     ex = make(explainers, llm_settings(arxiv, llm), opts)
@@ -621,7 +617,7 @@ async def test_daily_token_budget(
 
 
 async def test_follow_up_with_llm(
-    arxiv: FakeArxiv, llm: FakeLLM, explainers: list[Explainer]
+    arxiv: FakeEprint, llm: FakeLLM, explainers: list[Explainer]
 ) -> None:
     ex = make(explainers, llm_settings(arxiv, llm, "anthropic"))
     reply = await ex.follow_up(paper(), "What does the loss regress?", user="u", chat="c")
@@ -635,7 +631,7 @@ async def test_follow_up_with_llm(
     assert "regresses the velocity" in text_of(again) and len(llm.calls) == 1  # cached
 
 
-async def test_follow_up_without_llm(arxiv: FakeArxiv, explainers: list[Explainer]) -> None:
+async def test_follow_up_without_llm(arxiv: FakeEprint, explainers: list[Explainer]) -> None:
     ex = make(explainers, settings(arxiv))
     reply = await ex.follow_up(paper(), "Why?", user="u", chat="c")
     assert "need an LLM" in text_of(reply)
@@ -643,7 +639,7 @@ async def test_follow_up_without_llm(arxiv: FakeArxiv, explainers: list[Explaine
 
 
 async def test_misconfigured_llm_is_explained(
-    arxiv: FakeArxiv, explainers: list[Explainer]
+    arxiv: FakeEprint, explainers: list[Explainer]
 ) -> None:
     ex = make(explainers, settings(arxiv, llm_provider="openai", llm_model="gpt-x"))
     reply = await ex.explain(paper(), user="u", chat="c", render_images=False)
@@ -655,7 +651,7 @@ async def test_misconfigured_llm_is_explained(
 
 
 async def test_unrenderable_math_keeps_unicode(
-    arxiv: FakeArxiv, explainers: list[Explainer]
+    arxiv: FakeEprint, explainers: list[Explainer]
 ) -> None:
     body = r"""
 We minimize the loss
@@ -671,7 +667,7 @@ Eq.~\eqref{a} and \eqref{a}.
     assert eq.image is None and eq.unicode.startswith("ℒ")
 
 
-async def test_reply_structure(arxiv: FakeArxiv, explainers: list[Explainer]) -> None:
+async def test_reply_structure(arxiv: FakeEprint, explainers: list[Explainer]) -> None:
     ex = make(explainers, settings(arxiv))
     reply = await ex.explain(paper(), user="u", chat="c")
     blocks = reply.messages[0].blocks

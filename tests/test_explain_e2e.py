@@ -16,8 +16,7 @@ from bot.config import Settings
 from bot.service import Paperboy
 from tests.fakes.arxiv import FakeArxiv, FakePaper
 from tests.fakes.discord import FakeDiscord
-from tests.fakes.eprint import FakeArxiv as FakeEprint
-from tests.fakes.eprint import fixture_paper
+from tests.fakes.eprint import FakeEprint, fixture_paper
 from tests.fakes.hf import FakeHF
 from tests.fakes.llm import FakeLLM
 from tests.fakes.telegram import FakeTelegram
@@ -28,17 +27,9 @@ USER = 4242
 
 @pytest.fixture
 async def eprint() -> AsyncIterator[FakeEprint]:
-    server = await FakeEprint().start()
-    server.eprints[PID] = fixture_paper()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def llm() -> AsyncIterator[FakeLLM]:
-    server = await FakeLLM().start()
-    yield server
-    await server.close()
+    async with FakeEprint() as server:
+        server.eprints[PID] = fixture_paper()
+        yield server
 
 
 def _settings(arxiv: FakeArxiv, hf: FakeHF, eprint: FakeEprint, **extra: Any) -> Settings:
@@ -56,6 +47,16 @@ def _settings(arxiv: FakeArxiv, hf: FakeHF, eprint: FakeEprint, **extra: Any) ->
     )
 
 
+def _telegram_settings(
+    arxiv: FakeArxiv, hf: FakeHF, eprint: FakeEprint, tg: FakeTelegram, **extra: Any
+) -> Settings:
+    return _settings(
+        arxiv, hf, eprint,
+        telegram_bot_token=tg.token, telegram_api_base_url=tg.base_url,
+        telegram_file_base_url=tg.file_base_url, **extra,
+    )  # fmt: skip
+
+
 async def _telegram(app: Paperboy, settings: Settings) -> TelegramAdapter:
     adapter = TelegramAdapter(app, settings, poll_timeout=1)
     await adapter.start()
@@ -66,11 +67,7 @@ async def test_offline_explain_on_telegram(
     arxiv_server: FakeArxiv, hf_server: FakeHF, eprint: FakeEprint, telegram_server: FakeTelegram
 ) -> None:
     tg = telegram_server
-    settings = _settings(
-        arxiv_server, hf_server, eprint,
-        telegram_bot_token=tg.token, telegram_api_base_url=tg.base_url,
-        telegram_file_base_url=tg.file_base_url,
-    )  # fmt: skip
+    settings = _telegram_settings(arxiv_server, hf_server, eprint, tg)
     tg.private_chat(USER, "Ada")
     async with paperboy(settings) as app:
         adapter = await _telegram(app, settings)
@@ -103,10 +100,8 @@ async def test_llm_explain_and_follow_up_on_telegram(
     telegram_server: FakeTelegram,
 ) -> None:
     tg = telegram_server
-    settings = _settings(
-        arxiv_server, hf_server, eprint,
-        telegram_bot_token=tg.token, telegram_api_base_url=tg.base_url,
-        telegram_file_base_url=tg.file_base_url,
+    settings = _telegram_settings(
+        arxiv_server, hf_server, eprint, tg,
         llm_provider="openai", llm_base_url=f"{llm.url}/v1", llm_api_key=llm.api_key,
         llm_model="test-model",
     )  # fmt: skip

@@ -22,21 +22,8 @@ def read_group(s: str, i: int, open_: str = "{", close: str = "}") -> tuple[str,
         i += 1
     if i >= n or s[i] != open_:
         return None
-    depth = 0
-    j = i
-    while j < n:
-        c = s[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == open_:
-            depth += 1
-        elif c == close:
-            depth -= 1
-            if depth == 0:
-                return s[i + 1 : j], j + 1
-        j += 1
-    return None
+    end = _group_end(s, i + 1, open_, close)
+    return (s[i + 1 : end], end + 1) if end < n else None
 
 
 def read_arg(s: str, i: int) -> tuple[str, int] | None:
@@ -141,7 +128,7 @@ def strip_hidden(text: str) -> str:
         g = read_group(text, m.end())
         if m.group(0).endswith("selectfont"):
             # A font switch: hide until the enclosing group ends.
-            end = _group_end(text, m.end())
+            end = _group_end(text, m.end(), paragraph=True)
             text = text[: m.start()] + text[end:]
         elif g is None:
             text = text[: m.start()] + text[m.end() :]
@@ -152,28 +139,31 @@ def strip_hidden(text: str) -> str:
         m = _COLOR_SWITCH.search(text)
         if not m:
             break
-        end = _group_end(text, m.end())
+        end = _group_end(text, m.end(), paragraph=True)
         text = text[: m.start()] + text[end:]
     return text
 
 
-def _group_end(text: str, i: int) -> int:
-    """Index of the `}` closing the group that contains position i (or a paragraph break)."""
+def _group_end(
+    s: str, i: int, open_: str = "{", close: str = "}", *, paragraph: bool = False
+) -> int:
+    """Index of the `close` ending the group that contains position i, skipping escaped
+    characters; len(s) if it never closes. With `paragraph`, a blank line ends it too."""
     depth = 0
-    n = len(text)
+    n = len(s)
     j = i
     while j < n:
-        c = text[j]
+        c = s[j]
         if c == "\\":
             j += 2
             continue
-        if c == "{":
+        if c == open_:
             depth += 1
-        elif c == "}":
+        elif c == close:
             if depth == 0:
                 return j
             depth -= 1
-        elif c == "\n" and depth == 0 and text.startswith("\n\n", j):
+        elif paragraph and c == "\n" and depth == 0 and s.startswith("\n\n", j):
             return j
         j += 1
     return n

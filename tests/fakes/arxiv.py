@@ -22,13 +22,14 @@ import xml.etree.ElementTree as ET
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bot.config import Settings
+from tests.fakes.base import FakeServer, RecordedRequest
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 NS = {
@@ -174,23 +175,15 @@ def make_paper(pid: str, **overrides: Any) -> FakePaper:
 
 
 @dataclass
-class RecordedRequest:
-    path: str
-    query: dict[str, str]
-    at: float  # time.monotonic() on arrival
-    user_agent: str
-    status: int = 0
-
-
-@dataclass
 class _Failure:
     status: int
     retry_after: float | None
     body: bytes
 
 
-class FakeArxiv:
+class FakeArxiv(FakeServer):
     def __init__(self, *, min_interval: float = 0.0, throttle_status: int = 503) -> None:
+        super().__init__()
         self.min_interval = min_interval
         self.throttle_status = throttle_status
         self.papers, self.recorded = load_api_fixtures()
@@ -199,10 +192,7 @@ class FakeArxiv:
             ("rss", "cs.AI"): (FIXTURES / "arxiv_rss" / "rss2_cs.AI_2026-04-27.xml").read_bytes(),
         }
         self.extra_entries: list[str] = []  # raw <entry> XML added to every API answer
-        self.requests: list[RecordedRequest] = []
         self._failures: deque[_Failure] = deque()
-        self._runner: web.AppRunner | None = None
-        self.base_url = ""
 
     # -- test controls -----------------------------------------------------------------
 
@@ -232,15 +222,15 @@ class FakeArxiv:
 
     @property
     def api_url(self) -> str:
-        return f"{self.base_url}/api/query"
+        return f"{self.url}/api/query"
 
     @property
     def listing_url(self) -> str:
-        return f"{self.base_url}/atom"
+        return f"{self.url}/atom"
 
     @property
     def rss_listing_url(self) -> str:
-        return f"{self.base_url}/rss"
+        return f"{self.url}/rss"
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -252,60 +242,29 @@ class FakeArxiv:
         values.update(overrides)
         return Settings(**values)
 
-    # -- lifecycle ---------------------------------------------------------------------
-
-    async def start(self) -> FakeArxiv:
-        app = web.Application(middlewares=[self._gatekeeper])
-        app.router.add_get("/api/query", self._query)
-        app.router.add_get("/{form:atom|rss}/{category}", self._listing)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.base_url = f"http://{host}:{port}"
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeArxiv:
-        return await self.start()
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
     # -- handlers ----------------------------------------------------------------------
 
-    @web.middleware
-    async def _gatekeeper(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        now = time.monotonic()
-        previous = self.requests[-1].at if self.requests else None
-        record = RecordedRequest(
-            request.path, dict(request.query), now, request.headers.get("User-Agent", "")
-        )
-        self.requests.append(record)
-        response: web.StreamResponse
-        if previous is not None and now - previous < self.min_interval:
-            response = web.Response(
+    def _routes(self, app: web.Application) -> None:
+        app.router.add_get("/api/query", self._query)
+        app.router.add_get("/{form:atom|rss}/{category}", self._listing)
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        # This request is already recorded; the one before it sets the pace.
+        if len(self.requests) > 1 and (
+            self.requests[-1].at - self.requests[-2].at < self.min_interval
+        ):
+            return web.Response(
                 status=self.throttle_status,
                 text="Rate exceeded.",
                 headers={"Retry-After": f"{self.min_interval:g}"},
             )
-        elif self._failures:
+        if self._failures:
             failure = self._failures.popleft()
             headers = {}
             if failure.retry_after is not None:
                 headers["Retry-After"] = f"{failure.retry_after:g}"
-            response = web.Response(status=failure.status, body=failure.body, headers=headers)
-        else:
-            response = await handler(request)
-        record.status = response.status
-        return response
+            return web.Response(status=failure.status, body=failure.body, headers=headers)
+        return await handler(request)
 
     async def _listing(self, request: web.Request) -> web.Response:
         form, category = request.match_info["form"], request.match_info["category"]

@@ -2,7 +2,7 @@
 
 Routes mirror arxiv.org: GET /e-print/<id>[vN] returns the source (gzip or tar.gz bytes,
 `application/x-eprint(-tar)` like the real thing), GET /html/<id>[vN] returns LaTeXML HTML.
-Unknown ids get 404. Every request is recorded with its User-Agent and time.
+Unknown ids get 404. Every request is recorded (`hits`) with its User-Agent and time.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import asyncio
 import gzip
 import io
 import tarfile
-import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+
+from tests.fakes.base import FakeServer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "eprint"
 
@@ -30,30 +31,25 @@ class Hit:
 
 
 @dataclass
-class FakeArxiv:
+class FakeEprint(FakeServer):
     eprints: dict[str, bytes] = field(default_factory=dict)
     html: dict[str, str] = field(default_factory=dict)
-    hits: list[Hit] = field(default_factory=list)
     delay: float = 0.0  # seconds before answering (to let concurrent callers pile up)
     busy: dict[str, int] = field(default_factory=dict)  # id -> how many 503s to send first
-    _runner: web.AppRunner | None = None
-    url: str = ""
 
-    async def start(self) -> FakeArxiv:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_get("/e-print/{id:.+}", self._eprint)
         app.router.add_get("/html/{id:.+}", self._html)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
 
-    async def close(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
+    @property
+    def hits(self) -> list[Hit]:
+        """The e-print and HTML requests, in order."""
+        hits: list[Hit] = []
+        for r in self.requests:
+            kind, _, pid = r.path.removeprefix("/").partition("/")
+            if kind in ("e-print", "html") and pid:
+                hits.append(Hit(kind, pid, r.user_agent, r.at))
+        return hits
 
     @property
     def eprint_url(self) -> str:
@@ -75,9 +71,6 @@ class FakeArxiv:
 
     async def _eprint(self, request: web.Request) -> web.StreamResponse:
         pid = request.match_info["id"]
-        self.hits.append(
-            Hit("e-print", pid, request.headers.get("User-Agent", ""), time.monotonic())
-        )
         if self.delay:
             await asyncio.sleep(self.delay)
         base = self._base(pid)
@@ -92,7 +85,6 @@ class FakeArxiv:
 
     async def _html(self, request: web.Request) -> web.StreamResponse:
         pid = request.match_info["id"]
-        self.hits.append(Hit("html", pid, request.headers.get("User-Agent", ""), time.monotonic()))
         page = self.html.get(pid, self.html.get(self._base(pid)))
         if page is None:
             return web.Response(status=404, text="No HTML for this paper")

@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bot.config import Settings
+from tests.fakes.base import FakeServer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "hf"
 
@@ -40,23 +39,12 @@ def load_daily_fixtures(folder: Path = FIXTURES) -> dict[str, list[Any]]:
     return days
 
 
-@dataclass
-class RecordedRequest:
-    path: str
-    query: dict[str, str]
-    at: float
-    user_agent: str
-    status: int = 0
-
-
-class FakeHF:
+class FakeHF(FakeServer):
     def __init__(self) -> None:
+        super().__init__()
         self.days: dict[str, list[Any]] = load_daily_fixtures()
         self.trending: list[Any] | None = None  # None: every item, most upvoted first
-        self.requests: list[RecordedRequest] = []
         self._failures: deque[tuple[int, str | None]] = deque()
-        self._runner: web.AppRunner | None = None
-        self.base_url = ""
 
     # -- test controls -----------------------------------------------------------------
 
@@ -74,63 +62,28 @@ class FakeHF:
 
     @property
     def api_url(self) -> str:
-        return f"{self.base_url}/api"
+        return f"{self.url}/api"
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {"hf_api_url": self.api_url, "http_timeout_seconds": 5.0}
         values.update(overrides)
         return Settings(**values)
 
-    # -- lifecycle ---------------------------------------------------------------------
+    # -- handlers ----------------------------------------------------------------------
 
-    async def start(self) -> FakeHF:
-        app = web.Application(middlewares=[self._gatekeeper])
+    def _routes(self, app: web.Application) -> None:
         app.router.add_get("/api/daily_papers", self._daily)
         app.router.add_get("/api/papers/search", self._search)
         app.router.add_get("/api/papers/{id}", self._paper)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.base_url = f"http://{host}:{port}"
-        return self
 
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeHF:
-        return await self.start()
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
-    # -- handlers ----------------------------------------------------------------------
-
-    @web.middleware
-    async def _gatekeeper(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        record = RecordedRequest(
-            request.path,
-            dict(request.query),
-            time.monotonic(),
-            request.headers.get("User-Agent", ""),
-        )
-        self.requests.append(record)
-        response: web.StreamResponse
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self._failures:
             status, retry_after = self._failures.popleft()
             headers = {"Retry-After": retry_after} if retry_after is not None else {}
-            response = web.json_response(
+            return web.json_response(
                 {"error": "Service Unavailable"}, status=status, headers=headers
             )
-        else:
-            response = await handler(request)
-        record.status = response.status
-        return response
+        return await handler(request)
 
     async def _daily(self, request: web.Request) -> web.Response:
         q = request.query

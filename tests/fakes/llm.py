@@ -20,6 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.base import FakeServer
+
 Step = str | tuple[int, str | None]  # "ok" | "junk" | "prose" | (status, retry_after)
 
 
@@ -51,41 +53,31 @@ class Call:
 
 
 @dataclass
-class FakeLLM:
+class FakeLLM(FakeServer):
     api_key: str = "sk-test-SECRET-123456"
     script: list[Step] = field(default_factory=list)  # consumed one per call; then "ok"
     delay: float = 0.0
     prompt_tokens: int = 1200
     completion_tokens: int = 300
-    calls: list[Call] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)  # well-formed, authorised calls only
     answer: dict[str, Any] | None = None  # overrides default_answer
     reject_response_format: bool = False  # behave like a server without JSON mode
-    url: str = ""
-    _runner: web.AppRunner | None = None
 
-    async def start(self) -> FakeLLM:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def close(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
 
     def count(self, api: str | None = None) -> int:
         return sum(1 for c in self.calls if api is None or c.api == api)
 
     # ------------------------------------------------------------ behaviour
 
-    def _next(self) -> Step:
-        return self.script.pop(0) if self.script else "ok"
+    async def _next(self) -> Step:
+        """The next scripted behaviour (taken on arrival), after the configured delay."""
+        step = self.script.pop(0) if self.script else "ok"
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return step
 
     def _content(self, user_text: str) -> str:
         if "<<<QUESTION>>>" in user_text:
@@ -122,9 +114,7 @@ class FakeLLM:
             return error(400, "max_tokens must be an integer", "invalid_request_error")
         if self.reject_response_format and "response_format" in body:
             return error(400, "response_format is not supported", "invalid_request_error")
-        step = self._next()
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        step = await self._next()
         if isinstance(step, tuple):
             status, retry_after = step
             headers = {"Retry-After": retry_after} if retry_after is not None else {}
@@ -186,9 +176,7 @@ class FakeLLM:
             return error(400, "messages: roles must be user or assistant", "invalid_request_error")
         if "system" in body and not isinstance(body["system"], (str, list)):
             return error(400, "system: invalid type", "invalid_request_error")
-        step = self._next()
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        step = await self._next()
         if isinstance(step, tuple):
             status, retry_after = step
             kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
