@@ -9,6 +9,8 @@ import signal
 from collections.abc import AsyncIterator
 
 from bot.config import Settings
+from bot.delivery import run_delivery
+from bot.explain import Explainer, ExplainOptions, LimitSettings
 from bot.sending import Adapter
 from bot.service import Paperboy
 from bot.sources.arxiv import ArxivSource
@@ -22,16 +24,21 @@ log = logging.getLogger(__name__)
 async def paperboy(settings: Settings) -> AsyncIterator[Paperboy]:
     """An opened Paperboy core (store, sources, explainer), closed on exit."""
     store = open_store(settings.database_url)
+    set_worker = getattr(store, "set_worker", None)
+    if set_worker is not None and settings.worker_count > 1:
+        # Several workers: each schedules its share of the due chats (PostgreSQL).
+        set_worker(settings.worker_index, settings.worker_count)
     await store.open()
     arxiv = ArxivSource(settings)
     hf = HuggingFaceSource(settings)
-    explainer = None
-    try:
-        from bot.explain import Explainer
-
-        explainer = Explainer(settings)
-    except ImportError:  # pragma: no cover - explain is optional while it is being built
-        log.warning("explanations unavailable: bot.explain could not be imported")
+    limits = LimitSettings(
+        user_requests=settings.explain_user_per_minute,
+        chat_requests=settings.explain_chat_per_minute,
+        window_seconds=60.0,
+        daily_tokens=settings.llm_daily_tokens,
+    )
+    # arXiv's one-request-at-a-time rule covers all our traffic: share the source's gate.
+    explainer = Explainer(settings, options=ExplainOptions(limits=limits), arxiv_gate=arxiv.gate)
     app = Paperboy(store, arxiv, hf, explainer)
     try:
         yield app
@@ -56,16 +63,33 @@ def platform_adapters(app: Paperboy, settings: Settings) -> list[Adapter]:
 
 async def serve(app: Paperboy, settings: Settings, adapters: list[Adapter]) -> None:
     """Run the adapters (and the delivery scheduler) until SIGINT/SIGTERM."""
+    from bot.metrics import Health, MetricsServer
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    health = Health()
+    for adapter in adapters:
+        health.set_adapter(adapter.platform, "starting")
+    metrics: MetricsServer | None = None
+    if settings.metrics_port > 0:
+        # Up before the adapters, so a slow platform login reads as "starting", not "down".
+        metrics = MetricsServer(
+            app.store, health, host=settings.metrics_host, port=settings.metrics_port
+        )
+        await metrics.start()
     started: list[Adapter] = []
     try:
         for adapter in adapters:
-            await adapter.start()
+            try:
+                await adapter.start()
+            except Exception:
+                health.set_adapter(adapter.platform, "failed")
+                raise
             started.append(adapter)
+            health.set_adapter(adapter.platform, "running")
             log.info("%s adapter started", adapter.platform)
         background = await start_background(app, settings, adapters)
         await stop.wait()
@@ -76,16 +100,19 @@ async def serve(app: Paperboy, settings: Settings, adapters: list[Adapter]) -> N
         for adapter in reversed(started):
             try:
                 await adapter.stop()
+                health.set_adapter(adapter.platform, "stopped")
             except Exception:
                 log.exception("stopping %s failed", adapter.platform)
+        if metrics is not None:
+            await metrics.stop()
 
 
 async def start_background(
     app: Paperboy, settings: Settings, adapters: list[Adapter]
 ) -> list[asyncio.Task[None]]:
     """Background loops (the delivery scheduler and senders) for these adapters."""
-    try:
-        from bot.delivery import run_delivery
-    except ImportError:  # delivery is wired once bot/delivery.py exists
-        return []
-    return [asyncio.create_task(run_delivery(app, settings, adapters), name="delivery")]
+    from bot.metrics import counting
+
+    # One of several workers sends only its share of each platform's global rate.
+    settings = settings.worker_share()
+    return [asyncio.create_task(run_delivery(app, settings, counting(adapters)), name="delivery")]

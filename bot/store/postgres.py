@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any, ClassVar, cast
 
 import asyncpg
@@ -19,6 +20,7 @@ from bot.store import (
     weekdays_from_text,
     weekdays_to_text,
 )
+from bot.store.base import DueChat, Enqueue, OutboxItem
 
 # Serialises migrations across processes (and across schemas of one database, harmlessly).
 _MIGRATION_LOCK = 0x7061_7065_7262_6F79  # "paperboy"
@@ -191,6 +193,17 @@ class PostgresStore:
         self._min_size = min_size
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
+        self._worker = (0, 1)  # (index, count): which due chats this process schedules
+
+    def set_worker(self, index: int, count: int) -> None:
+        """Schedule only this worker's share of the due chats (hash of the chat id mod `count`).
+
+        A chat overdue by more than PARTITION_GRACE is anyone's: a dead worker's share is
+        taken over, and enqueueing is idempotent, so the overlap costs work, never a repeat.
+        """
+        if count < 1 or not 0 <= index < count:
+            raise ValueError("worker index must be in 0 .. count-1")
+        self._worker = (index, count)
 
     def __repr__(self) -> str:
         return "PostgresStore(<dsn hidden>)"
@@ -516,3 +529,391 @@ class PostgresStore:
                 wanted,
             )
         return {row["paper_id"] for row in rows}
+
+    # outbox and schedule (bot/delivery.py)
+
+    async def unscheduled_chats(self, limit: int) -> list[tuple[ChatSettings, datetime]]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT c.platform, c.chat_id, c.thread_id, {_CHAT_SETTINGS_C}, c.updated_at,"
+                " (SELECT MAX(s.created_at) FROM subscriptions s WHERE s.chat = c.id) AS subbed"
+                " FROM chats c WHERE c.next_run_at IS NULL AND c.active"
+                " AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.chat = c.id) LIMIT $1",
+                limit,
+            )
+        out: list[tuple[ChatSettings, datetime]] = []
+        for row in rows:
+            since = max(row["updated_at"], row["subbed"] or row["updated_at"])
+            out.append((_settings_from(_ref(row), row), since))
+        return out
+
+    async def set_next_runs(self, runs: Sequence[tuple[ChatRef, datetime]]) -> None:
+        if not runs:
+            return
+        keys = [_key(chat) for chat, _ in runs]
+        async with self.transaction() as conn:
+            # One statement for the whole batch: a round trip per chat would dominate.
+            await conn.execute(
+                "UPDATE chats c SET next_run_at = v.at FROM unnest($1::text[], $2::text[],"
+                " $3::text[], $4::timestamptz[]) AS v(platform, chat_id, thread_id, at)"
+                " WHERE c.platform = v.platform AND c.chat_id = v.chat_id"
+                " AND c.thread_id = v.thread_id AND c.next_run_at IS NULL",
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                [k[2] for k in keys],
+                [to_utc(at) for _, at in runs],
+            )
+
+    async def due_chats(self, now: datetime, limit: int) -> list[DueChat]:
+        async with self._conn() as conn:
+            index, count = self._worker
+            rows = await conn.fetch(
+                f"SELECT c.id, c.platform, c.chat_id, c.thread_id, {_CHAT_SETTINGS_C},"
+                " c.next_run_at FROM chats c WHERE c.active AND c.next_run_at <= $1"
+                # Hashed: identity values skip (upserts consume them), so plain ids can
+                # all share one remainder.
+                " AND (abs(hashint8(c.id)::bigint) % $3 = $4 OR c.next_run_at <= $5)"
+                " AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.chat = c.id)"
+                " ORDER BY c.next_run_at, c.id LIMIT $2",
+                to_utc(now),
+                limit,
+                count,
+                index,
+                to_utc(now) - PARTITION_GRACE,
+            )
+            due: dict[int, DueChat] = {
+                row["id"]: DueChat(_settings_from(_ref(row), row), [], row["next_run_at"])
+                for row in rows
+            }
+            if due:
+                subs = await conn.fetch(
+                    f"SELECT chat, {_SUB_COLUMNS} FROM subscriptions"
+                    " WHERE chat = ANY($1::bigint[]) ORDER BY id",
+                    list(due),
+                )
+                for row in subs:
+                    item = due[row["chat"]]
+                    item.subscriptions.append(_subscription_from(item.settings.chat, row))
+        return list(due.values())
+
+    async def delivered_among(
+        self, chats: Sequence[ChatRef], paper_ids: Sequence[str]
+    ) -> dict[ChatRef, set[str]]:
+        ids = list(dict.fromkeys(clean_text(pid) for pid in paper_ids))
+        found: dict[ChatRef, set[str]] = {}
+        if not ids or not chats:
+            return found
+        by_key = {_key(c): c for c in chats}
+        keys = list(by_key)
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT c.platform, c.chat_id, c.thread_id, d.paper_id"
+                " FROM unnest($1::text[], $2::text[], $3::text[]) AS k(platform, chat_id,"
+                " thread_id) JOIN chats c ON c.platform = k.platform AND c.chat_id = k.chat_id"
+                " AND c.thread_id = k.thread_id JOIN delivered d ON d.chat = c.id"
+                " WHERE d.paper_id = ANY($4::text[])",
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                [k[2] for k in keys],
+                ids,
+            )
+        for row in rows:
+            chat = by_key[(row["platform"], row["chat_id"], row["thread_id"])]
+            found.setdefault(chat, set()).add(row["paper_id"])
+        return found
+
+    async def _chat_pks(
+        self, conn: asyncpg.Connection, chats: Iterable[ChatRef]
+    ) -> dict[tuple[str, str, str], int]:
+        keys = list(dict.fromkeys(_key(c) for c in chats))
+        rows = await conn.fetch(
+            "SELECT c.id, c.platform, c.chat_id, c.thread_id FROM unnest($1::text[], $2::text[],"
+            " $3::text[]) AS k(platform, chat_id, thread_id) JOIN chats c"
+            " ON c.platform = k.platform AND c.chat_id = k.chat_id AND c.thread_id = k.thread_id",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+        )
+        return {(r["platform"], r["chat_id"], r["thread_id"]): int(r["id"]) for r in rows}
+
+    async def enqueue_digests(self, digests: Sequence[Enqueue], now: datetime) -> int:
+        if not digests:
+            return 0
+        stamp = to_utc(now)
+        for attempt in range(_DEADLOCK_RETRIES):
+            try:
+                return await self._enqueue(digests, stamp)
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                # Two schedulers enqueueing the same chats: one loses; the retry finds the
+                # other's rows and skips them by idempotency key.
+                if attempt == _DEADLOCK_RETRIES - 1 or _current.get() is not None:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _enqueue(self, digests: Sequence[Enqueue], stamp: datetime) -> int:
+        async with self.transaction() as conn:
+            pks = await self._chat_pks(conn, (d.chat for d in digests))
+            known = [(pks[_key(d.chat)], d) for d in digests if _key(d.chat) in pks]
+            # Rows go in (chat, seq) order in every process, so two schedulers writing the
+            # same chats wait for each other instead of deadlocking.
+            known.sort(key=lambda item: item[0])
+            messages = [
+                (key, pk, d.chat.platform, seq, body)
+                for pk, d in known
+                for seq, (key, body) in enumerate(d.messages)
+            ]
+            inserted = 0
+            if messages:
+                status = await conn.execute(
+                    "INSERT INTO outbox (idem_key, chat, platform, seq, body, next_attempt_at,"
+                    " created_at) SELECT m.key, m.chat, m.platform, m.seq, m.body, $6, $6"
+                    " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::integer[],"
+                    " $5::text[]) WITH ORDINALITY AS m(key, chat, platform, seq, body, ord)"
+                    " ORDER BY m.ord ON CONFLICT (idem_key) DO NOTHING",
+                    [clean_text(m[0]) for m in messages],
+                    [m[1] for m in messages],
+                    [m[2] for m in messages],
+                    [m[3] for m in messages],
+                    [clean_text(m[4]) for m in messages],
+                    stamp,
+                )
+                inserted = int(status.rsplit(" ", 1)[-1])
+            delivered = sorted({(pk, clean_text(pid)) for pk, d in known for pid in d.paper_ids})
+            if delivered:
+                await conn.execute(
+                    "INSERT INTO delivered (chat, paper_id, delivered_at)"
+                    " SELECT d.chat, d.paper_id, $3 FROM unnest($1::bigint[], $2::text[])"
+                    " AS d(chat, paper_id) ON CONFLICT (chat, paper_id) DO NOTHING",
+                    [d[0] for d in delivered],
+                    [d[1] for d in delivered],
+                    stamp,
+                )
+            await conn.execute(
+                "UPDATE chats c SET next_run_at = v.next FROM unnest($1::bigint[],"
+                " $2::timestamptz[], $3::timestamptz[]) AS v(id, next, due)"
+                " WHERE c.id = v.id AND c.next_run_at = v.due",
+                [pk for pk, _ in known],
+                [to_utc(d.next_run_at) for _, d in known],
+                [to_utc(d.due_at) for _, d in known],
+            )
+        return inserted
+
+    async def claim_outbox(
+        self,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        worker: str,
+        platforms: Sequence[str],
+    ) -> list[OutboxItem]:
+        """Lease sendable rows, a chat's rows in order, one worker per chat at a time.
+
+        Several workers claim concurrently. Chats with sendable rows are locked FOR NO KEY
+        UPDATE SKIP LOCKED, leaving out chats whose rows another worker holds under a live
+        lease; then the rows of the chats won are locked FOR UPDATE SKIP LOCKED, and each
+        chat keeps only the rows before its first one locked elsewhere. So a chat's messages
+        go out in order and at its own rate, and the rows of a worker that died come back
+        once their lease expires.
+        """
+        if limit <= 0 or not platforms:
+            return []
+        stamp = to_utc(now)
+        lease = stamp + timedelta(seconds=lease_seconds)
+        kinds = sorted(set(platforms))
+        async with self.transaction() as conn:
+            ready: list[asyncpg.Record] = []
+            for platform in kinds:
+                # Equality on platform keeps each probe an ordered scan of its index.
+                for sql in (
+                    "SELECT chat FROM outbox WHERE status = 'pending' AND platform = $1"
+                    " AND next_attempt_at <= $2 ORDER BY next_attempt_at, id LIMIT $3",
+                    "SELECT chat FROM outbox WHERE status = 'sending' AND platform = $1"
+                    " AND lease_until <= $2 ORDER BY lease_until, id LIMIT $3",
+                ):
+                    ready += await conn.fetch(sql, platform, stamp, limit)
+            if not ready:
+                return []
+            order = list(dict.fromkeys(row["chat"] for row in ready))
+            locked_chats = await conn.fetch(
+                "SELECT id FROM chats WHERE id = ANY($1::bigint[])"
+                " ORDER BY id FOR NO KEY UPDATE SKIP LOCKED",
+                order,
+            )
+            # Checked only now, in a statement that starts after the chat locks are held:
+            # its snapshot then sees every claim committed by an earlier holder.
+            busy = await conn.fetch(
+                "SELECT DISTINCT chat FROM outbox WHERE chat = ANY($1::bigint[])"
+                " AND status = 'sending' AND lease_until > $2 AND worker IS DISTINCT FROM $3",
+                [row["id"] for row in locked_chats],
+                stamp,
+                worker,
+            )
+            taken = {row["chat"] for row in busy}
+            won = [row for row in locked_chats if row["id"] not in taken]
+            if not won:
+                return []
+            sendable = await conn.fetch(
+                "SELECT id, chat FROM outbox WHERE chat = ANY($1::bigint[])"
+                " AND platform = ANY($2::text[]) AND ((status = 'pending'"
+                " AND next_attempt_at <= $3) OR (status = 'sending' AND lease_until <= $3))"
+                " ORDER BY chat, id",
+                [row["id"] for row in won],
+                kinds,
+                stamp,
+            )
+            locked = {
+                row["id"]
+                for row in await conn.fetch(
+                    "SELECT id FROM outbox WHERE id = ANY($1::bigint[]) ORDER BY id"
+                    " FOR UPDATE SKIP LOCKED",
+                    [row["id"] for row in sendable],
+                )
+            }
+            per_chat: dict[int, list[int]] = {}
+            stopped: set[int] = set()
+            for row in sendable:
+                chat = row["chat"]
+                if chat in stopped:
+                    continue
+                if row["id"] not in locked:
+                    stopped.add(chat)  # a later row must not overtake this one
+                    continue
+                per_chat.setdefault(chat, []).append(row["id"])
+            ids: list[int] = []
+            for chat in order:
+                ids += per_chat.get(chat, [])[: limit - len(ids)]
+                if len(ids) >= limit:
+                    break
+            if not ids:
+                return []
+            rows = await conn.fetch(
+                "UPDATE outbox o SET status = 'sending', lease_until = $2, worker = $3,"
+                " attempts = o.attempts + 1 FROM chats c"
+                " WHERE o.id = ANY($1::bigint[]) AND c.id = o.chat"
+                " RETURNING o.id, o.idem_key, o.body, o.attempts, c.platform, c.chat_id,"
+                " c.thread_id",
+                ids,
+                lease,
+                worker,
+            )
+        rows = sorted(rows, key=lambda row: row["id"])
+        return [
+            OutboxItem(row["id"], _ref(row), row["idem_key"], row["body"], row["attempts"])
+            for row in rows
+        ]
+
+    async def mark_sent(self, sent: Sequence[tuple[int, list[str]]], now: datetime) -> None:
+        if not sent:
+            return
+        async with self.transaction() as conn:
+            await conn.execute(
+                "UPDATE outbox o SET status = 'sent', sent_at = $3, message_ids = v.ids,"
+                " lease_until = NULL, error = NULL"
+                " FROM unnest($1::bigint[], $2::text[]) AS v(id, ids) WHERE o.id = v.id",
+                [item_id for item_id, _ in sent],
+                [json.dumps(ids) for _, ids in sent],
+                to_utc(now),
+            )
+
+    async def mark_failed(
+        self, item_id: int, next_attempt_at: datetime, error: str, *, refund: bool = False
+    ) -> None:
+        async with self.transaction() as conn:
+            await conn.execute(
+                "UPDATE outbox SET status = 'pending', next_attempt_at = $1, lease_until = NULL,"
+                " error = $2, attempts = GREATEST(0, attempts - $3)"
+                " WHERE id = $4 AND status = 'sending'",
+                to_utc(next_attempt_at),
+                clean_text(error)[:500],
+                int(refund),
+                item_id,
+            )
+
+    async def mark_dead(self, item_id: int, error: str) -> None:
+        async with self.transaction() as conn:
+            await conn.execute(
+                "UPDATE outbox SET status = 'dead', lease_until = NULL, error = $1 WHERE id = $2",
+                clean_text(error)[:500],
+                item_id,
+            )
+
+    async def _chat_rows(self, chat: ChatRef, sql: str, *params: Any) -> int:
+        """Run `sql` (with `chat = $n+1`, the chat's row id) and return the rows it touched."""
+        async with self.transaction() as conn:
+            pk = await conn.fetchval(f"SELECT id FROM chats WHERE {_CHAT_WHERE}", *_key(chat))
+            if pk is None:
+                return 0
+            status = await conn.execute(sql, *params, pk)
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def defer_chat_outbox(self, chat: ChatRef, until: datetime) -> int:
+        return await self._chat_rows(
+            chat,
+            "UPDATE outbox SET status = 'pending', lease_until = NULL,"
+            " next_attempt_at = GREATEST(next_attempt_at, $1)"
+            " WHERE status IN ('pending', 'sending') AND chat = $2",
+            to_utc(until),
+        )
+
+    async def drop_chat_outbox(self, chat: ChatRef, error: str) -> int:
+        return await self._chat_rows(
+            chat,
+            "UPDATE outbox SET status = 'dead', lease_until = NULL, error = $1"
+            " WHERE status IN ('pending', 'sending') AND chat = $2",
+            clean_text(error)[:500],
+        )
+
+    async def move_outbox(self, old: ChatRef, new: ChatRef) -> None:
+        if _key(old) == _key(new):
+            return
+        async with self.transaction() as conn:
+            old_pk = await conn.fetchval(f"SELECT id FROM chats WHERE {_CHAT_WHERE}", *_key(old))
+            new_pk = await conn.fetchval(f"SELECT id FROM chats WHERE {_CHAT_WHERE}", *_key(new))
+            if old_pk is None or new_pk is None:
+                return  # no target row yet: migrate_chat re-keys the old row, rows follow it
+            await conn.execute(
+                "UPDATE outbox SET chat = $1 WHERE chat = $2 AND status IN ('pending', 'sending')",
+                new_pk,
+                old_pk,
+            )
+
+    async def outbox_counts(self) -> dict[str, int]:
+        async with self._conn() as conn:
+            rows = await conn.fetch("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+        counts = dict.fromkeys(("pending", "sending", "sent", "dead"), 0)
+        counts.update({row["status"]: int(row["n"]) for row in rows})
+        return counts
+
+    async def next_outbox_time(self, platforms: Sequence[str]) -> datetime | None:
+        if not platforms:
+            return None
+        async with self._conn() as conn:
+            value = await conn.fetchval(
+                "SELECT LEAST("
+                " (SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'"
+                " AND platform = ANY($1::text[])),"
+                " (SELECT MIN(lease_until) FROM outbox WHERE status = 'sending'"
+                " AND platform = ANY($1::text[])))",
+                list(platforms),
+            )
+        return value
+
+    async def prune_outbox(self, before: datetime) -> int:
+        async with self.transaction() as conn:
+            status = await conn.execute(
+                "DELETE FROM outbox WHERE status IN ('sent', 'dead') AND created_at < $1",
+                to_utc(before),
+            )
+        return int(status.rsplit(" ", 1)[-1])
+
+
+def _ref(row: asyncpg.Record) -> ChatRef:
+    return ChatRef(row["platform"], row["chat_id"], row["thread_id"] or None)
+
+
+_CHAT_SETTINGS_C = ", ".join(f"c.{col.strip()}" for col in _CHAT_SETTINGS.split(","))
+_DEADLOCK_RETRIES = 5
+# How long a due chat waits for its own worker before any worker schedules it. Several
+# scheduler ticks (30 s each by default), so a live worker always gets there first.
+PARTITION_GRACE = timedelta(minutes=2)

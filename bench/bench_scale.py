@@ -1,0 +1,284 @@
+"""Scale-out benchmarks on the local PostgreSQL (`python -m bench.bench_scale`), printing:
+
+1. enqueue: 1,000,000 subscriptions, all due, enqueued by one scheduler round in 1 and in
+   4 worker processes (each schedules its share): wall time, rows written, peak memory
+   per worker. PAPERBOY_BENCH_SUBSCRIPTIONS scales it down (the number used is printed);
+2. delivery: two `paperboy deliver --now` workers against the fake Telegram server with
+   its limits enforced (scaled up to PAPERBOY_BENCH_RATE msg/s, default 300): achieved
+   rate as a share of the limit, and 429s.
+
+PostgreSQL: PAPERBOY_BENCH_POSTGRES_DSN (default: the test server). Each part uses its own
+throwaway schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import resource
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import asyncpg
+
+from bot.delivery import scheduler_tick
+from bot.digest import feed_day
+from bot.models import Paper
+from bot.service import Paperboy
+from bot.store.postgres import PostgresStore
+
+ROOT = Path(__file__).resolve().parents[1]
+DSN = os.environ.get(
+    "PAPERBOY_BENCH_POSTGRES_DSN",
+    os.environ.get("PAPERBOY_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
+)
+FEEDS = ("arxiv:cs.AI", "arxiv:cs.LG", "arxiv:cs.CL", "arxiv:cs.CV", "arxiv:stat.ML", "hf:daily")
+PAPERS_PER_FEED = 25
+DEAD = "http://127.0.0.1:9"  # every feed is stored: nothing upstream is asked
+
+
+class NoSource:
+    """The feeds are stored before the round, so a request upstream is a bug here."""
+
+    async def feed(self, name: str) -> object:
+        raise RuntimeError(f"benchmark asked upstream for {name}")
+
+    async def papers(self, ids: Sequence[str]) -> list[Paper]:
+        return []
+
+    async def search(self, query: str, limit: int = 10) -> list[Paper]:
+        return []
+
+    async def aclose(self) -> None:
+        return None
+
+
+@asynccontextmanager
+async def schema() -> AsyncIterator[str]:
+    """A database URL whose search_path is a fresh schema, dropped afterwards."""
+    admin = await asyncpg.connect(DSN)
+    name = f"paperboy_bench_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE SCHEMA "{name}"')
+    try:
+        yield f"{DSN}?search_path={name}"
+    finally:
+        await admin.execute(f'DROP SCHEMA "{name}" CASCADE')
+        await admin.close()
+
+
+async def seed(url: str, chats: int, now: datetime) -> None:
+    """`chats` Telegram chats, one subscription each over FEEDS, due 10 s ago (inside the
+    workers' partition grace, so each worker schedules its share)."""
+    async with PostgresStore(url) as store:
+        for n, feed in enumerate(FEEDS):
+            papers = [
+                Paper(
+                    f"2601.{n:01d}{i:04d}",
+                    f"Paper {n}/{i}",
+                    ["A. Author", "B. Author"],
+                    "An abstract of moderate length. " * 8,
+                    ["cs.LG"],
+                    announce_type="new",
+                    upvotes=i,
+                )
+                for i in range(PAPERS_PER_FEED)
+            ]
+            await store.upsert_papers(papers)
+            await store.save_feed(feed, feed_day(feed, now), date.today(), [p.id for p in papers])
+        async with store.transaction() as conn:
+            # Bulk SQL: a million store calls would measure the seeding, not the round.
+            await conn.execute("ALTER TABLE subscriptions DISABLE TRIGGER subscriptions_first")
+            await conn.execute(
+                "INSERT INTO chats (platform, chat_id, count) SELECT 'telegram',"
+                " (1000000 + g)::text, 5 FROM generate_series(1, $1) AS g",
+                chats,
+            )
+            await conn.execute(
+                "INSERT INTO subscriptions (chat, feed)"
+                " SELECT id, ($1::text[])[1 + id % $2] FROM chats",
+                list(FEEDS),
+                len(FEEDS),
+            )
+            await conn.execute("ALTER TABLE subscriptions ENABLE TRIGGER subscriptions_first")
+        await reset(url, now)
+
+
+async def reset(url: str, now: datetime) -> None:
+    async with PostgresStore(url) as store, store.transaction() as conn:
+        await conn.execute("TRUNCATE outbox, delivered")
+        await conn.execute("UPDATE chats SET next_run_at = $1", now - timedelta(seconds=10))
+    admin = await asyncpg.connect(url.split("?")[0])
+    try:
+        # What autovacuum does in production, done now so the plans are the steady-state ones.
+        for table in ("chats", "subscriptions", "outbox", "delivered"):
+            await admin.execute(f"VACUUM ANALYZE {url.split('search_path=')[1]}.{table}")
+    finally:
+        await admin.close()
+
+
+# ----------------------------------------------------------------------- enqueue
+
+
+def _enqueue_worker(url: str, index: int, count: int, now: datetime, out: Connection) -> None:
+    async def run() -> tuple[float, int, int]:
+        store = PostgresStore(url)
+        if count > 1:
+            store.set_worker(index, count)
+        await store.open()
+        try:
+            app = Paperboy(store, NoSource(), NoSource())  # type: ignore[arg-type]
+            started = time.perf_counter()
+            stats = await scheduler_tick(app, now)
+            return time.perf_counter() - started, stats.digests, stats.messages
+        finally:
+            await store.close()
+
+    seconds, digests, messages = asyncio.run(run())
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out.send((seconds, digests, messages, peak_kib))
+
+
+def enqueue(url: str, workers: int, now: datetime) -> None:
+    ctx = mp.get_context("spawn")
+    pipes, procs = [], []
+    started = time.perf_counter()
+    for index in range(workers):
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_enqueue_worker, args=(url, index, workers, now, send))
+        proc.start()
+        send.close()  # ours closed, a worker that dies shows up as EOFError, not a hang
+        pipes.append(receive)
+        procs.append(proc)
+    results = [pipe.recv() for pipe in pipes]
+    wall = time.perf_counter() - started
+    for proc in procs:
+        proc.join()
+    digests = sum(r[1] for r in results)
+    messages = sum(r[2] for r in results)
+    peaks = [r[3] / 1024 for r in results]
+    slowest = max(r[0] for r in results)
+    print(
+        f"  {workers} worker{'s' if workers > 1 else ' '}: {wall:7.1f} s wall"
+        f" (slowest round {slowest:.1f} s, process start included in wall),"
+        f" {digests:,} digests / {messages:,} outbox rows,"
+        f" {digests / slowest:,.0f} digests/s;"
+        f" peak RSS per worker {max(peaks):.0f} MiB (all: {sum(peaks):.0f} MiB)",
+        flush=True,
+    )
+
+
+async def bench_enqueue(subscriptions: int) -> None:
+    print(
+        f"enqueue: {subscriptions:,} subscriptions ({subscriptions:,} chats) in PostgreSQL,"
+        f" {len(FEEDS)} feeds, {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    now = datetime.now(UTC)
+    async with schema() as url:
+        started = time.perf_counter()
+        await seed(url, subscriptions, now)
+        print(f"  (seeded in {time.perf_counter() - started:.1f} s)", flush=True)
+        for workers in (1, 4):
+            await asyncio.to_thread(enqueue, url, workers, now)
+            async with PostgresStore(url) as store:
+                counts = await store.outbox_counts()
+                async with store.transaction() as conn:
+                    keys = await conn.fetchval("SELECT count(DISTINCT chat) FROM outbox")
+            assert keys == subscriptions, f"{keys} chats enqueued, expected {subscriptions}"
+            print(f"    outbox: {counts['pending']:,} pending rows for {keys:,} chats", flush=True)
+            await reset(url, now)
+
+
+# ---------------------------------------------------------------------- delivery
+
+
+async def bench_delivery(chats: int, rate: float) -> None:
+    from tests.fakes.telegram import FakeTelegram, RateLimits
+
+    print(
+        f"delivery: {chats:,} chats, two workers, fake Telegram limit {rate:.0f} msg/s"
+        " (scaled up from 30), per-chat and group limits on",
+        flush=True,
+    )
+    now = datetime.now(UTC)
+    async with schema() as url:
+        await seed(url, chats, now)
+        async with PostgresStore(url) as store:
+            app = Paperboy(store, NoSource(), NoSource())  # type: ignore[arg-type]
+            stats = await scheduler_tick(app, now)
+        limits = RateLimits(global_per_second=rate)
+        async with FakeTelegram(rate_limits=limits) as tg:
+            env = {
+                k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DISCORD_"))
+            }
+            env.update(
+                PYTHONPATH=str(ROOT),
+                PAPERBOY_DATABASE_URL=url,
+                TELEGRAM_BOT_TOKEN=tg.token,
+                TELEGRAM_API_BASE_URL=tg.base_url,
+                TELEGRAM_FILE_BASE_URL=tg.file_base_url,
+                ARXIV_API_URL=DEAD,
+                ARXIV_LISTING_URL=DEAD,
+                HF_API_URL=DEAD,
+                LLM_PROVIDER="",
+                TELEGRAM_RATE_PER_SECOND=str(rate),
+                WORKER_COUNT="2",
+                DELIVERY_DRAIN_SECONDS="600",
+            )
+            procs = [
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "bot.cli",
+                    "deliver",
+                    "--now",
+                    cwd=ROOT,
+                    env={**env, "WORKER_INDEX": str(index)},
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+                for index in range(2)
+            ]
+            first = last = 0.0
+            seen = 0
+            waiting = asyncio.gather(*(p.communicate() for p in procs))
+            while not waiting.done():
+                if len(tg.sent) != seen:
+                    seen = len(tg.sent)
+                    last = time.perf_counter()
+                    first = first or last
+                await asyncio.sleep(0.005)
+            outputs = await waiting
+            for proc, (_, err) in zip(procs, outputs, strict=True):
+                if proc.returncode != 0:
+                    raise RuntimeError(err.decode()[-1500:])
+            sent = sum(1 for m in tg.sent if m.method == "sendMessage")
+            rate_limited = tg.rate_limited
+    span = max(last - first, 1e-9)
+    per_second = (sent - 1) / span if sent > 1 else 0.0
+    print(
+        f"  {stats.messages:,} messages enqueued; {sent:,} sent in {span:.1f} s ="
+        f" {per_second:,.0f} msg/s, {per_second / rate:.0%} of the limit; 429s {rate_limited}",
+        flush=True,
+    )
+    for out, _ in outputs:
+        print(f"    worker: {out.decode().strip()}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    subscriptions = int(os.environ.get("PAPERBOY_BENCH_SUBSCRIPTIONS", "1000000"))
+    chats = int(os.environ.get("PAPERBOY_BENCH_DELIVERY_CHATS", "3000"))
+    rate = float(os.environ.get("PAPERBOY_BENCH_RATE", "300"))
+    asyncio.run(bench_enqueue(subscriptions))
+    asyncio.run(bench_delivery(chats, rate))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
