@@ -383,3 +383,33 @@ def test_systemd_unit() -> None:
     for hardening in ("NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp"):
         assert service[hardening][0] in ("yes", "strict"), hardening
     assert sections["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+def _sample(name: str, labels: dict[str, str]) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_upstream_latency_and_llm_tokens_are_measured(
+    paperboy_app: Any, llm: Any, tmp_path: Path
+) -> None:
+    from bot.explain import Explainer
+    from bot.models import Paper
+
+    before = _sample("upstream_request_seconds_count", {"upstream": "arXiv"})
+    await paperboy_app.paper("1605.08386")
+    assert _sample("upstream_request_seconds_count", {"upstream": "arXiv"}) == before + 1
+
+    settings = Settings(
+        llm_provider="openai", llm_base_url=f"{llm.url}/v1", llm_api_key=llm.api_key,
+        llm_model="m", arxiv_eprint_url=f"{llm.url}/nothing", arxiv_html_url=f"{llm.url}/no",
+        arxiv_delay_seconds=0,
+    )  # fmt: skip
+    prompt = _sample("llm_tokens_total", {"provider": "openai", "kind": "prompt"})
+    explainer = Explainer(settings)
+    try:
+        await explainer.explain(Paper("2501.00001", "T", abstract="We do x."), user="u", chat="c")
+    finally:
+        await explainer.aclose()
+    assert _sample("llm_tokens_total", {"provider": "openai", "kind": "prompt"}) == (
+        prompt + llm.prompt_tokens
+    )

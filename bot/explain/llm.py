@@ -16,15 +16,15 @@ from typing import Any, Protocol
 import httpx
 from tenacity import (
     AsyncRetrying,
-    RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
     wait_exponential_jitter,
 )
 
+from bot import metrics
 from bot.config import USER_AGENT
-from bot.sources.http import parse_retry_after
+from bot.sources.http import RetryAfterOrBackoff, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +137,8 @@ class _BaseClient:
     async def complete(
         self, system: str, user: str, *, max_tokens: int, json_mode: bool = True
     ) -> Completion:
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, _Retryable) and exc.retry_after is not None:
-                return exc.retry_after
-            return float(wait_exponential_jitter(initial=1, max=self.config.max_wait)(state))
-
+        jitter = wait_exponential_jitter(initial=1, max=self.config.max_wait)
+        wait = RetryAfterOrBackoff(1.0, self.config.max_wait, fallback=jitter)
         last = ""
         try:
             async for attempt in AsyncRetrying(
@@ -153,7 +149,13 @@ class _BaseClient:
                 reraise=True,
             ):
                 with attempt:
-                    return await self._once(system, user, max_tokens, json_mode)
+                    completion = await self._once(system, user, max_tokens, json_mode)
+                    metrics.record_tokens(
+                        self.config.provider,
+                        prompt=completion.input_tokens,
+                        completion=completion.output_tokens,
+                    )
+                    return completion
         except _Retryable as exc:
             last = exc.reason
         raise LLMError(f"{last} (gave up after {self.config.attempts} attempts)")
@@ -163,7 +165,8 @@ class _BaseClient:
     ) -> dict[str, Any]:
         timeout = httpx.Timeout(self.config.timeout, connect=min(15.0, self.config.timeout))
         try:
-            resp = await self._http.post(url, headers=headers, json=body, timeout=timeout)
+            with metrics.upstream_timer("LLM"):
+                resp = await self._http.post(url, headers=headers, json=body, timeout=timeout)
         except httpx.TimeoutException as exc:
             raise _Retryable("the LLM provider timed out") from exc
         except httpx.TransportError as exc:

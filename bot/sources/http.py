@@ -27,7 +27,9 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential,
 )
+from tenacity.wait import WaitBaseT
 
+from bot import metrics
 from bot.config import USER_AGENT, Settings
 from bot.sources.base import SourceError
 
@@ -106,18 +108,20 @@ class PoliteGate:
             self._last_done = time.monotonic()
 
 
-class _RetryAfterOrExponential:
-    """Tenacity wait: the server's Retry-After when it gave one, else exponential backoff."""
+class RetryAfterOrBackoff:
+    """Tenacity wait: the server's Retry-After when the failure carries one (a
+    `retry_after` attribute), else the given backoff (exponential by default)."""
 
-    def __init__(self, backoff: float, max_wait: float) -> None:
-        self._exp = wait_exponential(multiplier=backoff, max=max_wait)
+    def __init__(self, backoff: float, max_wait: float, fallback: WaitBaseT | None = None) -> None:
+        self._fallback = fallback or wait_exponential(multiplier=backoff, max=max_wait)
         self._max_wait = max_wait
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RetryableStatus) and exc.retry_after is not None:
-            return min(exc.retry_after, self._max_wait)
-        return float(self._exp(state))
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int | float):
+            return min(float(retry_after), self._max_wait)
+        return float(self._fallback(state))
 
 
 class Upstream:
@@ -154,7 +158,7 @@ class Upstream:
     ) -> httpx.Response:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
-            wait=_RetryAfterOrExponential(self.backoff, self.max_wait),
+            wait=RetryAfterOrBackoff(self.backoff, self.max_wait),
             retry=retry_if_exception_type((RetryableStatus, httpx.TransportError)),
             before_sleep=self._log_retry,
             reraise=True,
@@ -175,7 +179,8 @@ class Upstream:
 
     async def _once(self, url: str, params: Mapping[str, str | int] | None) -> httpx.Response:
         async with self.gate.attempt() if self.gate else contextlib.nullcontext():
-            response = await self.client.get(url, params=params)
+            with metrics.upstream_timer(self.name):
+                response = await self.client.get(url, params=params)
         if response.status_code in RETRY_STATUSES:
             raise RetryableStatus(
                 response.status_code, parse_retry_after(response.headers.get("Retry-After"))
