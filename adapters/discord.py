@@ -704,7 +704,8 @@ class _Client(discord.AutoShardedClient):
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(CommandButton)
-        await self.adapter.sync_commands()
+        if self.adapter.receiving:
+            await self.adapter.sync_commands()
 
 
 class DiscordAdapter:
@@ -729,14 +730,19 @@ class DiscordAdapter:
         self.guild_ready_timeout = guild_ready_timeout
         self.ready_timeout = ready_timeout
         self.synced = False  # whether the last start pushed the command set to Discord
+        self.receiving = True  # False: started to send only (no gateway, no command sync)
         self.client: _Client | None = None
         self._task: asyncio.Task[None] | None = None
         install_redaction([settings.discord_bot_token])
 
     # ------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        """Log in, sync commands if they changed, connect the shards, wait until READY."""
+    async def start(self, *, receive: bool = True) -> None:
+        """Log in, sync commands if they changed, connect the shards, wait until READY.
+
+        `receive=False` (`deliver --now`) only logs in: sends are REST calls, and a second
+        gateway session would only compete with a running bot's."""
+        self.receiving = receive
         if not self.settings.discord_bot_token:
             raise RuntimeError("DISCORD_BOT_TOKEN is not set")
         use_api_base(self.settings.discord_api_base_url)
@@ -752,6 +758,9 @@ class DiscordAdapter:
         except BaseException:
             await self.stop()
             raise
+        if not receive:
+            log.info("discord: logged in for sending only")
+            return
         # client.start() would do login + connect; connect runs for the app's lifetime.
         self._task = asyncio.create_task(client.connect(reconnect=True), name="discord")
         ready = asyncio.ensure_future(client.wait_until_ready())

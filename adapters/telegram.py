@@ -18,15 +18,18 @@ import contextlib
 import datetime as dt
 import hashlib
 import html
+import json
 import logging
 import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import httpx
 from telegram import (
     BotCommand,
     InlineKeyboardButton,
@@ -50,6 +53,7 @@ from telegram.ext import (
 
 from bot import sending
 from bot.commands import COMMANDS, ChatKind, Context, run_text, split_command_line
+from bot.config import USER_AGENT
 from bot.ids import InvalidArxivId, parse_arxiv_id
 from bot.logs import install_redaction, quiet_http_loggers, redact
 from bot.models import ChatRef
@@ -92,6 +96,7 @@ _BUTTON_SCHEMES = ("http://", "https://", "tg://")
 _ADMIN_STATUSES = (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
 _PRESENT_STATUSES = (*_ADMIN_STATUSES, ChatMemberStatus.MEMBER, ChatMemberStatus.RESTRICTED)
 # What "chat not found"-like 400s say: the chat is gone for us, stop sending there.
+_JSON_HEADERS = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
 _GONE_HINTS = (
     "chat not found",
     "chat_write_forbidden",
@@ -317,6 +322,16 @@ class _Outgoing:
     photo: bytes | None = None
 
 
+@dataclass(slots=True)
+class _Plan:
+    """A message ready to go: its parts and keyboard, and for text-only messages the
+    sendMessage JSON of each part without its chat (see TelegramAdapter.send)."""
+
+    parts: list[_Outgoing]
+    markup: InlineKeyboardMarkup | None
+    payloads: list[bytes] | None = None
+
+
 def _seconds(value: object) -> float:
     if isinstance(value, dt.timedelta):
         return value.total_seconds()
@@ -351,6 +366,36 @@ def map_error(exc: tg_error.TelegramError, chat: ChatRef) -> sending.SendError:
     if isinstance(exc, tg_error.Conflict):
         return sending.TransientError(f"{chat.key}: {description}")
     return sending.PermanentError(f"{chat.key}: {description}")
+
+
+def api_error(status: int, payload: bytes) -> tg_error.TelegramError:
+    """The error python-telegram-bot raises for a failed Bot API answer (the rules of its
+    BaseRequest), so that requests sent without PTB still go through `map_error`."""
+    try:
+        data = json.loads(payload)
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        data = {}
+    try:
+        message = str(data.get("description") or f"{HTTPStatus(status).phrase} ({status})")
+    except ValueError:
+        message = f"Unknown HTTPError ({status})"
+    parameters = data.get("parameters")
+    if isinstance(parameters, dict):
+        if parameters.get("migrate_to_chat_id"):
+            return tg_error.ChatMigrated(parameters["migrate_to_chat_id"])
+        if parameters.get("retry_after"):
+            return tg_error.RetryAfter(parameters["retry_after"])
+    if status == HTTPStatus.FORBIDDEN:
+        return tg_error.Forbidden(message)
+    if status in (HTTPStatus.NOT_FOUND, HTTPStatus.UNAUTHORIZED):
+        return tg_error.InvalidToken(message)
+    if status == HTTPStatus.BAD_REQUEST:
+        return tg_error.BadRequest(message)
+    if status == HTTPStatus.CONFLICT:
+        return tg_error.Conflict(message)
+    return tg_error.NetworkError(message)
 
 
 def _chat_kind(chat_type: str) -> ChatKind:
@@ -415,6 +460,16 @@ class TelegramAdapter:
         self._admins = _Bounded(10_000)  # (chat id, user id) -> (is admin, expires at)
         self._long_callbacks = _Bounded(10_000)  # short key -> (command, arg)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Digests go out through httpx directly (see `send`); PTB does the rest.
+        self._http: httpx.AsyncHTTPTransport | None = None
+        base = f"{settings.telegram_api_base_url}{settings.telegram_bot_token}"
+        self._send_url = httpx.URL(f"{base}/sendMessage")  # parsed once, not per request
+        total = settings.http_timeout_seconds
+        self._timeout = httpx.Timeout(total, connect=min(10.0, total)).as_dict()
+        # id(message) -> (message, plan): a digest is shared by many chats, and the outbox
+        # hands out one Message object per distinct body. Holding the message keeps its
+        # id from being reused while the entry lives.
+        self._plans = _Bounded(512)
         install_redaction([settings.telegram_bot_token])
 
     # -------------------------------------------------------------- lifecycle
@@ -425,7 +480,9 @@ class TelegramAdapter:
             raise RuntimeError("the Telegram adapter is not started")
         return self._application
 
-    async def start(self) -> None:
+    async def start(self, *, receive: bool = True) -> None:
+        """Connect; `receive=False` only sends (`deliver --now`): no polling or webhook,
+        which would take the updates away from a bot running with the same token."""
         quiet_http_loggers()
         settings = self.settings
         application = (
@@ -456,6 +513,17 @@ class TelegramAdapter:
             raise RuntimeError(f"cannot reach Telegram: {redact(str(e))}") from None
         self._application = application
         self.username = application.bot.username
+        # httpx's transport without AsyncClient's layers (cookies, auth, redirects, hooks):
+        # the Bot API needs none of them, and they cost a third of each send's CPU. The
+        # dispatcher keeps delivery_concurrency requests on the wire; a bigger pool only
+        # costs more, as httpcore checks every pooled connection on each request.
+        pool = max(4, settings.delivery_concurrency)
+        self._http = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+        )
+        if not receive:
+            log.info("telegram: @%s connected for sending only", self.username)
+            return
         await self.set_commands()
         await application.start()
         updater = application.updater
@@ -488,6 +556,9 @@ class TelegramAdapter:
         await self.application.bot.set_my_commands(commands)
 
     async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
         application = self._application
         if application is None:
             return
@@ -504,10 +575,69 @@ class TelegramAdapter:
     # ---------------------------------------------------------------- sending
 
     async def send(self, chat: ChatRef, message: Message) -> list[str]:
-        """For the delivery outbox: errors come out as bot.sending errors to act on."""
-        return await self._send(chat, message, patient=False)
+        """For the delivery outbox: errors come out as bot.sending errors to act on.
 
-    def _plan(self, message: Message) -> list[_Outgoing]:
+        The hot path of a delivery round: each distinct message is rendered once, and its
+        text parts are posted as JSON through httpx directly, reading back only the message
+        id (PTB would build a full Message object, entities and all, for every send)."""
+        cached = self._plans.get(id(message))
+        if cached is not None and cached[0] is message:
+            plan: _Plan = cached[1]
+        else:
+            plan = self._prepare(message, lean=True)
+            self._plans.put(id(message), (message, plan))
+        return await self._send_plan(chat, plan, patient=False)
+
+    def _prepare(self, message: Message, *, lean: bool = False) -> _Plan:
+        plan = _Plan(self._parts(message), self._keyboard(message.buttons))
+        if lean and all(part.photo is None for part in plan.parts):
+            markup = plan.markup.to_dict() if plan.markup is not None else None
+            plan.payloads = []
+            for index, part in enumerate(plan.parts):
+                fields: dict[str, Any] = {
+                    "text": part.html,
+                    "parse_mode": ParseMode.HTML.value,
+                    "link_preview_options": {"is_disabled": True},
+                }
+                if markup is not None and index == len(plan.parts) - 1:
+                    fields["reply_markup"] = markup
+                body = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+                plan.payloads.append(body[1:].encode())  # "{" comes with the chat id
+        return plan
+
+    async def _post(self, chat_id: int | str, thread: int | None, payload: bytes) -> int:
+        """sendMessage with a prepared payload; failures raise what PTB would raise."""
+        transport = self._http
+        if transport is None:
+            raise RuntimeError("the Telegram adapter is not started")
+        head = f'{{"chat_id":{json.dumps(chat_id)},'
+        if thread is not None:
+            head += f'"message_thread_id":{thread},'
+        request = httpx.Request(
+            "POST",
+            self._send_url,
+            content=head.encode() + payload,
+            headers=_JSON_HEADERS,
+            extensions={"timeout": self._timeout},
+        )
+        try:
+            response = await transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        except httpx.TimeoutException as e:
+            raise tg_error.TimedOut(f"{type(e).__name__}: {e}") from e
+        except httpx.HTTPError as e:
+            raise tg_error.NetworkError(f"httpx.{type(e).__name__}: {e}") from e
+        if not 200 <= response.status_code <= 299:
+            raise api_error(response.status_code, response.content)
+        try:
+            return int(json.loads(response.content)["result"]["message_id"])
+        except (ValueError, KeyError, TypeError):
+            raise tg_error.TelegramError("Invalid server response") from None
+
+    def _parts(self, message: Message) -> list[_Outgoing]:
         """Text parts, with display equations that have an image sent as photos between."""
         out: list[_Outgoing] = []
         pending: list[Block] = []
@@ -568,12 +698,23 @@ class TelegramAdapter:
         patient: bool,
         reply_to: int | None = None,
     ) -> list[str]:
+        """Send every part of a command's reply (through PTB)."""
+        plan = self._prepare(message)
+        return await self._send_plan(chat, plan, patient=patient, reply_to=reply_to)
+
+    async def _send_plan(
+        self,
+        chat: ChatRef,
+        plan: _Plan,
+        *,
+        patient: bool,
+        reply_to: int | None = None,
+    ) -> list[str]:
         """Send every part. `patient` (interactive replies) sits out flood waits itself;
         otherwise a RetryAfter before anything went out is the caller's to schedule, and
         one after the first part is waited out here so a retry never repeats parts."""
         bot = self.application.bot
-        parts = self._plan(message)
-        markup = self._keyboard(message.buttons)
+        parts, markup = plan.parts, plan.markup
         chat_id = _telegram_chat_id(chat)
         thread = int(chat.thread_id) if chat.thread_id else None
         ids: list[str] = []
@@ -586,8 +727,10 @@ class TelegramAdapter:
             )
             while True:
                 try:
-                    sent: TgMessage
-                    if part.photo is not None:
+                    sent: TgMessage | int
+                    if plan.payloads is not None and reply is None:
+                        sent = await self._post(chat_id, thread, plan.payloads[index])
+                    elif part.photo is not None:
                         sent = await bot.send_photo(
                             chat_id,
                             part.photo,
@@ -617,7 +760,7 @@ class TelegramAdapter:
                     raise sending.RetryAfter(wait) from None
                 except tg_error.TelegramError as e:
                     raise map_error(e, chat) from None
-            ids.append(str(sent.message_id))
+            ids.append(str(sent if isinstance(sent, int) else sent.message_id))
         return ids
 
     async def reply(

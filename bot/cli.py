@@ -109,12 +109,12 @@ async def _deliver(settings: Settings) -> int:
     async with paperboy(settings) as app:
         adapters = platform_adapters(app, settings)
         senders: list[Sender] = list(adapters) or [ConsoleChat(app)]
-        # Adapters send through their HTTP clients, which start with the adapter; no
-        # inbound updates are read: started and stopped around the round only.
+        # Send-only: no polling or gateway, which would take updates away from a bot
+        # running with the same token. Started and stopped around the round only.
         started = []
         try:
             for adapter in adapters:
-                await adapter.start()
+                await adapter.start(receive=False)
                 started.append(adapter)
             # One of several workers sends only its share of each platform's global rate.
             tick, sent = await deliver_once(app, settings.worker_share(), senders)

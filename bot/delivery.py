@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from aiolimiter import AsyncLimiter
 
 from bot.config import Settings
-from bot.digest import Round, base_id, unseen
+from bot.digest import Round
 from bot.models import ChatRef
 from bot.schedule import next_run
 from bot.sending import (
@@ -47,7 +47,7 @@ from bot.text import Message
 
 log = logging.getLogger(__name__)
 
-SCHEDULE_BATCH = 2000
+SCHEDULE_BATCH = 5000
 # When every feed of a chat failed, try again soon, but not forever: after a while the
 # run is given up and the chat waits for its next day.
 FEED_RETRY = timedelta(minutes=15)
@@ -114,14 +114,17 @@ async def _digests(
 ) -> list[Enqueue]:
     now = rnd.now
     ranked = {d.settings.chat: rnd.ranked(d.subscriptions) for d in due}
-    wanted = {key for r in ranked.values() if r for key, _ in r}
+    # Each distinct ranking once: chats following the same feeds share one list.
+    lists = {id(r): r for r in ranked.values() if r}
+    wanted = {key for r in lists.values() for key, _ in r}
     chats = [chat for chat, r in ranked.items() if r]
     delivered = await store.delivered_among(chats, sorted(wanted)) if wanted else {}
     out: list[Enqueue] = []
+    runs: dict[datetime, str] = {}
     for d in due:
         chat = d.settings.chat
         stats.chats += 1
-        upcoming = next_run(d.settings, now)
+        upcoming = rnd.next_run(d.settings)
         best = ranked[chat]
         if best is None:  # every feed failed this round
             stats.postponed += 1
@@ -129,16 +132,17 @@ async def _digests(
                 upcoming = min(upcoming, now + FEED_RETRY)
             out.append(Enqueue(chat, d.due_at, upcoming))
             continue
-        papers = unseen(best, delivered.get(chat, set()), d.settings.count)
-        if not papers:
+        bodies, paper_ids = rnd.digest(d.settings, best, delivered.get(chat, set()))
+        if not bodies:
             stats.empty += 1
             out.append(Enqueue(chat, d.due_at, upcoming))
             continue
-        bodies = rnd.rendered(d.settings, papers)
         # The key names the scheduled run, so the same run can never be enqueued twice.
-        run = d.due_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        run = runs.get(d.due_at)
+        if run is None:
+            run = runs[d.due_at] = d.due_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
         messages = [(f"{chat.key}:{run}:{seq}", body) for seq, body in enumerate(bodies)]
-        out.append(Enqueue(chat, d.due_at, upcoming, messages, [base_id(p.id) for p in papers]))
+        out.append(Enqueue(chat, d.due_at, upcoming, messages, paper_ids))
         stats.digests += 1
         stats.messages += len(messages)
     return out

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from bot import cards
 from bot.models import ChatSettings, Paper, Subscription
-from bot.schedule import local_date
+from bot.schedule import local_date, next_run
 from bot.serialize import message_to_json
 from bot.service import Paperboy, merge_hf
 from bot.sources.base import FeedFetch, SourceError
@@ -51,7 +51,10 @@ class Round:
         self.app = app
         self.now = now
         self.feeds: dict[str, FeedFetch | None] = {}  # None: the feed failed this round
-        self._rendered: dict[tuple[object, ...], list[str]] = {}
+        self._rendered: dict[tuple[object, ...], tuple[list[str], list[str]]] = {}
+        self._titles: dict[str, str] = {}  # by timezone: the local date names the digest
+        self._next_runs: dict[tuple[object, ...], datetime] = {}
+        self._fresh: dict[tuple[object, ...], tuple[list[str], list[str]]] = {}
         self._ranked: dict[tuple[object, ...], list[tuple[str, Paper]] | None] = {}
 
     async def feed(self, feed: str) -> FeedFetch | None:
@@ -78,15 +81,46 @@ class Round:
             self._ranked[key] = None if found is None else rank(found)
         return self._ranked[key]
 
-    def rendered(self, settings: ChatSettings, papers: Sequence[Paper]) -> list[str]:
-        """The digest's messages as outbox JSON; chats with the same papers share the work."""
-        title = digest_title(settings, self.now)
+    def next_run(self, settings: ChatSettings) -> datetime:
+        """`schedule.next_run` after this round, once per distinct schedule."""
+        key = (settings.timezone, settings.delivery_time, settings.weekdays)
+        at = self._next_runs.get(key)
+        if at is None:
+            at = self._next_runs[key] = next_run(settings, self.now)
+        return at
+
+    def digest(
+        self, settings: ChatSettings, best: list[tuple[str, Paper]], delivered: set[str]
+    ) -> tuple[list[str], list[str]]:
+        """`rendered(unseen(...))` for a chat ranked `best` (from `ranked`); ([], []) when
+        nothing is new. Chats that received none of these papers yet (most, on most days)
+        share one answer per ranking, count, format and zone."""
+        if delivered:
+            papers = unseen(best, delivered, settings.count)
+            return self.rendered(settings, papers) if papers else ([], [])
+        # `best` lives in self._ranked for the whole round, so its id stays its own.
+        key = (id(best), settings.count, settings.format, settings.timezone)
+        done = self._fresh.get(key)
+        if done is None:
+            papers = unseen(best, delivered, settings.count)
+            done = self._fresh[key] = self.rendered(settings, papers) if papers else ([], [])
+        return done
+
+    def rendered(
+        self, settings: ChatSettings, papers: Sequence[Paper]
+    ) -> tuple[list[str], list[str]]:
+        """The digest's messages as outbox JSON, and its papers' base ids. Chats with the
+        same papers share the work, and the very same strings (the outbox stores each
+        distinct body once)."""
+        title = self._titles.get(settings.timezone)
+        if title is None:
+            title = self._titles[settings.timezone] = digest_title(settings, self.now)
         key = (settings.format, title, tuple(p.id for p in papers))
-        bodies = self._rendered.get(key)
-        if bodies is None:
+        done = self._rendered.get(key)
+        if done is None:
             bodies = [message_to_json(m) for m in render_digest(settings, papers, title)]
-            self._rendered[key] = bodies
-        return bodies
+            done = self._rendered[key] = (bodies, [base_id(p.id) for p in papers])
+        return done
 
 
 @dataclass(slots=True)
@@ -175,6 +209,8 @@ def choose(
 
 def unseen(ranked: Sequence[tuple[str, Paper]], delivered: set[str], count: int) -> list[Paper]:
     """The best `count` papers the chat has not received (ranking survives removals)."""
+    if not delivered:  # the common case: a chat that has seen none of today's papers
+        return [paper for _, paper in ranked[:count]]
     out: list[Paper] = []
     for key, paper in ranked:
         if len(out) >= count:

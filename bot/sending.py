@@ -55,6 +55,9 @@ class Sender(Protocol):
 class Adapter(Sender, Protocol):
     """A chat platform: inbound commands plus the Sender for digests."""
 
-    async def start(self) -> None: ...
+    async def start(self, *, receive: bool = True) -> None:
+        """Connect. `receive=False`: for sending only (`deliver --now`), no inbound updates,
+        so a bot already running with the same token keeps receiving its own."""
+        ...
 
     async def stop(self) -> None: ...

@@ -123,3 +123,25 @@ async def test_kill_9_mid_round_then_restart_delivers_every_digest(tmp_path: Pat
         out, err = await asyncio.wait_for(third.communicate(), 60)
         assert third.returncode == 0, err.decode()[-2000:]
         assert sum(1 for m in tg.sent if m.method == "sendMessage") == sum(per_chat.values())
+
+
+async def test_deliver_now_sends_without_receiving_updates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`deliver --now` beside a running bot with the same token must not poll: Telegram
+    would hand the updates to whichever of the two asked last."""
+    from bot.cli import _deliver
+    from bot.config import Settings
+
+    db = tmp_path / "paperboy.db"
+    chats = await seed(db, 12)
+    async with FakeTelegram() as tg:
+        for key, value in env_for(tg, db).items():
+            monkeypatch.setenv(key, value)
+        assert await _deliver(Settings.from_env(read_dotenv=False)) == 0
+        await asyncio.sleep(0.2)  # a poller started by mistake would have asked by now
+    sent = Counter(m.chat_id for m in tg.sent if m.method == "sendMessage")
+    assert sorted(sent) == sorted(int(c.chat_id) for c in chats)
+    assert tg.method_counts.get("getupdates", 0) == 0
+    assert tg.method_counts.get("setwebhook", 0) == 0
+    assert tg.method_counts.get("setmycommands", 0) == 0

@@ -619,3 +619,19 @@ def test_renderer_within_limits_and_keeps_text(
     assert _is_subsequence(source, _alnum("".join(shown)))
     images = [b.image for b in blocks if isinstance(b, MathBlock) and b.image]
     assert sum(len(p.files) for p in parts) == len(images)
+
+
+async def test_send_only_start_opens_no_gateway_and_syncs_nothing(
+    core: Paperboy, discord_server: FakeDiscord, tmp_path: Any
+) -> None:
+    # `deliver --now` beside a running bot: REST sends only, no second gateway session.
+    adapter = adapter_for(core, discord_server, tmp_path)
+    await adapter.start(receive=False)
+    try:
+        channel = discord_server.channel_id
+        assert await adapter.send(ChatRef("discord", channel), digest_message("Send only"))
+    finally:
+        await adapter.stop()
+    assert discord_server.identifies == []
+    assert discord_server.command_puts == []
+    assert "Send only" in discord_server.channel_messages[channel][-1]["content"]

@@ -83,6 +83,8 @@ _ATTRIBUTE = re.compile(
 )
 _TAG_END = re.compile(r"\s*(/?)>")
 _END_TAG = re.compile(r"</([A-Za-z][A-Za-z0-9-]*)\s*>")
+_MARKUP = re.compile(r"[&<>]")
+_SPACE = re.compile(r"\s")
 _NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 _TAG_TYPES = {
     "b": "bold",
@@ -106,8 +108,9 @@ _LINK_SCHEMES = ("http://", "https://", "tg://", "mailto:", "ton://")
 
 
 def utf16_len(text: str) -> int:
-    """Length as Telegram counts it: UTF-16 code units."""
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+    """Length as Telegram counts it: UTF-16 code units (counted in C: benchmarks send
+    thousands of messages a second through here)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def _byte_offset(text: str, index: int) -> int:
@@ -118,7 +121,6 @@ def _byte_offset(text: str, index: int) -> int:
 class _Open:
     tag: str
     start: int  # UTF-16 offset in the parsed text
-    byte: int
     attrs: dict[str, str]
 
 
@@ -165,9 +167,13 @@ def parse_html(text: str) -> tuple[str, list[dict[str, Any]]]:
         elif ch == "<":
             i = _open_tag(text, i, pos16, stack)
         else:
-            out.append(ch)
-            pos16 += 2 if ord(ch) > 0xFFFF else 1
-            i += 1
+            # Plain text up to the next markup character, in one step.
+            markup = _MARKUP.search(text, i)
+            end = markup.start() if markup else n
+            chunk = text[i:end]
+            out.append(chunk)
+            pos16 += utf16_len(chunk)
+            i = end
     if stack:
         raise EntityParseError(f'Can\'t find end tag corresponding to start tag "{stack[-1].tag}"')
     entities.sort(key=lambda e: (e["offset"], -e["length"]))
@@ -189,56 +195,53 @@ def _decode_entity(body: str, text: str, index: int) -> str:
     return _NAMED_ENTITIES[body]
 
 
+def _tag_error(text: str, index: int, message: str) -> EntityParseError:
+    # The byte offset costs a pass over the text: computed only for an error.
+    return EntityParseError(f"{message} at byte offset {_byte_offset(text, index)}")
+
+
 def _open_tag(text: str, i: int, pos16: int, stack: list[_Open]) -> int:
-    offset = _byte_offset(text, i)
     match = _START_TAG.match(text, i)
     if match is None:
-        raise EntityParseError(f'Unsupported start tag "" at byte offset {offset}')
+        raise _tag_error(text, i, 'Unsupported start tag ""')
     name = match[1].lower()
     if name not in _TAG_TYPES:
-        raise EntityParseError(f'Unsupported start tag "{name}" at byte offset {offset}')
+        raise _tag_error(text, i, f'Unsupported start tag "{name}"')
     j = match.end()
     attrs: dict[str, str] = {}
     while True:
         end = _TAG_END.match(text, j)
         if end is not None:
             if end[1]:
-                raise EntityParseError(f"Unclosed start tag at byte offset {offset}")
+                raise _tag_error(text, i, "Unclosed start tag")
             j = end.end()
             break
         attr = _ATTRIBUTE.match(text, j)
         if attr is None:
-            raise EntityParseError(f"Unclosed start tag at byte offset {offset}")
+            raise _tag_error(text, i, "Unclosed start tag")
         raw = next((v for v in attr.groups()[1:] if v is not None), "")
         attrs[attr[1].lower()] = _unescape_attribute(raw, text, j)
         j = attr.end()
     if name == "span" and attrs.get("class") != "tg-spoiler":
-        raise EntityParseError(f'Tag "span" must have class "tg-spoiler" at byte offset {offset}')
+        raise _tag_error(text, i, 'Tag "span" must have class "tg-spoiler"')
     if name == "a":
         href = attrs.get("href", "")
-        if not href.lower().startswith(_LINK_SCHEMES) or any(c.isspace() for c in href):
-            raise EntityParseError(f'Invalid URL "{href}" in tag "a" at byte offset {offset}')
+        if not href.lower().startswith(_LINK_SCHEMES) or _SPACE.search(href) is not None:
+            raise _tag_error(text, i, f'Invalid URL "{href}" in tag "a"')
     if name == "tg-emoji" and "emoji-id" not in attrs:
-        raise EntityParseError(
-            f'Tag "tg-emoji" must have attribute "emoji-id" at byte offset {offset}'
-        )
+        raise _tag_error(text, i, 'Tag "tg-emoji" must have attribute "emoji-id"')
     if name == "code" and "class" in attrs:
         parent = stack[-1].tag if stack else None
         if parent != "pre" or not attrs["class"].startswith("language-"):
-            raise EntityParseError(
-                f"Programming language can be specified only for a code tag inside pre, "
-                f"at byte offset {offset}"
+            raise _tag_error(
+                text, i, "Programming language can be specified only for a code tag inside pre,"
             )
     for open_ in stack:
         if open_.tag in ("code", "pre") and not (open_.tag == "pre" and name == "code"):
-            raise EntityParseError(
-                f'Tag "{name}" can\'t be nested in "{open_.tag}" at byte offset {offset}'
-            )
+            raise _tag_error(text, i, f'Tag "{name}" can\'t be nested in "{open_.tag}"')
         if open_.tag == name and name in ("a", "blockquote", "code", "pre"):
-            raise EntityParseError(
-                f'Tag "{name}" can\'t be nested in itself at byte offset {offset}'
-            )
-    stack.append(_Open(name, pos16, offset, attrs))
+            raise _tag_error(text, i, f'Tag "{name}" can\'t be nested in itself')
+    stack.append(_Open(name, pos16, attrs))
     return j
 
 
