@@ -159,6 +159,9 @@ async def bench_fetch_once(path: Path, chats: int) -> None:
         body = arxiv.listings[("atom", "cs.AI")]
         for category in ARXIV_FEEDS:
             arxiv.set_listing(category, body)
+        # Today's Hugging Face list is out, as on any weekday once HF publishes it (on a
+        # day without one, hf:daily asks a second time, for the latest list).
+        hf.add_daily(datetime.now(UTC).date().isoformat(), hf.days[max(hf.days)])
         settings = arxiv.settings(hf_api_url=hf.api_url)
         feeds = [f"arxiv:{c}" for c in ARXIV_FEEDS] + [f"hf:{n}" for n in HF_FEEDS]
         async with core(settings, path) as app:
