@@ -34,9 +34,8 @@ from typing import Any
 
 from bot.config import Settings
 from bot.delivery import Dispatcher, scheduler_tick
-from bot.digest import feed_day
 from bot.models import Paper
-from bot.service import Paperboy
+from bot.service import Paperboy, feed_day
 from bot.sources.arxiv import ArxivSource
 from bot.sources.hf import HuggingFaceSource
 from bot.store.sqlite import SQLiteStore

@@ -29,9 +29,8 @@ from pathlib import Path
 import asyncpg
 
 from bot.delivery import scheduler_tick
-from bot.digest import feed_day
 from bot.models import Paper
-from bot.service import Paperboy
+from bot.service import Paperboy, feed_day
 from bot.store.postgres import PostgresStore
 
 ROOT = Path(__file__).resolve().parents[1]

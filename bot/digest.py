@@ -11,32 +11,20 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
 from bot import cards
 from bot.models import ChatSettings, Paper, Subscription
 from bot.schedule import local_date, next_run
 from bot.serialize import message_to_json
-from bot.service import Paperboy, merge_hf
+from bot.service import Paperboy, feed_day, merge_hf
 from bot.sources.base import FeedFetch, SourceError
 from bot.text import Message
 
 log = logging.getLogger(__name__)
 
-ARXIV_ZONE = ZoneInfo("America/New_York")
-# arXiv announces at 20:00 US Eastern and its listing feeds refresh by midnight Eastern;
-# a fetch stays current until the next refresh, so arXiv feeds are cached per Eastern
-# date, with a little slack for a late refresh.
-ARXIV_REFRESH_SLACK = timedelta(minutes=30)
+
 _VERSION = re.compile(r"v\d+$")
-
-
-def feed_day(feed: str, now: datetime) -> date:
-    """The day under which a feed's fetch is cached (see Paperboy.feed)."""
-    if feed.startswith("arxiv:"):
-        return (now.astimezone(ARXIV_ZONE) - ARXIV_REFRESH_SLACK).date()
-    return now.astimezone(UTC).date()
 
 
 def base_id(paper_id: str) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from bot.ids import InvalidArxivId, parse_arxiv_id
 from bot.models import ChatRef, ChatSettings, Paper
@@ -23,6 +24,19 @@ if TYPE_CHECKING:
     from bot.explain import Explainer
 
 log = logging.getLogger(__name__)
+
+ARXIV_ZONE = ZoneInfo("America/New_York")
+# arXiv announces at 20:00 US Eastern and its listing feeds refresh by midnight Eastern;
+# a fetch stays current until the next refresh, so arXiv feeds are cached per Eastern
+# date, with a little slack for a late refresh.
+ARXIV_REFRESH_SLACK = timedelta(minutes=30)
+
+
+def feed_day(feed: str, now: datetime) -> date:
+    """The day under which a feed's fetch is cached (see Paperboy.feed)."""
+    if feed.startswith("arxiv:"):
+        return (now.astimezone(ARXIV_ZONE) - ARXIV_REFRESH_SLACK).date()
+    return now.astimezone(UTC).date()
 
 
 class Paperboy:
@@ -76,8 +90,9 @@ class Paperboy:
         return papers
 
     async def feed(self, feed: str, day: date | None = None) -> FeedFetch:
-        """A feed's papers for `day` (today, UTC): stored after the first fetch of the day."""
-        day = day or datetime.now(UTC).date()
+        """A feed's papers for `day` (by default the feed's current day, see `feed_day`):
+        stored after the first fetch of that day."""
+        day = day or feed_day(feed, datetime.now(UTC))
         lock = self._feed_locks.setdefault(feed, asyncio.Lock())
         async with lock:
             stored = await self.store.load_feed(feed, day)

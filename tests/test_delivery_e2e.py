@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.digest import feed_day
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
+from bot.service import feed_day
 from bot.store.sqlite import SQLiteStore
 from tests.fakes.telegram import FakeTelegram, RateLimits
 

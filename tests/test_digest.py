@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from bot.digest import Round, build_digest, choose, feed_day
+from bot.digest import Round, build_digest, choose
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
 from bot.serialize import message_from_json, message_to_json
-from bot.service import Paperboy
+from bot.service import Paperboy, feed_day
 from bot.sources.base import FeedFetch
 from bot.store.sqlite import SQLiteStore
 from bot.text import ListBlock, plain

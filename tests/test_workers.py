@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.digest import feed_day
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
+from bot.service import feed_day
 from bot.store.postgres import PostgresStore
 from tests.fakes.telegram import FakeTelegram, RateLimits
 from tests.test_store import PG_DSN, _pg_admin
