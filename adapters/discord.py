@@ -29,7 +29,9 @@ from typing import Any, Optional
 
 import aiohttp
 import discord
+import yarl
 from discord import app_commands
+from discord.gateway import DiscordWebSocket
 
 from bot.commands import COMMANDS, ArgValue, Command, Context, run_args
 from bot.config import Settings
@@ -761,6 +763,10 @@ class DiscordAdapter:
         if not receive:
             log.info("discord: logged in for sending only")
             return
+        if not await self._choose_shards(client):
+            log.info("discord: no gateway shard falls to this worker; sending only")
+            self.receiving = False
+            return
         # client.start() would do login + connect; connect runs for the app's lifetime.
         self._task = asyncio.create_task(client.connect(reconnect=True), name="discord")
         ready = asyncio.ensure_future(client.wait_until_ready())
@@ -777,6 +783,25 @@ class DiscordAdapter:
             await self.stop()
             raise RuntimeError("Discord did not become ready in time")
         log.info("discord ready as %s in %d guild(s)", client.user, len(client.guilds))
+
+    async def _choose_shards(self, client: _Client) -> bool:
+        """With several workers, connect only this worker's shards (i % workers == index).
+
+        Returns False when no shard falls to this worker. One worker with no pinned count
+        leaves it all to AutoShardedClient."""
+        settings = self.settings
+        if settings.worker_count <= 1 and not settings.discord_shard_count:
+            return True
+        recommended, gateway_url, _ = await client.http.get_bot_gateway()
+        total = settings.discord_shard_count or recommended
+        # With the count pinned, discord.py connects to its default gateway; keep the
+        # URL Discord (or DISCORD_API_BASE_URL's server) just gave us instead.
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+        mine = [i for i in range(total) if i % settings.worker_count == settings.worker_index]
+        client.shard_count = total
+        client.shard_ids = mine
+        log.info("discord: shards %s of %d on worker %d", mine, total, settings.worker_index)
+        return bool(mine)
 
     async def stop(self) -> None:
         client, task = self.client, self._task

@@ -48,6 +48,9 @@ class Settings:
     # platform-wide rates (rate / worker_count); worker_index is this process's number.
     worker_count: int = 1
     worker_index: int = 0
+    # Discord gateway shards, split across workers (shard i runs on worker i % worker_count);
+    # 0 = the count Discord recommends.
+    discord_shard_count: int = 0
     # Delivery (bot/delivery.py). A rate of 0 turns that limit off.
     telegram_rate_per_second: float = 30.0  # Telegram's global broadcast limit
     discord_rate_per_second: float = 50.0  # Discord's global limit

@@ -106,9 +106,16 @@ async def core(arxiv_server: FakeArxiv, hf_server: FakeHF) -> AsyncIterator[Pape
 
 
 def adapter_for(
-    core: Paperboy, fake: FakeDiscord, state_dir: Any, **options: Any
+    core: Paperboy,
+    fake: FakeDiscord,
+    state_dir: Any,
+    workers: tuple[int, int] = (0, 1),
+    **options: Any,
 ) -> DiscordAdapter:
-    settings = Settings(discord_bot_token=fake.token, discord_api_base_url=fake.api_url)
+    settings = Settings(
+        discord_bot_token=fake.token, discord_api_base_url=fake.api_url,
+        worker_index=workers[0], worker_count=workers[1],
+    )  # fmt: skip
     options = {"channel_interval": 0.0, "guild_ready_timeout": 0.01, **options}
     return DiscordAdapter(core, settings, state_dir=state_dir, **options)
 
@@ -192,6 +199,37 @@ async def test_auto_sharded(core: Paperboy, tmp_path: Any) -> None:
             assert adapter.client is not None and len(adapter.client.guilds) == 4
             it = await fake.slash("help")
             await it.wait_done()
+        finally:
+            await adapter.stop()
+
+
+async def test_shards_split_across_workers(core: Paperboy, tmp_path: Any) -> None:
+    """Two workers, three shards: worker 0 runs shards 0 and 2, worker 1 runs shard 1, and
+    every guild is served exactly once."""
+    async with FakeDiscord(shards=3, guilds=6) as fake:
+        first = adapter_for(core, fake, tmp_path, workers=(0, 2))
+        second = adapter_for(core, fake, tmp_path, workers=(1, 2))
+        await first.start()
+        await second.start()
+        try:
+            assert first.client is not None and second.client is not None
+            assert sorted(first.client.shard_ids or []) == [0, 2]
+            assert list(second.client.shard_ids or []) == [1]
+            identified = sorted(tuple(i["shard"]) for i in fake.identifies)
+            assert identified == [(0, 3), (1, 3), (2, 3)]
+            guilds = [g.id for a in (first, second) for g in a.client.guilds]  # type: ignore[union-attr]
+            assert len(guilds) == len(set(guilds)) == 6
+        finally:
+            await first.stop()
+            await second.stop()
+
+
+async def test_worker_without_a_shard_only_sends(core: Paperboy, tmp_path: Any) -> None:
+    async with FakeDiscord(shards=1, guilds=1) as fake:
+        adapter = adapter_for(core, fake, tmp_path, workers=(1, 2))
+        await adapter.start()
+        try:
+            assert not fake.identifies and not adapter.receiving
         finally:
             await adapter.stop()
 
