@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import inspect
 import pkgutil
 import sys
 import time
@@ -20,7 +22,9 @@ def main() -> int:
         started = time.perf_counter()
         module = importlib.import_module(f"bench.{name}")
         try:
-            module.main()
+            result = module.main()
+            if inspect.iscoroutine(result):  # some benchmarks are async all the way
+                asyncio.run(result)
         except Exception as e:  # one broken benchmark should not hide the others' figures
             failed += 1
             print(f"{name} failed: {e!r}")
