@@ -8,7 +8,15 @@ import textwrap
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
-from bot.commands import Context, run_text, split_command_line
+from bot.commands import (
+    COMMANDS,
+    Command,
+    Context,
+    UsageError,
+    parse_text,
+    run_text,
+    split_command_line,
+)
 from bot.ids import find_arxiv_ids
 from bot.models import ChatRef
 from bot.service import Paperboy
@@ -147,10 +155,15 @@ class ConsoleChat:
         invocation = split_command_line(line if line.startswith("/") else "/" + line)
         if line.startswith("/") and invocation:
             return await run_text(self.context(), invocation.name, invocation.text)
+        bare = COMMANDS.get(invocation.name) if invocation else None
+        # A command without its slash ("explain 1706.03762") when its arguments make sense;
+        # otherwise a pasted link or id in the line shows that paper.
+        if invocation and bare and _parses(bare, invocation.text):
+            return await run_text(self.context(), invocation.name, invocation.text)
         ids = find_arxiv_ids(line)
         if ids:  # a pasted link or id: show that paper
             return await run_text(self.context(), "paper", str(ids[0]))
-        if invocation and invocation.name in _BARE_COMMANDS:
+        if invocation and bare:  # the command's usage line says what is wrong
             return await run_text(self.context(), invocation.name, invocation.text)
         return Reply.text(
             "Type a command such as /help, /trending or /explain 1706.03762, "
@@ -180,22 +193,12 @@ class ConsoleChat:
                 self.show(reply)
 
 
-_BARE_COMMANDS = frozenset(
-    (
-        "help",
-        "start",
-        "trending",
-        "today",
-        "search",
-        "paper",
-        "explain",
-        "ask",
-        "subscribe",
-        "unsubscribe",
-        "subscriptions",
-        "settings",
-    )
-)
+def _parses(command: Command, text: str) -> bool:
+    try:
+        parse_text(command, text)
+    except UsageError:
+        return False
+    return True
 
 
 async def _stdin_line() -> str | None:

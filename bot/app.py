@@ -92,10 +92,23 @@ async def serve(app: Paperboy, settings: Settings, adapters: list[Adapter]) -> N
             health.set_adapter(adapter.platform, "running")
             log.info("%s adapter started", adapter.platform)
         background = await start_background(app, settings, adapters)
-        await stop.wait()
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            # A background loop that ends by itself has failed: without it no digest goes
+            # out, so stop (and let the service manager restart us) rather than carry on.
+            await asyncio.wait({stopping, *background}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        ended = [task for task in background if task.done()] if not stop.is_set() else []
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        for task in ended:
+            error = None if task.cancelled() else task.exception()
+            log.error("%s stopped; shutting down", task.get_name(), exc_info=error)
+            if error is not None:
+                raise error
+            raise RuntimeError(f"{task.get_name()} stopped")
     finally:
         for adapter in reversed(started):
             try:

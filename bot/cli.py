@@ -84,6 +84,7 @@ async def _digest(settings: Settings, feed: str, count: int) -> int:
     from bot import cards
     from bot.app import paperboy
     from bot.commands import UsageError, parse_feed
+    from bot.sources.base import SourceError
 
     try:
         feed = parse_feed(feed)
@@ -91,7 +92,11 @@ async def _digest(settings: Settings, feed: str, count: int) -> int:
         print(e, file=sys.stderr)
         return 2
     async with paperboy(settings) as app:
-        fetch = await app.feed(feed)
+        try:
+            fetch = await app.feed(feed)
+        except SourceError as e:  # upstream down: its user-safe message, not a traceback
+            print(e, file=sys.stderr)
+            return 1
         if fetch.announced is None and not fetch.papers:
             print(f"No announcement for {feed} today.")
             return 0

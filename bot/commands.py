@@ -9,6 +9,7 @@ bad arguments give a usage line, never a traceback.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shlex
@@ -16,14 +17,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from typing import TYPE_CHECKING, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import available_timezones
 
 from bot import cards
 from bot.ids import InvalidArxivId, parse_arxiv_id
 from bot.models import HF_FEEDS, ChatRef, ChatSettings, Subscription
 from bot.sources.base import SourceError
 from bot.sources.categories import canonical_category
-from bot.text import Block, Bold, Code, ListBlock, Message, Paragraph, Reply, Text
+from bot.text import Block, Bold, Code, Inline, ListBlock, Message, Paragraph, Reply, Text
 
 if TYPE_CHECKING:
     from bot.service import Paperboy
@@ -316,15 +317,26 @@ def _require_admin(ctx: Context) -> None:
 async def _subscribe(ctx: Context, args: dict[str, ArgValue]) -> Reply:
     feed = str(args["feed"])
     keywords, exclude, authors = parse_filters(str(args.get("filters", "")))
+    before = [s for s in await ctx.app.store.list_subscriptions(ctx.chat) if s.feed == feed]
     sub = await ctx.app.store.add_subscription(
         Subscription(ctx.chat, feed, keywords=keywords, exclude=exclude, authors=authors)
     )
     settings = await ctx.app.chat_settings(ctx.chat)
     when = f"{settings.delivery_time:%H:%M} {settings.timezone}"
+    # One subscription per feed: a second /subscribe replaces its filters, and says so.
+    done: tuple[Inline, ...] = (Text("Subscribed: "), Code(sub.describe()), Text("."))
+    if before and before[0].describe() != sub.describe():
+        done = (
+            Text("Updated: "),
+            Code(sub.describe()),
+            Text(" (it was "),
+            Code(before[0].describe()),
+            Text(")."),
+        )
+    elif before:
+        done = (Text("Already subscribed: "), Code(sub.describe()), Text("."))
     return Reply.of(
-        Paragraph(
-            (Text("Subscribed: "), Code(sub.describe()), Text(".")),
-        ),
+        Paragraph(done),
         Paragraph(
             (
                 Text(f"Your digest arrives daily at {when}. Change it with "),
@@ -417,7 +429,8 @@ def apply_setting(settings: ChatSettings, key: str, value: str) -> None:
     elif key == "timezone":
         settings.timezone = canonical_timezone(value)
     elif key == "count":
-        if not value.isdigit() or not 1 <= int(value) <= 50:
+        # isdecimal, not isdigit: "²" is a digit that int() refuses.
+        if not value.isdecimal() or not 1 <= int(value) <= 50:
             raise UsageError("Count is a number of papers from 1 to 50.")
         settings.count = int(value)
     elif key == "format":
@@ -430,21 +443,26 @@ def apply_setting(settings: ChatSettings, key: str, value: str) -> None:
         raise UsageError(f"Unknown setting. Settings are: {', '.join(SETTING_KEYS)}.")
 
 
+# Keys in the zoneinfo database that are not a place: "localtime" is the server's own zone
+# (not the user's), "posixrules" a template, "Factory" a placeholder.
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+@functools.cache
+def _zone_names() -> dict[str, str]:
+    """Lower-cased IANA name -> name. Listing the zones reads the disk: once per process."""
+    return {name.lower(): name for name in available_timezones() if name not in _NOT_ZONES}
+
+
 def canonical_timezone(value: str) -> str:
     if value.upper() in ("UTC", "GMT", "Z"):
         return "UTC"
-    try:
-        ZoneInfo(value)
-        return value
-    except (ZoneInfoNotFoundError, ValueError):
-        pass
-    lowered = value.lower()
-    for name in available_timezones():
-        if name.lower() == lowered:
-            return name
-    raise UsageError(
-        f"“{value}” is not a time zone. Use an IANA name like Europe/Berlin or Asia/Tokyo."
-    )
+    name = _zone_names().get(value.strip().lower())
+    if name is None:
+        raise UsageError(
+            f"“{value}” is not a time zone. Use an IANA name like Europe/Berlin or Asia/Tokyo."
+        )
+    return name
 
 
 def parse_weekdays(value: str) -> frozenset[int] | None:

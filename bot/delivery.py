@@ -54,7 +54,9 @@ FEED_RETRY = timedelta(minutes=15)
 FEED_GIVE_UP = timedelta(hours=6)
 PRUNE_AFTER = timedelta(days=14)
 SENT_FLUSH_SECONDS = 0.02
+SENT_FLUSH_RETRY_SECONDS = 1.0  # after the store failed to record sent rows
 IDLE_POLL_SECONDS = 1.0
+OUTBOX_RETRY_SECONDS = 5.0  # after the outbox could not be read (the database is down)
 
 
 def utcnow() -> datetime:
@@ -297,17 +299,26 @@ class Dispatcher:
         try:
             while True:
                 self._wake.clear()
-                await self.pump()
                 timeout = IDLE_POLL_SECONDS
-                if until_idle and not self.busy:
-                    upcoming = await self.store.next_outbox_time(self.platforms)
-                    if upcoming is None:
-                        return
-                    wait = (upcoming - self.clock()).total_seconds()
-                    if deadline is not None and loop.time() + wait > deadline:
-                        log.warning("delivery: rows left for later, next one due %s", upcoming)
-                        return
-                    timeout = max(0.0, min(timeout, wait))
+                try:
+                    await self.pump()
+                    if until_idle and not self.busy:
+                        upcoming = await self.store.next_outbox_time(self.platforms)
+                        if upcoming is None:
+                            return
+                        wait = (upcoming - self.clock()).total_seconds()
+                        if deadline is not None and loop.time() + wait > deadline:
+                            log.warning("delivery: rows left for later, next one due %s", upcoming)
+                            return
+                        timeout = max(0.0, min(timeout, wait))
+                except Exception:
+                    # The database is away for a moment: senders must outlive it, or no
+                    # digest would go out again until a restart.
+                    if deadline is not None and loop.time() + OUTBOX_RETRY_SECONDS > deadline:
+                        raise
+                    log.exception("delivery: the outbox cannot be read; trying again")
+                    await asyncio.sleep(OUTBOX_RETRY_SECONDS)
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
@@ -329,7 +340,18 @@ class Dispatcher:
         queue = self._queues[key]
         try:
             while queue:
-                await self._deliver(queue.popleft(), queue)
+                item = queue.popleft()
+                try:
+                    await self._deliver(item, queue)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # The store failed while settling a row. Left in `_in_flight`, the
+                    # chat's rows would never be claimed again (and `run(until_idle)` never
+                    # end): let go of them, and their leases bring them back.
+                    log.exception("delivery to %s failed: its rows wait for their lease", key)
+                    self._release([item, *queue])
+                    queue.clear()
         finally:
             self._queues.pop(key, None)
             self._tasks.pop(key, None)
@@ -417,19 +439,29 @@ class Dispatcher:
         await self.store.mark_dead(item.id, error)
         self._release([item])
 
-    async def _flush_soon(self) -> None:
+    async def _flush_soon(self, delay: float = SENT_FLUSH_SECONDS) -> None:
         # Sent rows are recorded in small batches: one transaction per message would
         # cap throughput at the database's commit rate. They stay "in flight" until then.
         try:
-            await asyncio.sleep(SENT_FLUSH_SECONDS)
+            await asyncio.sleep(delay)
         finally:
             self._flusher = None
-        await self._flush()
+        try:
+            await self._flush()
+        except Exception:
+            # Unrecorded, the rows would be claimed and sent again once their lease ends.
+            log.exception("recording sent messages failed; trying again")
+            if self._flusher is None:
+                self._flusher = asyncio.create_task(self._flush_soon(SENT_FLUSH_RETRY_SECONDS))
 
     async def _flush(self) -> None:
         while self._sent:
             batch, self._sent = self._sent, []
-            await self.store.mark_sent(batch, self.clock())
+            try:
+                await self.store.mark_sent(batch, self.clock())
+            except BaseException:
+                self._sent[:0] = batch  # kept, in order, for the next try
+                raise
             for item_id, _ in batch:
                 self._in_flight.discard(item_id)
             self._wake.set()

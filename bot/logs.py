@@ -18,6 +18,18 @@ from urllib.parse import quote
 
 REDACTED = "[REDACTED]"
 _MIN_SECRET = 4  # a one-letter "secret" would redact every log line into noise
+# Secrets nobody configures, so they are found by their shape: Discord interaction and
+# webhook tokens (valid for a while, enough to post as the bot) in the URLs built from
+# them, and any "token" field of a logged payload (discord.py logs gateway events).
+_SHAPED = re.compile(
+    r"(?P<url>/(?:interactions|webhooks)/\d+/)[^/?#\s'\"]+"
+    r"|(?P<field>[\'\"]token[\'\"]\s*:\s*[\'\"])[^\'\"]+"
+)
+
+
+def _shaped(match: re.Match[str]) -> str:
+    return (match["url"] or match["field"]) + REDACTED
+
 
 _lock = threading.Lock()
 _installed_factory = False
@@ -47,13 +59,13 @@ class RedactSecrets(logging.Filter):
             self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
 
     def redact(self, text: str) -> str:
-        if self._pattern is None or not text:
+        if not text:
             return text
-        return self._pattern.sub(REDACTED, text)
+        if self._pattern is not None:
+            text = self._pattern.sub(REDACTED, text)
+        return _SHAPED.sub(_shaped, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._pattern is None:
-            return True
         try:
             message = record.getMessage()
         except Exception:  # a broken format string: let the handler report it as usual

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -103,7 +102,10 @@ class Paperboy:
             source, name = self.source_for(feed)
             fetch = await source.feed(name)
             await self.store.upsert_papers(fetch.papers)
-            await self.store.save_feed(feed, day, fetch.announced, [p.id for p in fetch.papers])
+            # An empty arXiv listing is a day without an announcement, the same all day. An
+            # empty Hugging Face list is a glitch or a list not out yet: ask again next time.
+            if fetch.papers or source is self.arxiv:
+                await self.store.save_feed(feed, day, fetch.announced, [p.id for p in fetch.papers])
             return fetch
 
     # ------------------------------------------------------------------- chats
@@ -158,7 +160,3 @@ def merge_hf(paper: Paper, hf: Paper) -> None:
     paper.github_repo = hf.github_repo or paper.github_repo
     paper.github_stars = hf.github_stars if hf.github_stars is not None else paper.github_stars
     paper.project_page = hf.project_page or paper.project_page
-
-
-def by_id(papers: Sequence[Paper]) -> dict[str, Paper]:
-    return {p.id: p for p in papers}

@@ -141,3 +141,33 @@ def test_subscription_filters() -> None:
     assert not Subscription(chat, "hf:daily", authors=["LeCun"]).matches(paper)
     # Whole words only: "graph" does not match "graphs"... but "graphs" itself does.
     assert not Subscription(chat, "hf:daily", keywords=["diffusions"]).matches(paper)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("timezone", "a" * 300),  # too long for a file name: was an OSError, "went wrong"
+        ("timezone", "localtime"),  # the server's zone, not the user's
+        ("timezone", "posixrules"),
+        ("timezone", "Factory"),
+        ("count", "²"),  # a digit int() refuses: was a ValueError, "went wrong"
+    ],
+)
+def test_odd_setting_values_are_usage_errors(key: str, value: str) -> None:
+    settings = ChatSettings(ChatRef("console", "1"))
+    with pytest.raises(UsageError):
+        apply_setting(settings, key, value)
+    assert settings == ChatSettings(ChatRef("console", "1"))
+
+
+def test_timezones_are_canonical_iana_names() -> None:
+    settings = ChatSettings(ChatRef("console", "1"))
+    for value, canonical in [
+        ("america/new_york", "America/New_York"),
+        ("Asia/Tokyo", "Asia/Tokyo"),
+        ("utc", "UTC"),
+        ("gmt", "UTC"),
+        ("EST", "EST"),
+    ]:
+        apply_setting(settings, "timezone", value)
+        assert settings.timezone == canonical

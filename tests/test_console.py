@@ -48,6 +48,17 @@ async def test_paper_by_any_pasted_form(chat: ConsoleChat, arxiv_server: FakeArx
     assert len(arxiv_server.api_requests()) == before
 
 
+async def test_bare_command_with_an_id_runs_that_command(chat: ConsoleChat) -> None:
+    # "explain <id>" without the slash explains; it used to show the paper card instead.
+    text = await _say(chat, "explain 1605.08386")
+    assert "Offline explanation" in text
+    text = await _say(chat, "ask 1605.08386 what is the mixing time?")
+    assert "need an LLM" in text
+    # A line that only starts with a command word still shows the paper it mentions.
+    text = await _say(chat, "today I read 1605.08386")
+    assert "Heat-bath" in text and "Offline explanation" not in text
+
+
 async def test_hostile_paper_renders_math_and_keeps_text(chat: ConsoleChat) -> None:
     text = await _say(chat, "/paper 2605.01234")
     assert "xᵢ < yⱼ" in text
@@ -70,6 +81,16 @@ async def test_trending_from_hugging_face(chat: ConsoleChat, hf_server: FakeHF) 
     text = await _say(chat, "/trending 3")
     assert text.count("💡") == 3
     assert "1." in text and "3." in text
+
+
+async def test_empty_trending_list_is_not_kept_for_the_day(
+    chat: ConsoleChat, hf_server: FakeHF
+) -> None:
+    hf_server.trending = []  # a glitch upstream, or a list not out yet
+    assert "no trending papers right now. Try again later." in await _say(chat, "/trending")
+    hf_server.trending = None  # the list is back: "try again later" must work
+    text = await _say(chat, "/trending 3")
+    assert text.count("💡") == 3
 
 
 async def test_today_in_a_category_and_weekend(chat: ConsoleChat, arxiv_server: FakeArxiv) -> None:
@@ -96,6 +117,22 @@ async def test_subscribe_settings_round_trip(chat: ConsoleChat, paperboy_app: Pa
     text = await _say(chat, "/unsubscribe cs.LG")
     assert "Unsubscribed" in text
     assert "No subscriptions" in await _say(chat, "/subscriptions")
+
+
+async def test_subscribing_twice_says_the_filters_were_replaced(chat: ConsoleChat) -> None:
+    assert "Subscribed: arxiv:cs.LG diffusion." in await _say(
+        chat, "/subscribe arxiv:cs.LG diffusion"
+    )
+    # One subscription per feed: the second replaces the first's filters, and says so.
+    text = await _say(chat, "/subscribe cs.LG author:Hinton")
+    assert "Updated: arxiv:cs.LG author:Hinton (it was arxiv:cs.LG diffusion)." in text
+    assert "Already subscribed: arxiv:cs.LG author:Hinton." in await _say(
+        chat, "/subscribe arxiv:cs.lg author:Hinton"
+    )
+    text = await _say(chat, "/subscriptions")
+    assert "arxiv:cs.LG author:Hinton" in text and "diffusion" not in text
+    text = await _say(chat, "/unsubscribe hf:daily")
+    assert "not subscribed to hf:daily" in text
 
 
 async def test_interactive_session_reads_lines_until_quit(paperboy_app: Paperboy) -> None:
@@ -194,3 +231,14 @@ async def test_terminal_chat_gets_its_daily_digest(
     text = out.getvalue()
     assert "💡 3" in text and "💡 4" not in text
     assert "Your papers for" in text
+
+
+async def test_cli_digest_upstream_failure_is_a_message(
+    fake_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import _digest
+
+    # The fake arXiv has no math.AP listing: a SourceError used to escape as a traceback.
+    assert await _digest(fake_settings, "arxiv:math.AP", 5) == 1
+    err = capsys.readouterr().err
+    assert "arXiv has no listing for math.AP" in err and "Traceback" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -298,4 +299,86 @@ async def test_deliver_once_runs_a_round_and_drains(app: Paperboy) -> None:
     sender = RecordingSender()
     tick, sent = await deliver_once(app, FAST, [sender])
     assert (tick.digests, sent.sent) == (1, 1)
+    assert len(sender.to("1")) == 1
+
+
+async def test_a_store_error_while_settling_a_row_does_not_strand_the_chat(
+    app: Paperboy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await add_chat(app, "1", format="full")
+    announce(app, date(2025, 6, 3), n=2)
+    store: SQLiteStore = app.store  # type: ignore[assignment]
+    await store.db.execute("UPDATE chats SET next_run_at = '2025-06-04T09:00:00.000000+00:00'")
+    await scheduler_tick(app, datetime.now(UTC))
+    sender = RecordingSender()
+    sender.script["1"] = [TransientError("502")]
+    real_mark_failed = store.mark_failed
+    failures = [RuntimeError("database is locked")]
+
+    async def flaky_mark_failed(*args: object, **kwargs: object) -> None:
+        if failures:
+            raise failures.pop()
+        await real_mark_failed(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "mark_failed", flaky_mark_failed)
+    # The failed settle leaves the chat's rows leased; once the lease is over, they go.
+    settings = dataclasses.replace(FAST, delivery_lease_seconds=0.2)
+    dispatcher = Dispatcher(app.store, {"telegram": sender}, settings)
+    deadline = asyncio.get_running_loop().time() + 5
+    await asyncio.wait_for(dispatcher.run(until_idle=True, deadline=deadline), 5)
+    assert len(sender.to("1")) == 2
+    counts = await app.store.outbox_counts()
+    assert counts["pending"] == counts["sending"] == 0 and counts["sent"] == 2
+
+
+async def test_a_store_error_while_recording_sent_rows_is_retried(
+    app: Paperboy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await add_chat(app, "1")
+    announce(app, date(2025, 6, 3))
+    store: SQLiteStore = app.store  # type: ignore[assignment]
+    await store.db.execute("UPDATE chats SET next_run_at = '2025-06-04T09:00:00.000000+00:00'")
+    await scheduler_tick(app, datetime.now(UTC))
+    real_mark_sent = store.mark_sent
+    failures = [RuntimeError("database is locked")]
+
+    async def flaky_mark_sent(*args: object, **kwargs: object) -> None:
+        if failures:
+            raise failures.pop()
+        await real_mark_sent(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "mark_sent", flaky_mark_sent)
+    sender = RecordingSender()
+    dispatcher = Dispatcher(app.store, {"telegram": sender}, FAST)
+    deadline = asyncio.get_running_loop().time() + 5
+    await asyncio.wait_for(dispatcher.run(until_idle=True, deadline=deadline), 5)
+    assert len(sender.to("1")) == 1
+    # Recorded as sent, so no later claim (a restart, another worker) sends it again.
+    counts = await app.store.outbox_counts()
+    assert counts["sending"] == 0 and counts["sent"] == 1
+
+
+async def test_senders_survive_the_outbox_being_unreadable_for_a_while(
+    app: Paperboy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database hiccup (a PostgreSQL restart) must not stop delivery for good."""
+    import bot.delivery
+
+    monkeypatch.setattr(bot.delivery, "OUTBOX_RETRY_SECONDS", 0.05)
+    await add_chat(app, "1")
+    announce(app, date(2025, 6, 3))
+    store: SQLiteStore = app.store  # type: ignore[assignment]
+    await store.db.execute("UPDATE chats SET next_run_at = '2025-06-04T09:00:00.000000+00:00'")
+    await scheduler_tick(app, datetime.now(UTC))
+    real_claim = store.claim_outbox
+    failures = [ConnectionError("server closed the connection")] * 2
+
+    async def flaky_claim(*args: object, **kwargs: object) -> object:
+        if failures:
+            raise failures.pop()
+        return await real_claim(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "claim_outbox", flaky_claim)
+    sender = RecordingSender()
+    await drain(app, sender)
     assert len(sender.to("1")) == 1

@@ -529,6 +529,21 @@ async def test_token_never_logged(
         assert discord_server.token not in record.getMessage()
 
 
+async def test_interaction_tokens_never_logged(
+    bot: DiscordAdapter, discord_server: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An interaction token lets anyone answer as the bot for 15 minutes: at DEBUG,
+    discord.py logs the gateway event that carries it and the callback and follow-up
+    URLs built from it; they must come out redacted."""
+    caplog.set_level(logging.DEBUG)
+    it = await (await discord_server.slash("paper", {"id": PAPER_ID})).wait_done()
+    assert it.followups  # a callback and a follow-up went out over the token's URLs
+    assert any("/interactions/" in r.getMessage() for r in caplog.records)  # DEBUG was on
+    assert it.token not in caplog.text
+    for record in caplog.records:
+        assert it.token not in record.getMessage()
+
+
 # ------------------------------------------------------------------- renderer
 
 

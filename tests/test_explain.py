@@ -674,3 +674,18 @@ async def test_reply_structure(arxiv: FakeEprint, explainers: list[Explainer]) -
     assert isinstance(blocks[1], Heading)
     (row,) = reply.messages[-1].buttons
     assert [b.label for b in row] == ["PDF", "arXiv"]
+
+
+async def test_an_arxiv_outage_is_not_remembered_as_abstract_only(
+    arxiv: FakeEprint, explainers: list[Explainer]
+) -> None:
+    # arXiv is down for every attempt: the explanation falls back to the abstract...
+    arxiv.busy[PID] = 3
+    opts = dataclasses.replace(FAST, failure_ttl_seconds=0.0)
+    ex = make(explainers, settings(arxiv), opts)
+    first = await ex.explain(paper(), user="u", chat="c", render_images=False)
+    assert "abstract only" in header(first)
+    # ...but only until arXiv is back, not for the week a paper's explanation is kept.
+    second = await ex.explain(paper(), user="u2", chat="c2", render_images=False)
+    assert "LaTeX source" in header(second)
+    assert arxiv.count("e-print") == 4

@@ -187,6 +187,37 @@ async def test_serve_starts_the_endpoint_and_reports_adapters(
             await client.get(f"http://127.0.0.1:{port}/healthz")
 
 
+async def test_serve_does_not_outlive_its_delivery_loop(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead delivery loop means no more digests: serve ends (and the service manager
+    restarts the bot) instead of answering commands as if all were well."""
+    import bot.app
+
+    async def dies() -> None:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("delivery broke")
+
+    async def failing_background(*args: Any) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(dies())]
+
+    monkeypatch.setattr(bot.app, "start_background", failing_background)
+    stopped: list[str] = []
+
+    class Adapter:
+        platform = "telegram"
+
+        async def start(self) -> None: ...
+
+        async def stop(self) -> None:
+            stopped.append(self.platform)
+
+    app = SimpleNamespace(store=store)
+    with pytest.raises(RuntimeError, match="delivery broke"):
+        await asyncio.wait_for(bot.app.serve(app, Settings(), [Adapter()]), 5)  # type: ignore[arg-type, list-item]
+    assert stopped == ["telegram"]
+
+
 async def test_counting_sender_counts_sends_and_failures() -> None:
     class Flaky:
         platform = "countertest"

@@ -156,6 +156,19 @@ async def test_unreadable_listing_is_a_source_error(
         await arxiv.feed("cs.AI")
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"<html><head><title>Down</title></head><body>maintenance</body></html>"],
+)
+async def test_empty_or_html_200_listing_is_not_an_empty_announcement(
+    arxiv: ArxivSource, arxiv_server: FakeArxiv, body: bytes
+) -> None:
+    # Read as "no announcement" it would be cached for the day and skip every digest.
+    arxiv_server.set_listing("cs.AI", body)
+    with pytest.raises(SourceError, match="unreadable listing"):
+        await arxiv.feed("cs.AI")
+
+
 # -- arXiv export API --------------------------------------------------------------------
 
 
@@ -332,6 +345,23 @@ async def test_malformed_api_entry_is_skipped(
         papers = await arxiv.papers(["1605.08386", "astro-ph/0601001"])
     assert [p.id for p in papers] == ["1605.08386", "astro-ph/0601001"]
     assert sum("skipping malformed entry" in r.getMessage() for r in caplog.records) == 3
+
+
+@pytest.mark.parametrize("body", [b"", b"<html><body>We are down.</body></html>"])
+async def test_empty_or_html_200_api_answer_is_not_no_such_paper(
+    arxiv: ArxivSource, arxiv_server: FakeArxiv, body: bytes
+) -> None:
+    arxiv_server.fail_next(200, body=body)
+    with pytest.raises(SourceError, match="unreadable answer"):
+        await arxiv.papers(["1605.08386"])
+    arxiv_server.fail_next(200, body=body)
+    with pytest.raises(SourceError, match="unreadable answer"):
+        await arxiv.search("heat-bath")
+
+
+async def test_no_results_is_an_empty_answer(arxiv: ArxivSource) -> None:
+    assert await arxiv.search("nothing-matches-this-zzz") == []
+    assert await arxiv.papers(["2601.99999"]) == []
 
 
 async def test_search_with_author_terms_and_phrases(

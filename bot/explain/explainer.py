@@ -75,6 +75,9 @@ class PaperText:
     built_from: str  # "latex" | "html" | "abstract"
     analysis: Analysis
     notes: list[str] = field(default_factory=list)
+    # A fallback forced by a failing arXiv (network, 429/5xx), not by the paper itself:
+    # kept only briefly, so the next request tries the better source again.
+    transient: bool = False
 
 
 class Explainer:
@@ -168,7 +171,7 @@ class Explainer:
     async def _compute(self, paper: Paper, key: CacheKey) -> Explanation:
         doc = await self._document(paper)
         ex = self._offline(paper, doc)
-        ttl = self.options.ttl_seconds
+        ttl = self.options.failure_ttl_seconds if doc.transient else self.options.ttl_seconds
         if self._llm is None:
             if self._llm_problem:
                 ex.header = "Offline explanation — LLM not set up correctly"
@@ -197,12 +200,14 @@ class Explainer:
             return doc
         result = await self._flight.do(key, lambda: self._load_document(paper))
         assert isinstance(result, PaperText)
-        self._docs.set_now(key, result, self.options.ttl_seconds)
+        ttl = self.options.failure_ttl_seconds if result.transient else self.options.ttl_seconds
+        self._docs.set_now(key, result, ttl)
         return result
 
     async def _load_document(self, paper: Paper) -> PaperText:
         limits = self.options.source_limits
         vid = paper.versioned_id
+        transient = False  # whether a failing arXiv, not the paper, forced a fallback
         try:
             self.stats.eprint_fetches += 1
             url = f"{self.settings.arxiv_eprint_url.rstrip('/')}/{vid}"
@@ -219,8 +224,10 @@ class Explainer:
                 log.info("source of %s has too little text; trying HTML", vid)
         except SourceUnavailable as exc:
             log.info("no usable source for %s: %s", vid, exc)
+            transient = exc.transient
         except httpx.HTTPError as exc:
             log.info("e-print fetch for %s failed: %s", vid, type(exc).__name__)
+            transient = True
         except Exception:
             log.exception("reading the source of %s failed", vid)
         try:
@@ -237,18 +244,20 @@ class Explainer:
                     analysis_mod.analyze, body, "", abstract_hint=paper.abstract
                 )
                 if _substantial(found):
-                    return PaperText("html", found, _notes(found))
+                    return PaperText("html", found, _notes(found), transient)
         except SourceUnavailable as exc:
             log.info("no usable HTML for %s: %s", vid, exc)
+            transient = transient or exc.transient
         except httpx.HTTPError as exc:
             log.info("HTML fetch for %s failed: %s", vid, type(exc).__name__)
+            transient = True
         except Exception:
             log.exception("reading the HTML of %s failed", vid)
         found = await asyncio.to_thread(
             analysis_mod.analyze, paper.abstract, "", abstract_hint=paper.abstract
         )
         found.abstract = paper.abstract
-        return PaperText("abstract", found, _notes(found))
+        return PaperText("abstract", found, _notes(found), transient)
 
     # ------------------------------------------------------------ offline
 

@@ -29,7 +29,13 @@ TEXT_SUFFIXES = (".tex", ".sty", ".ltx", ".def", ".macros", ".cls")
 
 
 class SourceUnavailable(Exception):
-    """No usable LaTeX source (missing, PDF-only, unreadable or over a limit)."""
+    """No usable LaTeX source (missing, PDF-only, unreadable or over a limit).
+
+    `transient`: arXiv was busy or failing (429/5xx), so a later try may well succeed."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +105,10 @@ async def polite_get(
 
 async def _read_capped(resp: httpx.Response, max_bytes: int) -> bytes:
     if resp.status_code != 200:
-        raise SourceUnavailable(f"arXiv answered HTTP {resp.status_code}")
+        raise SourceUnavailable(
+            f"arXiv answered HTTP {resp.status_code}",
+            transient=resp.status_code in RETRY_STATUSES,
+        )
     declared = resp.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise SourceUnavailable("the source is larger than the download limit")

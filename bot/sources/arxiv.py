@@ -112,7 +112,10 @@ class ArxivSource:
             raise SourceError("arXiv's listing is not available right now; try again later.")
         parsed = await _parse_feed(response.content)
         if not parsed.entries:
-            if parsed.bozo and not parsed.feed.get("title"):
+            # A real empty listing (weekend, holiday) is a feed with a title. An empty body or
+            # an HTML page with status 200 is not "no announcement": that would be cached as
+            # the day's listing and skip every digest of the category.
+            if not parsed.get("version") or (parsed.bozo and not parsed.feed.get("title")):
                 log.warning(
                     "arXiv listing %s unreadable: %r", category, parsed.get("bozo_exception")
                 )
@@ -197,7 +200,9 @@ class ArxivSource:
             log.warning("arXiv API: HTTP %s", response.status_code)
             raise SourceError("arXiv's API is not available right now; try again later.")
         parsed = await _parse_feed(response.content)
-        if parsed.bozo and not parsed.entries and "opensearch_totalresults" not in parsed.feed:
+        # Every API answer, even one with no results, is an Atom feed with a result count;
+        # anything else (an empty body, an HTML page) is unreadable, not "no such paper".
+        if not parsed.entries and "opensearch_totalresults" not in parsed.feed:
             log.warning("arXiv API: unreadable response: %r", parsed.get("bozo_exception"))
             raise SourceError("arXiv sent an unreadable answer; try again later.")
         papers = []
