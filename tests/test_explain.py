@@ -450,7 +450,7 @@ async def test_openai_compatible_end_to_end(
     assert "the network parameters" in text
     assert "How it works" in text and "Caveats" in text and "Results" in text
     assert "evil.example.com" not in text and "[link removed]" in text
-    assert "Reply to this message" in text
+    assert f"/ask {PID} <question>" in text and "simply reply to this message" in text
     assert all(e.image for e in math_blocks(reply))
     # The request as the OpenAI wire format wants it.
     (call,) = llm.calls

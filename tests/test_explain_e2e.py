@@ -110,7 +110,7 @@ async def test_llm_explain_and_follow_up_on_telegram(
         adapter = await _telegram(app, settings)
         try:
             tg.send_text(USER, USER, f"/explain {PID}")
-            await tg.wait_for(lambda: "Reply to this message" in tg.sent_to(USER)[-1].text
+            await tg.wait_for(lambda: "simply reply to this message" in tg.sent_to(USER)[-1].text
                               if tg.sent_to(USER) else False, 20)  # fmt: skip
             sent = tg.sent_to(USER)
             assert "Explained by test-model" in sent[0].text

@@ -13,6 +13,7 @@ from bot.text import (
     Block,
     Bold,
     Button,
+    Code,
     Heading,
     Inline,
     Italic,
@@ -208,7 +209,15 @@ def build_reply(ex: Explanation, paper: Paper, *, images: bool) -> Reply:
     if ex.mode == "llm":
         blocks.append(
             Paragraph(
-                (Italic((Text("Reply to this message to ask a question about the paper."),)),)
+                (
+                    Italic(
+                        (
+                            Text("Ask a follow-up question with "),
+                            Code(f"/ask {ex.paper_id} <question>"),
+                            Text(" — on Telegram, simply reply to this message."),
+                        )
+                    ),
+                )
             )
         )
     urls = dict(ex.links)
