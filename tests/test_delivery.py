@@ -12,7 +12,7 @@ import pytest
 
 from bot.config import Settings
 from bot.delivery import Dispatcher, deliver_once, scheduler_tick
-from bot.models import ChatRef, ChatSettings, Subscription
+from bot.models import ChatRef, ChatSettings, DigestFormat, Subscription
 from bot.sending import ChatGone, ChatMoved, PermanentError, RetryAfter, TransientError
 from bot.service import Paperboy
 from bot.sources.base import FeedFetch
@@ -56,7 +56,7 @@ class RecordingSender:
 async def app() -> AsyncIterator[Paperboy]:
     store = SQLiteStore(":memory:")
     await store.open()
-    yield Paperboy(store, StubSource("arxiv"), StubSource("hf"))  # type: ignore[arg-type]
+    yield Paperboy(store, StubSource("arxiv"), StubSource("hf"))
     await store.close()
 
 
@@ -71,12 +71,12 @@ async def add_chat(
     tz: str = "UTC",
     at: str = "09:00",
     feed: str = "arxiv:cs.LG",
-    **kw: object,
+    format: DigestFormat = "compact",
 ) -> ChatRef:
     chat = ChatRef("telegram", chat_id)
     await app.store.save_chat(
-        ChatSettings(chat, timezone=tz, delivery_time=time.fromisoformat(at), **kw)
-    )  # type: ignore[arg-type]
+        ChatSettings(chat, timezone=tz, delivery_time=time.fromisoformat(at), format=format)
+    )
     await app.store.add_subscription(Subscription(chat, feed))
     return chat
 
@@ -106,8 +106,10 @@ async def drain(
     return dispatcher
 
 
-def at(*args: int) -> Callable[[], datetime]:
-    moment = datetime(*args, tzinfo=UTC)
+def at(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> Callable[[], datetime]:
+    moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     return lambda: moment
 
 

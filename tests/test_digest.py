@@ -41,22 +41,33 @@ class StubSource:
         return None
 
 
-def paper(pid: str, title: str = "", **kw: object) -> Paper:
+def paper(
+    pid: str,
+    title: str = "",
+    *,
+    version: int | None = None,
+    announce_type: str | None = None,
+    upvotes: int | None = None,
+    ai_summary: str | None = None,
+) -> Paper:
     return Paper(
         pid,
         title or f"Paper {pid}",
         authors=["A. Author"],
         abstract="About things.",
         categories=["cs.LG"],
-        **kw,
-    )  # type: ignore[arg-type]
+        version=version,
+        announce_type=announce_type,
+        upvotes=upvotes,
+        ai_summary=ai_summary,
+    )
 
 
 @pytest.fixture
 async def app() -> AsyncIterator[Paperboy]:
     store = SQLiteStore(":memory:")
     await store.open()
-    yield Paperboy(store, StubSource("arxiv"), StubSource("hf"))  # type: ignore[arg-type]
+    yield Paperboy(store, StubSource("arxiv"), StubSource("hf"))
     await store.close()
 
 

@@ -14,8 +14,8 @@ def settings(tz: str, at: str, weekdays: frozenset[int] | None = None) -> ChatSe
     return ChatSettings(CHAT, timezone=tz, delivery_time=time.fromisoformat(at), weekdays=weekdays)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_same_day_when_the_time_is_still_ahead() -> None:

@@ -155,7 +155,7 @@ def test_callback_data_round_trips() -> None:
 _text = st.text(
     alphabet=st.one_of(
         st.sampled_from(list("<>&\"' \n\t;#/ab")),
-        st.characters(blacklist_categories=("Cs",)),
+        st.characters(exclude_categories=["Cs"]),
     ),
     max_size=60,
 )

@@ -459,11 +459,8 @@ class FakeTelegram:
         app.router.add_route("*", "/file/bot{token}/{path:.*}", self._file)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = self._runner.addresses[0][1]
         return self
 
     async def stop(self) -> None:
@@ -794,9 +791,9 @@ class FakeTelegram:
             raise ApiError(404, "Not Found: method not found")
         if method in LIMITED_METHODS:
             chat_id = _chat_id(params)
-            failure = self._chat_failures.get(chat_id)
-            if failure is not None:
-                raise ApiError(failure.code, failure.description, failure.parameters)
+            chat_failure = self._chat_failures.get(chat_id)
+            if chat_failure is not None:
+                raise ApiError(chat_failure.code, chat_failure.description, chat_failure.parameters)
             retry_after = self._limiter.check(chat_id)
             if retry_after:
                 raise ApiError(
@@ -835,7 +832,7 @@ class FakeTelegram:
             self._update_event.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._update_event.wait(), timeout)
-        result = []
+        result: list[dict[str, Any]] = []
         for update in list(self._updates):
             if len(result) >= limit:
                 break
@@ -1050,7 +1047,7 @@ class FakeTelegram:
         chat_id = _chat_id(params)
         if chat_id not in self.chats:
             raise _bad("chat not found")
-        chat = dict(self.chats[chat_id])  # type: ignore[index]
+        chat = dict(self.chats[chat_id])
         chat.setdefault("accent_color_id", 0)
         chat.setdefault("max_reaction_count", 11)
         return chat
