@@ -24,7 +24,7 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -88,6 +88,9 @@ MAX_TEXT = 4096  # UTF-16 code units, after entity parsing
 MAX_CAPTION = 1024
 MAX_CALLBACK_DATA = 64  # bytes
 MAX_ALERT = 200  # answerCallbackQuery text
+# Long callback data is saved to the store again after this long, which keeps the rows of
+# buttons still being sent from being pruned (bot/delivery.py prunes after 30 days).
+CALLBACK_RESAVE_SECONDS = 86_400.0
 ALLOWED_UPDATES = ["message", "channel_post", "callback_query", "my_chat_member"]
 # Telegram posts as this user when a group admin writes anonymously.
 GROUP_ANONYMOUS_BOT = 1087968824
@@ -316,6 +319,24 @@ def parse_callback_data(data: str) -> tuple[str, str] | None:
     return (command, arg) if sep and command else None
 
 
+def callback_key(data: str) -> str:
+    """The short key that stands for callback data longer than Telegram allows. Derived from
+    the data alone, so every worker (and every restart) computes the same key."""
+    return hashlib.sha256(data.encode()).hexdigest()[:24]
+
+
+def _callback(button: Button, long: dict[str, str]) -> str:
+    """A button's callback data; data longer than Telegram allows becomes `~:<key>`, with
+    the data in `long` under that key (the adapter saves it to the store before sending)."""
+    assert button.command is not None
+    data = callback_data(button.command, button.arg)
+    if len(data.encode("utf-8")) <= MAX_CALLBACK_DATA:
+        return data
+    key = callback_key(data)
+    long[key] = data
+    return f"~:{key}"
+
+
 @dataclass(slots=True)
 class _Outgoing:
     html: str
@@ -330,6 +351,9 @@ class _Plan:
     parts: list[_Outgoing]
     markup: InlineKeyboardMarkup | None
     payloads: list[bytes] | None = None
+    # key -> callback data of buttons too long for Telegram: saved to the store before
+    # the message goes out, so a press reaching any worker finds them.
+    callbacks: dict[str, str] = field(default_factory=dict)
 
 
 def _seconds(value: object) -> float:
@@ -455,10 +479,12 @@ class TelegramAdapter:
         self.max_wait_seconds = max_wait_seconds  # longest RetryAfter we sit out ourselves
         self.username: str | None = None
         self._application: Application[Any, Any, Any, Any, Any, Any] | None = None
-        # (chat id, message id) of explanations we sent -> paper id, for follow-up replies.
+        # Two caches in front of the store, which holds the truth for every worker:
+        # (chat id, message id) of explanations we sent -> paper id, for follow-up replies,
         self._explained = _Bounded(20_000)
+        # and the short key of long callback data -> (data, when to save it again).
+        self._long_callbacks = _Bounded(10_000)
         self._admins = _Bounded(10_000)  # (chat id, user id) -> (is admin, expires at)
-        self._long_callbacks = _Bounded(10_000)  # short key -> (command, arg)
         self._tasks: set[asyncio.Task[None]] = set()
         # Digests go out through httpx directly (see `send`); PTB does the rest.
         self._http: httpx.AsyncHTTPTransport | None = None
@@ -589,7 +615,10 @@ class TelegramAdapter:
         return await self._send_plan(chat, plan, patient=False)
 
     def _prepare(self, message: Message, *, lean: bool = False) -> _Plan:
-        plan = _Plan(self._parts(message), self._keyboard(message.buttons))
+        callbacks: dict[str, str] = {}
+        plan = _Plan(
+            self._parts(message), self._keyboard(message.buttons, callbacks), callbacks=callbacks
+        )
         if lean and all(part.photo is None for part in plan.parts):
             markup = plan.markup.to_dict() if plan.markup is not None else None
             plan.payloads = []
@@ -663,7 +692,10 @@ class TelegramAdapter:
             out.append(_Outgoing("⬇"))  # buttons need a message to hang under
         return out
 
-    def _keyboard(self, rows: list[list[Button]]) -> InlineKeyboardMarkup | None:
+    def _keyboard(
+        self, rows: list[list[Button]], callbacks: dict[str, str]
+    ) -> InlineKeyboardMarkup | None:
+        """The inline keyboard; data too long for Telegram goes into `callbacks` by key."""
         keyboard: list[list[InlineKeyboardButton]] = []
         for row in rows:
             buttons: list[InlineKeyboardButton] = []
@@ -674,21 +706,40 @@ class TelegramAdapter:
                         buttons.append(InlineKeyboardButton(label, url=button.url))
                 elif button.command:
                     buttons.append(
-                        InlineKeyboardButton(label, callback_data=self._callback(button))
+                        InlineKeyboardButton(label, callback_data=_callback(button, callbacks))
                     )
             if buttons:
                 keyboard.append(buttons)
         return InlineKeyboardMarkup(keyboard) if keyboard else None
 
-    def _callback(self, button: Button) -> str:
-        assert button.command is not None
-        data = callback_data(button.command, button.arg)
-        if len(data.encode("utf-8")) <= MAX_CALLBACK_DATA:
-            return data
-        # Longer than Telegram allows: keep it here and send a short key instead.
-        key = hashlib.sha256(data.encode()).hexdigest()[:24]
-        self._long_callbacks.put(key, (button.command, button.arg))
-        return f"~:{key}"
+    async def _save_callbacks(self, callbacks: dict[str, str]) -> None:
+        """Put long callback data in the store (the cache skips what was saved lately)."""
+        now = time.monotonic()
+        fresh = {}
+        for key, data in callbacks.items():
+            cached = self._long_callbacks.get(key)
+            if cached is None or cached[1] <= now:
+                fresh[key] = data
+        if not fresh:
+            return
+        try:
+            await self.app.store.save_callbacks(fresh)
+        except Exception as e:
+            # Without its data a button would not work: send the message later instead.
+            raise sending.TransientError(f"cannot save button data ({type(e).__name__})") from e
+        for key, data in fresh.items():
+            self._long_callbacks.put(key, (data, now + CALLBACK_RESAVE_SECONDS))
+
+    async def _load_callback(self, key: str) -> tuple[str, str] | None:
+        cached = self._long_callbacks.get(key)
+        if cached is not None:
+            return parse_callback_data(cached[0])
+        data = await self.app.store.load_callback(key)
+        if data is None:
+            return None
+        # Saved by another worker (or before a restart): recent, no need to save it again.
+        self._long_callbacks.put(key, (data, time.monotonic() + CALLBACK_RESAVE_SECONDS))
+        return parse_callback_data(data)
 
     async def _send(
         self,
@@ -715,6 +766,8 @@ class TelegramAdapter:
         one after the first part is waited out here so a retry never repeats parts."""
         bot = self.application.bot
         parts, markup = plan.parts, plan.markup
+        if plan.callbacks:
+            await self._save_callbacks(plan.callbacks)
         chat_id = _telegram_chat_id(chat)
         thread = int(chat.thread_id) if chat.thread_id else None
         ids: list[str] = []
@@ -795,11 +848,33 @@ class TelegramAdapter:
                     return ids
                 ids.extend(sent)
                 if paper:
-                    for message_id in sent:
-                        self._explained.put((chat.chat_id, int(message_id)), paper)
+                    await self._remember_paper(chat, sent, paper)
                 break
             reply_to = None
         return ids
+
+    async def _remember_paper(self, chat: ChatRef, message_ids: list[str], paper: str) -> None:
+        """A reply to any of these messages, on any worker, asks about `paper`."""
+        for message_id in message_ids:
+            self._explained.put((chat.chat_id, message_id), paper)
+        try:
+            await self.app.store.remember_message_papers(chat, message_ids, paper)
+        except Exception:
+            # The reply went out; only follow-ups reaching another worker will miss it.
+            log.exception("telegram: cannot remember the paper of messages in %s", chat.key)
+
+    async def _replied_paper(self, chat: ChatRef, replied: TgMessage) -> str | None:
+        """The paper of the message replied to, if it is one of our explanations."""
+        author = replied.from_user
+        if author is not None and author.id != self.application.bot.id:
+            return None  # someone else's message: no need to ask the store
+        message_id = str(replied.message_id)
+        paper: str | None = self._explained.get((chat.chat_id, message_id))
+        if paper is None:
+            paper = await self.app.store.message_paper(chat, message_id)
+            if paper is not None:
+                self._explained.put((chat.chat_id, message_id), paper)
+        return paper
 
     # ---------------------------------------------------------------- inbound
 
@@ -883,7 +958,7 @@ class TelegramAdapter:
         replied = message.reply_to_message
         if replied is None:
             return
-        paper = self._explained.get((chat.chat_id, replied.message_id))
+        paper = await self._replied_paper(chat, replied)
         if paper is None:
             return
         ctx = await self._context(message, chat, "ask")
@@ -910,7 +985,7 @@ class TelegramAdapter:
         try:
             parsed = parse_callback_data(query.data or "")
             if parsed and parsed[0] == "~":
-                parsed = self._long_callbacks.get(parsed[1])
+                parsed = await self._load_callback(parsed[1])
             message = query.message
             if parsed is None or parsed[0] not in COMMANDS or not isinstance(message, TgMessage):
                 await query.answer("This button no longer works. Try the command instead.")

@@ -53,6 +53,9 @@ SCHEDULE_BATCH = 5000
 FEED_RETRY = timedelta(minutes=15)
 FEED_GIVE_UP = timedelta(hours=6)
 PRUNE_AFTER = timedelta(days=14)
+# Which sent message was about which paper, and long button data: a reply or a press on
+# a message older than this is answered as stale.
+MESSAGE_MEMORY_AFTER = timedelta(days=30)
 SENT_FLUSH_SECONDS = 0.02
 SENT_FLUSH_RETRY_SECONDS = 1.0  # after the store failed to record sent rows
 IDLE_POLL_SECONDS = 1.0
@@ -513,6 +516,7 @@ async def run_delivery(app: Paperboy, settings: Settings, adapters: Sequence[Sen
                 if utcnow() - pruned > timedelta(hours=12):
                     pruned = utcnow()
                     await app.store.prune_outbox(pruned - PRUNE_AFTER)
+                    await app.store.prune_message_memory(pruned - MESSAGE_MEMORY_AFTER)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the next tick tries again; the outbox keeps what was enqueued

@@ -488,6 +488,66 @@ async def test_migrate_unknown_or_same_chat_is_a_no_op(store: Store) -> None:
     assert len(await store.list_subscriptions(TG)) == 1
 
 
+# message memory: what adapters remember about what they sent, for every worker
+
+
+async def test_message_papers_are_shared_and_kept_across_reopen(make_store: StoreFactory) -> None:
+    a, b = make_store(), make_store()
+    await a.open()
+    await b.open()
+    await a.remember_message_papers(TG, ["10", "11"], "2512.25063")
+    await a.remember_message_papers(TG, [], "2512.25063")  # nothing to remember
+    assert await b.message_paper(TG, "10") == "2512.25063"  # another worker sees it
+    assert await b.message_paper(TG_THREAD, "11") == "2512.25063"  # ids are per chat
+    assert await b.message_paper(TG, "12") is None
+    assert await b.message_paper(DC, "10") is None
+    assert await b.message_paper(ChatRef("discord", "-1001"), "10") is None  # per platform
+    await b.remember_message_papers(TG, ["11", "11", "12"], "1706.03762")  # a later answer
+    assert await a.message_paper(TG, "11") == "1706.03762"
+    assert await a.message_paper(TG, "10") == "2512.25063"
+    await a.close()
+
+    again = make_store()
+    await again.open()  # a restart remembers too
+    assert await again.message_paper(TG, "12") == "1706.03762"
+    await again.remember_message_papers(DC, ["m'1"], HOSTILE)
+    assert await again.message_paper(DC, "m'1") == clean_text(HOSTILE)
+
+
+async def test_callbacks_are_shared_by_key(make_store: StoreFactory) -> None:
+    a, b = make_store(), make_store()
+    await a.open()
+    await b.open()
+    long = "help:" + "ö" * 70
+    await a.save_callbacks({"k1": long, "k2": HOSTILE})
+    await a.save_callbacks({})
+    assert await b.load_callback("k1") == long
+    assert await b.load_callback("k2") == clean_text(HOSTILE)
+    assert await b.load_callback("k3") is None
+    await b.save_callbacks({"k1": long})  # every worker saves the same key: harmless
+    assert await a.load_callback("k1") == long
+
+
+async def test_prune_message_memory_forgets_what_was_not_saved_lately(store: Store) -> None:
+    await store.remember_message_papers(TG, ["1", "2"], "2512.25063")
+    await store.save_callbacks({"old": "help:x", "kept": "help:y"})
+    assert await store.prune_message_memory(datetime.now(UTC) - timedelta(days=1)) == 0
+    await asyncio.sleep(0.05)
+    middle = datetime.now(UTC)
+    await asyncio.sleep(0.05)
+    # Saved again (sent again): younger than `middle`, so it stays.
+    await store.save_callbacks({"kept": "help:y"})
+    await store.remember_message_papers(TG, ["2"], "2512.25063")
+    assert await store.prune_message_memory(middle) == 2
+    assert await store.message_paper(TG, "1") is None
+    assert await store.message_paper(TG, "2") == "2512.25063"
+    assert await store.load_callback("old") is None
+    assert await store.load_callback("kept") == "help:y"
+    assert await store.prune_message_memory(datetime.now(UTC) + timedelta(seconds=1)) == 2
+    assert await store.message_paper(TG, "2") is None
+    assert await store.load_callback("kept") is None
+
+
 # failures leave data intact
 
 

@@ -478,3 +478,23 @@ async def test_callback_data_longer_than_64_bytes_goes_through_a_key(bot: Bot) -
     query = bot.tg.press_button(USER, int(message_id), USER, "Long")
     await bot.tg.wait_for(lambda: query in bot.tg.callback_answers)
     assert "Too many arguments" in bot.tg.callback_answers[query]["text"]  # /help got the arg
+
+
+async def test_replies_and_long_buttons_still_work_after_a_restart(bot: Bot) -> None:
+    chat = ChatRef("telegram", str(USER))
+    [explanation] = await bot.adapter.reply(chat, Reply.text("An explanation."), paper=HOSTILE_ID)
+    button = Button("Long", command="help", arg="ö" * 70)  # 140 bytes: goes through a key
+    [buttons] = await bot.adapter.send(chat, Message([Paragraph((Text("pick"),))], [[button]]))
+    await bot.adapter.stop()
+
+    # A new process: nothing in memory, everything in the store.
+    restarted = TelegramAdapter(bot.app, bot.settings, poll_timeout=1)
+    await restarted.start()
+    try:
+        [answer] = await say(bot, USER, USER, "why?", reply_to_message_id=int(explanation))
+        assert answer.text == f"About {HOSTILE_ID}: you asked “why?”."
+        query = bot.tg.press_button(USER, int(buttons), USER, "Long")
+        await bot.tg.wait_for(lambda: query in bot.tg.callback_answers)
+        assert "Too many arguments" in bot.tg.callback_answers[query]["text"]
+    finally:
+        await restarted.stop()

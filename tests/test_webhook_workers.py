@@ -309,19 +309,14 @@ async def test_a_request_without_the_secret_token_is_refused_and_does_nothing(
     assert tg.method_counts.get("getchatmember", 0) == 0  # not even an admin check ran
 
 
-# ------------------------------------------- state that lives in one worker's memory
-# Known gaps (strict xfail: they start failing once fixed, so the marks come off then).
-# TelegramAdapter keeps two things in process memory that a webhook request reaching
-# another worker needs: which messages were explanations (for reply-to-ask follow-ups)
-# and the keys of callback data longer than 64 bytes. Behind a round-robin balancer a
-# reply or a button press reaches the worker that remembers it only some of the time.
+# ------------------------------------------- state every worker must share
+# Which messages were explanations (for reply-to-ask follow-ups) and the data behind keys
+# of callback data longer than 64 bytes live in the store: behind a round-robin balancer
+# a reply or a button press works whichever worker it reaches.
 
 PAPER = "1706.03762"
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="TelegramAdapter._explained is per process"
-)
 async def test_a_reply_to_an_explanation_is_a_question_on_any_worker(cluster: Cluster) -> None:
     tg, user = cluster.tg, USERS[0]
     chat = ChatRef("telegram", str(user))
@@ -337,9 +332,6 @@ async def test_a_reply_to_an_explanation_is_a_question_on_any_worker(cluster: Cl
     assert len(answers) == 2, answers  # each question answered, whichever worker got it
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="TelegramAdapter._long_callbacks is per process"
-)
 async def test_a_long_button_works_on_any_worker(cluster: Cluster) -> None:
     tg, user = cluster.tg, USERS[0]
     chat = ChatRef("telegram", str(user))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Protocol
@@ -132,6 +132,30 @@ class Store(Protocol):
 
     async def prune_outbox(self, before: datetime) -> int:
         """Delete sent and dead rows created before `before`."""
+        ...
+
+    # message memory: what adapters must remember about what they sent, shared by every
+    # worker and kept across restarts (pruned with `prune_message_memory`)
+    async def remember_message_papers(
+        self, chat: ChatRef, message_ids: Sequence[str], paper_id: str
+    ) -> None:
+        """These sent messages are about `paper_id`: a reply to one asks about that paper.
+        Keyed by platform, chat id and message id (a thread does not matter)."""
+        ...
+
+    async def message_paper(self, chat: ChatRef, message_id: str) -> str | None:
+        """The paper a sent message is about, if it was remembered (and not pruned)."""
+        ...
+
+    async def save_callbacks(self, callbacks: Mapping[str, str]) -> None:
+        """Button data too long for the platform, by a key the caller derives from the data
+        (so every worker agrees). Saving a key again refreshes its age."""
+        ...
+
+    async def load_callback(self, key: str) -> str | None: ...
+
+    async def prune_message_memory(self, before: datetime) -> int:
+        """Forget message papers and callbacks last saved before `before`; rows deleted."""
         ...
 
 

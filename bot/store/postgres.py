@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import date, datetime, time, timedelta
@@ -906,6 +906,69 @@ class PostgresStore:
                 to_utc(before),
             )
         return int(status.rsplit(" ", 1)[-1])
+
+    # message memory
+
+    async def remember_message_papers(
+        self, chat: ChatRef, message_ids: Sequence[str], paper_id: str
+    ) -> None:
+        ids = sorted({clean_text(mid) for mid in message_ids})  # sorted: no deadlocks
+        if not ids:
+            return
+        platform, chat_id, _ = _key(chat)
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO message_papers (platform, chat_id, message_id, paper_id)"
+                " SELECT $1, $2, unnest($3::text[]), $4"
+                " ON CONFLICT (platform, chat_id, message_id) DO UPDATE"
+                " SET paper_id = excluded.paper_id, created_at = excluded.created_at",
+                platform,
+                chat_id,
+                ids,
+                clean_text(paper_id),
+            )
+
+    async def message_paper(self, chat: ChatRef, message_id: str) -> str | None:
+        platform, chat_id, _ = _key(chat)
+        async with self._conn() as conn:
+            value = await conn.fetchval(
+                "SELECT paper_id FROM message_papers"
+                " WHERE platform = $1 AND chat_id = $2 AND message_id = $3",
+                platform,
+                chat_id,
+                clean_text(message_id),
+            )
+        return None if value is None else str(value)
+
+    async def save_callbacks(self, callbacks: Mapping[str, str]) -> None:
+        items = sorted((clean_text(k), clean_text(v)) for k, v in callbacks.items())
+        if not items:
+            return
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO callbacks (key, data) SELECT * FROM unnest($1::text[], $2::text[])"
+                " ON CONFLICT (key) DO UPDATE SET"
+                " data = excluded.data, created_at = excluded.created_at",
+                [k for k, _ in items],
+                [v for _, v in items],
+            )
+
+    async def load_callback(self, key: str) -> str | None:
+        async with self._conn() as conn:
+            value = await conn.fetchval(
+                "SELECT data FROM callbacks WHERE key = $1", clean_text(key)
+            )
+        return None if value is None else str(value)
+
+    async def prune_message_memory(self, before: datetime) -> int:
+        count = 0
+        async with self.transaction() as conn:
+            for table in ("message_papers", "callbacks"):
+                status = await conn.execute(
+                    f"DELETE FROM {table} WHERE created_at < $1", to_utc(before)
+                )
+                count += int(status.rsplit(" ", 1)[-1])
+        return count
 
 
 def _ref(row: asyncpg.Record) -> ChatRef:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar, cast
@@ -956,6 +956,66 @@ class SQLiteStore:
                 " (SELECT body_hash FROM outbox WHERE body_hash IS NOT NULL)"
             )
         return int(count)
+
+    # message memory
+
+    async def remember_message_papers(
+        self, chat: ChatRef, message_ids: Sequence[str], paper_id: str
+    ) -> None:
+        if not message_ids:
+            return
+        platform, chat_id, _ = _key(chat)
+        paper, stamp = clean_text(paper_id), _ts(datetime.now(UTC))
+        async with self.transaction() as db:
+            await db.executemany(
+                "INSERT INTO message_papers (platform, chat_id, message_id, paper_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (platform, chat_id, message_id) DO UPDATE"
+                " SET paper_id = excluded.paper_id, created_at = excluded.created_at",
+                [(platform, chat_id, clean_text(mid), paper, stamp) for mid in message_ids],
+            )
+
+    async def message_paper(self, chat: ChatRef, message_id: str) -> str | None:
+        platform, chat_id, _ = _key(chat)
+        async with (
+            self._reading() as db,
+            db.execute(
+                "SELECT paper_id FROM message_papers"
+                " WHERE platform = ? AND chat_id = ? AND message_id = ?",
+                (platform, chat_id, clean_text(message_id)),
+            ) as cur,
+        ):
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    async def save_callbacks(self, callbacks: Mapping[str, str]) -> None:
+        if not callbacks:
+            return
+        stamp = _ts(datetime.now(UTC))
+        async with self.transaction() as db:
+            await db.executemany(
+                "INSERT INTO callbacks (key, data, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET"
+                " data = excluded.data, created_at = excluded.created_at",
+                [(clean_text(k), clean_text(v), stamp) for k, v in callbacks.items()],
+            )
+
+    async def load_callback(self, key: str) -> str | None:
+        async with (
+            self._reading() as db,
+            db.execute("SELECT data FROM callbacks WHERE key = ?", (clean_text(key),)) as cur,
+        ):
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    async def prune_message_memory(self, before: datetime) -> int:
+        stamp = _ts(before)
+        count = 0
+        async with self.transaction() as db:
+            for table in ("message_papers", "callbacks"):
+                cur = await db.execute(f"DELETE FROM {table} WHERE created_at < ?", (stamp,))
+                count += cur.rowcount
+                await cur.close()
+        return count
 
 
 def _list(text: str) -> list[str]:
