@@ -7,18 +7,17 @@ import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from datetime import date, datetime, time, timedelta
-from typing import Any, ClassVar, cast
+from datetime import date, datetime, timedelta
+from typing import Any, ClassVar
 
 import asyncpg
 
-from bot.models import ChatRef, ChatSettings, DigestFormat, Paper, Subscription
+from bot.models import ChatRef, ChatSettings, Paper, Subscription
 from bot.store import (
     clean_text,
     load_migrations,
+    records,
     to_utc,
-    weekdays_from_text,
-    weekdays_to_text,
 )
 from bot.store.base import DueChat, Enqueue, OutboxItem
 
@@ -80,106 +79,8 @@ _CHAT_WHERE = "platform = $1 AND chat_id = $2 AND thread_id = $3"
 _SUB_COLUMNS = "id, feed, keywords, exclude, authors, created_at"
 
 
-def _key(chat: ChatRef) -> tuple[str, str, str]:
-    """(platform, chat_id, thread_id) as stored: no thread is '' so UNIQUE covers it."""
-    return clean_text(chat.platform), clean_text(chat.chat_id), clean_text(chat.thread_id or "")
-
-
-def _opt_text(value: str | None) -> str | None:
-    return None if value is None else clean_text(value)
-
-
-def _opt_dt(value: datetime | None) -> datetime | None:
-    return None if value is None else to_utc(value)
-
-
-def _texts(values: Iterable[str]) -> list[str]:
-    return [clean_text(v) for v in values]
-
-
-def _paper_row(paper: Paper) -> tuple[Any, ...]:
-    return (
-        clean_text(paper.id),
-        paper.version,
-        clean_text(paper.title),
-        _texts(paper.authors),
-        clean_text(paper.abstract),
-        _texts(paper.categories),
-        _opt_dt(paper.published),
-        _opt_dt(paper.updated),
-        _opt_text(paper.comment),
-        _opt_text(paper.journal_ref),
-        _opt_text(paper.doi),
-        paper.upvotes,
-        _opt_text(paper.ai_summary),
-        _texts(paper.ai_keywords),
-        _opt_text(paper.github_repo),
-        paper.github_stars,
-        _opt_text(paper.project_page),
-        _opt_text(paper.announce_type),
-    )
-
-
-def _paper_from(row: asyncpg.Record) -> Paper:
-    return Paper(
-        id=row["id"],
-        title=row["title"],
-        authors=list(row["authors"]),
-        abstract=row["abstract"],
-        categories=list(row["categories"]),
-        version=row["version"],
-        published=row["published"],
-        updated=row["updated"],
-        comment=row["comment"],
-        journal_ref=row["journal_ref"],
-        doi=row["doi"],
-        upvotes=row["upvotes"],
-        ai_summary=row["ai_summary"],
-        ai_keywords=list(row["ai_keywords"]),
-        github_repo=row["github_repo"],
-        github_stars=row["github_stars"],
-        project_page=row["project_page"],
-        announce_type=row["announce_type"],
-    )
-
-
-def _settings_row(s: ChatSettings) -> tuple[Any, ...]:
-    return (
-        clean_text(s.timezone),
-        s.delivery_time.strftime("%H:%M"),
-        s.count,
-        s.format,
-        clean_text(s.language),
-        weekdays_to_text(s.weekdays),
-        bool(s.active),
-        _opt_text(s.title),
-    )
-
-
-def _settings_from(chat: ChatRef, row: asyncpg.Record) -> ChatSettings:
-    return ChatSettings(
-        chat=chat,
-        timezone=row["timezone"],
-        delivery_time=time.fromisoformat(row["delivery_time"]),
-        count=row["count"],
-        format=cast(DigestFormat, row["format"]),
-        language=row["language"],
-        weekdays=weekdays_from_text(row["weekdays"]),
-        active=row["active"],
-        title=row["title"],
-    )
-
-
-def _subscription_from(chat: ChatRef, row: asyncpg.Record) -> Subscription:
-    return Subscription(
-        chat=chat,
-        feed=row["feed"],
-        keywords=list(row["keywords"]),
-        exclude=list(row["exclude"]),
-        authors=list(row["authors"]),
-        id=int(row["id"]),
-        created_at=row["created_at"],
-    )
+# Lists are text[], instants timestamptz (see bot/store/records.py).
+CODEC = records.Codec(list_out=list, list_in=list, dt_out=to_utc, dt_in=lambda moment: moment)
 
 
 class PostgresStore:
@@ -309,7 +210,7 @@ class PostgresStore:
     # papers
 
     async def upsert_papers(self, papers: Iterable[Paper]) -> None:
-        rows = [_paper_row(p) for p in papers]
+        rows = [records.paper_row(p, CODEC) for p in papers]
         if not rows:
             return
         async with self.transaction() as conn:
@@ -324,7 +225,7 @@ class PostgresStore:
             return {}
         async with self._conn() as conn:
             rows = await conn.fetch(_SELECT_PAPERS, wanted)
-        return {row["id"]: _paper_from(row) for row in rows}
+        return {row["id"]: records.paper_from(row, CODEC) for row in rows}
 
     # feeds
 
@@ -376,23 +277,25 @@ class PostgresStore:
         pk = await conn.fetchval(
             "INSERT INTO chats (platform, chat_id, thread_id) VALUES ($1, $2, $3)"
             " ON CONFLICT (platform, chat_id, thread_id) DO NOTHING RETURNING id",
-            *_key(chat),
+            *records.key(chat),
         )
         if pk is None:
             # Already there (perhaps committed a moment ago by a concurrent transaction,
             # which READ COMMITTED lets this fresh statement see).
-            pk = await conn.fetchval(f"SELECT id FROM chats WHERE {_CHAT_WHERE}", *_key(chat))
+            pk = await conn.fetchval(
+                f"SELECT id FROM chats WHERE {_CHAT_WHERE}", *records.key(chat)
+            )
         return int(pk)
 
     async def get_chat(self, chat: ChatRef) -> ChatSettings | None:
         async with self._conn() as conn:
             row = await conn.fetchrow(
-                f"SELECT {_CHAT_SETTINGS} FROM chats WHERE {_CHAT_WHERE}", *_key(chat)
+                f"SELECT {_CHAT_SETTINGS} FROM chats WHERE {_CHAT_WHERE}", *records.key(chat)
             )
-        return None if row is None else _settings_from(chat, row)
+        return None if row is None else records.settings_from(chat, row)
 
     async def save_chat(self, settings: ChatSettings) -> None:
-        values = _settings_row(settings)  # validates before anything is written
+        values = records.settings_row(settings)  # validates before anything is written
         async with self.transaction() as conn:
             await conn.execute(
                 f"INSERT INTO chats (platform, chat_id, thread_id, {_CHAT_SETTINGS})"
@@ -402,7 +305,7 @@ class PostgresStore:
                 " count = excluded.count, format = excluded.format,"
                 " language = excluded.language, weekdays = excluded.weekdays,"
                 " active = excluded.active, title = excluded.title, updated_at = now()",
-                *_key(settings.chat),
+                *records.key(settings.chat),
                 *values,
             )
 
@@ -411,29 +314,29 @@ class PostgresStore:
         async with self.transaction() as conn:
             await conn.execute(
                 f"UPDATE chats SET active = $4, updated_at = now() WHERE {_CHAT_WHERE}",
-                *_key(chat),
+                *records.key(chat),
                 active,
             )
 
     async def migrate_chat(self, old: ChatRef, new: ChatRef) -> None:
         """Move everything from `old` to `new`; see `SQLiteStore.migrate_chat` for the merge."""
-        if _key(old) == _key(new):
+        if records.key(old) == records.key(new):
             return
         async with self.transaction() as conn:
             # Lock both rows so concurrent writers wait for the move instead of racing it.
             old_pk = await conn.fetchval(
-                f"SELECT id FROM chats WHERE {_CHAT_WHERE} FOR UPDATE", *_key(old)
+                f"SELECT id FROM chats WHERE {_CHAT_WHERE} FOR UPDATE", *records.key(old)
             )
             if old_pk is None:
                 return
             new_pk = await conn.fetchval(
-                f"SELECT id FROM chats WHERE {_CHAT_WHERE} FOR UPDATE", *_key(new)
+                f"SELECT id FROM chats WHERE {_CHAT_WHERE} FOR UPDATE", *records.key(new)
             )
             if new_pk is None:
                 await conn.execute(
                     "UPDATE chats SET platform = $1, chat_id = $2, thread_id = $3,"
                     " updated_at = now() WHERE id = $4",
-                    *_key(new),
+                    *records.key(new),
                     old_pk,
                 )
                 return
@@ -465,7 +368,11 @@ class PostgresStore:
     # subscriptions
 
     async def add_subscription(self, sub: Subscription) -> Subscription:
-        keywords, exclude, authors = _texts(sub.keywords), _texts(sub.exclude), _texts(sub.authors)
+        keywords, exclude, authors = (
+            records.texts(CODEC, sub.keywords),
+            records.texts(CODEC, sub.exclude),
+            records.texts(CODEC, sub.authors),
+        )
         async with self.transaction() as conn:
             chat_pk = await self._ensure_chat(conn, sub.chat)
             row = await conn.fetchrow(
@@ -479,14 +386,14 @@ class PostgresStore:
                 exclude,
                 authors,
             )
-        return _subscription_from(sub.chat, row)
+        return records.subscription_from(sub.chat, row, CODEC)
 
     async def remove_subscription(self, chat: ChatRef, feed: str) -> bool:
         async with self.transaction() as conn:
             status = await conn.execute(
                 "DELETE FROM subscriptions WHERE feed = $4 AND chat ="
                 f" (SELECT id FROM chats WHERE {_CHAT_WHERE})",
-                *_key(chat),
+                *records.key(chat),
                 clean_text(feed),
             )
         return status != "DELETE 0"
@@ -497,9 +404,9 @@ class PostgresStore:
                 f"SELECT {', '.join(f's.{c}' for c in _SUB_COLUMNS.split(', '))}"
                 " FROM subscriptions s JOIN chats c ON c.id = s.chat"
                 " WHERE c.platform = $1 AND c.chat_id = $2 AND c.thread_id = $3 ORDER BY s.id",
-                *_key(chat),
+                *records.key(chat),
             )
-        return [_subscription_from(chat, row) for row in rows]
+        return [records.subscription_from(chat, row, CODEC) for row in rows]
 
     # delivered
 
@@ -525,7 +432,7 @@ class PostgresStore:
                 "SELECT d.paper_id FROM delivered d JOIN chats c ON c.id = d.chat"
                 " WHERE c.platform = $1 AND c.chat_id = $2 AND c.thread_id = $3"
                 " AND d.paper_id = ANY($4::text[])",
-                *_key(chat),
+                *records.key(chat),
                 wanted,
             )
         return {row["paper_id"] for row in rows}
@@ -544,13 +451,13 @@ class PostgresStore:
         out: list[tuple[ChatSettings, datetime]] = []
         for row in rows:
             since = max(row["updated_at"], row["subbed"] or row["updated_at"])
-            out.append((_settings_from(_ref(row), row), since))
+            out.append((records.settings_from(records.chat_ref(row), row), since))
         return out
 
     async def set_next_runs(self, runs: Sequence[tuple[ChatRef, datetime]]) -> None:
         if not runs:
             return
-        keys = [_key(chat) for chat, _ in runs]
+        keys = [records.key(chat) for chat, _ in runs]
         async with self.transaction() as conn:
             # One statement for the whole batch: a round trip per chat would dominate.
             await conn.execute(
@@ -582,7 +489,9 @@ class PostgresStore:
                 to_utc(now) - PARTITION_GRACE,
             )
             due: dict[int, DueChat] = {
-                row["id"]: DueChat(_settings_from(_ref(row), row), [], row["next_run_at"])
+                row["id"]: DueChat(
+                    records.settings_from(records.chat_ref(row), row), [], row["next_run_at"]
+                )
                 for row in rows
             }
             if due:
@@ -593,7 +502,9 @@ class PostgresStore:
                 )
                 for row in subs:
                     item = due[row["chat"]]
-                    item.subscriptions.append(_subscription_from(item.settings.chat, row))
+                    item.subscriptions.append(
+                        records.subscription_from(item.settings.chat, row, CODEC)
+                    )
         return list(due.values())
 
     async def delivered_among(
@@ -603,7 +514,7 @@ class PostgresStore:
         found: dict[ChatRef, set[str]] = {}
         if not ids or not chats:
             return found
-        by_key = {_key(c): c for c in chats}
+        by_key = {records.key(c): c for c in chats}
         keys = list(by_key)
         async with self._conn() as conn:
             rows = await conn.fetch(
@@ -625,7 +536,7 @@ class PostgresStore:
     async def _chat_pks(
         self, conn: asyncpg.Connection, chats: Iterable[ChatRef]
     ) -> dict[tuple[str, str, str], int]:
-        keys = list(dict.fromkeys(_key(c) for c in chats))
+        keys = list(dict.fromkeys(records.key(c) for c in chats))
         rows = await conn.fetch(
             "SELECT c.id, c.platform, c.chat_id, c.thread_id FROM unnest($1::text[], $2::text[],"
             " $3::text[]) AS k(platform, chat_id, thread_id) JOIN chats c"
@@ -654,7 +565,7 @@ class PostgresStore:
     async def _enqueue(self, digests: Sequence[Enqueue], stamp: datetime) -> int:
         async with self.transaction() as conn:
             pks = await self._chat_pks(conn, (d.chat for d in digests))
-            known = [(pks[_key(d.chat)], d) for d in digests if _key(d.chat) in pks]
+            known = [(pks[records.key(d.chat)], d) for d in digests if records.key(d.chat) in pks]
             # Rows go in (chat, seq) order in every process, so two schedulers writing the
             # same chats wait for each other instead of deadlocking.
             known.sort(key=lambda item: item[0])
@@ -799,7 +710,9 @@ class PostgresStore:
             )
         rows = sorted(rows, key=lambda row: row["id"])
         return [
-            OutboxItem(row["id"], _ref(row), row["idem_key"], row["body"], row["attempts"])
+            OutboxItem(
+                row["id"], records.chat_ref(row), row["idem_key"], row["body"], row["attempts"]
+            )
             for row in rows
         ]
 
@@ -841,7 +754,9 @@ class PostgresStore:
     async def _chat_rows(self, chat: ChatRef, sql: str, *params: Any) -> int:
         """Run `sql` (with `chat = $n+1`, the chat's row id) and return the rows it touched."""
         async with self.transaction() as conn:
-            pk = await conn.fetchval(f"SELECT id FROM chats WHERE {_CHAT_WHERE}", *_key(chat))
+            pk = await conn.fetchval(
+                f"SELECT id FROM chats WHERE {_CHAT_WHERE}", *records.key(chat)
+            )
             if pk is None:
                 return 0
             status = await conn.execute(sql, *params, pk)
@@ -865,11 +780,15 @@ class PostgresStore:
         )
 
     async def move_outbox(self, old: ChatRef, new: ChatRef) -> None:
-        if _key(old) == _key(new):
+        if records.key(old) == records.key(new):
             return
         async with self.transaction() as conn:
-            old_pk = await conn.fetchval(f"SELECT id FROM chats WHERE {_CHAT_WHERE}", *_key(old))
-            new_pk = await conn.fetchval(f"SELECT id FROM chats WHERE {_CHAT_WHERE}", *_key(new))
+            old_pk = await conn.fetchval(
+                f"SELECT id FROM chats WHERE {_CHAT_WHERE}", *records.key(old)
+            )
+            new_pk = await conn.fetchval(
+                f"SELECT id FROM chats WHERE {_CHAT_WHERE}", *records.key(new)
+            )
             if old_pk is None or new_pk is None:
                 return  # no target row yet: migrate_chat re-keys the old row, rows follow it
             await conn.execute(
@@ -915,7 +834,7 @@ class PostgresStore:
         ids = sorted({clean_text(mid) for mid in message_ids})  # sorted: no deadlocks
         if not ids:
             return
-        platform, chat_id, _ = _key(chat)
+        platform, chat_id, _ = records.key(chat)
         async with self._conn() as conn:
             await conn.execute(
                 "INSERT INTO message_papers (platform, chat_id, message_id, paper_id)"
@@ -929,7 +848,7 @@ class PostgresStore:
             )
 
     async def message_paper(self, chat: ChatRef, message_id: str) -> str | None:
-        platform, chat_id, _ = _key(chat)
+        platform, chat_id, _ = records.key(chat)
         async with self._conn() as conn:
             value = await conn.fetchval(
                 "SELECT paper_id FROM message_papers"
@@ -969,10 +888,6 @@ class PostgresStore:
                 )
                 count += int(status.rsplit(" ", 1)[-1])
         return count
-
-
-def _ref(row: asyncpg.Record) -> ChatRef:
-    return ChatRef(row["platform"], row["chat_id"], row["thread_id"] or None)
 
 
 _CHAT_SETTINGS_C = ", ".join(f"c.{col.strip()}" for col in _CHAT_SETTINGS.split(","))

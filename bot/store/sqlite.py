@@ -14,18 +14,17 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, ClassVar, cast
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, ClassVar
 
 import aiosqlite
 
-from bot.models import ChatRef, ChatSettings, DigestFormat, Paper, Subscription
+from bot.models import ChatRef, ChatSettings, Paper, Subscription
 from bot.store import (
     clean_text,
     load_migrations,
+    records,
     to_utc,
-    weekdays_from_text,
-    weekdays_to_text,
 )
 from bot.store.base import DueChat, Enqueue, OutboxItem
 
@@ -86,99 +85,13 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _dt_out(value: datetime | None) -> str | None:
-    return None if value is None else to_utc(value).isoformat()
-
-
-def _dt_in(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-def _opt_text(value: str | None) -> str | None:
-    return None if value is None else clean_text(value)
-
-
-def _json_list(values: Iterable[str]) -> str:
-    return json.dumps([clean_text(v) for v in values], ensure_ascii=False)
-
-
-def _key(chat: ChatRef) -> tuple[str, str, str]:
-    """(platform, chat_id, thread_id) as stored: no thread is '' so UNIQUE covers it."""
-    return clean_text(chat.platform), clean_text(chat.chat_id), clean_text(chat.thread_id or "")
-
-
-def _paper_row(paper: Paper, fetched_at: str) -> tuple[Any, ...]:
-    return (
-        clean_text(paper.id),
-        paper.version,
-        clean_text(paper.title),
-        _json_list(paper.authors),
-        clean_text(paper.abstract),
-        _json_list(paper.categories),
-        _dt_out(paper.published),
-        _dt_out(paper.updated),
-        _opt_text(paper.comment),
-        _opt_text(paper.journal_ref),
-        _opt_text(paper.doi),
-        paper.upvotes,
-        _opt_text(paper.ai_summary),
-        _json_list(paper.ai_keywords),
-        _opt_text(paper.github_repo),
-        paper.github_stars,
-        _opt_text(paper.project_page),
-        _opt_text(paper.announce_type),
-        fetched_at,
-    )
-
-
-def _paper_from(row: sqlite3.Row) -> Paper:
-    return Paper(
-        id=row["id"],
-        title=row["title"],
-        authors=json.loads(row["authors"]),
-        abstract=row["abstract"],
-        categories=json.loads(row["categories"]),
-        version=row["version"],
-        published=_dt_in(row["published"]),
-        updated=_dt_in(row["updated"]),
-        comment=row["comment"],
-        journal_ref=row["journal_ref"],
-        doi=row["doi"],
-        upvotes=row["upvotes"],
-        ai_summary=row["ai_summary"],
-        ai_keywords=json.loads(row["ai_keywords"]),
-        github_repo=row["github_repo"],
-        github_stars=row["github_stars"],
-        project_page=row["project_page"],
-        announce_type=row["announce_type"],
-    )
-
-
-def _settings_row(s: ChatSettings) -> tuple[Any, ...]:
-    return (
-        clean_text(s.timezone),
-        s.delivery_time.strftime("%H:%M"),
-        s.count,
-        s.format,
-        clean_text(s.language),
-        weekdays_to_text(s.weekdays),
-        int(s.active),
-        _opt_text(s.title),
-    )
-
-
-def _settings_from(chat: ChatRef, row: sqlite3.Row) -> ChatSettings:
-    return ChatSettings(
-        chat=chat,
-        timezone=row["timezone"],
-        delivery_time=time.fromisoformat(row["delivery_time"]),
-        count=row["count"],
-        format=cast(DigestFormat, row["format"]),
-        language=row["language"],
-        weekdays=weekdays_from_text(row["weekdays"]),
-        active=bool(row["active"]),
-        title=row["title"],
-    )
+# Lists are JSON text, instants ISO text (see bot/store/records.py).
+CODEC = records.Codec(
+    list_out=lambda values: json.dumps(values, ensure_ascii=False),
+    list_in=lambda text: _list(text),
+    dt_out=lambda moment: to_utc(moment).isoformat(),
+    dt_in=lambda text: datetime.fromisoformat(text),
+)
 
 
 def _make_parent_dir(path: str) -> None:
@@ -373,7 +286,7 @@ class SQLiteStore:
 
     async def upsert_papers(self, papers: Iterable[Paper]) -> None:
         fetched_at = _now()
-        rows = [_paper_row(p, fetched_at) for p in papers]
+        rows = [(*records.paper_row(p, CODEC), fetched_at) for p in papers]
         if not rows:
             return
         async with self.transaction() as db:
@@ -391,7 +304,7 @@ class SQLiteStore:
                 marks = ", ".join("?" for _ in chunk)
                 async with db.execute(f"{_SELECT_PAPER} WHERE id IN ({marks})", chunk) as cur:
                     for row in await cur.fetchall():
-                        result[row["id"]] = _paper_from(row)
+                        result[row["id"]] = records.paper_from(row, CODEC)
         return result
 
     # feeds
@@ -440,7 +353,7 @@ class SQLiteStore:
     async def _chat_pk(self, chat: ChatRef) -> int | None:
         async with self.db.execute(
             "SELECT id FROM chats WHERE platform = ? AND chat_id = ? AND thread_id = ?",
-            _key(chat),
+            records.key(chat),
         ) as cur:
             row = await cur.fetchone()
         return None if row is None else int(row[0])
@@ -452,7 +365,7 @@ class SQLiteStore:
             "INSERT INTO chats (platform, chat_id, thread_id, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (platform, chat_id, thread_id) DO NOTHING",
             (
-                *_key(chat),
+                *records.key(chat),
                 now,
                 now,
             ),
@@ -467,14 +380,14 @@ class SQLiteStore:
             db.execute(
                 f"SELECT {_CHAT_SETTINGS} FROM chats"
                 " WHERE platform = ? AND chat_id = ? AND thread_id = ?",
-                _key(chat),
+                records.key(chat),
             ) as cur,
         ):
             row = await cur.fetchone()
-        return None if row is None else _settings_from(chat, row)
+        return None if row is None else records.settings_from(chat, row)
 
     async def save_chat(self, settings: ChatSettings) -> None:
-        values = _settings_row(settings)  # validates before anything is written
+        values = records.settings_row(settings)  # validates before anything is written
         chat = settings.chat
         now = _now()
         async with self.transaction() as db:
@@ -488,7 +401,7 @@ class SQLiteStore:
                 " active = excluded.active, title = excluded.title,"
                 " updated_at = excluded.updated_at",
                 (
-                    *_key(chat),
+                    *records.key(chat),
                     *values,
                     now,
                     now,
@@ -501,7 +414,7 @@ class SQLiteStore:
             await db.execute(
                 "UPDATE chats SET active = ?, updated_at = ?"
                 " WHERE platform = ? AND chat_id = ? AND thread_id = ?",
-                (int(active), _now(), *_key(chat)),
+                (int(active), _now(), *records.key(chat)),
             )
 
     async def migrate_chat(self, old: ChatRef, new: ChatRef) -> None:
@@ -512,7 +425,7 @@ class SQLiteStore:
         united with the new chat's filters winning on a shared feed, and delivered history is
         united so nothing is sent twice. The old row is then deleted.
         """
-        if _key(old) == _key(new):  # None and '' are the same thread
+        if records.key(old) == records.key(new):  # None and '' are the same thread
             return
         async with self.transaction() as db:
             old_pk = await self._chat_pk(old)
@@ -525,7 +438,7 @@ class SQLiteStore:
                     "UPDATE chats SET platform = ?, chat_id = ?, thread_id = ?, updated_at = ?"
                     " WHERE id = ?",
                     (
-                        *_key(new),
+                        *records.key(new),
                         _now(),
                         old_pk,
                     ),
@@ -557,9 +470,9 @@ class SQLiteStore:
 
     async def add_subscription(self, sub: Subscription) -> Subscription:
         keywords, exclude, authors = (
-            _json_list(sub.keywords),
-            _json_list(sub.exclude),
-            _json_list(sub.authors),
+            records.texts(CODEC, sub.keywords),
+            records.texts(CODEC, sub.exclude),
+            records.texts(CODEC, sub.authors),
         )
         feed = clean_text(sub.feed)
         async with self.transaction() as db:
@@ -578,14 +491,14 @@ class SQLiteStore:
             ) as cur:
                 row = await cur.fetchone()
         assert row is not None
-        return _subscription_from(sub.chat, row)
+        return records.subscription_from(sub.chat, row, CODEC)
 
     async def remove_subscription(self, chat: ChatRef, feed: str) -> bool:
         async with self.transaction() as db:
             cur = await db.execute(
                 "DELETE FROM subscriptions WHERE feed = ? AND chat = (SELECT id FROM chats"
                 " WHERE platform = ? AND chat_id = ? AND thread_id = ?)",
-                (clean_text(feed), *_key(chat)),
+                (clean_text(feed), *records.key(chat)),
             )
             removed = cur.rowcount > 0
             await cur.close()
@@ -598,11 +511,11 @@ class SQLiteStore:
                 "SELECT s.id, s.feed, s.keywords, s.exclude, s.authors, s.created_at"
                 " FROM subscriptions s JOIN chats c ON c.id = s.chat"
                 " WHERE c.platform = ? AND c.chat_id = ? AND c.thread_id = ? ORDER BY s.id",
-                _key(chat),
+                records.key(chat),
             ) as cur,
         ):
             rows = await cur.fetchall()
-        return [_subscription_from(chat, row) for row in rows]
+        return [records.subscription_from(chat, row, CODEC) for row in rows]
 
     # delivered
 
@@ -652,7 +565,7 @@ class SQLiteStore:
         out: list[tuple[ChatSettings, datetime]] = []
         for row in rows:
             since = max(_ts_in(row["updated_at"]), _ts_in(row["subbed"] or row["updated_at"]))
-            out.append((_settings_from(_ref(row), row), since))
+            out.append((records.settings_from(records.chat_ref(row), row), since))
         return out
 
     async def set_next_runs(self, runs: Sequence[tuple[ChatRef, datetime]]) -> None:
@@ -662,7 +575,7 @@ class SQLiteStore:
             await db.executemany(
                 "UPDATE chats SET next_run_at = ? WHERE platform = ? AND chat_id = ?"
                 " AND thread_id = ? AND next_run_at IS NULL",
-                [(_ts(at), *_key(chat)) for chat, at in runs],
+                [(_ts(at), *records.key(chat)) for chat, at in runs],
             )
 
     async def due_chats(self, now: datetime, limit: int) -> list[DueChat]:
@@ -678,7 +591,9 @@ class SQLiteStore:
             due: dict[int, DueChat] = {}
             for row in rows:
                 due[row["id"]] = DueChat(
-                    _settings_from(_ref(row), row), [], _ts_in(row["next_run_at"])
+                    records.settings_from(records.chat_ref(row), row),
+                    [],
+                    _ts_in(row["next_run_at"]),
                 )
             pks = list(due)
             for start in range(0, len(pks), _CHUNK):
@@ -691,7 +606,9 @@ class SQLiteStore:
                 ) as cur:
                     for row in await cur.fetchall():
                         item = due[row["chat"]]
-                        item.subscriptions.append(_subscription_from(item.settings.chat, row))
+                        item.subscriptions.append(
+                            records.subscription_from(item.settings.chat, row, CODEC)
+                        )
         return list(due.values())
 
     async def delivered_among(
@@ -701,7 +618,7 @@ class SQLiteStore:
         found: dict[ChatRef, set[str]] = {}
         if not ids or not chats:
             return found
-        by_key = {_key(c): c for c in chats}
+        by_key = {records.key(c): c for c in chats}
         keys = list(by_key)
         step = 150  # 3 parameters per chat, plus a chunk of paper ids, stays under 999
         async with self._reading() as db:
@@ -747,7 +664,7 @@ class SQLiteStore:
         if not digests:
             return 0
         stamp = _ts(now)
-        keys = [_key(d.chat) for d in digests]
+        keys = [records.key(d.chat) for d in digests]
         async with self.transaction() as db:
             pks = await self._pks(keys)
             known = [(pks[key], d) for key, d in zip(keys, digests, strict=True) if key in pks]
@@ -844,7 +761,9 @@ class SQLiteStore:
             ) as cur:
                 rows = await cur.fetchall()
         return [
-            OutboxItem(row["id"], _ref(row), row["idem_key"], row["body"], row["attempts"])
+            OutboxItem(
+                row["id"], records.chat_ref(row), row["idem_key"], row["body"], row["attempts"]
+            )
             for row in rows
         ]
 
@@ -964,7 +883,7 @@ class SQLiteStore:
     ) -> None:
         if not message_ids:
             return
-        platform, chat_id, _ = _key(chat)
+        platform, chat_id, _ = records.key(chat)
         paper, stamp = clean_text(paper_id), _ts(datetime.now(UTC))
         async with self.transaction() as db:
             await db.executemany(
@@ -975,7 +894,7 @@ class SQLiteStore:
             )
 
     async def message_paper(self, chat: ChatRef, message_id: str) -> str | None:
-        platform, chat_id, _ = _key(chat)
+        platform, chat_id, _ = records.key(chat)
         async with (
             self._reading() as db,
             db.execute(
@@ -1023,18 +942,6 @@ def _list(text: str) -> list[str]:
     return [] if text == "[]" else list(json.loads(text))
 
 
-def _subscription_from(chat: ChatRef, row: sqlite3.Row) -> Subscription:
-    return Subscription(
-        chat=chat,
-        feed=row["feed"],
-        keywords=_list(row["keywords"]),
-        exclude=_list(row["exclude"]),
-        authors=_list(row["authors"]),
-        id=int(row["id"]),
-        created_at=datetime.fromisoformat(row["created_at"]),
-    )
-
-
 # ------------------------------------------------------------- outbox and schedule
 # Helpers of SQLiteStore's outbox section: instants are fixed-width UTC text (see 0002).
 
@@ -1047,10 +954,6 @@ def _ts(moment: datetime) -> str:
 def _ts_in(text: str) -> datetime:
     # Cached: a scheduler round reads the same few due instants for thousands of chats.
     return to_utc(datetime.fromisoformat(text))
-
-
-def _ref(row: sqlite3.Row) -> ChatRef:
-    return ChatRef(row["platform"], row["chat_id"], row["thread_id"] or None)
 
 
 _CHAT_SETTINGS_C = ", ".join(f"c.{col.strip()}" for col in _CHAT_SETTINGS.split(","))
