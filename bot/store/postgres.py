@@ -29,26 +29,7 @@ _current: ContextVar[tuple[PostgresStore, asyncpg.Connection, asyncio.Task[Any] 
     ContextVar("paperboy_pg_transaction", default=None)
 )
 
-_PAPER_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("id", "key"),
-    ("version", "max"),
-    ("title", "text"),
-    ("authors", "list"),
-    ("abstract", "text"),
-    ("categories", "list"),
-    ("published", "keep"),
-    ("updated", "keep"),
-    ("comment", "keep"),
-    ("journal_ref", "keep"),
-    ("doi", "keep"),
-    ("upvotes", "keep"),
-    ("ai_summary", "keep"),
-    ("ai_keywords", "list"),
-    ("github_repo", "keep"),
-    ("github_stars", "keep"),
-    ("project_page", "keep"),
-    ("announce_type", "keep"),
-)
+_PAPER_COLUMNS = records.PAPER_COLUMNS
 
 
 def _merge_expr(column: str, kind: str) -> str:

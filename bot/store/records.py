@@ -30,6 +30,31 @@ class Codec:
     dt_in: Callable[[Any], datetime]
 
 
+# The papers table's columns in `paper_row` order, with how a re-fetch merges each one
+# (see the stores' _merge_expr): "keep" fields hold their stored value when a later
+# fetch lacks them.
+PAPER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "key"),
+    ("version", "max"),
+    ("title", "text"),
+    ("authors", "list"),
+    ("abstract", "text"),
+    ("categories", "list"),
+    ("published", "keep"),
+    ("updated", "keep"),
+    ("comment", "keep"),
+    ("journal_ref", "keep"),
+    ("doi", "keep"),
+    ("upvotes", "keep"),
+    ("ai_summary", "keep"),
+    ("ai_keywords", "list"),
+    ("github_repo", "keep"),
+    ("github_stars", "keep"),
+    ("project_page", "keep"),
+    ("announce_type", "keep"),
+)
+
+
 def opt_text(value: str | None) -> str | None:
     return None if value is None else clean_text(value)
 

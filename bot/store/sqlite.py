@@ -33,27 +33,7 @@ BUSY_TIMEOUT_MS = 10_000
 _CHUNK = 500
 
 # (column, kind): "keep" fields hold their stored value when a later fetch lacks them.
-_PAPER_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("id", "key"),
-    ("version", "max"),
-    ("title", "text"),
-    ("authors", "list"),
-    ("abstract", "text"),
-    ("categories", "list"),
-    ("published", "keep"),
-    ("updated", "keep"),
-    ("comment", "keep"),
-    ("journal_ref", "keep"),
-    ("doi", "keep"),
-    ("upvotes", "keep"),
-    ("ai_summary", "keep"),
-    ("ai_keywords", "list"),
-    ("github_repo", "keep"),
-    ("github_stars", "keep"),
-    ("project_page", "keep"),
-    ("announce_type", "keep"),
-    ("fetched_at", "new"),
-)
+_PAPER_COLUMNS = (*records.PAPER_COLUMNS, ("fetched_at", "new"))
 
 
 def _merge_expr(column: str, kind: str) -> str:
