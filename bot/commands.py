@@ -24,7 +24,7 @@ from bot.ids import InvalidArxivId, parse_arxiv_id
 from bot.models import HF_FEEDS, ChatRef, ChatSettings, Subscription
 from bot.sources.base import SourceError
 from bot.sources.categories import canonical_category
-from bot.text import Block, Bold, Code, Inline, ListBlock, Message, Paragraph, Reply, Text
+from bot.text import Block, Bold, Code, Inline, Italic, ListBlock, Message, Paragraph, Reply, Text
 
 if TYPE_CHECKING:
     from bot.service import Paperboy
@@ -274,7 +274,12 @@ async def _paper(ctx: Context, args: dict[str, ArgValue]) -> Reply:
     paper = await ctx.app.paper(str(args["id"]))
     if paper is None:
         return Reply.text(f"I couldn't find arXiv paper {args['id']}. Is the id right?")
-    return Reply([cards.paper_message(paper, detail=True)])
+    message = cards.paper_message(paper, detail=True)
+    wanted = parse_arxiv_id(str(args["id"])).version
+    if wanted and paper.version and wanted > paper.version:
+        note = f"arXiv has no v{wanted} of {paper.id}; this is the latest, v{paper.version}."
+        message.blocks.insert(0, Paragraph((Italic((Text(note),)),)))
+    return Reply([message])
 
 
 async def _trending(ctx: Context, args: dict[str, ArgValue]) -> Reply:

@@ -242,3 +242,10 @@ async def test_cli_digest_upstream_failure_is_a_message(
     assert await _digest(fake_settings, "arxiv:math.AP", 5) == 1
     err = capsys.readouterr().err
     assert "arXiv has no listing for math.AP" in err and "Traceback" not in err
+
+
+async def test_a_version_arxiv_does_not_have_is_pointed_out(chat: ConsoleChat) -> None:
+    text = await _say(chat, "/paper 1605.08386v9")
+    assert "arXiv has no v9 of 1605.08386; this is the latest, v1." in text
+    assert "Heat-bath" in text
+    assert "arXiv has no" not in await _say(chat, "/paper 1605.08386v1")
