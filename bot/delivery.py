@@ -391,8 +391,7 @@ class Dispatcher:
         except ChatMoved as e:
             self.stats.moved += 1
             log.info("chat %s moved to %s", item.chat.key, e.new_chat.key)
-            await self.store.move_outbox(item.chat, e.new_chat)
-            await self.store.migrate_chat(item.chat, e.new_chat)
+            await self.store.migrate_chat(item.chat, e.new_chat)  # unsent rows move with it
             # Its rows now belong to the new chat: release them to be claimed under it.
             await self.store.defer_chat_outbox(e.new_chat, self.clock())
             self._release([item, *queue])

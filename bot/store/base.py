@@ -118,10 +118,6 @@ class Store(Protocol):
         """Every unsent row of the chat is dead (the chat is gone)."""
         ...
 
-    async def move_outbox(self, old: ChatRef, new: ChatRef) -> None:
-        """Point the old chat's unsent rows at the new chat (call before `migrate_chat`)."""
-        ...
-
     async def outbox_counts(self) -> dict[str, int]:
         """Rows per status: pending, sending, sent, dead."""
         ...

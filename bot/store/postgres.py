@@ -344,6 +344,12 @@ class PostgresStore:
                 old_pk,
                 new_pk,
             )
+            # Unsent digests follow the chat; deleting the old row would cascade them away.
+            await conn.execute(
+                "UPDATE outbox SET chat = $2 WHERE chat = $1 AND status IN ('pending', 'sending')",
+                old_pk,
+                new_pk,
+            )
             await conn.execute("DELETE FROM chats WHERE id = $1", old_pk)
 
     # subscriptions
@@ -759,24 +765,6 @@ class PostgresStore:
             " WHERE status IN ('pending', 'sending') AND chat = $2",
             clean_text(error)[:500],
         )
-
-    async def move_outbox(self, old: ChatRef, new: ChatRef) -> None:
-        if records.key(old) == records.key(new):
-            return
-        async with self.transaction() as conn:
-            old_pk = await conn.fetchval(
-                f"SELECT id FROM chats WHERE {_CHAT_WHERE}", *records.key(old)
-            )
-            new_pk = await conn.fetchval(
-                f"SELECT id FROM chats WHERE {_CHAT_WHERE}", *records.key(new)
-            )
-            if old_pk is None or new_pk is None:
-                return  # no target row yet: migrate_chat re-keys the old row, rows follow it
-            await conn.execute(
-                "UPDATE outbox SET chat = $1 WHERE chat = $2 AND status IN ('pending', 'sending')",
-                new_pk,
-                old_pk,
-            )
 
     async def outbox_counts(self) -> dict[str, int]:
         async with self._conn() as conn:

@@ -444,6 +444,11 @@ class SQLiteStore:
                 " delivered_at = MIN(delivered_at, excluded.delivered_at)",
                 (new_pk, old_pk),
             )
+            # Unsent digests follow the chat; deleting the old row would cascade them away.
+            await db.execute(
+                "UPDATE outbox SET chat = ? WHERE chat = ? AND status IN ('pending', 'sending')",
+                (new_pk, old_pk),
+            )
             await db.execute("DELETE FROM chats WHERE id = ?", (old_pk,))
 
     # subscriptions
@@ -801,18 +806,6 @@ class SQLiteStore:
             " WHERE status IN ('pending', 'sending') AND chat = ?",
             (clean_text(error)[:500],),
         )
-
-    async def move_outbox(self, old: ChatRef, new: ChatRef) -> None:
-        if old == new:
-            return
-        async with self.transaction() as db:
-            old_pk, new_pk = await self._chat_pk(old), await self._chat_pk(new)
-            if old_pk is None or new_pk is None:
-                return  # no target row yet: migrate_chat re-keys the old row, rows follow it
-            await db.execute(
-                "UPDATE outbox SET chat = ? WHERE chat = ? AND status IN ('pending', 'sending')",
-                (new_pk, old_pk),
-            )
 
     async def outbox_counts(self) -> dict[str, int]:
         async with (
