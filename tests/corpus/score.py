@@ -190,7 +190,8 @@ def to_observed(src: LatexSource, analysis: Analysis) -> Observed:
     """The one adapter from explainer objects to `Observed` (see the module docstring)."""
     chosen = list(analysis.equations)
     theorems: list[str] = []
-    for t in getattr(analysis, "theorems", None) or getattr(analysis, "results", None) or []:
+    # The main results the reply leads with (theorem statements), not every theorem.
+    for t in getattr(analysis, "results", None) or []:
         kind, number, label = (getattr(t, a, "") or "" for a in ("kind", "number", "label"))
         if number:
             theorems.append(f"{str(kind).capitalize() or 'Theorem'} {number}")
@@ -230,7 +231,9 @@ def norm_symbol(s: str) -> str:
 
 def meaning_ok(meaning: str, item: GlossaryItem) -> bool:
     m = meaning.lower()
-    if "\\" in meaning:  # raw LaTeX is not a meaning a reader can use
+    # Inline $...$ math is drawn for the reader; a command outside it (\emph{...}) is
+    # raw LaTeX, not a meaning a reader can use.
+    if "\\" in re.sub(r"\$[^$]*\$", "", meaning):
         return False
     if not item.defined:
         return "not defined" in m or "undefined" in m
@@ -303,9 +306,7 @@ def table(scores: list[PaperScore]) -> str:
         gl = f"{s.glossary_right}/{s.glossary_checked}"
         cov = f"{s.glossary_covered}/{s.glossary_expected}"
         ok = "yes" if s.root_ok else "NO"
-        lines.append(
-            f"{s.slug:34} {ok:4} {main:4} {gl:>8} {cov:>8} {s.tldr_hits}/{s.tldr_words}"
-        )
+        lines.append(f"{s.slug:34} {ok:4} {main:4} {gl:>8} {cov:>8} {s.tldr_hits}/{s.tldr_words}")
     t = summarize(scores)
     lines.append(
         f"root right {t.root_right}/{t.papers}; main result among key items "
