@@ -46,14 +46,13 @@ def test_corpus_is_big_and_varied_enough() -> None:
 @pytest.mark.parametrize("paper", CORPUS, ids=IDS)
 def test_archive_unpacks_and_names_its_root(paper: CorpusPaper) -> None:
     files = archive_texts(paper.data())
-    root = paper.expected.root_file
-    if root == ONLY_FILE:
-        assert list(files) == [ONLY_FILE]
-        text = files[ONLY_FILE]
-    else:
-        assert root in files, f"{root} not in {sorted(files)[:20]}"
+    for root in paper.expected.root_files:
+        if root == ONLY_FILE:
+            assert list(files) == [ONLY_FILE]
+        else:
+            assert root in files, f"{root} not in {sorted(files)[:20]}"
         text = files[root]
-    assert re.search(r"(?m)^[^%\n]*\\documentclass", text) or "\\input" in text
+        assert re.search(r"(?m)^[^%\n]*\\documentclass", text) or "\\input" in text
     assert paper.archive.stat().st_size < 300_000
 
 
@@ -111,7 +110,7 @@ def test_main_result_among_key_items_on_ten_of_twelve(scores: list[PaperScore]) 
 @pytest.mark.xfail(strict=False, reason="issue #10: explainer being improved")
 def test_glossary_precision_at_least_80_percent(scores: list[PaperScore]) -> None:
     total = summarize(scores)
-    assert total.glossary_checked >= 20  # precision over too few entries means nothing
+    assert total.glossary_checked >= total.papers  # precision over a handful means nothing
     assert total.glossary_precision >= 0.8
 
 

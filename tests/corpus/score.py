@@ -50,7 +50,7 @@ class GlossaryItem:
 
 @dataclass(frozen=True, slots=True)
 class Expected:
-    root_file: str
+    root_files: tuple[str, ...]  # any one is right (a blueprint has a print and a web root)
     kind: str
     main_result: tuple[str, ...]  # labels, "Equation (N)" or "Theorem N.M": any one counts
     central_equations: tuple[str, ...]
@@ -122,8 +122,9 @@ def _strs(v: Any) -> tuple[str, ...]:
 
 def load_expected(path: Path) -> Expected:
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    root = raw["root_file"]
     return Expected(
-        root_file=str(raw["root_file"]),
+        root_files=tuple(str(r) for r in root) if isinstance(root, list) else (str(root),),
         kind=str(raw.get("kind", "")),
         main_result=_strs(raw.get("main_result")),
         central_equations=_strs(raw.get("central_equations")),
@@ -267,7 +268,7 @@ def score(paper: CorpusPaper, seen: Observed) -> PaperScore:
     tldr = seen.tldr.lower()
     return PaperScore(
         slug=paper.slug,
-        root_ok=exp.root_file in (seen.root, ONLY_FILE),
+        root_ok=seen.root in exp.root_files or ONLY_FILE in exp.root_files,
         main_hit=_main_hit(exp, seen),
         glossary_checked=checked,
         glossary_right=right,
