@@ -37,6 +37,9 @@ class Settings:
     llm_base_url: str = ""
     llm_api_key: str = field(default="", repr=False)
     llm_model: str = ""
+    # The whole LLM call for one explanation, retries included (below 60 s); the offline
+    # explanation is sent at once and edited into the LLM's when it arrives.
+    llm_budget_seconds: float = 45.0
     # /explain limits (bot/explain/limits.py); explanations and follow-ups both count.
     explain_user_per_minute: int = 6
     explain_chat_per_minute: int = 20

@@ -1,7 +1,7 @@
 """Paperboy's services: what commands and the scheduler ask of the core.
 
 Papers and feeds are cached in the store, so a feed is fetched once per day however
-many chats follow it, and concurrent asks for one feed share one fetch.
+many chats follow it, and concurrent asks for one feed (or one paper) share one fetch.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from bot.explain.cache import SingleFlight
 from bot.ids import InvalidArxivId, parse_arxiv_id
 from bot.models import ChatRef, ChatSettings, Paper
 from bot.sources.base import FeedFetch, Source, SourceError
@@ -47,6 +48,9 @@ class Paperboy:
         self.hf = hf
         self.explainer = explainer
         self._feed_locks: dict[str, asyncio.Lock] = {}
+        # One arXiv lookup per unknown paper however many ask at once: each lookup waits
+        # its turn at arXiv's polite gate, so 100 of them would take minutes.
+        self._lookups: SingleFlight[Paper | None] = SingleFlight()
 
     def source_for(self, feed: str) -> tuple[Source, str]:
         prefix, _, name = feed.partition(":")
@@ -63,7 +67,11 @@ class Paperboy:
         cached = await self.store.get_paper(wanted.id)
         if cached and (wanted.version is None or (cached.version or 0) >= wanted.version):
             return cached
-        found = await self.arxiv.papers([wanted.id])
+        return await self._lookups.do(wanted.id, lambda: self._look_up(wanted.id, cached))
+
+    async def _look_up(self, paper_id: str, cached: Paper | None) -> Paper | None:
+        """The paper from arXiv (+ what Hugging Face adds), stored."""
+        found = await self.arxiv.papers([paper_id])
         if not found:
             return None
         paper = found[0]

@@ -7,6 +7,7 @@ escapes anything. Text in nodes is always raw, never pre-escaped.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 # ---------------------------------------------------------------- inline nodes
@@ -114,6 +115,9 @@ class Reply:
 
     messages: list[Message] = field(default_factory=list)
     ephemeral: bool = False  # Discord: only the caller sees it (errors, usage lines)
+    # A better reply still on its way (the LLM's explanation after the offline one): once
+    # this reply is sent, adapters await it and edit the sent messages into what it gives.
+    update: Callable[[], Awaitable[Reply]] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def text(cls, *paragraphs: str, ephemeral: bool = False) -> Reply:

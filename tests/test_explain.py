@@ -107,7 +107,8 @@ def llm_settings(arxiv: FakeEprint, llm: FakeLLM, provider: str = "openai") -> S
     )
 
 
-FAST = ExplainOptions(llm_max_wait=0.05)
+# The fake LLM answers at once: a grace makes `explain` return its explanation directly.
+FAST = ExplainOptions(llm_max_wait=0.05, llm_grace_seconds=10)
 
 
 @pytest.fixture
@@ -495,7 +496,11 @@ async def test_429_is_retried_after_retry_after(
 ) -> None:
     llm.script = [(429, "1")]
     ex = make(explainers, llm_settings(arxiv, llm, provider), ExplainOptions(llm_max_wait=5))
-    reply = await ex.explain(paper(), user="u", chat="c", render_images=False)
+    first = await ex.explain(paper(), user="u", chat="c", render_images=False)
+    # Without a grace the offline explanation comes at once; the LLM's follows by update.
+    assert header(first).startswith("Offline explanation — a fuller one by test-model is on")
+    assert first.update is not None
+    reply = await first.update()
     assert header(reply).startswith("Explained by")
     assert len(llm.calls) == 2
     assert llm.calls[1].at - llm.calls[0].at >= 0.95

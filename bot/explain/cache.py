@@ -63,6 +63,9 @@ class MemoryCache:
         while len(self._data) > self._max:
             self._data.popitem(last=False)
 
+    def discard(self, key: Hashable) -> None:
+        self._data.pop(key, None)
+
     async def get(self, key: CacheKey) -> Any | None:
         return self.get_now(key)
 
@@ -80,6 +83,11 @@ class SingleFlight(Generic[T]):
         self._running: dict[Hashable, asyncio.Future[T]] = {}
 
     async def do(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> T:
+        return await asyncio.shield(self.start(key, fn))
+
+    def start(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
+        """The running computation for `key`, started now if there is none; await it
+        through `asyncio.shield`."""
         fut = self._running.get(key)
         if fut is None:
             # A task, not the caller's coroutine: one impatient caller cancelling must not
@@ -87,7 +95,7 @@ class SingleFlight(Generic[T]):
             fut = asyncio.ensure_future(fn())
             self._running[key] = fut
             fut.add_done_callback(functools.partial(self._forget, key))
-        return await asyncio.shield(fut)
+        return fut
 
     def _forget(self, key: Hashable, _fut: object) -> None:
         self._running.pop(key, None)

@@ -1,17 +1,23 @@
 """`Explainer`: the one entry point the `/explain` command uses.
 
-Flow: rate limits -> cache -> (single-flight) paper text -> offline analysis -> LLM
-(optional, with budget) -> cache -> equation images (off the event loop) -> Reply.
+Flow: rate limits -> cache -> (single-flight) paper text -> offline analysis -> equation
+images (off the event loop) -> Reply, sent at once; with an LLM configured, its call
+(single-flight, within a total time budget) runs meanwhile, and the Reply's `update`
+gives the LLM's explanation for adapters to edit the sent offline one into.
 Paper text comes from the LaTeX source, else arXiv HTML, else the abstract, and the
-reply says which; an LLM failure degrades to the offline explanation and says why.
+reply says which; an LLM failure degrades to the offline explanation and says why, and
+backs the provider off so the next users get the offline one without waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import httpx
@@ -21,7 +27,7 @@ from bot.explain import analyze as analysis_mod
 from bot.explain.analyze import Analysis
 from bot.explain.cache import CacheKey, ExplanationCache, MemoryCache, SingleFlight
 from bot.explain.html import html_to_latex
-from bot.explain.limits import LimitSettings, RateLimiter, TokenBudget
+from bot.explain.limits import Backoff, LimitSettings, RateLimiter, TokenBudget
 from bot.explain.llm import LLMClient, LLMError, config_from_settings, make_client
 from bot.explain.prompt import (
     BadAnswer,
@@ -52,13 +58,21 @@ class ExplainOptions:
     limits: LimitSettings = field(default_factory=LimitSettings)
     source_limits: Limits = field(default_factory=Limits)
     ttl_seconds: float = 7 * 86400.0  # a paper version does not change
-    failure_ttl_seconds: float = 300.0  # an LLM fallback is retried after this
+    failure_ttl_seconds: float = 300.0  # a fallback forced by a failing arXiv: retried after
     max_html_bytes: int = 20_000_000
     max_paper_chars: int = 60_000  # of paper text sent to the LLM (~15k tokens)
     max_output_tokens: int = 2000
     followup_output_tokens: int = 900
     llm_attempts: int = 3
     llm_max_wait: float = 30.0
+    # Wait this long for the LLM before sending the offline explanation first (a quick
+    # model then gives one message, not one plus an edit). 0: send the offline one at once.
+    llm_grace_seconds: float = 0.0
+    # A failing provider (or paper at a provider) is left alone this long, doubling per
+    # failure in a row up to the cap; meanwhile users get the offline explanation at once.
+    backoff_seconds: float = 30.0
+    backoff_max_seconds: float = 1800.0
+    clock: Callable[[], float] = time.monotonic
 
 
 @dataclass(slots=True)
@@ -101,8 +115,13 @@ class Explainer:
         self._cache: ExplanationCache = cache or MemoryCache()
         self._docs = MemoryCache(max_entries=128)
         self._flight: SingleFlight[object] = SingleFlight()
+        self._llm_flight: SingleFlight[Explanation] = SingleFlight()  # one LLM call per key
         self._gate = arxiv_gate or PoliteGate(settings.arxiv_delay_seconds)
         self._rate = RateLimiter(self.options.limits)
+        self._backoff_clock = self.options.clock
+        self._backoff = Backoff(
+            self.options.backoff_seconds, self.options.backoff_max_seconds, self.options.clock
+        )
         self.budget = TokenBudget(self.options.limits.daily_tokens)
         self.stats = Stats()
         config, self._llm_problem = config_from_settings(
@@ -110,9 +129,10 @@ class Explainer:
             settings.llm_base_url,
             settings.llm_api_key,
             settings.llm_model,
-            settings.http_timeout_seconds,
+            settings.llm_budget_seconds,
         )
         self._llm: LLMClient | None = None
+        self._provider_key = f"{config.provider}:{config.model}" if config else ""
         if config is not None:
             config = replace(
                 config, attempts=self.options.llm_attempts, max_wait=self.options.llm_max_wait
@@ -153,33 +173,102 @@ class Explainer:
             )
 
     async def _explain(self, paper: Paper, language: str, render_images: bool) -> Reply:
+        version = paper.version or 0
         llm = self._llm
-        mode, model = ("llm", llm.model) if llm else ("offline", "")
-        # Offline text is the same in every language: share one cache entry.
-        key = CacheKey(paper.id, paper.version or 0, mode, model, language if llm else "")
+        if llm is not None:
+            key = CacheKey(paper.id, version, "llm", llm.model, language)
+            done = await self._cache.get(key)
+            if isinstance(done, Explanation):
+                self.stats.cache_hits += 1
+                return await self._reply(done, key, paper, render_images)
+        # Offline text is the same in every language: one cache entry for all.
+        offline_key = CacheKey(paper.id, version, "offline", "", "")
+        offline = await self._offline_explanation(paper, offline_key, count_hit=llm is None)
+        if render_images:
+            await self._images(offline, offline_key)
+        if llm is None:
+            if self._llm_problem:
+                offline = replace(
+                    offline,
+                    header="Offline explanation — LLM not set up correctly",
+                    reason=self._llm_problem,
+                )
+            return build_reply(offline, paper, images=render_images)
+        refused = self._llm_refusal(paper)
+        if refused is not None:  # backed off or out of budget: offline at once, labelled
+            header, reason = refused
+            return build_reply(
+                replace(offline, header=header, reason=reason), paper, images=render_images
+            )
+        # The LLM starts now (one call however many ask); the offline explanation goes
+        # out at once unless the LLM is quicker than the grace, and is edited later.
+        answer = self._llm_flight.start(
+            key, lambda: self._llm_explanation(llm, paper, offline, key)
+        )
+        grace = self.options.llm_grace_seconds
+        if grace > 0:
+            await asyncio.wait([answer], timeout=grace)
+            if answer.done():
+                return await self._reply(answer.result(), key, paper, render_images)
+        pending = replace(
+            offline,
+            header=f"Offline explanation — a fuller one by {llm.model} is on its way",
+            reason="",
+        )
+        first = build_reply(pending, paper, images=render_images)
+        first.update = functools.partial(self._update, answer, key, paper, offline, render_images)
+        return first
+
+    async def _update(
+        self,
+        answer: asyncio.Future[Explanation],
+        key: CacheKey,
+        paper: Paper,
+        offline: Explanation,
+        render_images: bool,
+    ) -> Reply:
+        """The reply that replaces the offline one: the LLM's, or the offline one saying
+        why there is no LLM explanation."""
+        try:
+            ex = await asyncio.shield(answer)
+            return await self._reply(ex, key, paper, render_images)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug must not become a stack trace in somebody's chat
+            log.exception("finishing the explanation of %s failed", paper.id)
+            failed = replace(
+                offline,
+                header="Offline explanation — the LLM was unavailable",
+                reason="something unexpected went wrong while asking the LLM",
+            )
+            return build_reply(failed, paper, images=render_images)
+
+    async def _reply(
+        self, ex: Explanation, key: CacheKey, paper: Paper, render_images: bool
+    ) -> Reply:
+        if render_images:
+            await self._images(ex, key)
+        return build_reply(ex, paper, images=render_images)
+
+    async def _images(self, ex: Explanation, key: CacheKey) -> None:
+        if ex.equations and ex.images is None:
+            await self._flight.do(("images", key, id(ex)), lambda: self._render(ex))
+
+    async def _offline_explanation(
+        self, paper: Paper, key: CacheKey, *, count_hit: bool
+    ) -> Explanation:
         ex = await self._cache.get(key)
         if isinstance(ex, Explanation):
-            self.stats.cache_hits += 1
-        else:
-            result = await self._flight.do(("explain", key), lambda: self._compute(paper, key))
-            assert isinstance(result, Explanation)
-            ex = result
-        if render_images and ex.equations and ex.images is None:
-            await self._flight.do(("images", key), lambda: self._render(ex))
-        return build_reply(ex, paper, images=render_images)
+            self.stats.cache_hits += count_hit
+            return ex
+        result = await self._flight.do(("offline", key), lambda: self._compute(paper, key))
+        assert isinstance(result, Explanation)
+        return result
 
     async def _compute(self, paper: Paper, key: CacheKey) -> Explanation:
         doc = await self._document(paper)
         ex = self._offline(paper, doc)
         ttl = self.options.failure_ttl_seconds if doc.transient else self.options.ttl_seconds
-        if self._llm is None:
-            if self._llm_problem:
-                ex.header = "Offline explanation — LLM not set up correctly"
-                ex.reason = self._llm_problem
-        else:
-            ex, ok = await self._with_llm(self._llm, paper, doc, ex, key.language)
-            if not ok:
-                ttl = self.options.failure_ttl_seconds
         await self._cache.set(key, ex, ttl)
         return ex
 
@@ -311,9 +400,40 @@ class Explainer:
             allowed.add(f"arxiv.org/{kind}/{paper.id}")
         return allowed
 
-    async def _with_llm(
-        self, llm: LLMClient, paper: Paper, doc: PaperText, offline: Explanation, language: str
-    ) -> tuple[Explanation, bool]:
+    def _llm_refusal(self, paper: Paper) -> tuple[str, str] | None:
+        """(header, reason) when the LLM is not to be asked now: backed off after failures,
+        or today's token budget spent."""
+        failure = self._backoff.blocked(self._provider_key) or self._backoff.blocked(
+            self._paper_key(paper)
+        )
+        if failure is not None:
+            wait = max(1.0, failure.until - self._backoff_clock())
+            return (
+                "Offline explanation — the LLM is unavailable right now",
+                f"{failure.reason}; it will be asked again in {_duration(wait)}",
+            )
+        if self.budget.remaining < self.options.max_output_tokens:
+            return "Offline explanation — today's LLM budget is used up", _BUDGET_REASON
+        return None
+
+    def _paper_key(self, paper: Paper) -> tuple[str, str, int]:
+        return (self._provider_key, paper.id, paper.version or 0)
+
+    async def _llm_explanation(
+        self, llm: LLMClient, paper: Paper, offline: Explanation, key: CacheKey
+    ) -> Explanation:
+        """The LLM's explanation, cached; on failure the offline one saying why, with the
+        provider (or this paper at the provider) backed off."""
+        doc = await self._document(paper)
+
+        def failed(
+            header: str, reason: str, backoff: tuple[object, ...] | str | None
+        ) -> Explanation:
+            if backoff is not None:
+                delay = self._backoff.failed(backoff, reason)
+                log.info("LLM backed off for %.0f s (%s)", delay, backoff)
+            return replace(offline, header=header, reason=reason)
+
         a = doc.analysis
         system, user = explain_prompt(
             title=paper.title or a.title,
@@ -324,15 +444,16 @@ class Explainer:
             built_from={"latex": "LaTeX source", "html": "arXiv HTML", "abstract": "abstract"}[
                 doc.built_from
             ],
-            language=language,
+            language=key.language,
             max_chars=self.options.max_paper_chars,
         )
         estimate = (len(system) + len(user)) // 3 + self.options.max_output_tokens
         if not self.budget.reserve(estimate):
-            offline.header = "Offline explanation — today's LLM budget is used up"
-            offline.reason = "the bot's daily LLM token budget is spent; it resets at midnight UTC"
-            return offline, False
+            return failed(
+                "Offline explanation — today's LLM budget is used up", _BUDGET_REASON, None
+            )
         used = 0
+        unavailable = "Offline explanation — the LLM was unavailable"
         try:
             self.stats.llm_calls += 1
             completion = await llm.complete(
@@ -346,22 +467,27 @@ class Explainer:
             )
         except LLMError as exc:
             log.warning("LLM explanation of %s failed: %s", paper.id, exc)
-            offline.header = "Offline explanation — the LLM was unavailable"
-            offline.reason = str(exc)
-            return offline, False
+            scope = self._paper_key(paper) if exc.request_specific else self._provider_key
+            return failed(unavailable, str(exc), scope)
         except BadAnswer as exc:
             log.warning("LLM answer for %s unusable: %s", paper.id, exc)
-            offline.header = "Offline explanation — the LLM's answer was unusable"
-            offline.reason = "the model did not answer with the structured JSON it was asked for"
-            return offline, False
+            return failed(
+                "Offline explanation — the LLM's answer was unusable",
+                "the model did not answer with the structured JSON it was asked for",
+                self._paper_key(paper),
+            )
         except Exception:
             log.exception("LLM explanation of %s failed unexpectedly", paper.id)
-            offline.header = "Offline explanation — the LLM was unavailable"
-            offline.reason = "something unexpected went wrong while asking the LLM"
-            return offline, False
+            return failed(
+                unavailable,
+                "something unexpected went wrong while asking the LLM",
+                self._paper_key(paper),
+            )
         finally:
             self.budget.settle(estimate, used)
             self.stats.llm_tokens += used
+        self._backoff.succeeded(self._provider_key)
+        self._backoff.succeeded(self._paper_key(paper))
         equations = []
         for eq in offline.equations:
             note = answer.equations.get(eq.eid)
@@ -383,9 +509,12 @@ class Explainer:
             caveats=answer.caveats,
             links=offline.links,
             notes=offline.notes,
+            images=offline.images,  # the same equations
             tokens=used,
         )
-        return ex, True
+        ttl = self.options.failure_ttl_seconds if doc.transient else self.options.ttl_seconds
+        await self._cache.set(key, ex, ttl)
+        return ex
 
     # ------------------------------------------------------------ follow-up
 
@@ -406,6 +535,14 @@ class Explainer:
         wait = self._rate.check(user, chat)
         if wait > 0:
             return _slow_down(wait)
+        failure = self._backoff.blocked(self._provider_key)
+        if failure is not None:
+            later = _duration(max(1.0, failure.until - self._backoff_clock()))
+            return Reply.text(
+                f"The LLM is unavailable right now ({failure.reason}); I'll try it again in "
+                f"{later}. The offline /explain still works.",
+                ephemeral=True,
+            )
         norm = re.sub(r"\s+", " ", question.casefold())[:500]
         key = CacheKey(paper.id, paper.version or 0, "followup:" + norm, llm.model, language)
         cached = await self._cache.get(key)
@@ -455,8 +592,11 @@ class Explainer:
                 system, user, max_tokens=self.options.followup_output_tokens, json_mode=True
             )
             used = completion.tokens or estimate
+            self._backoff.succeeded(self._provider_key)
         except LLMError as exc:
             log.warning("LLM follow-up on %s failed: %s", paper.id, exc)
+            if not exc.request_specific:
+                self._backoff.failed(self._provider_key, str(exc))
             return Reply.text(
                 f"Sorry, I couldn't get an answer from the LLM: {exc}. Please try again later.",
                 ephemeral=True,
@@ -484,6 +624,15 @@ def _notes(a: Analysis) -> list[str]:
             "(prompt injection) were removed from the paper text."
         ]
     return []
+
+
+_BUDGET_REASON = "the bot's daily LLM token budget is spent; it resets at midnight UTC"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{math.ceil(seconds)} s"
+    return f"{math.ceil(seconds / 60)} min"
 
 
 def _trim(s: str, n: int) -> str:

@@ -1,12 +1,14 @@
-"""Per-user and per-chat rate limits, and a daily LLM token budget."""
+"""Per-user and per-chat rate limits, a daily LLM token budget, and failure backoff."""
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from bot.explain.cache import MemoryCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +95,47 @@ class TokenBudget:
     def remaining(self) -> int:
         self._roll()
         return max(0, self.daily - self.used - self.reserved) if self.daily else 1 << 62
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    count: int  # failures in a row
+    until: float  # clock time the key is backed off until
+    reason: str  # user-safe, for the label of what is served meanwhile
+
+
+class Backoff:
+    """Keys (an LLM provider, a paper at a provider) that failed are left alone for
+    `first` seconds, doubling with each further failure in a row up to `cap`; a success
+    forgets them. So a broken or hung provider costs one user a wait, not every user."""
+
+    def __init__(
+        self,
+        first: float = 30.0,
+        cap: float = 1800.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 10_000,
+    ) -> None:
+        self.first = first
+        self.cap = cap
+        self._clock = clock
+        # A run of failures is forgotten after a quiet `cap` beyond its last backoff.
+        self._failures = MemoryCache(max_entries=max_keys, clock=clock)
+
+    def blocked(self, key: Hashable) -> Failure | None:
+        """The failure that backs `key` off now, if any."""
+        failure = self._failures.get_now(key)
+        if isinstance(failure, Failure) and failure.until > self._clock():
+            return failure
+        return None
+
+    def failed(self, key: Hashable, reason: str) -> float:
+        """Record a failure; returns how long `key` is now backed off."""
+        last = self._failures.get_now(key)
+        count = last.count + 1 if isinstance(last, Failure) else 1
+        delay = min(self.cap, self.first * 2 ** min(count - 1, 32))
+        self._failures.set_now(key, Failure(count, self._clock() + delay, reason), delay + self.cap)
+        return delay
+
+    def succeeded(self, key: Hashable) -> None:
+        self._failures.discard(key)

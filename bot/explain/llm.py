@@ -3,12 +3,14 @@
 OpenAI-compatible covers OpenAI, Ollama, vLLM, llama.cpp, OpenRouter, Groq, DeepSeek,
 Mistral, Together and most self-hosted servers: POST {base}/chat/completions with a
 Bearer key. Anthropic is POST {base}/v1/messages with x-api-key and anthropic-version.
-Both retry 429/5xx (honouring Retry-After), time out, count tokens from `usage`, and
-never put the API key into a log line or an error message.
+Both retry 429/5xx (honouring Retry-After) within one total time budget (every try may
+use what is left of it), count tokens from `usage`, and never put the API key into a log
+line or an error message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,7 +20,7 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_attempt,
-    stop_after_delay,
+    stop_before_delay,
     wait_exponential_jitter,
 )
 
@@ -54,10 +56,17 @@ PROVIDERS: dict[str, tuple[str, str | None]] = {
 KEYLESS = {"ollama", "vllm", "llamacpp", "llama.cpp", "llama-cpp", "lmstudio", "openai-compatible",
            "compatible", "custom"}  # fmt: skip
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+# Chat platforms and users give up on a bot that is silent for a minute: the whole LLM
+# call, retries and waits included, stays below it.
+MAX_BUDGET_SECONDS = 59.0
 
 
 class LLMError(Exception):
     """The LLM call failed; the message is safe to show to users (no secrets, no bodies)."""
+
+    # Whether the failure is about this request (say, a paper too long for the model)
+    # rather than the provider (down, hung, wrong key), which fails for every paper.
+    request_specific = False
 
 
 class _Retryable(Exception):
@@ -88,12 +97,18 @@ class LLMConfig:
     api_key: str = ""
     attempts: int = 3
     max_wait: float = 30.0  # cap on one back-off (and on Retry-After)
-    deadline: float = 240.0  # all attempts together
-    timeout: float = 120.0  # one request: models can take a while to write
+    # All tries and waits together; each try may take what is left (models can take a
+    # while to write), and a retry is made only if it can start within the budget.
+    budget: float = 45.0
+
+
+def clamp_budget(seconds: float) -> float:
+    """A usable total budget: positive and below a minute."""
+    return min(max(seconds, 1.0), MAX_BUDGET_SECONDS)
 
 
 def config_from_settings(
-    provider: str, base_url: str, api_key: str, model: str, timeout: float
+    provider: str, base_url: str, api_key: str, model: str, budget: float
 ) -> tuple[LLMConfig | None, str]:
     """(config, "") when an LLM is usable, else (None, why not) — the reason is user-safe."""
     name = provider.strip().lower()
@@ -108,7 +123,7 @@ def config_from_settings(
     if not api_key and name not in KEYLESS and name in PROVIDERS:
         return None, "LLM_API_KEY is not set"
     return (
-        LLMConfig(name, wire, base, model, api_key, timeout=max(timeout, 60.0)),
+        LLMConfig(name, wire, base, model, api_key, budget=clamp_budget(budget)),
         "",
     )
 
@@ -137,33 +152,43 @@ class _BaseClient:
     async def complete(
         self, system: str, user: str, *, max_tokens: int, json_mode: bool = True
     ) -> Completion:
+        budget = self.config.budget
+        ends = asyncio.get_running_loop().time() + budget
         jitter = wait_exponential_jitter(initial=1, max=self.config.max_wait)
         wait = RetryAfterOrBackoff(1.0, self.config.max_wait, fallback=jitter)
-        last = ""
+        tries = 0
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.config.attempts)
-                | stop_after_delay(self.config.deadline),
-                wait=wait,
-                retry=retry_if_exception_type(_Retryable),
-                reraise=True,
-            ):
-                with attempt:
-                    completion = await self._once(system, user, max_tokens, json_mode)
-                    metrics.record_tokens(
-                        self.config.provider,
-                        prompt=completion.input_tokens,
-                        completion=completion.output_tokens,
-                    )
-                    return completion
+            # The timeout is the hard bound; the stop rule only avoids starting a retry
+            # (or a wait before one) that could not finish within the budget.
+            async with asyncio.timeout_at(ends):
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(self.config.attempts) | stop_before_delay(budget),
+                    wait=wait,
+                    retry=retry_if_exception_type(_Retryable),
+                    reraise=True,
+                ):
+                    with attempt:
+                        tries += 1
+                        completion = await self._once(system, user, max_tokens, json_mode, ends)
+                        metrics.record_tokens(
+                            self.config.provider,
+                            prompt=completion.input_tokens,
+                            completion=completion.output_tokens,
+                        )
+                        return completion
         except _Retryable as exc:
-            last = exc.reason
-        raise LLMError(f"{last} (gave up after {self.config.attempts} attempts)")
+            raise LLMError(f"{exc.reason} (gave up after {_tries(tries)})") from None
+        except TimeoutError:
+            raise LLMError(
+                f"the LLM provider did not answer within {budget:g} s ({_tries(tries)})"
+            ) from None
+        raise LLMError("the LLM provider did not answer")  # not reached: tenacity reraises
 
     async def _post(
-        self, url: str, headers: dict[str, str], body: dict[str, Any]
+        self, url: str, headers: dict[str, str], body: dict[str, Any], ends: float
     ) -> dict[str, Any]:
-        timeout = httpx.Timeout(self.config.timeout, connect=min(15.0, self.config.timeout))
+        left = max(0.1, ends - asyncio.get_running_loop().time())  # what the budget leaves
+        timeout = httpx.Timeout(left, connect=min(10.0, left))
         try:
             with metrics.upstream_timer("LLM"):
                 resp = await self._http.post(url, headers=headers, json=body, timeout=timeout)
@@ -199,11 +224,19 @@ class _BaseClient:
             raise _Retryable("the LLM provider sent an unexpected response")
         return data
 
-    async def _once(self, system: str, user: str, max_tokens: int, json_mode: bool) -> Completion:
+    async def _once(
+        self, system: str, user: str, max_tokens: int, json_mode: bool, ends: float
+    ) -> Completion:
         raise NotImplementedError
 
 
+def _tries(n: int) -> str:
+    return f"{n} attempt{'s' if n != 1 else ''}"
+
+
 class _Refused(LLMError):
+    request_specific = True
+
     def __init__(self, reason: str, status: int) -> None:
         super().__init__(reason)
         self.status = status
@@ -216,7 +249,9 @@ def _int(v: object) -> int:
 class OpenAICompatClient(_BaseClient):
     wire = "openai"
 
-    async def _once(self, system: str, user: str, max_tokens: int, json_mode: bool) -> Completion:
+    async def _once(
+        self, system: str, user: str, max_tokens: int, json_mode: bool, ends: float
+    ) -> Completion:
         headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
         if self.config.api_key:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
@@ -236,13 +271,13 @@ class OpenAICompatClient(_BaseClient):
             body["response_format"] = {"type": "json_object"}
         url = f"{self.config.base_url}/chat/completions"
         try:
-            data = await self._post(url, headers, body)
+            data = await self._post(url, headers, body, ends)
         except _Refused as exc:
             if exc.status == 400 and "response_format" in body:
                 # Some servers/models have no JSON mode: ask again without it.
                 self._json_ok = False
                 body.pop("response_format")
-                data = await self._post(url, headers, body)
+                data = await self._post(url, headers, body, ends)
             else:
                 raise
         choices = data.get("choices")
@@ -266,7 +301,9 @@ class OpenAICompatClient(_BaseClient):
 class AnthropicClient(_BaseClient):
     wire = "anthropic"
 
-    async def _once(self, system: str, user: str, max_tokens: int, json_mode: bool) -> Completion:
+    async def _once(
+        self, system: str, user: str, max_tokens: int, json_mode: bool, ends: float
+    ) -> Completion:
         headers = {
             "User-Agent": USER_AGENT,
             "Content-Type": "application/json",
@@ -282,7 +319,7 @@ class AnthropicClient(_BaseClient):
         }
         base = self.config.base_url
         url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
-        data = await self._post(url, headers, body)
+        data = await self._post(url, headers, body, ends)
         if data.get("type") == "error":
             raise _Retryable("the LLM provider reported an error")
         blocks = data.get("content")
