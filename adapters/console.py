@@ -136,6 +136,7 @@ class ConsoleChat:
         self.out = out or sys.stdout
         self.style = Style(self.out.isatty())
         self._read_line = read_line or _stdin_line
+        self._later: set[asyncio.Task[None]] = set()  # replies whose update is awaited
 
     def context(self) -> Context:
         return Context(
@@ -171,8 +172,23 @@ class ConsoleChat:
         )
 
     def show(self, reply: Reply) -> None:
+        """Print a reply; its update (the LLM's explanation after the offline one) is
+        printed below when it comes, while the chat goes on."""
         self.out.write(render_reply(reply, self.style) + "\n\n")
         self.out.flush()
+        if reply.update is not None:
+            task = asyncio.create_task(self._show_update(reply.update))
+            self._later.add(task)
+            task.add_done_callback(self._later.discard)
+
+    async def _show_update(self, update: Callable[[], Awaitable[Reply]]) -> None:
+        better = await update()
+        self.out.write("\n" + render_reply(better, self.style) + "\n\n" + PROMPT)
+        self.out.flush()
+
+    async def settle(self) -> None:
+        """Wait for the updates still to come."""
+        await asyncio.gather(*self._later)
 
     async def send(self, chat: ChatRef, message: Message) -> list[str]:
         self.out.write(render_message(message, self.style) + "\n\n")
@@ -186,6 +202,8 @@ class ConsoleChat:
             self.out.flush()
             line = await self._read_line()
             if line is None or line.strip() in ("/quit", "/exit", "quit", "exit"):
+                for task in self._later:  # explanations still on their way are not waited for
+                    task.cancel()
                 self.out.write("Bye.\n")
                 return
             reply = await self.handle(line)

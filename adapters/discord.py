@@ -35,7 +35,7 @@ from discord.gateway import DiscordWebSocket
 
 from bot.commands import COMMANDS, ArgValue, Command, Context, run_args
 from bot.config import Settings
-from bot.logs import install_redaction
+from bot.logs import install_redaction, redact
 from bot.models import HF_FEEDS, ChatRef
 from bot.sending import (
     ChatGone,
@@ -485,6 +485,18 @@ def _send_kwargs(part: RenderedMessage) -> dict[str, Any]:
     return kwargs
 
 
+def _edit_kwargs(part: RenderedMessage) -> dict[str, Any]:
+    """An edit that makes a sent message `part`: every field given, so what the new part
+    lacks is cleared (attachments are replaced by the part's files)."""
+    return {
+        "allowed_mentions": NO_MENTIONS,
+        "content": part.content or None,
+        "embeds": part.embeds,
+        "attachments": [discord.File(io.BytesIO(data), filename=name) for name, data in part.files],
+        "view": build_view(part.buttons),
+    }
+
+
 def _forget_view(kwargs: dict[str, Any]) -> None:
     # discord.py keeps every sent view in memory; the dynamic item answers presses instead.
     view = kwargs.get("view")
@@ -735,6 +747,7 @@ class DiscordAdapter:
         self.receiving = True  # False: started to send only (no gateway, no command sync)
         self.client: _Client | None = None
         self._task: asyncio.Task[None] | None = None
+        self._edits: set[asyncio.Task[None]] = set()  # replies waiting for their update
         install_redaction([settings.discord_bot_token])
 
     # ------------------------------------------------------------ lifecycle
@@ -806,6 +819,9 @@ class DiscordAdapter:
     async def stop(self) -> None:
         client, task = self.client, self._task
         self.client, self._task = None, None
+        for edit in list(self._edits):
+            edit.cancel()
+        await asyncio.gather(*self._edits, return_exceptions=True)
         if client is not None:
             await client.close()
         if task is not None:
@@ -888,15 +904,70 @@ class DiscordAdapter:
             # A public "thinking…" cannot turn private: remove it and answer privately.
             with contextlib.suppress(discord.HTTPException):
                 await interaction.delete_original_response()
+        shown: list[discord.WebhookMessage | None] = []  # None: the original response
         for part in parts:
             kwargs = _send_kwargs(part)
             try:
                 if not interaction.response.is_done():
                     await interaction.response.send_message(ephemeral=ephemeral, **kwargs)
+                    shown.append(None)
                 else:
-                    await interaction.followup.send(ephemeral=ephemeral, wait=True, **kwargs)
+                    shown.append(
+                        await interaction.followup.send(ephemeral=ephemeral, wait=True, **kwargs)
+                    )
             finally:
                 _forget_view(kwargs)
+        if reply.update is not None:
+            # In the background: the edit comes when the update does (well within the
+            # interaction token's 15 minutes).
+            task = asyncio.create_task(
+                self._edit_later(interaction, shown, reply.update, ephemeral=ephemeral)
+            )
+            self._edits.add(task)
+            task.add_done_callback(self._edits.discard)
+
+    async def _edit_later(
+        self,
+        interaction: discord.Interaction[Any],
+        shown: list[discord.WebhookMessage | None],
+        update: Callable[[], Awaitable[Reply]],
+        *,
+        ephemeral: bool,
+    ) -> None:
+        """Edit an answer into its update: message by message, extra old ones deleted,
+        extra new ones sent as follow-ups."""
+        try:
+            better = await update()
+            parts = [p for m in better.messages for p in render_discord(m)]
+            parts = [p for p in parts if p.content or p.embeds or p.files]
+            for index, part in enumerate(parts):
+                if index >= len(shown):
+                    kwargs = _send_kwargs(part)
+                    try:
+                        await interaction.followup.send(ephemeral=ephemeral, wait=True, **kwargs)
+                    finally:
+                        _forget_view(kwargs)
+                    continue
+                kwargs = _edit_kwargs(part)
+                target = shown[index]
+                try:
+                    if target is None:
+                        await interaction.edit_original_response(**kwargs)
+                    else:
+                        await target.edit(**kwargs)
+                finally:
+                    _forget_view(kwargs)
+            for target in shown[len(parts) :]:
+                if target is None:
+                    await interaction.delete_original_response()
+                else:
+                    await target.delete()
+        except asyncio.CancelledError:
+            raise
+        except discord.HTTPException as e:
+            log.info("discord: could not edit an answer: %s", redact(str(e)))
+        except Exception:
+            log.exception("discord: editing an answer failed")
 
     async def on_tree_error(
         self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError

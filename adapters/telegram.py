@@ -23,7 +23,7 @@ import logging
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -741,18 +741,6 @@ class TelegramAdapter:
         self._long_callbacks.put(key, (data, time.monotonic() + CALLBACK_RESAVE_SECONDS))
         return parse_callback_data(data)
 
-    async def _send(
-        self,
-        chat: ChatRef,
-        message: Message,
-        *,
-        patient: bool,
-        reply_to: int | None = None,
-    ) -> list[str]:
-        """Send every part of a command's reply (through PTB)."""
-        plan = self._prepare(message)
-        return await self._send_plan(chat, plan, patient=patient, reply_to=reply_to)
-
     async def _send_plan(
         self,
         chat: ChatRef,
@@ -824,12 +812,15 @@ class TelegramAdapter:
         reply_to: int | None = None,
         paper: str | None = None,
     ) -> list[str]:
-        """Send a command's reply, dealing with what the chat's state tells us on the way."""
+        """Send a command's reply, dealing with what the chat's state tells us on the way;
+        a reply with an update (the LLM's explanation to come) is edited when it arrives."""
         ids: list[str] = []
+        shown: list[tuple[_Plan, list[str]]] = []
         for message in reply.messages:
             for _attempt in range(3):
+                plan = self._prepare(message)
                 try:
-                    sent = await self._send(chat, message, patient=True, reply_to=reply_to)
+                    sent = await self._send_plan(chat, plan, patient=True, reply_to=reply_to)
                 except sending.ChatMoved as e:
                     log.info("telegram: %s moved to %s", chat.key, e.new_chat.key)
                     await self.app.store.migrate_chat(chat, e.new_chat)
@@ -847,11 +838,100 @@ class TelegramAdapter:
                     log.error("telegram: could not send to %s: %s", chat.key, e)
                     return ids
                 ids.extend(sent)
+                shown.append((plan, sent))
                 if paper:
                     await self._remember_paper(chat, sent, paper)
                 break
             reply_to = None
+        if reply.update is not None and shown:
+            # In the background: the handler returns, the edit comes when the update does.
+            task = asyncio.create_task(self._edit_later(chat, shown, reply.update, paper))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return ids
+
+    async def _edit_later(
+        self,
+        chat: ChatRef,
+        shown: list[tuple[_Plan, list[str]]],
+        update: Callable[[], Awaitable[Reply]],
+        paper: str | None,
+    ) -> None:
+        """Edit a sent reply into its update: what lines up is edited in place, old parts
+        left over are deleted, new parts left over are sent below."""
+        try:
+            better = await update()
+            new_ids: list[str] = []
+            for index, message in enumerate(better.messages):
+                old = shown[index] if index < len(shown) else None
+                new_ids += await self._edit_message(chat, old, message)
+            for _plan, ids in shown[len(better.messages) :]:
+                for message_id in ids:
+                    await self._tg_call(chat, "deleteMessage", message_id=int(message_id))
+            if paper and new_ids:
+                await self._remember_paper(chat, new_ids, paper)
+        except asyncio.CancelledError:
+            raise
+        except (tg_error.TelegramError, sending.SendError) as e:
+            log.info("telegram: could not edit a reply in %s: %s", chat.key, redact(str(e)))
+        except Exception:
+            log.exception("telegram: editing a reply in %s failed", chat.key)
+
+    async def _edit_message(
+        self, chat: ChatRef, old: tuple[_Plan, list[str]] | None, message: Message
+    ) -> list[str]:
+        """Edit one sent message (its parts) into `message`; returns the ids of parts sent
+        anew."""
+        plan = self._prepare(message)
+        if plan.callbacks:
+            await self._save_callbacks(plan.callbacks)
+        old_plan, old_ids = old if old is not None else (_Plan([], None), [])
+        last_old, last_new = len(old_ids) - 1, len(plan.parts) - 1
+        kept = 0
+        for index, (was, part) in enumerate(zip(old_plan.parts, plan.parts, strict=False)):
+            markup = plan.markup if index == last_new else None
+            old_markup = old_plan.markup if index == last_old else None
+            if part.html == was.html and markup == old_markup and part.photo == was.photo:
+                kept += 1
+                continue
+            if part.photo is not None or was.photo is not None:
+                break  # an image and its caption are not edited: re-sent below
+            await self._tg_call(
+                chat,
+                "editMessageText",
+                message_id=int(old_ids[index]),
+                text=part.html,
+                parse_mode=ParseMode.HTML,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+                reply_markup=markup,
+            )
+            kept += 1
+        for message_id in old_ids[kept:]:
+            await self._tg_call(chat, "deleteMessage", message_id=int(message_id))
+        if kept >= len(plan.parts):
+            return []
+        rest = _Plan(plan.parts[kept:], plan.markup)
+        return await self._send_plan(chat, rest, patient=True)
+
+    async def _tg_call(self, chat: ChatRef, method: str, **kwargs: Any) -> None:
+        """editMessageText / deleteMessage, sitting out short flood waits; "not modified"
+        and an already deleted message are fine."""
+        bot = self.application.bot
+        call = {"editMessageText": bot.edit_message_text, "deleteMessage": bot.delete_message}
+        while True:
+            try:
+                await call[method](chat_id=_telegram_chat_id(chat), **kwargs)
+                return
+            except tg_error.RetryAfter as e:
+                wait = retry_after_seconds(e)
+                if wait > self.max_wait_seconds:
+                    raise
+                await asyncio.sleep(wait)
+            except tg_error.BadRequest as e:
+                text = str(e).lower()
+                if "not modified" in text or "message to delete not found" in text:
+                    return
+                raise
 
     async def _remember_paper(self, chat: ChatRef, message_ids: list[str], paper: str) -> None:
         """A reply to any of these messages, on any worker, asks about `paper`."""

@@ -75,7 +75,10 @@ async def _command(settings: Settings, name: str, text: str) -> int:
     async with paperboy(settings) as app:
         console = ConsoleChat(app)
         reply = await run_text(console.context(), name, text)
-        print(render_reply(reply, console.style))
+        # An explanation prints the offline one at once and the LLM's below when it comes.
+        print(render_reply(reply, console.style), flush=True)
+        if reply.update is not None:
+            print("\n" + render_reply(await reply.update(), console.style))
     return 0
 
 

@@ -101,8 +101,15 @@ class FakeInteraction:
     payload: dict[str, Any]
     callbacks: list[dict[str, Any]] = field(default_factory=list)  # {"type", "data"}
     followups: list[dict[str, Any]] = field(default_factory=list)  # message objects
-    edits: list[dict[str, Any]] = field(default_factory=list)  # PATCH @original bodies
+    edits: list[dict[str, Any]] = field(default_factory=list)  # PATCH bodies, in order
+    patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (path id, body)
     deleted_original: bool = False
+    deleted: list[str] = field(default_factory=list)  # ids of messages deleted by the bot
+    # The answer's messages as users see them now (edits applied, deleted ones gone), by
+    # id. A deferred response is a loading message that the first follow-up fills in.
+    shown: dict[str, dict[str, Any]] = field(default_factory=dict)
+    original_id: str | None = None
+    loading: bool = False
     callback_at: float | None = None
     created_at: float = field(default_factory=time.monotonic)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -735,6 +742,9 @@ class FakeDiscord:
             )
             message_id = message["id"]
             resource["message"] = message
+            it.original_id = message_id
+            it.loading = body["type"] == DEFERRED_CHANNEL_MESSAGE
+            it.shown[message_id] = message
         return _json(
             {
                 "interaction": {
@@ -772,8 +782,11 @@ class FakeDiscord:
             flags=int(body.get("flags") or 0),
             attachments=_attachment_objects(files),
         )
+        if it.loading and it.original_id is not None:
+            message["id"], it.loading = it.original_id, False  # fills in "thinking…"
         self.attachments[message["id"]] = files
         it.followups.append(message)
+        it.shown[message["id"]] = message
         it._touch()
         return _json(message)
 
@@ -792,24 +805,45 @@ class FakeDiscord:
         it = self._interaction_by_token(request.match_info["token"])
         if it is None:
             return _error(404, 10015, "Unknown Webhook")
+        path_id = request.match_info["mid"]
+        mid = it.original_id if path_id == "@original" else path_id
+        current = it.shown.get(mid or "")
+        if current is None:
+            return _error(404, 10008, "Unknown Message")
         body, files = await _read_body(request)
         problems = _message_problems(body, files, edit=True)
         if problems:
             return self._reject(body, problems)
         it.edits.append(body)
-        it._touch()
-        return _json(
-            self._message_object(
-                it.payload["channel_id"], body, author=self.bot_user, webhook_id=self.application_id
-            )
+        it.patches.append((path_id, body))
+        # Fields present replace the message's (null or [] clears them); absent ones stay.
+        for key in ("content", "embeds", "components"):
+            if key in body:
+                current[key] = body[key] or ([] if key != "content" else "")
+        if "attachments" in body or files:
+            kept = {str(a.get("id")) for a in body.get("attachments") or []}
+            old = [a for a in current.get("attachments", []) if str(a.get("id")) in kept]
+            current["attachments"] = old + _attachment_objects(files)
+            self.attachments[current["id"]] = files
+        current["edited_timestamp"] = time.strftime(
+            "%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime()
         )
+        if it.loading and mid == it.original_id:
+            it.loading = False
+        it._touch()
+        return _json(current)
 
     async def _delete_webhook_msg(self, request: web.Request) -> web.Response:
         it = self._interaction_by_token(request.match_info["token"])
         if it is None:
             return _error(404, 10015, "Unknown Webhook")
-        if request.match_info["mid"] == "@original":
+        path_id = request.match_info["mid"]
+        mid = it.original_id if path_id == "@original" else path_id
+        if it.shown.pop(mid or "", None) is None:
+            return _error(404, 10008, "Unknown Message")
+        if mid == it.original_id:
             it.deleted_original = True
+        it.deleted.append(mid or "")
         it._touch()
         return web.Response(status=204)
 

@@ -6,7 +6,8 @@
   `{"type": "message", "content": [{"type": "text", ...}], "usage": {...}}`.
 
 Both check auth and request shape (400/401 with each API's error body otherwise), follow
-a script of behaviours (ok, 429 with Retry-After, 500/529, junk), and record every call.
+a script of behaviours (ok, 429 with Retry-After, 500/529, junk), can be slow (`delay`)
+or hung (`stall`: no answer until the test sets it), and record every call.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class FakeLLM(FakeServer):
     api_key: str = "sk-test-SECRET-123456"
     script: list[Step] = field(default_factory=list)  # consumed one per call; then "ok"
     delay: float = 0.0
+    # A hung provider: while this event is not set, every call waits (the client's timeout
+    # or the event ends the wait). None: answer after `delay`.
+    stall: asyncio.Event | None = None
     prompt_tokens: int = 1200
     completion_tokens: int = 300
     calls: list[Call] = field(default_factory=list)  # well-formed, authorised calls only
@@ -77,6 +81,8 @@ class FakeLLM(FakeServer):
         step = self.script.pop(0) if self.script else "ok"
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.stall is not None:
+            await self.stall.wait()
         return step
 
     def _content(self, user_text: str) -> str:

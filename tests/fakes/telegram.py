@@ -435,6 +435,7 @@ class FakeTelegram:
         self.users: dict[int, dict[str, Any]] = {}
         self.members: dict[tuple[int, int], str] = {}  # (chat, user) -> status
         self._messages: dict[tuple[int | str, int], dict[str, Any]] = {}
+        self.deleted: list[tuple[int | str, int]] = []  # (chat id, message id)
         self._sent_by_chat: dict[int | str, list[SentMessage]] = {}
         self._next_message_id: dict[int | str, int] = {}
         self._chat_failures: dict[int | str, Failure] = {}
@@ -731,6 +732,16 @@ class FakeTelegram:
     def message(self, chat_id: int | str, message_id: int) -> dict[str, Any] | None:
         return self._messages.get((chat_id, message_id))
 
+    def shown(self, chat_id: int | str) -> list[dict[str, Any]]:
+        """The bot's messages in a chat as a user sees them now: edits applied, deleted
+        ones gone, in order."""
+        mine = [
+            m
+            for (chat, _), m in self._messages.items()
+            if chat == chat_id and m.get("from", {}).get("id") == self.bot_id
+        ]
+        return sorted(mine, key=lambda m: int(m["message_id"]))
+
     async def wait_for(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
         """Until `predicate()` holds (checked after every request), or TimeoutError."""
         deadline = asyncio.get_running_loop().time() + within
@@ -968,6 +979,8 @@ class FakeTelegram:
         old = self._messages.get((chat_id, message_id))
         if old is None:
             raise _bad("message to edit not found")
+        if "text" not in old:
+            raise _bad("there is no text in the message to edit")
         raw = str(params.get("text", ""))
         parse_mode = params.get("parse_mode")
         text, entities = _parse(raw, parse_mode)
@@ -991,6 +1004,14 @@ class FakeTelegram:
             parse_mode,
             message_id=message_id,
         )
+
+    async def _delete_message(self, params: dict[str, Any]) -> Any:
+        chat_id = _chat_id(params)
+        message_id = _int(params.get("message_id"), 0)
+        if self._messages.pop((chat_id, message_id), None) is None:
+            raise _bad("message to delete not found")
+        self.deleted.append((chat_id, message_id))
+        return True
 
     async def _edit_message_reply_markup(self, params: dict[str, Any]) -> Any:
         chat_id = _chat_id(params)
@@ -1196,6 +1217,7 @@ _METHODS: dict[str, Callable[[FakeTelegram, dict[str, Any]], Any]] = {
     "sendphoto": FakeTelegram._send_photo,
     "editmessagetext": FakeTelegram._edit_message_text,
     "editmessagereplymarkup": FakeTelegram._edit_message_reply_markup,
+    "deletemessage": FakeTelegram._delete_message,
     "answercallbackquery": FakeTelegram._answer_callback_query,
     "getchatmember": FakeTelegram._get_chat_member,
     "getchatadministrators": FakeTelegram._get_chat_administrators,
