@@ -825,9 +825,7 @@ class FakeDiscord:
             old = [a for a in current.get("attachments", []) if str(a.get("id")) in kept]
             current["attachments"] = old + _attachment_objects(files)
             self.attachments[current["id"]] = files
-        current["edited_timestamp"] = time.strftime(
-            "%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime()
-        )
+        current["edited_timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime())
         if it.loading and mid == it.original_id:
             it.loading = False
         it._touch()

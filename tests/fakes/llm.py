@@ -71,13 +71,23 @@ class FakeLLM(FakeServer):
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
 
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
     def count(self, api: str | None = None) -> int:
         return sum(1 for c in self.calls if api is None or c.api == api)
+
+    async def wait_calls(self, n: int, within: float = 5.0) -> None:
+        """Until `n` well-formed calls have arrived (answered or not)."""
+        async with asyncio.timeout(within):
+            while len(self.calls) < n:
+                self._arrived.clear()
+                await self._arrived.wait()
 
     # ------------------------------------------------------------ behaviour
 
     async def _next(self) -> Step:
         """The next scripted behaviour (taken on arrival), after the configured delay."""
+        self._arrived.set()
         step = self.script.pop(0) if self.script else "ok"
         if self.delay:
             await asyncio.sleep(self.delay)
