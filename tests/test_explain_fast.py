@@ -360,3 +360,19 @@ async def test_100_people_asking_at_once_cost_one_lookup_one_download_one_llm_ca
     # Everyone is answered together, seconds after asking (one gate wait, not 100).
     assert max(answered) - min(answered) < 2.0
     assert max(answered) < 15.0
+
+
+# ------------------------------------------------------------------- setting
+
+
+def test_llm_budget_comes_from_the_environment_and_stays_below_a_minute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.explain.llm import config_from_settings
+
+    assert Settings().llm_budget_seconds == 45.0
+    monkeypatch.setenv("LLM_BUDGET_SECONDS", "20")
+    assert Settings.from_env(read_dotenv=False).llm_budget_seconds == 20.0
+    for asked, used in ((20.0, 20.0), (90.0, 59.0), (0.0, 1.0)):
+        config, _ = config_from_settings("openai", "", "sk-x", "gpt-x", asked)
+        assert config is not None and config.budget == used

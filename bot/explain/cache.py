@@ -97,6 +97,13 @@ class SingleFlight(Generic[T]):
             fut.add_done_callback(functools.partial(self._forget, key))
         return fut
 
+    async def cancel(self) -> None:
+        """Stop every running computation (on shutdown)."""
+        running = list(self._running.values())
+        for fut in running:
+            fut.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
     def _forget(self, key: Hashable, _fut: object) -> None:
         self._running.pop(key, None)
 

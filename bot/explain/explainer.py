@@ -144,6 +144,7 @@ class Explainer:
         return self._llm.model if self._llm else None
 
     async def aclose(self) -> None:
+        await self._llm_flight.cancel()  # LLM answers nobody will be shown any more
         if self._own_http:
             await self._http.aclose()
 
