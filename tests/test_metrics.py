@@ -438,7 +438,11 @@ async def test_upstream_latency_and_llm_tokens_are_measured(
     prompt = _sample("llm_tokens_total", {"provider": "openai", "kind": "prompt"})
     explainer = Explainer(settings)
     try:
-        await explainer.explain(Paper("2501.00001", "T", abstract="We do x."), user="u", chat="c")
+        reply = await explainer.explain(
+            Paper("2501.00001", "T", abstract="We do x."), user="u", chat="c"
+        )
+        assert reply.update is not None  # the LLM's explanation follows the offline one
+        await reply.update()
     finally:
         await explainer.aclose()
     assert _sample("llm_tokens_total", {"provider": "openai", "kind": "prompt"}) == (
