@@ -143,6 +143,62 @@ async def test_hung_llm_offline_at_once_then_edited_on_telegram(
             await adapter.stop()
 
 
+def _long_answer() -> dict[str, Any]:
+    """An LLM answer longer than the offline explanation: it needs more messages."""
+
+    def items(what: str) -> list[str]:
+        return [f"{what} {i}: " + "the velocity field is regressed along the path. " * 7
+                for i in range(6)]  # fmt: skip
+
+    return {
+        "tldr": "DFM learns a straight-line velocity field so images can be sampled in 4 steps.",
+        "idea": "Learn the velocity of a straight path from noise to data.",
+        "equations": [],
+        "how_it_works": items("Step"),
+        "results": items("Result"),
+        "caveats": items("Caveat"),
+    }
+
+
+async def test_a_longer_llm_answer_edits_what_fits_and_sends_the_rest_on_telegram(
+    arxiv_server: FakeArxiv,
+    hf_server: FakeHF,
+    eprint: FakeEprint,
+    llm: FakeLLM,
+    telegram_server: FakeTelegram,
+) -> None:
+    tg = telegram_server
+    llm.answer = _long_answer()
+    settings = _settings(
+        arxiv_server, hf_server, eprint, llm,
+        telegram_bot_token=tg.token, telegram_api_base_url=tg.base_url,
+        telegram_file_base_url=tg.file_base_url,
+    )  # fmt: skip
+    tg.private_chat(USER, "Ada")
+    async with paperboy(settings) as app:
+        adapter = TelegramAdapter(app, settings, poll_timeout=1)
+        await adapter.start()
+        try:
+            tg.send_text(USER, USER, f"/explain {PID}")
+            await tg.wait_for(lambda: "Caveat 5" in _shown_text(tg), 30)
+            await tg.wait_for(lambda: "reply_markup" in tg.shown(USER)[-1], 10)
+            sent = tg.sent_to(USER)
+            first_edit = next(i for i, m in enumerate(sent) if m.method == "editMessageText")
+            offline = [m.message_id for m in sent[:first_edit] if m.method != "editMessageText"]
+            final = tg.shown(USER)
+            # Every offline message was edited in place, and the rest came below them.
+            assert [m["message_id"] for m in final[: len(offline)]] == offline
+            assert len(final) > len(offline)
+            assert final[0]["text"].startswith("Explained by test-model")
+            text = _shown_text(tg)
+            assert text.index("Step 0") < text.index("Result 0") < text.index("Caveat 5")
+            assert "on its way" not in text
+            assert all("reply_markup" not in m for m in final[:-1])  # buttons once, at the end
+            assert not tg.deleted
+        finally:
+            await adapter.stop()
+
+
 # -------------------------------------------------------------------- Discord
 
 
@@ -184,6 +240,45 @@ async def test_hung_llm_offline_at_once_then_edited_on_discord(
             shown = str(list(it.shown.values()))
             assert "on its way" not in shown
             assert hung.count() == 1
+        finally:
+            if hung.stall is not None:
+                hung.stall.set()
+            await adapter.stop()
+
+
+async def test_a_longer_llm_answer_is_edited_and_followed_up_on_discord(
+    arxiv_server: FakeArxiv,
+    hf_server: FakeHF,
+    eprint: FakeEprint,
+    hung: FakeLLM,
+    discord_server: FakeDiscord,
+    tmp_path: Any,
+) -> None:
+    hung.answer = _long_answer()
+    settings = _settings(
+        arxiv_server, hf_server, eprint, hung,
+        discord_bot_token=discord_server.token, discord_api_base_url=discord_server.api_url,
+    )  # fmt: skip
+    async with paperboy(settings) as app:
+        adapter = DiscordAdapter(app, settings, state_dir=tmp_path, channel_interval=0.0,
+                                 guild_ready_timeout=0.01)  # fmt: skip
+        await adapter.start()
+        try:
+            it = await discord_server.slash("explain", {"id": PID}, guild=True)
+            await it.wait_done()
+            await hung.wait_calls(1)
+            offline = list(it.shown)
+            assert hung.stall is not None
+            hung.stall.set()
+            await it.wait(lambda i: "Caveat 5" in str(list(i.shown.values())), 20)
+            shown = list(it.shown.values())
+            text = str(shown)
+            assert "Explained by test-model" in text and "on its way" not in text
+            assert text.index("Step 0") < text.index("Caveat 5")
+            # The offline answer's messages were edited by id; more were sent after them.
+            assert [path for path, _ in it.patches] == offline
+            assert list(it.shown)[: len(offline)] == offline and len(shown) > len(offline)
+            assert not it.deleted
         finally:
             if hung.stall is not None:
                 hung.stall.set()
