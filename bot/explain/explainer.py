@@ -118,7 +118,6 @@ class Explainer:
         self._llm_flight: SingleFlight[Explanation] = SingleFlight()  # one LLM call per key
         self._gate = arxiv_gate or PoliteGate(settings.arxiv_delay_seconds)
         self._rate = RateLimiter(self.options.limits)
-        self._backoff_clock = self.options.clock
         self._backoff = Backoff(
             self.options.backoff_seconds, self.options.backoff_max_seconds, self.options.clock
         )
@@ -408,7 +407,7 @@ class Explainer:
             self._paper_key(paper)
         )
         if failure is not None:
-            wait = max(1.0, failure.until - self._backoff_clock())
+            wait = max(1.0, failure.until - self.options.clock())
             return (
                 "Offline explanation — the LLM is unavailable right now",
                 f"{failure.reason}; it will be asked again in {_duration(wait)}",
@@ -538,7 +537,7 @@ class Explainer:
             return _slow_down(wait)
         failure = self._backoff.blocked(self._provider_key)
         if failure is not None:
-            later = _duration(max(1.0, failure.until - self._backoff_clock()))
+            later = _duration(max(1.0, failure.until - self.options.clock()))
             return Reply.text(
                 f"The LLM is unavailable right now ({failure.reason}); I'll try it again in "
                 f"{later}. The offline /explain still works.",
