@@ -41,6 +41,35 @@ def test_corpus_is_big_and_varied_enough() -> None:
     assert len(CORPUS) >= 12
     assert sum(bool(p.expected.main_result) for p in CORPUS) >= 8
     assert any(p.archive.name == "eprint.gz" for p in CORPUS)  # a single gzipped .tex
+    # The layouts issue #10 names, so the root-file test means something:
+    assert any(_class_only_in_input(p) for p in CORPUS)  # \documentclass in an \input-ed file
+    assert any(_sample_beside_root(p) for p in CORPUS)  # a template/sample beside the paper
+    assert any(any(m.startswith("Theorem ") for m in p.expected.main_result) for p in CORPUS)
+
+
+_CLASS = re.compile(r"(?m)^[^%\n]*\\documentclass")
+_SAMPLES = re.compile(  # ICML, ACL, ICLR, NeurIPS samples; anything under templates/
+    r"(^|/)(example_paper|acl_latex|iclr\d+_conference|neurips_\d+|templates/.*)\.tex$"
+)
+
+
+def _class_only_in_input(paper: CorpusPaper) -> bool:
+    """The root has no \\documentclass of its own; a file it \\inputs holds it."""
+    files = archive_texts(paper.data())
+    root = files.get(paper.expected.root_files[0], "")
+    inputs = re.findall(r"\\input\{([^}]+)\}", root)
+    return not _CLASS.search(root) and any(
+        _CLASS.search(files.get(n if n.endswith(".tex") else n + ".tex", "")) for n in inputs
+    )
+
+
+def _sample_beside_root(paper: CorpusPaper) -> bool:
+    """A conference sample or template with its own \\documentclass ships beside the root."""
+    files = archive_texts(paper.data())
+    return any(
+        _SAMPLES.search(name) and _CLASS.search(text) and name not in paper.expected.root_files
+        for name, text in files.items()
+    )
 
 
 @pytest.mark.parametrize("paper", CORPUS, ids=IDS)
