@@ -22,7 +22,8 @@ import io
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -33,10 +34,18 @@ import yarl
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
-from bot.commands import COMMANDS, ArgValue, Command, Context, run_args
+from bot.commands import (
+    COMMANDS,
+    ArgValue,
+    Command,
+    Context,
+    all_feeds,
+    run_args,
+    suggest_feeds,
+)
 from bot.config import Settings
 from bot.logs import install_redaction, redact
-from bot.models import HF_FEEDS, ChatRef
+from bot.models import ChatRef
 from bot.sending import (
     ChatGone,
     PermanentError,
@@ -86,6 +95,20 @@ EMBED_COLOR = 0xB31B1B
 CUSTOM_ID_PREFIX = "pb"
 
 NO_MENTIONS = discord.AllowedMentions.none()
+# What the bot needs in a channel to post digests (embeds, equation images), as Discord's
+# client names them.
+POST_PERMISSIONS = (
+    ("view_channel", "View Channel"),
+    ("send_messages", "Send Messages"),
+    ("embed_links", "Embed Links"),
+    ("attach_files", "Attach Files"),
+)
+TELL_ADMINS_EVERY = 3600.0  # seconds: at most one "digests paused" notice per channel
+
+
+def missing_permissions(permissions: discord.Permissions) -> tuple[str, ...]:
+    """The posting permissions `permissions` lacks, by their names in Discord's client."""
+    return tuple(label for attr, label in POST_PERMISSIONS if not getattr(permissions, attr))
 
 
 # ===================================================================== renderer
@@ -570,14 +593,12 @@ def use_api_base(url: str) -> None:
 ChoiceList = list[app_commands.Choice[str]]
 
 
-def _feed_choices(current: str) -> ChoiceList:
-    text = current.strip().lower()
-    out = [app_commands.Choice(name=f, value=f) for f in HF_FEEDS if text in f]
-    for cid in suggest_categories(text.removeprefix("arxiv:"), CHOICES_MAX):
-        out.append(
-            app_commands.Choice(name=_choice_name(f"arxiv:{cid}", cid), value=f"arxiv:{cid}")
-        )
-    return out[:CHOICES_MAX]
+def _feed_choices(current: str, feeds: Sequence[str] | None = None) -> ChoiceList:
+    """Feeds that `current` starts any part of; from `feeds` (a chat's own) when given."""
+    found = suggest_feeds(current, all_feeds() if feeds is None else feeds, CHOICES_MAX)
+    return [
+        app_commands.Choice(name=_choice_name(f, f.removeprefix("arxiv:")), value=f) for f in found
+    ]
 
 
 def _category_choices(current: str) -> ChoiceList:
@@ -616,6 +637,8 @@ def build_app_command(
             choices[arg.name] = [app_commands.Choice(name=c, value=c) for c in arg.choices]
         elif arg.kind == "feed":
             completers[arg.name] = _complete_feed
+        elif arg.kind == "subscription":
+            completers[arg.name] = _complete_subscription
         elif arg.kind == "category":
             completers[arg.name] = _complete_category
         default: Any = inspect.Parameter.empty
@@ -652,6 +675,15 @@ def build_app_command(
 
 async def _complete_feed(interaction: discord.Interaction[Any], current: str) -> ChoiceList:
     return _feed_choices(current)
+
+
+async def _complete_subscription(interaction: discord.Interaction[Any], current: str) -> ChoiceList:
+    client = interaction.client
+    if not isinstance(client, _Client):
+        return []
+    chat = ChatRef("discord", str(interaction.channel_id))
+    subs = await client.adapter.app.store.list_subscriptions(chat)
+    return _feed_choices(current, [sub.feed for sub in subs])
 
 
 async def _complete_category(interaction: discord.Interaction[Any], current: str) -> ChoiceList:
@@ -715,11 +747,47 @@ class _Client(discord.AutoShardedClient):
         self.adapter = adapter
         self.tree: app_commands.CommandTree[_Client] = app_commands.CommandTree(self)
         self.tree.on_error = adapter.on_tree_error  # type: ignore[method-assign]
+        # discord.py falls back to its built-in gateway URL whenever it starts a session
+        # afresh (a pinned shard count, a reconnect, a non-resumable INVALID_SESSION):
+        # ask the configured API's /gateway/bot instead, every time.
+        connect = self.http.ws_connect
+
+        async def ws_connect(url: str, *, compress: int = 0) -> Any:
+            return await connect(await self.gateway_for(url), compress=compress)
+
+        self.http.ws_connect = ws_connect  # type: ignore[method-assign]
+
+    async def gateway_for(self, url: str) -> str:
+        """`url` on the gateway /gateway/bot names, when discord.py chose its default.
+        A resume keeps the session's own `resume_gateway_url`."""
+        wanted = yarl.URL(url)
+        if wanted.host != DiscordWebSocket.DEFAULT_GATEWAY.host:
+            return url
+        _, gateway, _ = await self.http.get_bot_gateway()
+        configured = yarl.URL(gateway)
+        log.debug("discord: connecting to the gateway %s", configured.host)
+        return str(configured.with_query(wanted.query))
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(CommandButton)
         if self.adapter.receiving:
             await self.adapter.sync_commands()
+
+    # A paused channel comes back as soon as the bot can post there again: on GUILD_CREATE
+    # (start-up, or invited back) and when a channel's or a role's permissions change.
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        await self.adapter.resume_channels(guild, guild.text_channels)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self.adapter.resume_channels(guild, guild.text_channels)
+
+    async def on_guild_role_update(self, before: discord.Role, after: discord.Role) -> None:
+        await self.adapter.resume_channels(after.guild, after.guild.text_channels)
+
+    async def on_guild_channel_update(
+        self, before: discord.abc.GuildChannel, after: discord.abc.GuildChannel
+    ) -> None:
+        await self.adapter.resume_channels(after.guild, [after])
 
 
 class DiscordAdapter:
@@ -748,6 +816,8 @@ class DiscordAdapter:
         self.client: _Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._edits: set[asyncio.Task[None]] = set()  # replies waiting for their update
+        self._told: dict[int, float] = {}  # channel id -> when its admins were last told
+        self._notices: set[asyncio.Task[None]] = set()
         install_redaction([settings.discord_bot_token])
 
     # ------------------------------------------------------------ lifecycle
@@ -805,11 +875,8 @@ class DiscordAdapter:
         settings = self.settings
         if settings.worker_count <= 1 and not settings.discord_shard_count:
             return True
-        recommended, gateway_url, _ = await client.http.get_bot_gateway()
+        recommended, _, _ = await client.http.get_bot_gateway()
         total = settings.discord_shard_count or recommended
-        # With the count pinned, discord.py connects to its default gateway; keep the
-        # URL Discord (or DISCORD_API_BASE_URL's server) just gave us instead.
-        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
         mine = [i for i in range(total) if i % settings.worker_count == settings.worker_index]
         client.shard_count = total
         client.shard_ids = mine
@@ -822,6 +889,8 @@ class DiscordAdapter:
         for edit in list(self._edits):
             edit.cancel()
         await asyncio.gather(*self._edits, return_exceptions=True)
+        for notice in list(self._notices):
+            notice.cancel()
         if client is not None:
             await client.close()
         if task is not None:
@@ -853,6 +922,7 @@ class DiscordAdapter:
 
     def context(self, interaction: discord.Interaction[Any]) -> Context:
         in_guild = interaction.guild_id is not None
+        missing = missing_permissions(interaction.app_permissions) if in_guild else ()
         return Context(
             app=self.app,
             chat=ChatRef(self.platform, str(interaction.channel_id)),
@@ -862,6 +932,7 @@ class DiscordAdapter:
             is_admin=(not in_guild) or interaction.permissions.manage_channels,
             user_name=interaction.user.display_name,
             images=True,
+            missing_permissions=missing,
         )
 
     async def on_command(
@@ -1001,11 +1072,87 @@ class DiscordAdapter:
             try:
                 sent = await channel.send(**kwargs)
             except Exception as exc:
-                raise map_error(exc) from exc
+                error = map_error(exc)
+                if isinstance(error, ChatGone):
+                    self._tell_admins(channel_id, str(error))
+                raise error from exc
             finally:
                 _forget_view(kwargs)
             ids.append(str(sent.id))
         return ids
+
+    # ------------------------------------------------------ paused channels
+
+    async def resume_channels(
+        self, guild: discord.Guild, channels: Iterable[discord.abc.GuildChannel]
+    ) -> None:
+        """Switch digests back on in the paused channels among `channels` where the bot
+        can post again."""
+        me = guild.me
+        if me is None:
+            return
+        ids = [
+            str(c.id)
+            for c in channels
+            if isinstance(c, discord.TextChannel) and not missing_permissions(c.permissions_for(me))
+        ]
+        if not ids:
+            return
+        try:
+            back = await self.app.store.reactivate_chats(self.platform, ids)
+        except Exception:
+            log.exception("discord: cannot switch channels of guild %s back on", guild.id)
+            return
+        for chat in back:
+            log.info("discord: the bot can post in %s again: digests back on", chat.key)
+
+    def _tell_admins(self, channel_id: int, reason: str) -> None:
+        """In the background: say in the guild that digests to a channel are paused."""
+        now = time.monotonic()
+        if now - self._told.get(channel_id, -TELL_ADMINS_EVERY) < TELL_ADMINS_EVERY:
+            return
+        self._told[channel_id] = now
+        task = asyncio.create_task(self._notice(channel_id, reason))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def _notice(self, channel_id: int, reason: str) -> None:
+        """Post the notice in the guild's system channel, or else its first channel where
+        the bot can write. Discord offers no way to reach a channel's admins otherwise (a
+        bot cannot DM someone without a shared guild and an open DM setting), and nothing
+        when the whole guild is gone."""
+        client = self.client
+        channel = client.get_channel(channel_id) if client is not None else None
+        guild = getattr(channel, "guild", None)
+        if not isinstance(guild, discord.Guild) or guild.me is None:
+            log.info("discord: digests to %s paused; no guild channel to say so in", channel_id)
+            return
+        me = guild.me
+        candidates = [guild.system_channel, *sorted(guild.text_channels, key=lambda c: c.position)]
+        target = next(
+            (
+                c
+                for c in candidates
+                if c is not None
+                and c.id != channel_id
+                and c.permissions_for(me).view_channel
+                and c.permissions_for(me).send_messages
+            ),
+            None,
+        )
+        if target is None:
+            log.info("discord: digests to %s paused; no channel to say so in", channel_id)
+            return
+        needed = ", ".join(label for _, label in POST_PERMISSIONS)
+        text = (
+            f"I can no longer post the paper digests in <#{channel_id}> ({reason}), so they are "
+            f"paused there. To switch them back on, give me {needed} in that channel and run "
+            "/subscribe there (a change to that channel's or a role's permissions is enough)."
+        )
+        try:
+            await target.send(text, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as e:
+            log.info("discord: cannot post the pause notice in %s: %s", target.id, e.status)
 
 
 def _default_state_dir(settings: Settings) -> Path:

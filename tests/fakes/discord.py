@@ -193,6 +193,7 @@ class FakeDiscord:
         self.send_times: dict[str, list[float]] = defaultdict(list)  # channel -> monotonic
         # Scripted failures.
         self._channel_errors: dict[str, tuple[int, int, str]] = {}
+        self.bot_denied: dict[str, int] = {}  # channel -> permission bits denied to the bot
         self._rate_limits: list[dict[str, Any]] = []
         self._server_errors: list[tuple[str, int]] = []
         self._sockets: list[_GatewaySession] = []
@@ -272,6 +273,43 @@ class FakeDiscord:
         Access, 403/50013 Missing Permissions."""
         messages = {10003: "Unknown Channel", 50001: "Missing Access", 50013: "Missing Permissions"}
         self._channel_errors[str(channel_id)] = (status, code, messages.get(code, "Error"))
+
+    def heal_channel(self, channel_id: str) -> None:
+        """Sends to this channel work again (undoes `fail_channel`)."""
+        self._channel_errors.pop(str(channel_id), None)
+
+    async def set_bot_permissions(
+        self, channel_id: str, *, deny: int = 0, announce: bool = True
+    ) -> None:
+        """A channel permission overwrite for the bot's member: `deny` these bits (0: none).
+        Sends then fail as Discord's do (403 50001 without View Channel, 50013 without Send
+        Messages, or Attach Files for a message with files); `announce` pushes the
+        CHANNEL_UPDATE a connected bot would get."""
+        channel_id = str(channel_id)
+        if deny:
+            self.bot_denied[channel_id] = deny
+        else:
+            self.bot_denied.pop(channel_id, None)
+        if announce:
+            guild_id = self._guild_of(channel_id)
+            await self.dispatch("CHANNEL_UPDATE", self._channel_object(guild_id, channel_id))
+
+    def bot_permissions(self, channel_id: str) -> int:
+        """The bot's permissions in a channel: @everyone's, minus its overwrite."""
+        return MEMBER_PERMISSIONS & ~self.bot_denied.get(str(channel_id), 0)
+
+    def add_channel(self, guild_id: str | None = None) -> str:
+        """One more text channel in a guild (before the bot connects, or it will not know)."""
+        channel_id = self._ids.next()
+        self.guilds[guild_id or self.guild_id].channels.append(channel_id)
+        return channel_id
+
+    async def invalidate_session(self, *, resumable: bool = False) -> None:
+        """Op 9 INVALID_SESSION on every session: with `resumable` False the client must
+        identify afresh (on the URL /gateway/bot gives)."""
+        for session in [s for s in self._sockets if s.ready]:
+            session.ready = False
+            await session.send(_GatewaySession.INVALID_SESSION, resumable)
 
     def rate_limit(
         self,
@@ -398,7 +436,7 @@ class FakeDiscord:
             "token": token,
             "version": 1,
             "locale": "en-US",
-            "app_permissions": str(ADMIN_PERMISSIONS),
+            "app_permissions": str(self.bot_permissions(channel_id or self.channel_id)),
             "entitlements": [],
             "authorizing_integration_owners": {},
             "attachment_size_limit": 10 * 1024 * 1024,
@@ -494,7 +532,11 @@ class FakeDiscord:
             "guild_id": guild_id,
             "name": f"papers-{channel_id[-4:]}",
             "position": 0,
-            "permission_overwrites": [],
+            "permission_overwrites": [
+                {"id": self.bot_user["id"], "type": 1, "allow": "0", "deny": str(denied)}
+                for denied in [self.bot_denied.get(channel_id, 0)]
+                if denied
+            ],
             "nsfw": False,
             "parent_id": None,
             "topic": None,
@@ -851,6 +893,11 @@ class FakeDiscord:
             status, code, text = self._channel_errors[channel_id]
             return _error(status, code, text)
         body, files = await _read_body(request)
+        allowed = self.bot_permissions(channel_id)
+        if not allowed & VIEW_CHANNEL:
+            return _error(403, 50001, "Missing Access")
+        if not allowed & SEND_MESSAGES or (files and not allowed & ATTACH_FILES):
+            return _error(403, 50013, "Missing Permissions")
         problems = _message_problems(body, files)
         if problems:
             return self._reject(body, problems)
@@ -884,6 +931,7 @@ class FakeDiscord:
 
 class _GatewaySession:
     HELLO, IDENTIFY, RESUME, HEARTBEAT, HEARTBEAT_ACK, DISPATCH = 10, 2, 6, 1, 11, 0
+    INVALID_SESSION = 9
 
     def __init__(self, fake: FakeDiscord, ws: web.WebSocketResponse) -> None:
         self.fake = fake
