@@ -93,6 +93,10 @@ URL_MAX = 512
 CHOICES_MAX = 25
 EMBED_COLOR = 0xB31B1B
 CUSTOM_ID_PREFIX = "pb"
+PICK_ID = "pb:pick"  # the select menus of papers: values are `<command>:<arg>`
+OPTIONS_MAX = 25
+OPTION_LABEL_MAX = 100
+OPTION_VALUE_MAX = 100
 
 NO_MENTIONS = discord.AllowedMentions.none()
 # What the bot needs in a channel to post digests (embeds, equation images), as Discord's
@@ -122,6 +126,8 @@ class RenderedMessage:
     embeds: list[discord.Embed] = field(default_factory=list)
     files: list[tuple[str, bytes]] = field(default_factory=list)  # (filename, PNG bytes)
     buttons: list[list[Button]] = field(default_factory=list)
+    # Select menus, each one row: the command buttons it stands for (label: the option's).
+    menus: list[list[Button]] = field(default_factory=list)
 
 
 def dlen(text: str) -> int:
@@ -377,11 +383,11 @@ class _EmbedPacker:
     def title(self, title: str) -> None:
         self._new_embed(title)
 
-    def add(self, chunk: str) -> None:
+    def add(self, chunk: str, sep: str = "\n\n") -> None:
         embed = self._message.embeds[-1] if self._message.embeds and self._open else None
         if embed is not None:
             current = embed.description or ""
-            joined = f"{current}\n\n{chunk}" if current else chunk
+            joined = f"{current}{sep}{chunk}" if current else chunk
             grow = dlen(joined) - dlen(current)
             if dlen(joined) <= EMBED_DESCRIPTION_MAX and self._total() + grow <= EMBED_TOTAL_MAX:
                 embed.description = joined
@@ -419,13 +425,15 @@ def render_discord(message: Message) -> list[RenderedMessage]:
     """
     images = [b.image for b in message.blocks if isinstance(b, MathBlock) and b.image]
     rendered: list[RenderedMessage]
+    titles = _item_titles(message.blocks)
     if not images:
         chunks = [c for b in message.blocks for c in render_block(b, CONTENT_MAX, links_quiet=True)]
         content = "\n\n".join(chunks)
         if dlen(content) <= CONTENT_MAX:
             rendered = [RenderedMessage(content=content)]
-            return _with_buttons(rendered, message.buttons)
+            return _with_buttons(rendered, message.buttons, {}, titles)
     packer = _EmbedPacker()
+    shown_in: dict[int, RenderedMessage] = {}  # list item number -> the part showing it
     blocks = list(message.blocks)
     if blocks and isinstance(blocks[0], Heading):
         title = escape(" ".join(plain(blocks[0].children).split()))
@@ -433,26 +441,86 @@ def render_discord(message: Message) -> list[RenderedMessage]:
             packer.title(title)
             blocks = blocks[1:]
     for block in blocks:
+        if isinstance(block, ListBlock):
+            # Item by item, so each item's buttons can go under the part that shows it.
+            for n, item in enumerate(block.items, block.start):
+                single = ListBlock((item,), block.ordered, n)
+                for k, chunk in enumerate(render_block(single, EMBED_DESCRIPTION_MAX)):
+                    packer.add(chunk, "\n" if k or n > block.start else "\n\n")
+                    shown_in.setdefault(n, packer.messages[-1])
+            continue
         for chunk in render_block(block, EMBED_DESCRIPTION_MAX):
             packer.add(chunk)
         if isinstance(block, MathBlock) and block.image:
             packer.image(block.image)
-    rendered = [m for m in packer.messages if m.embeds or m.content]
-    return _with_buttons(rendered or [RenderedMessage()], message.buttons)
+    rendered = [m for m in packer.messages if m.embeds or m.content] or [RenderedMessage()]
+    where = {id(m): i for i, m in enumerate(rendered)}
+    parts = {n: where.get(id(m), len(rendered) - 1) for n, m in shown_in.items()}
+    return _with_buttons(rendered, message.buttons, parts, titles)
+
+
+def _item_titles(blocks: Sequence[Block]) -> dict[int, str]:
+    """List item number -> the item's first line (a paper's title), for menu options."""
+    titles: dict[int, str] = {}
+    for block in blocks:
+        if isinstance(block, ListBlock):
+            for n, item in enumerate(block.items, block.start):
+                line = plain(item).strip().split("\n", 1)[0]
+                titles.setdefault(n, " ".join(line.split()))
+    return titles
 
 
 def _with_buttons(
-    rendered: list[RenderedMessage], rows: list[list[Button]]
+    rendered: list[RenderedMessage],
+    rows: list[list[Button]],
+    parts: dict[int, int],
+    titles: dict[int, str],
 ) -> list[RenderedMessage]:
-    rendered[-1].buttons = usable_buttons(rows)
+    """Buttons about a list item go under the part that shows it; the others under the last
+    part. A part whose buttons would pass Discord's 5 rows of 5 gets its item buttons as
+    select menus (25 options each) instead."""
+    last = len(rendered) - 1
+    items: dict[int, list[Button]] = {}
+    other: list[list[Button]] = []
+    for row in rows:
+        rest = []
+        for b in row:
+            if b.item is not None and b.command and not b.url:
+                items.setdefault(parts.get(b.item, last), []).append(b)
+            else:
+                rest.append(b)
+        if rest:
+            other.append(rest)
+    for index, part in enumerate(rendered):
+        own = usable_buttons([items.get(index, [])], rows_max=None)
+        extra = usable_buttons(other, rows_max=None) if index == last else []
+        if len(own) + len(extra) <= ROWS_MAX:
+            part.buttons = own + extra
+            continue
+        options: list[Button] = []
+        values: set[str] = set()  # Discord refuses a menu with two equal values
+        for b in (b for row in own for b in row):
+            value = f"{b.command}:{b.arg}"
+            if len(value) <= OPTION_VALUE_MAX and value not in values:
+                values.add(value)
+                options.append(Button(_option_label(b, titles), None, b.command, b.arg, b.item))
+        part.menus = [options[i : i + OPTIONS_MAX] for i in range(0, len(options), OPTIONS_MAX)]
+        part.menus = part.menus[:ROWS_MAX]
+        part.buttons = extra[: ROWS_MAX - len(part.menus)]
     return rendered
+
+
+def _option_label(button: Button, titles: dict[int, str]) -> str:
+    title = titles.get(button.item or 0, "")
+    label = f"{button.item}. {title}" if title else button.label
+    return label if len(label) <= OPTION_LABEL_MAX else label[: OPTION_LABEL_MAX - 1] + "…"
 
 
 def custom_id(button: Button) -> str:
     return f"{CUSTOM_ID_PREFIX}:{button.command}:{button.arg}"
 
 
-def usable_buttons(rows: list[list[Button]]) -> list[list[Button]]:
+def usable_buttons(rows: list[list[Button]], rows_max: int | None = ROWS_MAX) -> list[list[Button]]:
     """Rows Discord accepts: at most 5 rows of 5, labels up to 80, ids up to 100."""
     out: list[list[Button]] = []
     for row in rows:
@@ -465,18 +533,36 @@ def usable_buttons(rows: list[list[Button]]) -> list[list[Button]]:
                 log.warning("dropping a button Discord cannot carry: /%s %s", b.command, b.arg)
                 continue
             label = b.label if len(b.label) <= LABEL_MAX else b.label[: LABEL_MAX - 1] + "…"
-            kept.append(Button(label or "…", b.url, b.command, b.arg))
+            kept.append(Button(label or "…", b.url, b.command, b.arg, b.item))
         for start in range(0, len(kept), BUTTONS_PER_ROW_MAX):
             out.append(kept[start : start + BUTTONS_PER_ROW_MAX])
-    return out[:ROWS_MAX]
+    return out if rows_max is None else out[:rows_max]
 
 
-def build_view(rows: list[list[Button]]) -> discord.ui.View | None:
-    """Buttons -> a persistent view (no timeout): command buttons carry their custom id."""
-    if not rows:
+def build_view(
+    rows: list[list[Button]], menus: Sequence[list[Button]] = ()
+) -> discord.ui.View | None:
+    """Buttons -> a persistent view (no timeout): command buttons carry their custom id;
+    a menu's options carry `<command>:<arg>` under the one custom id `pb:pick`."""
+    if not rows and not menus:
         return None
     view = discord.ui.View(timeout=None)
-    for r, row in enumerate(rows):
+    for m, menu in enumerate(menus):
+        explain = all(b.command == "explain" for b in menu)
+        first, end = menu[0].item, menu[-1].item
+        span = f" {first}–{end}" if first is not None and end is not None else ""
+        options = [
+            discord.SelectOption(label=b.label or "…", value=f"{b.command}:{b.arg}") for b in menu
+        ]
+        view.add_item(
+            discord.ui.Select(
+                custom_id=PICK_ID,
+                placeholder=(f"💡 Explain paper{span}…" if explain else f"Choose{span}…"),
+                options=options,
+                row=m,
+            )
+        )
+    for r, row in enumerate(rows, len(menus)):
         for b in row:
             if b.url:
                 view.add_item(discord.ui.Button(label=b.label, url=b.url, row=r))
@@ -502,7 +588,7 @@ def _send_kwargs(part: RenderedMessage) -> dict[str, Any]:
         kwargs["files"] = [
             discord.File(io.BytesIO(data), filename=name) for name, data in part.files
         ]
-    view = build_view(part.buttons)
+    view = build_view(part.buttons, part.menus)
     if view is not None:
         kwargs["view"] = view
     return kwargs
@@ -730,6 +816,30 @@ class CommandButton(
             await client.adapter.on_button(interaction, self.command, self.arg)
 
 
+class PickMenu(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"pb:pick"):
+    """Answers every paper menu: the chosen option's value is `<command>:<arg>`."""
+
+    def __init__(self) -> None:
+        super().__init__(discord.ui.Select(custom_id=PICK_ID))
+
+    @classmethod
+    async def from_custom_id(  # type: ignore[override]
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Select[Any],
+        match: re.Match[str],
+    ) -> PickMenu:
+        return cls()
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        data: Any = interaction.data or {}
+        values = data.get("values") or [""]
+        command, _, arg = str(values[0]).partition(":")
+        client = interaction.client
+        if isinstance(client, _Client):
+            await client.adapter.on_button(interaction, command, arg)
+
+
 # ======================================================================== client
 
 
@@ -769,7 +879,7 @@ class _Client(discord.AutoShardedClient):
         return str(configured.with_query(wanted.query))
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(CommandButton)
+        self.add_dynamic_items(CommandButton, PickMenu)
         if self.adapter.receiving:
             await self.adapter.sync_commands()
 

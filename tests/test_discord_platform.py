@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 
-from adapters.discord import DiscordAdapter
+from adapters.discord import DiscordAdapter, render_discord
+from bot.cards import digest_buttons
 from bot.config import Settings
 from bot.delivery import deliver_once
-from bot.models import ChatRef
+from bot.digest import render_digest
+from bot.models import ChatRef, ChatSettings, Paper
 from bot.service import Paperboy
+from bot.text import Bold, Button, ListBlock, Message, Text
 from tests.fakes.discord import (
     ATTACH_FILES,
     EMBED_LINKS,
@@ -23,7 +26,8 @@ from tests.fakes.discord import (
     SEND_MESSAGES,
     FakeDiscord,
 )
-from tests.test_discord import adapter_for, core  # noqa: F401 - `core` is a fixture
+from tests.test_discord import adapter_for
+from tests.test_discord import core as core  # a fixture, shared
 
 SEND_FAST = Settings(delivery_chat_rate_per_second=100.0)
 
@@ -36,7 +40,7 @@ async def other_channel(discord_server: FakeDiscord) -> str:
 
 @pytest.fixture
 async def bot(
-    core: Paperboy,  # noqa: F811
+    core: Paperboy,
     discord_server: FakeDiscord,
     other_channel: str,
     tmp_path: Any,
@@ -71,7 +75,7 @@ async def test_resubscribing_a_paused_channel_brings_its_digests_back(
     bot: DiscordAdapter,
     discord_server: FakeDiscord,
     core: Paperboy,
-    other_channel: str,  # noqa: F811
+    other_channel: str,
 ) -> None:
     channel = discord_server.channel_id
     chat = ChatRef("discord", channel)
@@ -113,7 +117,7 @@ async def test_resubscribing_a_paused_channel_brings_its_digests_back(
 async def test_settings_in_a_paused_channel_switch_it_back_on(
     bot: DiscordAdapter,
     discord_server: FakeDiscord,
-    core: Paperboy,  # noqa: F811
+    core: Paperboy,
 ) -> None:
     chat = ChatRef("discord", discord_server.channel_id)
     await (await discord_server.slash("subscribe", {"feed": "hf:daily"}, admin=True)).wait_done()
@@ -131,7 +135,7 @@ async def test_settings_in_a_paused_channel_switch_it_back_on(
 async def test_subscribe_says_which_permissions_the_bot_lacks(
     bot: DiscordAdapter,
     discord_server: FakeDiscord,
-    core: Paperboy,  # noqa: F811
+    core: Paperboy,
 ) -> None:
     channel = discord_server.channel_id
     await discord_server.set_bot_permissions(channel, deny=EMBED_LINKS | ATTACH_FILES)
@@ -152,7 +156,7 @@ async def test_subscribe_says_which_permissions_the_bot_lacks(
 
 
 async def test_permission_changes_and_guild_create_bring_a_channel_back(
-    core: Paperboy,  # noqa: F811
+    core: Paperboy,
     discord_server: FakeDiscord,
     tmp_path: Any,
 ) -> None:
@@ -230,3 +234,88 @@ async def test_unsubscribe_suggests_the_channels_own_feeds_only(
     assert sorted(c["value"] for c in choices) == ["arxiv:cs.LG", "hf:daily"]
     choices = await discord_server.autocomplete("unsubscribe", "feed", "cs")
     assert [c["value"] for c in choices] == ["arxiv:cs.LG"]
+
+
+# --------------------------------------------------------------------- buttons
+
+
+def papers(n: int, abstract_words: int = 60) -> list[Paper]:
+    return [
+        Paper(
+            "1605.08386" if i == 1 else f"2506.{i:05d}",  # the first is on the fake arXiv
+            f"Paper title number {i}",
+            ["A. Author", "B. Author"],
+            " ".join(["word"] * abstract_words),
+            ["cs.LG"],
+        )
+        for i in range(1, n + 1)
+    ]
+
+
+def shown_text(message: dict[str, Any]) -> str:
+    parts = [message.get("content") or ""]
+    for embed in message.get("embeds") or []:
+        parts += [embed.get("title") or "", embed.get("description") or ""]
+    return "\n".join(parts)
+
+
+def components(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for row in message.get("components") or [] for c in row["components"]]
+
+
+async def test_big_digest_keeps_each_button_under_its_own_part(
+    bot: DiscordAdapter, discord_server: FakeDiscord, core: Paperboy
+) -> None:
+    channel = discord_server.channel_id
+    chat = ChatRef("discord", channel)
+    [digest] = render_digest(ChatSettings(chat, count=30), papers(30), "Digest")
+    await bot.send(chat, digest)
+    posted = discord_server.channel_messages[channel]
+    assert len(posted) > 1  # 30 cards do not fit one Discord message
+    seen: list[int] = []
+    for message in posted:
+        buttons = components(message)
+        assert len(message["components"]) <= 5 and len(buttons) <= 25
+        for button in buttons:
+            if button["custom_id"].startswith("pb:explain:"):
+                n = int(button["label"].removeprefix("💡 "))
+                # Under the part that shows paper n's title.
+                assert f"Paper title number {n}**" in shown_text(message)
+                seen.append(n)
+    assert sorted(seen) == list(range(1, 31))
+    # The row every digest ends with, under the last part.
+    assert [b["label"] for b in components(posted[-1])][-2:] == ["Unsubscribe", "Settings"]
+
+    # A button in the first part works.
+    first = next(b for b in components(posted[0]) if b["custom_id"].startswith("pb:explain:"))
+    it = await (await discord_server.press(first["custom_id"], message=posted[0])).wait_done()
+    assert "Explaining" in it.text
+
+
+def test_a_part_with_more_than_25_papers_gets_select_menus() -> None:
+    # Short items: 40 of them fit one message's embeds, so buttons would need 8 rows.
+    items = tuple((Bold((Text(f"Short {n}"),)),) for n in range(1, 41))
+    rows = [
+        [Button(f"💡 {n}", command="explain", arg=f"2506.{n:05d}", item=n)] for n in range(1, 41)
+    ]
+    [part] = render_discord(Message([ListBlock(items, ordered=True)], [*rows, digest_buttons()]))
+    assert [len(menu) for menu in part.menus] == [25, 15]
+    assert part.menus[0][0].label == "1. Short 1" and part.menus[1][-1].label == "40. Short 40"
+    assert [b.label for row in part.buttons for b in row] == ["Unsubscribe", "Settings"]
+
+
+async def test_choosing_a_paper_in_the_menu_explains_it(
+    bot: DiscordAdapter, discord_server: FakeDiscord
+) -> None:
+    channel = discord_server.channel_id
+    items = tuple((Bold((Text(f"Short {n}"),)),) for n in range(1, 42))
+    # 40 distinct papers; the 41st repeats the first (a menu's values must be unique).
+    ids = ["1605.08386", *(f"2506.{n:05d}" for n in range(2, 41)), "1605.08386"]
+    rows = [[Button(f"💡 {n}", command="explain", arg=i, item=n)] for n, i in enumerate(ids, 1)]
+    await bot.send(ChatRef("discord", channel), Message([ListBlock(items, ordered=True)], rows))
+    [message] = discord_server.channel_messages[channel]
+    menus = components(message)
+    assert [c["type"] for c in menus] == [3, 3]
+    assert [len(c["options"]) for c in menus] == [25, 15]
+    it = await (await discord_server.choose(message, "explain:1605.08386")).wait_done()
+    assert "Explaining Heat-bath random walks" in it.text

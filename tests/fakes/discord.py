@@ -60,6 +60,10 @@ ROWS_MAX = 5
 BUTTONS_PER_ROW_MAX = 5
 CUSTOM_ID_MAX = 100
 LABEL_MAX = 80
+STRING_SELECT = 3  # component type
+SELECT_OPTIONS_MAX = 25
+SELECT_OPTION_MAX = 100  # label and value
+SELECT_PLACEHOLDER_MAX = 150
 
 # Interaction and option types.
 APPLICATION_COMMAND = 2
@@ -411,6 +415,34 @@ class FakeDiscord:
             guild=guild,
             admin=admin,
             channel_id=channel_id,
+            message=message,
+        )
+
+    async def choose(
+        self,
+        message: dict[str, Any],
+        value: str,
+        *,
+        admin: bool = False,
+    ) -> FakeInteraction:
+        """A user picks the option `value` in the select menu under `message`."""
+        [select] = [
+            c
+            for row in message.get("components") or []
+            for c in row.get("components") or []
+            if c.get("type") == STRING_SELECT
+            and value in [o["value"] for o in c.get("options") or []]
+        ]
+        data = {
+            "custom_id": select["custom_id"],
+            "component_type": STRING_SELECT,
+            "values": [value],
+        }
+        return await self.interact(
+            MESSAGE_COMPONENT,
+            data,
+            admin=admin,
+            channel_id=message["channel_id"],
             message=message,
         )
 
@@ -1117,6 +1149,9 @@ def _message_problems(
         buttons = row.get("components") or []
         if row.get("type") != 1 or not 1 <= len(buttons) <= BUTTONS_PER_ROW_MAX:
             problems[f"components.{r}"] = "Bad action row."
+        if any(c.get("type") == STRING_SELECT for c in buttons):
+            problems.update(_select_problems(r, buttons))
+            continue
         for b, button in enumerate(buttons):
             where = f"components.{r}.components.{b}"
             if len(button.get("label") or "") > LABEL_MAX:
@@ -1128,6 +1163,30 @@ def _message_problems(
                 problems[where + ".custom_id"] = f"Must be 1 to {CUSTOM_ID_MAX} in length."
     if len(files) > 10:
         problems["files"] = "Up to 10 attachments."
+    return problems
+
+
+def _select_problems(r: int, row: list[dict[str, Any]]) -> dict[str, str]:
+    """A string select fills its action row alone: 1–25 options, labels and values ≤ 100."""
+    where = f"components.{r}.components.0"
+    if len(row) != 1:
+        return {f"components.{r}": "A select menu must be alone in its row."}
+    select = row[0]
+    problems: dict[str, str] = {}
+    if not 1 <= len(select.get("custom_id") or "") <= CUSTOM_ID_MAX:
+        problems[where + ".custom_id"] = f"Must be 1 to {CUSTOM_ID_MAX} in length."
+    if len(select.get("placeholder") or "") > SELECT_PLACEHOLDER_MAX:
+        problems[where + ".placeholder"] = f"Must be {SELECT_PLACEHOLDER_MAX} or fewer in length."
+    options = select.get("options") or []
+    if not 1 <= len(options) <= SELECT_OPTIONS_MAX:
+        problems[where + ".options"] = f"Must be 1 to {SELECT_OPTIONS_MAX} in length."
+    values = [o.get("value") for o in options]
+    if len(set(values)) != len(values):
+        problems[where + ".options"] = "Option values must be unique."
+    for o, option in enumerate(options):
+        for key in ("label", "value"):
+            if not 1 <= len(option.get(key) or "") <= SELECT_OPTION_MAX:
+                problems[f"{where}.options.{o}.{key}"] = f"Must be 1 to {SELECT_OPTION_MAX}."
     return problems
 
 
