@@ -137,32 +137,41 @@ def dlen(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
-_LINK_CHARS = re.compile(r"\\.|[\[\]]", re.DOTALL)
-_LINE_MARKERS = re.compile(r"^(\s*)(\d+)\.(?=\s)", re.MULTILINE)
+# Every character Discord's markdown gives a meaning to, wherever it stands: emphasis,
+# strike, spoiler, code, quotes, headings and list markers, masked links, and the `<…>`
+# syntaxes (mentions <@id> <@&id> <#id>, timestamps <t:0:R>, command mentions </x:1>,
+# custom emoji, suppressed links) and @everyone / @here. A backslash before any ASCII
+# punctuation shows that character as itself, so escaping all of them always works.
+_MARKDOWN = re.compile(r"[\\*_~`|>#\[\]()<@]")
+# List markers ("- ", "+ ", "1. ") count only at a line's start; a leaf's start may be one
+# too (a line break, or the digits, may end the leaf before it).
+_LIST_MARKER = re.compile(r"^(\s*)([-+]|\d*\.)", re.MULTILINE)
+# Bidirectional controls would let a title reorder the text around it (U+202E shows what
+# follows backwards): they are dropped, as are the marks that only steer them.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def strip_bidi(text: str) -> str:
+    return _BIDI.sub("", text)
 
 
 def escape(text: str) -> str:
-    """Raw data -> markdown that shows exactly `text`. Applied once, to leaves only.
-
-    discord.utils.escape_markdown does the work; brackets are escaped too, because text
-    from two nodes could otherwise meet into a masked link, and `1986. ` at a line start
-    would become a numbered list.
-    """
-    out = discord.utils.escape_markdown(text)
-    out = _LINK_CHARS.sub(lambda m: m[0] if len(m[0]) == 2 else "\\" + m[0], out)
-    return _LINE_MARKERS.sub(r"\1\2\\.", out)
+    """Raw data -> markdown that shows exactly `text` (bidi controls dropped), inert
+    however it meets its neighbours. Applied once, to leaves only."""
+    out = _MARKDOWN.sub(r"\\\g<0>", strip_bidi(text))
+    return _LIST_MARKER.sub(lambda m: f"{m[1]}{m[2][:-1]}\\{m[2][-1]}", out)
 
 
 def code_span(text: str) -> str:
     """Inline code: `_` and `*` stay literal. A backtick cannot be escaped inside a span,
     so it becomes a look-alike; newlines become spaces (a span is one line)."""
-    inner = " ".join(text.replace("`", "ˋ").split())
+    inner = " ".join(strip_bidi(text).replace("`", "ˋ").split())
     return f"`{inner}`" if inner else ""
 
 
 def _fence(text: str) -> str:
     # A fence inside the text would close the block early: break it with zero-width spaces.
-    return "```\n" + text.replace("```", "`\u200b`\u200b`") + "\n```"
+    return "```\n" + strip_bidi(text).replace("```", "`\u200b`\u200b`") + "\n```"
 
 
 def _safe_url(url: str) -> str | None:

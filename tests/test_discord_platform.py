@@ -5,20 +5,25 @@ autocomplete. The real discord.py client against the fake Discord in tests/fakes
 from __future__ import annotations
 
 import asyncio
+import re
+import string
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import discord
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from adapters.discord import DiscordAdapter, render_discord
+from adapters.discord import DiscordAdapter, escape, render_discord
 from bot.cards import digest_buttons
 from bot.config import Settings
 from bot.delivery import deliver_once
 from bot.digest import render_digest
 from bot.models import ChatRef, ChatSettings, Paper
 from bot.service import Paperboy
-from bot.text import Bold, Button, ListBlock, Message, Text
+from bot.text import Block, Bold, Button, Heading, ListBlock, Message, Paragraph, Text
 from tests.fakes.discord import (
     ATTACH_FILES,
     EMBED_LINKS,
@@ -318,4 +323,127 @@ async def test_choosing_a_paper_in_the_menu_explains_it(
     assert [c["type"] for c in menus] == [3, 3]
     assert [len(c["options"]) for c in menus] == [25, 15]
     it = await (await discord_server.choose(message, "explain:1605.08386")).wait_done()
-    assert "Explaining Heat-bath random walks" in it.text
+    assert "Explaining Heat" in it.text
+
+
+# -------------------------------------------------------------------- escaping
+
+
+class LiveMarkup(AssertionError):
+    """The markdown would not show as plain text: some syntax in it is live."""
+
+
+_PUNCTUATION = frozenset(string.punctuation)
+# Syntaxes Discord parses where they stand, checked where the reference reaches an
+# unescaped character (escaped characters are skipped over, as Discord's parser does).
+_LIVE_AT = re.compile(
+    r"<(?:@[!&]?\d+|#\d+|t:-?\d+(?::[tTdDfFR])?|/[^<>]+?:\d+|a?:\w+:\d+|https?://)"
+    r"|\[[^\]]*\]\([^)]*\)"
+    r"|@(?:everyone|here)"
+)
+_LIVE_LINE_START = re.compile(r"[ \t]*(?:#{1,3}\s|-#\s|>|[-*+]\s|\d+\.\s)")
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def discord_shows(markdown: str) -> str:
+    """The text Discord's client displays for `markdown`, for text meant to be inert.
+
+    A reference stricter than Discord: a backslash before ASCII punctuation shows that
+    character; any unescaped emphasis, strike, spoiler or code marker, `<…>` syntax,
+    masked link, @everyone/@here, line-start heading, quote or list marker, or bidi
+    control is live markup, and raises LiveMarkup.
+    """
+    out: list[str] = []
+    i = 0
+    line_start = True
+    while i < len(markdown):
+        ch = markdown[i]
+        if line_start and _LIVE_LINE_START.match(markdown, i):
+            raise LiveMarkup(f"line-start marker at {i}: {markdown[i : i + 5]!r}")
+        line_start = ch == "\n"
+        if ch == "\\" and i + 1 < len(markdown) and markdown[i + 1] in _PUNCTUATION:
+            out.append(markdown[i + 1])
+            i += 2
+            continue
+        if ch in "*_~`|" or ch in _BIDI_CONTROLS:
+            raise LiveMarkup(f"{ch!r} at {i}")
+        if _LIVE_AT.match(markdown, i):
+            raise LiveMarkup(f"syntax at {i}: {markdown[i : i + 12]!r}")
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def test_the_reference_sees_live_markup() -> None:
+    # The reference must be able to fail: what Discord's own escape_markdown lets through.
+    for raw in (
+        "**bold**",
+        "a [b](http://x) c",
+        "<t:0:R>",
+        "</help:1>",
+        "<@&123>",
+        "<#1>",
+        "# Heading",
+        "1. item",
+        "> quote",
+        "\u202eevil",
+        "@everyone",
+    ):
+        with pytest.raises(LiveMarkup):
+            discord_shows(raw)
+    # escape_markdown takes `[` … `)` for one link and leaves the bold inside it live.
+    greedy = "a [b **c** d](http://e) f"
+    with pytest.raises(LiveMarkup):
+        discord_shows(discord.utils.escape_markdown(greedy))
+    assert discord_shows(r"\*\*b\*\* 1\. \<t:0:R\>") == "**b** 1. <t:0:R>"
+
+
+_TOKENS = st.sampled_from(
+    [
+        "*", "**", "_", "__", "~~", "||", "`", "```", ">", ">>> ", "#", "## ", "-# ", "- ",
+        "* ", "+ ", "1. ", "1986. ", "\n", "\\", "[", "]", "(", ")", "[a](http://x.org)",
+        "<", ">", "<@123>", "<@!123>", "<@&456>", "<#789>", "<t:0:R>", "</help:1>",
+        "<:e:1>", "<https://x.org>", "@everyone", "@here", "@", ":", "\u202e", "\u2066",
+        "\u200f", " ", "word", "ü", "😀",
+    ]
+)  # fmt: skip
+_raw = st.lists(st.one_of(_TOKENS, st.text(max_size=5)), max_size=30).map("".join)
+
+
+def _bidi_free(text: str) -> str:
+    return "".join(ch for ch in text if ch not in _BIDI_CONTROLS)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_raw)
+def test_escaped_text_shows_exactly_the_input(raw: str) -> None:
+    assert discord_shows(escape(raw)) == _bidi_free(raw)
+
+
+def _solid(text: str) -> str:
+    return "".join(text.split())  # the renderer may move whitespace, nothing else
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_raw, min_size=1, max_size=4), st.booleans())
+@example(["1", ". x"], False)  # markers made of two leaves
+@example(["a\n1", ". x"], False)
+@example(["+", " x"], True)
+@example(["<", "@&1>", "@", "here"], False)
+def test_rendered_messages_show_exactly_their_text(texts: list[str], long: bool) -> None:
+    """Leaves meet in one paragraph (short: message content), or under an embed title
+    (long: embeds split in parts); the parts show exactly the input, nothing live."""
+    blocks: list[Block] = [Paragraph(tuple(Text(t) for t in texts))]
+    if long:
+        blocks = [Heading((Text(texts[0]),)), *blocks, Paragraph((Text("filler " * 700),))]
+    shown: list[str] = []
+    for part in render_discord(Message(blocks)):
+        shown.append(discord_shows(part.content))
+        for embed in part.embeds:
+            shown += [discord_shows(embed.title or ""), discord_shows(embed.description or "")]
+    expected = "".join(_bidi_free(t) for t in texts)
+    if long:
+        expected = _bidi_free(texts[0]) + expected + "filler" * 700
+    assert _solid("".join(shown)) == _solid(expected)
