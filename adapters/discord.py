@@ -55,6 +55,7 @@ from bot.sending import (
 )
 from bot.service import Paperboy
 from bot.sources.categories import category_name, suggest_categories
+from bot.startup import PlatformError, describe, retrying
 from bot.text import (
     Block,
     Bold,
@@ -106,6 +107,14 @@ POST_PERMISSIONS = (
     ("send_messages", "Send Messages"),
     ("embed_links", "Embed Links"),
     ("attach_files", "Attach Files"),
+)
+# Errors that mean Discord (or the network) is not there yet: start-up tries again.
+UNREACHABLE = (
+    aiohttp.ClientError,
+    OSError,
+    TimeoutError,
+    discord.DiscordServerError,
+    discord.GatewayNotFound,
 )
 TELL_ADMINS_EVERY = 3600.0  # seconds: at most one "digests paused" notice per channel
 
@@ -923,6 +932,7 @@ class DiscordAdapter:
         channel_interval: float = 1.0,
         guild_ready_timeout: float = 2.0,
         ready_timeout: float = 60.0,
+        start_backoff: float = 1.0,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -930,6 +940,7 @@ class DiscordAdapter:
         self.pacer = ChannelPacer(channel_interval)
         self.guild_ready_timeout = guild_ready_timeout
         self.ready_timeout = ready_timeout
+        self.start_backoff = start_backoff  # first wait when Discord is unreachable at start
         self.synced = False  # whether the last start pushed the command set to Discord
         self.receiving = True  # False: started to send only (no gateway, no command sync)
         self.client: _Client | None = None
@@ -950,22 +961,35 @@ class DiscordAdapter:
         if not self.settings.discord_bot_token:
             raise RuntimeError("DISCORD_BOT_TOKEN is not set")
         use_api_base(self.settings.discord_api_base_url)
-        client = _Client(self, guild_ready_timeout=self.guild_ready_timeout)
-        self.client = client
-        for command in COMMANDS.values():
-            client.tree.add_command(build_app_command(command, self.on_command))
         try:
-            await client.login(self.settings.discord_bot_token)
+            # First contact (login, and the gateway's address): retried while Discord (or
+            # the network) is unreachable, each time with a fresh client.
+            async for attempt in retrying(
+                "Discord",
+                UNREACHABLE,
+                first=self.start_backoff,
+                most=60.0,
+                give_up_after=self.settings.platform_start_retry_seconds,
+            ):
+                with attempt:
+                    await self.stop()
+                    client = self._new_client()
+                    await client.login(self.settings.discord_bot_token)
+                    gateway = await self._choose_shards(client) if receive else True
         except discord.LoginFailure:
             await self.stop()
-            raise RuntimeError("Discord refused the bot token (DISCORD_BOT_TOKEN)") from None
+            raise PlatformError("Discord refused the bot token: check DISCORD_BOT_TOKEN") from None
+        except (*UNREACHABLE, discord.DiscordException) as e:
+            await self.stop()
+            what = "cannot reach Discord" if isinstance(e, UNREACHABLE) else "Discord refused"
+            raise PlatformError(f"{what}: {describe(e)}") from None
         except BaseException:
             await self.stop()
             raise
         if not receive:
             log.info("discord: logged in for sending only")
             return
-        if not await self._choose_shards(client):
+        if not gateway:
             log.info("discord: no gateway shard falls to this worker; sending only")
             self.receiving = False
             return
@@ -985,6 +1009,13 @@ class DiscordAdapter:
             await self.stop()
             raise RuntimeError("Discord did not become ready in time")
         log.info("discord ready as %s in %d guild(s)", client.user, len(client.guilds))
+
+    def _new_client(self) -> _Client:
+        client = _Client(self, guild_ready_timeout=self.guild_ready_timeout)
+        for command in COMMANDS.values():
+            client.tree.add_command(build_app_command(command, self.on_command))
+        self.client = client
+        return client
 
     async def _choose_shards(self, client: _Client) -> bool:
         """With several workers, connect only this worker's shards (i % workers == index).
