@@ -5,7 +5,9 @@ autocomplete. The real discord.py client against the fake Discord in tests/fakes
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import socket
 import string
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -447,3 +449,53 @@ def test_rendered_messages_show_exactly_their_text(texts: list[str], long: bool)
     if long:
         expected = _bidi_free(texts[0]) + expected + "filler" * 700
     assert _solid("".join(shown)) == _solid(expected)
+
+
+# --------------------------------------------------------------------- start-up
+
+
+async def test_start_retries_while_discord_is_unreachable(
+    core: Paperboy, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    fake = FakeDiscord()
+    settings = Settings(
+        discord_bot_token=fake.token, discord_api_base_url=f"http://127.0.0.1:{port}/api/v10"
+    )
+    adapter = DiscordAdapter(
+        core, settings, state_dir=tmp_path, guild_ready_timeout=0.01, start_backoff=0.05
+    )
+    caplog.set_level(logging.WARNING, "bot.startup")
+    starting = asyncio.create_task(adapter.start())
+    try:
+        await asyncio.sleep(0.5)  # connection refused, again and again
+        assert not starting.done()
+        await fake.start(port)
+        await asyncio.wait_for(starting, 15)
+        it = await (await fake.slash("help")).wait_done()
+        assert "/subscribe" in it.text
+    finally:
+        starting.cancel()
+        await adapter.stop()
+        await fake.close()
+    retries = [r for r in caplog.records if "Discord is unreachable" in r.getMessage()]
+    assert len(retries) >= 2 and all(r.exc_info is None for r in retries)
+
+
+async def test_bad_discord_token_is_one_line_and_a_failure_exit(
+    discord_server: FakeDiscord, tmp_path: Any
+) -> None:
+    from tests.test_telegram_platform import run_paperboy
+
+    env = {
+        "DISCORD_BOT_TOKEN": "not-the-token",
+        "DISCORD_API_BASE_URL": discord_server.api_url,
+        "PAPERBOY_DATABASE_URL": "sqlite:///pb.db",
+    }
+    code, out, err = await asyncio.to_thread(run_paperboy, tmp_path, env, "run")
+    assert code != 0 and "Traceback" not in err + out and "not-the-token" not in err + out
+    assert err.strip().splitlines()[-1] == (
+        "paperboy: Discord refused the bot token: check DISCORD_BOT_TOKEN"
+    )

@@ -228,7 +228,8 @@ class FakeDiscord:
     def channel_id(self) -> str:
         return self.guilds[self.guild_id].channels[0]
 
-    async def start(self) -> FakeDiscord:
+    async def start(self, port: int = 0) -> FakeDiscord:
+        """Listen on 127.0.0.1 (`port`, or an ephemeral one)."""
         app = web.Application(middlewares=[self._middleware], client_max_size=26 * 1024 * 1024)
         p = API_PREFIX
         app.router.add_get(p + "/users/@me", self._users_me)
@@ -248,7 +249,7 @@ class FakeDiscord:
         app.router.add_get("/gateway", self._gateway)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
         self.port = self._runner.addresses[0][1]
         return self
 
