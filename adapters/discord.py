@@ -119,9 +119,16 @@ UNREACHABLE = (
 TELL_ADMINS_EVERY = 3600.0  # seconds: at most one "digests paused" notice per channel
 
 
-def missing_permissions(permissions: discord.Permissions) -> tuple[str, ...]:
-    """The posting permissions `permissions` lacks, by their names in Discord's client."""
-    return tuple(label for attr, label in POST_PERMISSIONS if not getattr(permissions, attr))
+def missing_permissions(
+    permissions: discord.Permissions, *, thread: bool = False
+) -> tuple[str, ...]:
+    """The posting permissions `permissions` lacks, by their names in Discord's client
+    (in a thread, Send Messages in Threads stands for Send Messages)."""
+    needed: dict[str, str] = dict(POST_PERMISSIONS)
+    if thread:
+        del needed["send_messages"]
+        needed["send_messages_in_threads"] = "Send Messages in Threads"
+    return tuple(label for attr, label in needed.items() if not getattr(permissions, attr))
 
 
 # ===================================================================== renderer
@@ -1004,10 +1011,10 @@ class DiscordAdapter:
             ready.cancel()
         if self._task in done:
             await self.stop()
-            raise RuntimeError("the Discord connection ended before READY")
+            raise PlatformError("the Discord gateway connection ended before READY")
         if not done:
             await self.stop()
-            raise RuntimeError("Discord did not become ready in time")
+            raise PlatformError("Discord did not become ready in time")
         log.info("discord ready as %s in %d guild(s)", client.user, len(client.guilds))
 
     def _new_client(self) -> _Client:
@@ -1072,7 +1079,10 @@ class DiscordAdapter:
 
     def context(self, interaction: discord.Interaction[Any]) -> Context:
         in_guild = interaction.guild_id is not None
-        missing = missing_permissions(interaction.app_permissions) if in_guild else ()
+        thread = isinstance(interaction.channel, discord.Thread)
+        missing = (
+            missing_permissions(interaction.app_permissions, thread=thread) if in_guild else ()
+        )
         return Context(
             app=self.app,
             chat=ChatRef(self.platform, str(interaction.channel_id)),
