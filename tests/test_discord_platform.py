@@ -23,7 +23,7 @@ from bot.cards import digest_buttons
 from bot.config import Settings
 from bot.delivery import deliver_once
 from bot.digest import render_digest
-from bot.models import ChatRef, ChatSettings, Paper
+from bot.models import ChatRef, ChatSettings, Paper, Subscription
 from bot.service import Paperboy
 from bot.text import Block, Bold, Button, Heading, ListBlock, Message, Paragraph, Text
 from tests.fakes.discord import (
@@ -297,6 +297,19 @@ async def test_big_digest_keeps_each_button_under_its_own_part(
     first = next(b for b in components(posted[0]) if b["custom_id"].startswith("pb:explain:"))
     it = await (await discord_server.press(first["custom_id"], message=posted[0])).wait_done()
     assert "Explaining" in it.text
+    # So do the last row's: Settings for anyone, Unsubscribe lists the channel's feeds.
+    await core.store.add_subscription(Subscription(chat, "hf:daily"))
+    last = {b["label"]: b["custom_id"] for b in components(posted[-1])}
+    it = await (await discord_server.press(last["Settings"], message=posted[-1])).wait_done()
+    assert "Digest at 09:00 UTC" in it.text
+    it = await (await discord_server.press(last["Unsubscribe"], message=posted[-1])).wait_done()
+    assert "Only chat admins" in it.text
+    it = await (
+        await discord_server.press(last["Unsubscribe"], message=posted[-1], admin=True)
+    ).wait_done()
+    assert "Which feed" in it.text
+    [[choice]] = [components(m) for m in it.messages if m.get("components")]
+    assert choice["label"] == "Unsubscribe hf:daily"
 
 
 def test_a_part_with_more_than_25_papers_gets_select_menus() -> None:
