@@ -80,7 +80,9 @@ class Settings:
         if read_dotenv:
             # From the working directory up (a service's WorkingDirectory, a container's
             # workdir), not from where the package is installed.
-            load_dotenv(find_dotenv(usecwd=True), override=False)
+            path = find_dotenv(usecwd=True)
+            if path:
+                load_dotenv(path, override=False)
         values: dict[str, object] = {}
         for f in fields(cls):
             raw = _env("PAPERBOY_DATABASE_URL" if f.name == "database_url" else f.name.upper())
