@@ -575,7 +575,10 @@ class TelegramAdapter:
         if not receive:
             log.info("telegram: @%s connected for sending only", self.username)
             return
-        await self.set_commands()
+        try:
+            await self.set_commands()
+        except tg_error.TelegramError as e:  # the menus are a convenience: carry on
+            log.warning("telegram: cannot set the command menus: %s", describe(e))
         await application.start()
         updater = application.updater
         assert updater is not None
