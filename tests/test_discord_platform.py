@@ -30,6 +30,7 @@ from tests.fakes.discord import (
     ATTACH_FILES,
     EMBED_LINKS,
     EPHEMERAL,
+    MEMBER_PERMISSIONS,
     SEND_MESSAGES,
     FakeDiscord,
 )
@@ -162,7 +163,7 @@ async def test_subscribe_says_which_permissions_the_bot_lacks(
     assert "Subscribed" in it.text
 
 
-async def test_permission_changes_and_guild_create_bring_a_channel_back(
+async def test_channel_and_role_changes_and_guild_create_bring_a_channel_back(
     core: Paperboy,
     discord_server: FakeDiscord,
     tmp_path: Any,
@@ -184,6 +185,14 @@ async def test_permission_changes_and_guild_create_bring_a_channel_back(
         assert not await is_active(core, chat)
         # The overwrite that blocked it is removed: CHANNEL_UPDATE switches it back on.
         await discord_server.set_bot_permissions(channel, deny=0)
+        await wait_until(lambda: is_active(core, chat))
+        # A role's permissions: @everyone loses Send Messages, then gets it back.
+        await discord_server.set_everyone_permissions(MEMBER_PERMISSIONS & ~SEND_MESSAGES)
+        await core.store.set_chat_active(chat, False)  # what the next delivery would do
+        await discord_server.set_everyone_permissions(MEMBER_PERMISSIONS & ~EMBED_LINKS)
+        await asyncio.sleep(0.2)
+        assert not await is_active(core, chat)  # still cannot post embeds there
+        await discord_server.set_everyone_permissions(MEMBER_PERMISSIONS)
         await wait_until(lambda: is_active(core, chat))
         # Paused again, fixed while the bot was offline: GUILD_CREATE at start-up sees it.
         await core.store.set_chat_active(chat, False)

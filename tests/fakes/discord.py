@@ -198,6 +198,7 @@ class FakeDiscord:
         # Scripted failures.
         self._channel_errors: dict[str, tuple[int, int, str]] = {}
         self.bot_denied: dict[str, int] = {}  # channel -> permission bits denied to the bot
+        self.everyone: dict[str, int] = {}  # guild -> @everyone's permissions, if changed
         self._rate_limits: list[dict[str, Any]] = []
         self._server_errors: list[tuple[str, int]] = []
         self._sockets: list[_GatewaySession] = []
@@ -299,9 +300,18 @@ class FakeDiscord:
             guild_id = self._guild_of(channel_id)
             await self.dispatch("CHANNEL_UPDATE", self._channel_object(guild_id, channel_id))
 
+    async def set_everyone_permissions(self, permissions: int, guild_id: str | None = None) -> None:
+        """Change the @everyone role (the bot has no other): a GUILD_ROLE_UPDATE follows."""
+        guild = self.guilds[guild_id or self.guild_id]
+        self.everyone[guild.id] = permissions
+        await self.dispatch(
+            "GUILD_ROLE_UPDATE", {"guild_id": guild.id, "role": self._everyone(guild)}
+        )
+
     def bot_permissions(self, channel_id: str) -> int:
         """The bot's permissions in a channel: @everyone's, minus its overwrite."""
-        return MEMBER_PERMISSIONS & ~self.bot_denied.get(str(channel_id), 0)
+        everyone = self.everyone.get(self._guild_of(str(channel_id)), MEMBER_PERMISSIONS)
+        return everyone & ~self.bot_denied.get(str(channel_id), 0)
 
     def add_channel(self, guild_id: str | None = None) -> str:
         """One more text channel in a guild (before the bot connects, or it will not know)."""
@@ -578,11 +588,11 @@ class FakeDiscord:
             "flags": 0,
         }
 
-    def _guild_object(self, guild: Guild) -> dict[str, Any]:
-        everyone = {
+    def _everyone(self, guild: Guild) -> dict[str, Any]:
+        return {
             "id": guild.id,
             "name": "@everyone",
-            "permissions": str(MEMBER_PERMISSIONS),
+            "permissions": str(self.everyone.get(guild.id, MEMBER_PERMISSIONS)),
             "position": 0,
             "color": 0,
             "hoist": False,
@@ -590,6 +600,9 @@ class FakeDiscord:
             "mentionable": False,
             "flags": 0,
         }
+
+    def _guild_object(self, guild: Guild) -> dict[str, Any]:
+        everyone = self._everyone(guild)
         return {
             "id": guild.id,
             "name": guild.name,
