@@ -94,7 +94,9 @@ URL_MAX = 512
 CHOICES_MAX = 25
 EMBED_COLOR = 0xB31B1B
 CUSTOM_ID_PREFIX = "pb"
-PICK_ID = "pb:pick"  # the select menus of papers: values are `<command>:<arg>`
+# The select menus of papers: `pb-pick-<n>` (ids are unique within a message, and this
+# shape is not a command button's), options' values `<command>:<arg>`.
+PICK_ID = "pb-pick-{}"
 OPTIONS_MAX = 25
 OPTION_LABEL_MAX = 100
 OPTION_VALUE_MAX = 100
@@ -548,6 +550,7 @@ def custom_id(button: Button) -> str:
 def usable_buttons(rows: list[list[Button]], rows_max: int | None = ROWS_MAX) -> list[list[Button]]:
     """Rows Discord accepts: at most 5 rows of 5, labels up to 80, ids up to 100."""
     out: list[list[Button]] = []
+    ids: set[str] = set()  # a custom id appears once per message
     for row in rows:
         kept: list[Button] = []
         for b in row:
@@ -557,6 +560,10 @@ def usable_buttons(rows: list[list[Button]], rows_max: int | None = ROWS_MAX) ->
             elif not b.command or len(custom_id(b)) > CUSTOM_ID_MAX:
                 log.warning("dropping a button Discord cannot carry: /%s %s", b.command, b.arg)
                 continue
+            elif custom_id(b) in ids:
+                continue
+            else:
+                ids.add(custom_id(b))
             label = b.label if len(b.label) <= LABEL_MAX else b.label[: LABEL_MAX - 1] + "…"
             kept.append(Button(label or "…", b.url, b.command, b.arg, b.item))
         for start in range(0, len(kept), BUTTONS_PER_ROW_MAX):
@@ -568,7 +575,7 @@ def build_view(
     rows: list[list[Button]], menus: Sequence[list[Button]] = ()
 ) -> discord.ui.View | None:
     """Buttons -> a persistent view (no timeout): command buttons carry their custom id;
-    a menu's options carry `<command>:<arg>` under the one custom id `pb:pick`."""
+    a menu's options carry `<command>:<arg>`."""
     if not rows and not menus:
         return None
     view = discord.ui.View(timeout=None)
@@ -581,7 +588,7 @@ def build_view(
         ]
         view.add_item(
             discord.ui.Select(
-                custom_id=PICK_ID,
+                custom_id=PICK_ID.format(m),
                 placeholder=(f"💡 Explain paper{span}…" if explain else f"Choose{span}…"),
                 options=options,
                 row=m,
@@ -841,11 +848,11 @@ class CommandButton(
             await client.adapter.on_button(interaction, self.command, self.arg)
 
 
-class PickMenu(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"pb:pick"):
+class PickMenu(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"pb-pick-(?P<n>\d)"):
     """Answers every paper menu: the chosen option's value is `<command>:<arg>`."""
 
-    def __init__(self) -> None:
-        super().__init__(discord.ui.Select(custom_id=PICK_ID))
+    def __init__(self, n: int = 0) -> None:
+        super().__init__(discord.ui.Select(custom_id=PICK_ID.format(n)))
 
     @classmethod
     async def from_custom_id(  # type: ignore[override]
@@ -854,7 +861,7 @@ class PickMenu(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"pb:pic
         item: discord.ui.Select[Any],
         match: re.Match[str],
     ) -> PickMenu:
-        return cls()
+        return cls(int(match["n"]))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         data: Any = interaction.data or {}

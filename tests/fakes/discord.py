@@ -1159,6 +1159,11 @@ def _message_problems(
         problems["embeds"] = f"Embed size exceeds maximum size of {EMBED_TOTAL_MAX}"
     if len(components) > ROWS_MAX:
         problems["components"] = f"Must be {ROWS_MAX} or fewer in length."
+    ids = [
+        c["custom_id"] for r in components for c in r.get("components") or [] if "custom_id" in c
+    ]
+    if len(ids) != len(set(ids)):
+        problems["components"] = "Component custom id cannot be duplicated"
     for r, row in enumerate(components):
         buttons = row.get("components") or []
         if row.get("type") != 1 or not 1 <= len(buttons) <= BUTTONS_PER_ROW_MAX:
