@@ -22,7 +22,8 @@ import io
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -33,10 +34,18 @@ import yarl
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
-from bot.commands import COMMANDS, ArgValue, Command, Context, run_args
+from bot.commands import (
+    COMMANDS,
+    ArgValue,
+    Command,
+    Context,
+    all_feeds,
+    run_args,
+    suggest_feeds,
+)
 from bot.config import Settings
 from bot.logs import install_redaction, redact
-from bot.models import HF_FEEDS, ChatRef
+from bot.models import ChatRef
 from bot.sending import (
     ChatGone,
     PermanentError,
@@ -46,6 +55,7 @@ from bot.sending import (
 )
 from bot.service import Paperboy
 from bot.sources.categories import category_name, suggest_categories
+from bot.startup import PlatformError, describe, retrying
 from bot.text import (
     Block,
     Bold,
@@ -84,8 +94,43 @@ URL_MAX = 512
 CHOICES_MAX = 25
 EMBED_COLOR = 0xB31B1B
 CUSTOM_ID_PREFIX = "pb"
+# The select menus of papers: `pb-pick-<n>` (ids are unique within a message, and this
+# shape is not a command button's), options' values `<command>:<arg>`.
+PICK_ID = "pb-pick-{}"
+OPTIONS_MAX = 25
+OPTION_LABEL_MAX = 100
+OPTION_VALUE_MAX = 100
 
 NO_MENTIONS = discord.AllowedMentions.none()
+# What the bot needs in a channel to post digests (embeds, equation images), as Discord's
+# client names them.
+POST_PERMISSIONS = (
+    ("view_channel", "View Channel"),
+    ("send_messages", "Send Messages"),
+    ("embed_links", "Embed Links"),
+    ("attach_files", "Attach Files"),
+)
+# Errors that mean Discord (or the network) is not there yet: start-up tries again.
+UNREACHABLE = (
+    aiohttp.ClientError,
+    OSError,
+    TimeoutError,
+    discord.DiscordServerError,
+    discord.GatewayNotFound,
+)
+TELL_ADMINS_EVERY = 3600.0  # seconds: at most one "digests paused" notice per channel
+
+
+def missing_permissions(
+    permissions: discord.Permissions, *, thread: bool = False
+) -> tuple[str, ...]:
+    """The posting permissions `permissions` lacks, by their names in Discord's client
+    (in a thread, Send Messages in Threads stands for Send Messages)."""
+    needed: dict[str, str] = dict(POST_PERMISSIONS)
+    if thread:
+        del needed["send_messages"]
+        needed["send_messages_in_threads"] = "Send Messages in Threads"
+    return tuple(label for attr, label in needed.items() if not getattr(permissions, attr))
 
 
 # ===================================================================== renderer
@@ -99,6 +144,8 @@ class RenderedMessage:
     embeds: list[discord.Embed] = field(default_factory=list)
     files: list[tuple[str, bytes]] = field(default_factory=list)  # (filename, PNG bytes)
     buttons: list[list[Button]] = field(default_factory=list)
+    # Select menus, each one row: the command buttons it stands for (label: the option's).
+    menus: list[list[Button]] = field(default_factory=list)
 
 
 def dlen(text: str) -> int:
@@ -108,32 +155,41 @@ def dlen(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
-_LINK_CHARS = re.compile(r"\\.|[\[\]]", re.DOTALL)
-_LINE_MARKERS = re.compile(r"^(\s*)(\d+)\.(?=\s)", re.MULTILINE)
+# Every character Discord's markdown gives a meaning to, wherever it stands: emphasis,
+# strike, spoiler, code, quotes, headings and list markers, masked links, and the `<…>`
+# syntaxes (mentions <@id> <@&id> <#id>, timestamps <t:0:R>, command mentions </x:1>,
+# custom emoji, suppressed links) and @everyone / @here. A backslash before any ASCII
+# punctuation shows that character as itself, so escaping all of them always works.
+_MARKDOWN = re.compile(r"[\\*_~`|>#\[\]()<@]")
+# List markers ("- ", "+ ", "1. ") count only at a line's start; a leaf's start may be one
+# too (a line break, or the digits, may end the leaf before it).
+_LIST_MARKER = re.compile(r"^(\s*)([-+]|\d*\.)", re.MULTILINE)
+# Bidirectional controls would let a title reorder the text around it (U+202E shows what
+# follows backwards): they are dropped, as are the marks that only steer them.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def strip_bidi(text: str) -> str:
+    return _BIDI.sub("", text)
 
 
 def escape(text: str) -> str:
-    """Raw data -> markdown that shows exactly `text`. Applied once, to leaves only.
-
-    discord.utils.escape_markdown does the work; brackets are escaped too, because text
-    from two nodes could otherwise meet into a masked link, and `1986. ` at a line start
-    would become a numbered list.
-    """
-    out = discord.utils.escape_markdown(text)
-    out = _LINK_CHARS.sub(lambda m: m[0] if len(m[0]) == 2 else "\\" + m[0], out)
-    return _LINE_MARKERS.sub(r"\1\2\\.", out)
+    """Raw data -> markdown that shows exactly `text` (bidi controls dropped), inert
+    however it meets its neighbours. Applied once, to leaves only."""
+    out = _MARKDOWN.sub(r"\\\g<0>", strip_bidi(text))
+    return _LIST_MARKER.sub(lambda m: f"{m[1]}{m[2][:-1]}\\{m[2][-1]}", out)
 
 
 def code_span(text: str) -> str:
     """Inline code: `_` and `*` stay literal. A backtick cannot be escaped inside a span,
     so it becomes a look-alike; newlines become spaces (a span is one line)."""
-    inner = " ".join(text.replace("`", "ˋ").split())
+    inner = " ".join(strip_bidi(text).replace("`", "ˋ").split())
     return f"`{inner}`" if inner else ""
 
 
 def _fence(text: str) -> str:
     # A fence inside the text would close the block early: break it with zero-width spaces.
-    return "```\n" + text.replace("```", "`\u200b`\u200b`") + "\n```"
+    return "```\n" + strip_bidi(text).replace("```", "`\u200b`\u200b`") + "\n```"
 
 
 def _safe_url(url: str) -> str | None:
@@ -354,11 +410,11 @@ class _EmbedPacker:
     def title(self, title: str) -> None:
         self._new_embed(title)
 
-    def add(self, chunk: str) -> None:
+    def add(self, chunk: str, sep: str = "\n\n") -> None:
         embed = self._message.embeds[-1] if self._message.embeds and self._open else None
         if embed is not None:
             current = embed.description or ""
-            joined = f"{current}\n\n{chunk}" if current else chunk
+            joined = f"{current}{sep}{chunk}" if current else chunk
             grow = dlen(joined) - dlen(current)
             if dlen(joined) <= EMBED_DESCRIPTION_MAX and self._total() + grow <= EMBED_TOTAL_MAX:
                 embed.description = joined
@@ -396,13 +452,15 @@ def render_discord(message: Message) -> list[RenderedMessage]:
     """
     images = [b.image for b in message.blocks if isinstance(b, MathBlock) and b.image]
     rendered: list[RenderedMessage]
+    titles = _item_titles(message.blocks)
     if not images:
         chunks = [c for b in message.blocks for c in render_block(b, CONTENT_MAX, links_quiet=True)]
         content = "\n\n".join(chunks)
         if dlen(content) <= CONTENT_MAX:
             rendered = [RenderedMessage(content=content)]
-            return _with_buttons(rendered, message.buttons)
+            return _with_buttons(rendered, message.buttons, {}, titles)
     packer = _EmbedPacker()
+    shown_in: dict[int, RenderedMessage] = {}  # list item number -> the part showing it
     blocks = list(message.blocks)
     if blocks and isinstance(blocks[0], Heading):
         title = escape(" ".join(plain(blocks[0].children).split()))
@@ -410,28 +468,89 @@ def render_discord(message: Message) -> list[RenderedMessage]:
             packer.title(title)
             blocks = blocks[1:]
     for block in blocks:
+        if isinstance(block, ListBlock):
+            # Item by item, so each item's buttons can go under the part that shows it.
+            for n, item in enumerate(block.items, block.start):
+                single = ListBlock((item,), block.ordered, n)
+                for k, chunk in enumerate(render_block(single, EMBED_DESCRIPTION_MAX)):
+                    packer.add(chunk, "\n" if k or n > block.start else "\n\n")
+                    shown_in.setdefault(n, packer.messages[-1])
+            continue
         for chunk in render_block(block, EMBED_DESCRIPTION_MAX):
             packer.add(chunk)
         if isinstance(block, MathBlock) and block.image:
             packer.image(block.image)
-    rendered = [m for m in packer.messages if m.embeds or m.content]
-    return _with_buttons(rendered or [RenderedMessage()], message.buttons)
+    rendered = [m for m in packer.messages if m.embeds or m.content] or [RenderedMessage()]
+    where = {id(m): i for i, m in enumerate(rendered)}
+    parts = {n: where.get(id(m), len(rendered) - 1) for n, m in shown_in.items()}
+    return _with_buttons(rendered, message.buttons, parts, titles)
+
+
+def _item_titles(blocks: Sequence[Block]) -> dict[int, str]:
+    """List item number -> the item's first line (a paper's title), for menu options."""
+    titles: dict[int, str] = {}
+    for block in blocks:
+        if isinstance(block, ListBlock):
+            for n, item in enumerate(block.items, block.start):
+                line = plain(item).strip().split("\n", 1)[0]
+                titles.setdefault(n, " ".join(line.split()))
+    return titles
 
 
 def _with_buttons(
-    rendered: list[RenderedMessage], rows: list[list[Button]]
+    rendered: list[RenderedMessage],
+    rows: list[list[Button]],
+    parts: dict[int, int],
+    titles: dict[int, str],
 ) -> list[RenderedMessage]:
-    rendered[-1].buttons = usable_buttons(rows)
+    """Buttons about a list item go under the part that shows it; the others under the last
+    part. A part whose buttons would pass Discord's 5 rows of 5 gets its item buttons as
+    select menus (25 options each) instead."""
+    last = len(rendered) - 1
+    items: dict[int, list[Button]] = {}
+    other: list[list[Button]] = []
+    for row in rows:
+        rest = []
+        for b in row:
+            if b.item is not None and b.command and not b.url:
+                items.setdefault(parts.get(b.item, last), []).append(b)
+            else:
+                rest.append(b)
+        if rest:
+            other.append(rest)
+    for index, part in enumerate(rendered):
+        own = usable_buttons([items.get(index, [])], rows_max=None)
+        extra = usable_buttons(other, rows_max=None) if index == last else []
+        if len(own) + len(extra) <= ROWS_MAX:
+            part.buttons = own + extra
+            continue
+        options: list[Button] = []
+        values: set[str] = set()  # Discord refuses a menu with two equal values
+        for b in (b for row in own for b in row):
+            value = f"{b.command}:{b.arg}"
+            if len(value) <= OPTION_VALUE_MAX and value not in values:
+                values.add(value)
+                options.append(Button(_option_label(b, titles), None, b.command, b.arg, b.item))
+        part.menus = [options[i : i + OPTIONS_MAX] for i in range(0, len(options), OPTIONS_MAX)]
+        part.menus = part.menus[:ROWS_MAX]
+        part.buttons = extra[: ROWS_MAX - len(part.menus)]
     return rendered
+
+
+def _option_label(button: Button, titles: dict[int, str]) -> str:
+    title = titles.get(button.item or 0, "")
+    label = f"{button.item}. {title}" if title else button.label
+    return label if len(label) <= OPTION_LABEL_MAX else label[: OPTION_LABEL_MAX - 1] + "…"
 
 
 def custom_id(button: Button) -> str:
     return f"{CUSTOM_ID_PREFIX}:{button.command}:{button.arg}"
 
 
-def usable_buttons(rows: list[list[Button]]) -> list[list[Button]]:
+def usable_buttons(rows: list[list[Button]], rows_max: int | None = ROWS_MAX) -> list[list[Button]]:
     """Rows Discord accepts: at most 5 rows of 5, labels up to 80, ids up to 100."""
     out: list[list[Button]] = []
+    ids: set[str] = set()  # a custom id appears once per message
     for row in rows:
         kept: list[Button] = []
         for b in row:
@@ -441,19 +560,41 @@ def usable_buttons(rows: list[list[Button]]) -> list[list[Button]]:
             elif not b.command or len(custom_id(b)) > CUSTOM_ID_MAX:
                 log.warning("dropping a button Discord cannot carry: /%s %s", b.command, b.arg)
                 continue
+            elif custom_id(b) in ids:
+                continue
+            else:
+                ids.add(custom_id(b))
             label = b.label if len(b.label) <= LABEL_MAX else b.label[: LABEL_MAX - 1] + "…"
-            kept.append(Button(label or "…", b.url, b.command, b.arg))
+            kept.append(Button(label or "…", b.url, b.command, b.arg, b.item))
         for start in range(0, len(kept), BUTTONS_PER_ROW_MAX):
             out.append(kept[start : start + BUTTONS_PER_ROW_MAX])
-    return out[:ROWS_MAX]
+    return out if rows_max is None else out[:rows_max]
 
 
-def build_view(rows: list[list[Button]]) -> discord.ui.View | None:
-    """Buttons -> a persistent view (no timeout): command buttons carry their custom id."""
-    if not rows:
+def build_view(
+    rows: list[list[Button]], menus: Sequence[list[Button]] = ()
+) -> discord.ui.View | None:
+    """Buttons -> a persistent view (no timeout): command buttons carry their custom id;
+    a menu's options carry `<command>:<arg>`."""
+    if not rows and not menus:
         return None
     view = discord.ui.View(timeout=None)
-    for r, row in enumerate(rows):
+    for m, menu in enumerate(menus):
+        explain = all(b.command == "explain" for b in menu)
+        first, end = menu[0].item, menu[-1].item
+        span = f" {first}–{end}" if first is not None and end is not None else ""
+        options = [
+            discord.SelectOption(label=b.label or "…", value=f"{b.command}:{b.arg}") for b in menu
+        ]
+        view.add_item(
+            discord.ui.Select(
+                custom_id=PICK_ID.format(m),
+                placeholder=(f"💡 Explain paper{span}…" if explain else f"Choose{span}…"),
+                options=options,
+                row=m,
+            )
+        )
+    for r, row in enumerate(rows, len(menus)):
         for b in row:
             if b.url:
                 view.add_item(discord.ui.Button(label=b.label, url=b.url, row=r))
@@ -479,7 +620,7 @@ def _send_kwargs(part: RenderedMessage) -> dict[str, Any]:
         kwargs["files"] = [
             discord.File(io.BytesIO(data), filename=name) for name, data in part.files
         ]
-    view = build_view(part.buttons)
+    view = build_view(part.buttons, part.menus)
     if view is not None:
         kwargs["view"] = view
     return kwargs
@@ -570,14 +711,12 @@ def use_api_base(url: str) -> None:
 ChoiceList = list[app_commands.Choice[str]]
 
 
-def _feed_choices(current: str) -> ChoiceList:
-    text = current.strip().lower()
-    out = [app_commands.Choice(name=f, value=f) for f in HF_FEEDS if text in f]
-    for cid in suggest_categories(text.removeprefix("arxiv:"), CHOICES_MAX):
-        out.append(
-            app_commands.Choice(name=_choice_name(f"arxiv:{cid}", cid), value=f"arxiv:{cid}")
-        )
-    return out[:CHOICES_MAX]
+def _feed_choices(current: str, feeds: Sequence[str] | None = None) -> ChoiceList:
+    """Feeds that `current` starts any part of; from `feeds` (a chat's own) when given."""
+    found = suggest_feeds(current, all_feeds() if feeds is None else feeds, CHOICES_MAX)
+    return [
+        app_commands.Choice(name=_choice_name(f, f.removeprefix("arxiv:")), value=f) for f in found
+    ]
 
 
 def _category_choices(current: str) -> ChoiceList:
@@ -616,6 +755,8 @@ def build_app_command(
             choices[arg.name] = [app_commands.Choice(name=c, value=c) for c in arg.choices]
         elif arg.kind == "feed":
             completers[arg.name] = _complete_feed
+        elif arg.kind == "subscription":
+            completers[arg.name] = _complete_subscription
         elif arg.kind == "category":
             completers[arg.name] = _complete_category
         default: Any = inspect.Parameter.empty
@@ -652,6 +793,15 @@ def build_app_command(
 
 async def _complete_feed(interaction: discord.Interaction[Any], current: str) -> ChoiceList:
     return _feed_choices(current)
+
+
+async def _complete_subscription(interaction: discord.Interaction[Any], current: str) -> ChoiceList:
+    client = interaction.client
+    if not isinstance(client, _Client):
+        return []
+    chat = ChatRef("discord", str(interaction.channel_id))
+    subs = await client.adapter.app.store.list_subscriptions(chat)
+    return _feed_choices(current, [sub.feed for sub in subs])
 
 
 async def _complete_category(interaction: discord.Interaction[Any], current: str) -> ChoiceList:
@@ -698,6 +848,30 @@ class CommandButton(
             await client.adapter.on_button(interaction, self.command, self.arg)
 
 
+class PickMenu(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"pb-pick-(?P<n>\d)"):
+    """Answers every paper menu: the chosen option's value is `<command>:<arg>`."""
+
+    def __init__(self, n: int = 0) -> None:
+        super().__init__(discord.ui.Select(custom_id=PICK_ID.format(n)))
+
+    @classmethod
+    async def from_custom_id(  # type: ignore[override]
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Select[Any],
+        match: re.Match[str],
+    ) -> PickMenu:
+        return cls(int(match["n"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        data: Any = interaction.data or {}
+        values = data.get("values") or [""]
+        command, _, arg = str(values[0]).partition(":")
+        client = interaction.client
+        if isinstance(client, _Client):
+            await client.adapter.on_button(interaction, command, arg)
+
+
 # ======================================================================== client
 
 
@@ -715,11 +889,47 @@ class _Client(discord.AutoShardedClient):
         self.adapter = adapter
         self.tree: app_commands.CommandTree[_Client] = app_commands.CommandTree(self)
         self.tree.on_error = adapter.on_tree_error  # type: ignore[method-assign]
+        # discord.py falls back to its built-in gateway URL whenever it starts a session
+        # afresh (a pinned shard count, a reconnect, a non-resumable INVALID_SESSION):
+        # ask the configured API's /gateway/bot instead, every time.
+        connect = self.http.ws_connect
+
+        async def ws_connect(url: str, *, compress: int = 0) -> Any:
+            return await connect(await self.gateway_for(url), compress=compress)
+
+        self.http.ws_connect = ws_connect  # type: ignore[method-assign]
+
+    async def gateway_for(self, url: str) -> str:
+        """`url` on the gateway /gateway/bot names, when discord.py chose its default.
+        A resume keeps the session's own `resume_gateway_url`."""
+        wanted = yarl.URL(url)
+        if wanted.host != DiscordWebSocket.DEFAULT_GATEWAY.host:
+            return url
+        _, gateway, _ = await self.http.get_bot_gateway()
+        configured = yarl.URL(gateway)
+        log.debug("discord: connecting to the gateway %s", configured.host)
+        return str(configured.with_query(wanted.query))
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(CommandButton)
+        self.add_dynamic_items(CommandButton, PickMenu)
         if self.adapter.receiving:
             await self.adapter.sync_commands()
+
+    # A paused channel comes back as soon as the bot can post there again: on GUILD_CREATE
+    # (start-up, or invited back) and when a channel's or a role's permissions change.
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        await self.adapter.resume_channels(guild, guild.text_channels)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self.adapter.resume_channels(guild, guild.text_channels)
+
+    async def on_guild_role_update(self, before: discord.Role, after: discord.Role) -> None:
+        await self.adapter.resume_channels(after.guild, after.guild.text_channels)
+
+    async def on_guild_channel_update(
+        self, before: discord.abc.GuildChannel, after: discord.abc.GuildChannel
+    ) -> None:
+        await self.adapter.resume_channels(after.guild, [after])
 
 
 class DiscordAdapter:
@@ -736,6 +946,7 @@ class DiscordAdapter:
         channel_interval: float = 1.0,
         guild_ready_timeout: float = 2.0,
         ready_timeout: float = 60.0,
+        start_backoff: float = 1.0,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -743,11 +954,14 @@ class DiscordAdapter:
         self.pacer = ChannelPacer(channel_interval)
         self.guild_ready_timeout = guild_ready_timeout
         self.ready_timeout = ready_timeout
+        self.start_backoff = start_backoff  # first wait when Discord is unreachable at start
         self.synced = False  # whether the last start pushed the command set to Discord
         self.receiving = True  # False: started to send only (no gateway, no command sync)
         self.client: _Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._edits: set[asyncio.Task[None]] = set()  # replies waiting for their update
+        self._told: dict[int, float] = {}  # channel id -> when its admins were last told
+        self._notices: set[asyncio.Task[None]] = set()
         install_redaction([settings.discord_bot_token])
 
     # ------------------------------------------------------------ lifecycle
@@ -761,22 +975,35 @@ class DiscordAdapter:
         if not self.settings.discord_bot_token:
             raise RuntimeError("DISCORD_BOT_TOKEN is not set")
         use_api_base(self.settings.discord_api_base_url)
-        client = _Client(self, guild_ready_timeout=self.guild_ready_timeout)
-        self.client = client
-        for command in COMMANDS.values():
-            client.tree.add_command(build_app_command(command, self.on_command))
         try:
-            await client.login(self.settings.discord_bot_token)
+            # First contact (login, and the gateway's address): retried while Discord (or
+            # the network) is unreachable, each time with a fresh client.
+            async for attempt in retrying(
+                "Discord",
+                UNREACHABLE,
+                first=self.start_backoff,
+                most=60.0,
+                give_up_after=self.settings.platform_start_retry_seconds,
+            ):
+                with attempt:
+                    await self.stop()
+                    client = self._new_client()
+                    await client.login(self.settings.discord_bot_token)
+                    gateway = await self._choose_shards(client) if receive else True
         except discord.LoginFailure:
             await self.stop()
-            raise RuntimeError("Discord refused the bot token (DISCORD_BOT_TOKEN)") from None
+            raise PlatformError("Discord refused the bot token: check DISCORD_BOT_TOKEN") from None
+        except (*UNREACHABLE, discord.DiscordException) as e:
+            await self.stop()
+            what = "cannot reach Discord" if isinstance(e, UNREACHABLE) else "Discord refused"
+            raise PlatformError(f"{what}: {describe(e)}") from None
         except BaseException:
             await self.stop()
             raise
         if not receive:
             log.info("discord: logged in for sending only")
             return
-        if not await self._choose_shards(client):
+        if not gateway:
             log.info("discord: no gateway shard falls to this worker; sending only")
             self.receiving = False
             return
@@ -791,11 +1018,18 @@ class DiscordAdapter:
             ready.cancel()
         if self._task in done:
             await self.stop()
-            raise RuntimeError("the Discord connection ended before READY")
+            raise PlatformError("the Discord gateway connection ended before READY")
         if not done:
             await self.stop()
-            raise RuntimeError("Discord did not become ready in time")
+            raise PlatformError("Discord did not become ready in time")
         log.info("discord ready as %s in %d guild(s)", client.user, len(client.guilds))
+
+    def _new_client(self) -> _Client:
+        client = _Client(self, guild_ready_timeout=self.guild_ready_timeout)
+        for command in COMMANDS.values():
+            client.tree.add_command(build_app_command(command, self.on_command))
+        self.client = client
+        return client
 
     async def _choose_shards(self, client: _Client) -> bool:
         """With several workers, connect only this worker's shards (i % workers == index).
@@ -805,11 +1039,8 @@ class DiscordAdapter:
         settings = self.settings
         if settings.worker_count <= 1 and not settings.discord_shard_count:
             return True
-        recommended, gateway_url, _ = await client.http.get_bot_gateway()
+        recommended, _, _ = await client.http.get_bot_gateway()
         total = settings.discord_shard_count or recommended
-        # With the count pinned, discord.py connects to its default gateway; keep the
-        # URL Discord (or DISCORD_API_BASE_URL's server) just gave us instead.
-        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
         mine = [i for i in range(total) if i % settings.worker_count == settings.worker_index]
         client.shard_count = total
         client.shard_ids = mine
@@ -822,6 +1053,8 @@ class DiscordAdapter:
         for edit in list(self._edits):
             edit.cancel()
         await asyncio.gather(*self._edits, return_exceptions=True)
+        for notice in list(self._notices):
+            notice.cancel()
         if client is not None:
             await client.close()
         if task is not None:
@@ -853,6 +1086,10 @@ class DiscordAdapter:
 
     def context(self, interaction: discord.Interaction[Any]) -> Context:
         in_guild = interaction.guild_id is not None
+        thread = isinstance(interaction.channel, discord.Thread)
+        missing = (
+            missing_permissions(interaction.app_permissions, thread=thread) if in_guild else ()
+        )
         return Context(
             app=self.app,
             chat=ChatRef(self.platform, str(interaction.channel_id)),
@@ -862,6 +1099,7 @@ class DiscordAdapter:
             is_admin=(not in_guild) or interaction.permissions.manage_channels,
             user_name=interaction.user.display_name,
             images=True,
+            missing_permissions=missing,
         )
 
     async def on_command(
@@ -1001,11 +1239,87 @@ class DiscordAdapter:
             try:
                 sent = await channel.send(**kwargs)
             except Exception as exc:
-                raise map_error(exc) from exc
+                error = map_error(exc)
+                if isinstance(error, ChatGone):
+                    self._tell_admins(channel_id, str(error))
+                raise error from exc
             finally:
                 _forget_view(kwargs)
             ids.append(str(sent.id))
         return ids
+
+    # ------------------------------------------------------ paused channels
+
+    async def resume_channels(
+        self, guild: discord.Guild, channels: Iterable[discord.abc.GuildChannel]
+    ) -> None:
+        """Switch digests back on in the paused channels among `channels` where the bot
+        can post again."""
+        me = guild.me
+        if me is None:
+            return
+        ids = [
+            str(c.id)
+            for c in channels
+            if isinstance(c, discord.TextChannel) and not missing_permissions(c.permissions_for(me))
+        ]
+        if not ids:
+            return
+        try:
+            back = await self.app.store.reactivate_chats(self.platform, ids)
+        except Exception:
+            log.exception("discord: cannot switch channels of guild %s back on", guild.id)
+            return
+        for chat in back:
+            log.info("discord: the bot can post in %s again: digests back on", chat.key)
+
+    def _tell_admins(self, channel_id: int, reason: str) -> None:
+        """In the background: say in the guild that digests to a channel are paused."""
+        now = time.monotonic()
+        if now - self._told.get(channel_id, -TELL_ADMINS_EVERY) < TELL_ADMINS_EVERY:
+            return
+        self._told[channel_id] = now
+        task = asyncio.create_task(self._notice(channel_id, reason))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def _notice(self, channel_id: int, reason: str) -> None:
+        """Post the notice in the guild's system channel, or else its first channel where
+        the bot can write. Discord offers no way to reach a channel's admins otherwise (a
+        bot cannot DM someone without a shared guild and an open DM setting), and nothing
+        when the whole guild is gone."""
+        client = self.client
+        channel = client.get_channel(channel_id) if client is not None else None
+        guild = getattr(channel, "guild", None)
+        if not isinstance(guild, discord.Guild) or guild.me is None:
+            log.info("discord: digests to %s paused; no guild channel to say so in", channel_id)
+            return
+        me = guild.me
+        candidates = [guild.system_channel, *sorted(guild.text_channels, key=lambda c: c.position)]
+        target = next(
+            (
+                c
+                for c in candidates
+                if c is not None
+                and c.id != channel_id
+                and c.permissions_for(me).view_channel
+                and c.permissions_for(me).send_messages
+            ),
+            None,
+        )
+        if target is None:
+            log.info("discord: digests to %s paused; no channel to say so in", channel_id)
+            return
+        needed = ", ".join(label for _, label in POST_PERMISSIONS)
+        text = (
+            f"I can no longer post the paper digests in <#{channel_id}> ({reason}), so they are "
+            f"paused there. To switch them back on, give me {needed} in that channel and run "
+            "/subscribe there (a change to that channel's or a role's permissions is enough)."
+        )
+        try:
+            await target.send(text, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as e:
+            log.info("discord: cannot post the pause notice in %s: %s", target.id, e.status)
 
 
 def _default_state_dir(settings: Settings) -> Path:

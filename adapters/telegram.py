@@ -32,6 +32,10 @@ from urllib.parse import urlsplit
 import httpx
 from telegram import (
     BotCommand,
+    BotCommandScopeAllChatAdministrators,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    BotCommandScopeDefault,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     LinkPreviewOptions,
@@ -57,6 +61,7 @@ from bot.config import USER_AGENT
 from bot.ids import InvalidArxivId, parse_arxiv_id
 from bot.logs import install_redaction, quiet_http_loggers, redact
 from bot.models import ChatRef
+from bot.startup import PlatformError, describe, retrying
 from bot.text import (
     Block,
     Bold,
@@ -468,6 +473,7 @@ class TelegramAdapter:
         webhook_listen: str = "0.0.0.0",
         admin_cache_seconds: float = 60.0,
         max_wait_seconds: float = 60.0,
+        start_backoff: float = 1.0,
     ) -> None:
         if not settings.telegram_bot_token:
             raise ValueError("TELEGRAM_BOT_TOKEN is not set")
@@ -477,6 +483,11 @@ class TelegramAdapter:
         self.webhook_listen = webhook_listen
         self.admin_cache_seconds = admin_cache_seconds
         self.max_wait_seconds = max_wait_seconds  # longest RetryAfter we sit out ourselves
+        self.start_backoff = start_backoff  # first wait when Telegram is unreachable at start
+        # Set (with a PlatformError) when polling cannot go on: the app stops on it.
+        self.failed: asyncio.Future[None] | None = None
+        self._conflict_since: float | None = None
+        self._conflict_last = 0.0
         self.username: str | None = None
         self._application: Application[Any, Any, Any, Any, Any, Any] | None = None
         # Two caches in front of the store, which holds the truth for every worker:
@@ -528,15 +539,29 @@ class TelegramAdapter:
             ChatMemberHandler(self._on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER)
         )
         application.add_error_handler(self._on_error)
+        self.failed = asyncio.get_running_loop().create_future()
         try:
-            await application.initialize()
-        except tg_error.InvalidToken:
-            # PTB's own message quotes the token: never let it out.
-            raise RuntimeError(
-                "Telegram rejected the bot token (check TELEGRAM_BOT_TOKEN)"
-            ) from None
+            # First contact (getMe): retried while Telegram (or the network) is unreachable.
+            async for attempt in retrying(
+                "Telegram",
+                (tg_error.NetworkError,),
+                permanent=(tg_error.BadRequest,),
+                first=self.start_backoff,
+                most=60.0,
+                give_up_after=settings.platform_start_retry_seconds,
+            ):
+                with attempt:
+                    await application.initialize()
         except tg_error.TelegramError as e:
-            raise RuntimeError(f"cannot reach Telegram: {redact(str(e))}") from None
+            await application.bot.shutdown()
+            if isinstance(e, tg_error.InvalidToken):
+                # PTB's own message quotes the token: never let it out.
+                raise PlatformError(
+                    "Telegram refused the bot token: check TELEGRAM_BOT_TOKEN"
+                ) from None
+            if isinstance(e, tg_error.NetworkError) and not isinstance(e, tg_error.BadRequest):
+                raise PlatformError(f"cannot reach Telegram: {describe(e)}") from None
+            raise PlatformError(f"Telegram refused to start: {describe(e)}") from None
         self._application = application
         self.username = application.bot.username
         # httpx's transport without AsyncClient's layers (cookies, auth, redirects, hooks):
@@ -550,7 +575,10 @@ class TelegramAdapter:
         if not receive:
             log.info("telegram: @%s connected for sending only", self.username)
             return
-        await self.set_commands()
+        try:
+            await self.set_commands()
+        except tg_error.TelegramError as e:  # the menus are a convenience: carry on
+            log.warning("telegram: cannot set the command menus: %s", describe(e))
         await application.start()
         updater = application.updater
         assert updater is not None
@@ -567,7 +595,9 @@ class TelegramAdapter:
             log.info("telegram: @%s receiving updates by webhook", self.username)
         else:
             await updater.start_polling(
-                timeout=int(self.poll_timeout), allowed_updates=ALLOWED_UPDATES
+                timeout=int(self.poll_timeout),
+                allowed_updates=ALLOWED_UPDATES,
+                error_callback=self._on_polling_error,
             )
             log.info("telegram: @%s polling for updates", self.username)
 
@@ -578,10 +608,48 @@ class TelegramAdapter:
         return digest.hexdigest()
 
     async def set_commands(self) -> None:
-        commands = [BotCommand(cmd.name, cmd.description[:256]) for cmd in COMMANDS.values()]
-        await self.application.bot.set_my_commands(commands)
+        """Command menus per scope: group members see the commands anyone may use, chat
+        admins and private chats (whose user is their admin) see every command."""
+        every = [BotCommand(cmd.name, cmd.description[:256]) for cmd in COMMANDS.values()]
+        public = [
+            BotCommand(cmd.name, cmd.description[:256])
+            for cmd in COMMANDS.values()
+            if not cmd.admin_only
+        ]
+        bot = self.application.bot
+        await bot.set_my_commands(public, scope=BotCommandScopeDefault())
+        await bot.set_my_commands(public, scope=BotCommandScopeAllGroupChats())
+        await bot.set_my_commands(every, scope=BotCommandScopeAllPrivateChats())
+        await bot.set_my_commands(every, scope=BotCommandScopeAllChatAdministrators())
+
+    def _on_polling_error(self, error: tg_error.TelegramError) -> None:
+        """getUpdates failed. A 409 Conflict means another process polls with this token:
+        after a short grace (a restart's old process may still be finishing its poll) the
+        bot stops with a clear message instead of logging tracebacks forever."""
+        now = time.monotonic()
+        if not isinstance(error, tg_error.Conflict):
+            log.warning("telegram: fetching updates failed: %s", describe(error))
+            return
+        if self._conflict_since is None or now - self._conflict_last > 60.0:
+            self._conflict_since = now
+            log.warning("telegram: another process is polling with this bot token (409)")
+        self._conflict_last = now
+        grace = self.settings.telegram_conflict_grace_seconds
+        if now - self._conflict_since >= grace and self.failed and not self.failed.done():
+            self.failed.set_exception(
+                PlatformError(
+                    "another process is polling Telegram with this bot token (409 Conflict) "
+                    f"for {grace:.0f}s: stop it, or run several workers in webhook mode "
+                    "(TELEGRAM_WEBHOOK_URL)"
+                )
+            )
 
     async def stop(self) -> None:
+        if self.failed is not None:
+            if self.failed.done() and not self.failed.cancelled():
+                self.failed.exception()  # retrieved: serve() has acted on it
+            else:
+                self.failed.cancel()
         if self._http is not None:
             await self._http.aclose()
             self._http = None

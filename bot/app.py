@@ -15,6 +15,7 @@ from bot.sending import Adapter
 from bot.service import Paperboy
 from bot.sources.arxiv import ArxivSource
 from bot.sources.hf import HuggingFaceSource
+from bot.startup import PlatformError
 from bot.store import open_store
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ async def serve(app: Paperboy, settings: Settings, adapters: list[Adapter]) -> N
             started.append(adapter)
             health.set_adapter(adapter.platform, "running")
             log.info("%s adapter started", adapter.platform)
-        background = await start_background(app, settings, adapters)
+        background = await start_background(app, settings, adapters) + _watch(adapters)
         stopping = asyncio.ensure_future(stop.wait())
         try:
             # A background loop that ends by itself has failed: without it no digest goes
@@ -105,6 +106,8 @@ async def serve(app: Paperboy, settings: Settings, adapters: list[Adapter]) -> N
         await asyncio.gather(*background, return_exceptions=True)
         for task in ended:
             error = None if task.cancelled() else task.exception()
+            if isinstance(error, PlatformError):
+                raise error  # the operator must act; `paperboy` says what, in one line
             log.error("%s stopped; shutting down", task.get_name(), exc_info=error)
             if error is not None:
                 raise error
@@ -118,6 +121,20 @@ async def serve(app: Paperboy, settings: Settings, adapters: list[Adapter]) -> N
                 log.exception("stopping %s failed", adapter.platform)
         if metrics is not None:
             await metrics.stop()
+
+
+def _watch(adapters: list[Adapter]) -> list[asyncio.Task[None]]:
+    """Tasks that end when an adapter cannot go on (its `failed` future: Telegram's 409)."""
+    tasks = []
+    for adapter in adapters:
+        failed = getattr(adapter, "failed", None)
+        if isinstance(failed, asyncio.Future):
+            tasks.append(asyncio.create_task(_await(failed), name=f"{adapter.platform} adapter"))
+    return tasks
+
+
+async def _await(future: asyncio.Future[None]) -> None:
+    await future
 
 
 async def start_background(

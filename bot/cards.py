@@ -145,11 +145,22 @@ def paper_list(
     if len(papers) > len(shown):
         blocks.append(Paragraph((Text(f"…and {len(papers) - len(shown)} more."),)))
     # Numbered Explain buttons, five to a row, so each paper is one tap away.
-    explain = [Button(f"💡 {i}", command="explain", arg=p.id) for i, p in enumerate(shown, 1)]
+    explain = [
+        Button(f"💡 {i}", command="explain", arg=p.id, item=i) for i, p in enumerate(shown, 1)
+    ]
     rows = [explain[i : i + 5] for i in range(0, len(explain), 5)]
     if feed:
         rows.append([Button(f"Unsubscribe {feed}", command="unsubscribe", arg=feed)])
     return Reply([Message(blocks, rows)])
+
+
+def digest_buttons() -> list[Button]:
+    """The row under every digest. The same for every chat (digests are shared between
+    chats): the commands answer for the chat the button is pressed in."""
+    return [
+        Button("Unsubscribe", command="unsubscribe"),
+        Button("Settings", command="settings"),
+    ]
 
 
 def describe_settings(settings: ChatSettings) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bot.config import Settings
+from bot.startup import PlatformError
 
 if TYPE_CHECKING:
     from adapters.console import ConsoleChat
@@ -26,7 +27,8 @@ def _setup_logging(settings: Settings, default_level: str) -> None:
         logging.basicConfig(level=level.upper())
         return
     # Text by default; PAPERBOY_LOG_FORMAT=json for log shippers. Secrets redacted either way.
-    setup_logging(level, os.environ.get("PAPERBOY_LOG_FORMAT"), settings.secrets())
+    sql = os.environ.get("PAPERBOY_SQL_LOG", "").strip().lower() in ("1", "true", "yes")
+    setup_logging(level, os.environ.get("PAPERBOY_LOG_FORMAT"), settings.secrets(), sql=sql)
 
 
 async def _run(settings: Settings) -> int:
@@ -180,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_command(settings, command, args.id))
     except KeyboardInterrupt:
         return 130
+    except PlatformError as e:
+        # A refused token, another instance polling…: one line for the operator.
+        print(f"paperboy: {e}", file=sys.stderr)
+        return 1
     build_parser().print_help()
     return 2
 

@@ -13,7 +13,7 @@ import functools
 import logging
 import re
 import shlex
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import time
 from typing import TYPE_CHECKING, Literal
@@ -23,15 +23,28 @@ from bot import cards
 from bot.ids import InvalidArxivId, parse_arxiv_id
 from bot.models import HF_FEEDS, ChatRef, ChatSettings, Subscription
 from bot.sources.base import SourceError
-from bot.sources.categories import canonical_category
-from bot.text import Block, Bold, Code, Inline, Italic, ListBlock, Message, Paragraph, Reply, Text
+from bot.sources.categories import CATEGORIES, canonical_category, category_name
+from bot.text import (
+    Block,
+    Bold,
+    Button,
+    Code,
+    Inline,
+    Italic,
+    ListBlock,
+    Message,
+    Paragraph,
+    Reply,
+    Text,
+)
 
 if TYPE_CHECKING:
     from bot.service import Paperboy
 
 log = logging.getLogger(__name__)
 
-ArgKind = Literal["text", "int", "choice", "feed", "category", "paper"]
+# "subscription": a feed, offered from the chat's own subscriptions (autocomplete).
+ArgKind = Literal["text", "int", "choice", "feed", "subscription", "category", "paper"]
 ArgValue = str | int
 ChatKind = Literal["private", "group", "channel"]
 COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -65,6 +78,9 @@ class Context:
     user_name: str = ""
     reply_to_paper: str | None = None  # the paper of the explanation this message replies to
     images: bool = False  # the platform shows PNG equations
+    # What the bot lacks to post digests here, as people read it ("Embed Links"); adapters
+    # that can tell (Discord's app_permissions) fill it in.
+    missing_permissions: tuple[str, ...] = ()
 
 
 Handler = Callable[[Context, dict[str, ArgValue]], Awaitable[Reply]]
@@ -160,7 +176,7 @@ def _convert(arg: Arg, value: object) -> ArgValue:
         if category is None:
             raise UsageError(f"“{text}” is not an arXiv category. Try cs.LG, math.AP or hep-th.")
         return category
-    if arg.kind == "feed":
+    if arg.kind in ("feed", "subscription"):
         return parse_feed(text)
     if arg.kind == "paper":
         try:
@@ -185,6 +201,33 @@ def parse_feed(text: str) -> str:
             "such as arxiv:cs.LG."
         )
     return f"arxiv:{category}"
+
+
+def all_feeds() -> list[str]:
+    return [*HF_FEEDS, *(f"arxiv:{cid}" for cid in CATEGORIES)]
+
+
+def suggest_feeds(text: str, feeds: Sequence[str], limit: int = 25) -> list[str]:
+    """Autocomplete: the feeds that `text` starts any part of ("arx" → arxiv:…, "cs.L" →
+    arxiv:cs.LG, "trend" → hf:trending, "lg" → arxiv:cs.LG), the whole name first, then
+    feeds whose category name contains it ("language" → arxiv:cs.CL)."""
+    needle = text.strip().casefold()
+    ranked: list[tuple[int, int, str]] = []
+    for n, feed in enumerate(feeds):
+        folded = feed.casefold()
+        scheme, _, name = folded.partition(":")
+        if folded.startswith(needle):
+            rank = 0
+        elif name.startswith(needle):
+            rank = 1
+        elif any(part.startswith(needle) for part in (scheme, *re.split(r"[.\-_]", name))):
+            rank = 2
+        elif len(needle) > 2 and needle in (category_name(feed.partition(":")[2]) or "").casefold():
+            rank = 3
+        else:
+            continue
+        ranked.append((rank, n, feed))
+    return [feed for _, _, feed in sorted(ranked)[:limit]]
 
 
 def parse_filters(text: str) -> tuple[list[str], list[str], list[str]]:
@@ -321,6 +364,14 @@ def _require_admin(ctx: Context) -> None:
 
 async def _subscribe(ctx: Context, args: dict[str, ArgValue]) -> Reply:
     feed = str(args["feed"])
+    if ctx.missing_permissions:
+        missing = ", ".join(ctx.missing_permissions)
+        return Reply.text(
+            f"I can't post digests in this channel: I'm missing the {missing} permission"
+            f"{'s' if len(ctx.missing_permissions) > 1 else ''} here. Give them to me "
+            "(channel settings → Permissions), then run /subscribe again.",
+            ephemeral=True,
+        )
     keywords, exclude, authors = parse_filters(str(args.get("filters", "")))
     before = [s for s in await ctx.app.store.list_subscriptions(ctx.chat) if s.feed == feed]
     sub = await ctx.app.store.add_subscription(
@@ -355,6 +406,18 @@ async def _subscribe(ctx: Context, args: dict[str, ArgValue]) -> Reply:
 
 
 async def _unsubscribe(ctx: Context, args: dict[str, ArgValue]) -> Reply:
+    if "feed" not in args:  # the digest's Unsubscribe button: which feed?
+        subs = await ctx.app.store.list_subscriptions(ctx.chat)
+        if not subs:
+            return Reply.text("This chat follows no feed.", ephemeral=True)
+        rows = [
+            [Button(f"Unsubscribe {sub.feed}", command="unsubscribe", arg=sub.feed)]
+            for sub in subs[:MAX_FEED_BUTTONS]
+        ]
+        blocks: list[Block] = [Paragraph((Text("Which feed should this chat stop following?"),))]
+        if len(subs) > MAX_FEED_BUTTONS:
+            blocks.append(Paragraph((Text("Or any of them: "), Code("/unsubscribe <feed>"))))
+        return Reply([Message(blocks, rows)])
     feed = str(args["feed"])
     if await ctx.app.store.remove_subscription(ctx.chat, feed):
         return Reply.text(f"Unsubscribed from {feed}.")
@@ -385,6 +448,8 @@ async def _subscriptions(ctx: Context, args: dict[str, ArgValue]) -> Reply:
         Paragraph((Text(cards.describe_settings(settings)),)),
     )
 
+
+MAX_FEED_BUTTONS = 5  # one row each: Discord's limit of rows under a message
 
 SETTING_KEYS = ("time", "timezone", "count", "format", "days")
 
@@ -569,7 +634,7 @@ COMMANDS: dict[str, Command] = {
             "unsubscribe",
             "Stop following a feed",
             _unsubscribe,
-            (Arg("feed", "a feed this chat follows", kind="feed"),),
+            (Arg("feed", "a feed this chat follows", kind="subscription", required=False),),
             admin_only=True,
         ),
         Command("subscriptions", "What this chat follows", _subscriptions),
@@ -639,7 +704,10 @@ async def _run(
     try:
         if command.admin_only and command.name != "settings":
             _require_admin(ctx)
-        return await command.handler(ctx, args)
+        reply = await command.handler(ctx, args)
+        if command.admin_only and (ctx.chat_kind == "private" or ctx.is_admin):
+            await _reactivate(ctx, reply)
+        return reply
     except UsageError as e:
         return usage_reply(command, str(e))
     except SourceError as e:
@@ -649,6 +717,21 @@ async def _run(
         return Reply.text(
             "Something went wrong on my side. Please try again in a minute.", ephemeral=True
         )
+
+
+async def _reactivate(ctx: Context, reply: Reply) -> None:
+    """An admin at work in a paused chat (delivery failed there) switches it back on, unless
+    the adapter can tell that the bot still cannot post there."""
+    if ctx.missing_permissions:
+        return
+    settings = await ctx.app.store.get_chat(ctx.chat)
+    if settings is None or settings.active:
+        return
+    await ctx.app.store.set_chat_active(ctx.chat, True)
+    log.info("chat %s switched back on by an admin command", ctx.chat.key)
+    if reply.messages:
+        note = "Digests to this chat were paused after a delivery failed; they are back on."
+        reply.messages[-1].blocks.append(Paragraph((Italic((Text(note),)),)))
 
 
 def usage_reply(command: Command, problem: str) -> Reply:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields, replace
 
-from dotenv import load_dotenv
+from dotenv import find_dotenv, load_dotenv
 
 USER_AGENT = "Paperboy/0.1 (research paper chat bot; https://github.com/paperboy-bot/paperboy)"
 
@@ -45,6 +45,11 @@ class Settings:
     explain_chat_per_minute: int = 20
     llm_daily_tokens: int = 500_000  # in + out, per UTC day; 0 = unlimited
     http_timeout_seconds: float = 30.0
+    # Start-up as a service (bot/startup.py): keep trying an unreachable platform this long
+    # (backoff up to a minute), and stop when another instance polls with the same
+    # Telegram token for this long (409 Conflict).
+    platform_start_retry_seconds: float = 600.0
+    telegram_conflict_grace_seconds: float = 20.0
     metrics_port: int = 0  # /metrics and /healthz; 0 = off
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
     # Several processes sharing one PostgreSQL outbox: each sends its share of the
@@ -73,7 +78,11 @@ class Settings:
     @classmethod
     def from_env(cls, read_dotenv: bool = True) -> Settings:
         if read_dotenv:
-            load_dotenv(override=False)
+            # From the working directory up (a service's WorkingDirectory, a container's
+            # workdir), not from where the package is installed.
+            path = find_dotenv(usecwd=True)
+            if path:
+                load_dotenv(path, override=False)
         values: dict[str, object] = {}
         for f in fields(cls):
             raw = _env("PAPERBOY_DATABASE_URL" if f.name == "database_url" else f.name.upper())

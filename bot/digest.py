@@ -220,9 +220,12 @@ def render_digest(
     if not papers:
         return []
     if settings.format == "full":
-        return [cards.paper_message(p, number=i) for i, p in enumerate(papers, 1)]
-    heading = title or "📰 Your papers"
-    return cards.paper_list(heading, papers, limit=len(papers)).messages
+        messages = [cards.paper_message(p, number=i) for i, p in enumerate(papers, 1)]
+    else:
+        heading = title or "📰 Your papers"
+        messages = cards.paper_list(heading, papers, limit=len(papers)).messages
+    messages[-1].buttons.append(cards.digest_buttons())
+    return messages
 
 
 async def build_digest(

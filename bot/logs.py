@@ -113,6 +113,16 @@ def install_redaction(secrets: Iterable[str]) -> RedactSecrets:
     return _FILTER
 
 
+SQL_LOGGERS = ("aiosqlite", "asyncpg")
+
+
+def quiet_sql_loggers() -> None:
+    """The database libraries log every statement with its parameters at DEBUG (most of
+    a DEBUG log, and chat data in it): off unless asked for (PAPERBOY_SQL_LOG=1)."""
+    for name in SQL_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def quiet_http_loggers() -> None:
     """httpx logs every request URL at INFO, and Telegram's URLs carry the bot token."""
     for name in ("httpx", "httpcore"):
@@ -179,10 +189,15 @@ def make_formatter(kind: str | None) -> logging.Formatter:
     return logging.Formatter(TEXT_FORMAT)
 
 
-def setup_logging(level: str, kind: str | None, secrets: Iterable[str]) -> None:
-    """Root handler on stderr with the chosen format, http loggers quieted, secrets redacted."""
+def setup_logging(
+    level: str, kind: str | None, secrets: Iterable[str], *, sql: bool = False
+) -> None:
+    """Root handler on stderr with the chosen format, http loggers quieted (and the SQL
+    libraries' unless `sql`), secrets redacted."""
     logging.basicConfig(level=level.upper(), format=TEXT_FORMAT)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(make_formatter(kind))
     quiet_http_loggers()
+    if not sql:
+        quiet_sql_loggers()
     install_redaction(secrets)

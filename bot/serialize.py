@@ -102,7 +102,8 @@ def _block_from(data: list[Any]) -> Block:
 
 
 def _button(button: Button) -> list[Any]:
-    return [button.label, button.url, button.command, button.arg]
+    data: list[Any] = [button.label, button.url, button.command, button.arg]
+    return data if button.item is None else [*data, button.item]  # older rows have no item
 
 
 def message_to_json(message: Message) -> str:

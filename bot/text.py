@@ -101,6 +101,9 @@ class Button:
     url: str | None = None
     command: str | None = None
     arg: str = ""
+    # The numbered list item this button is about: a renderer that splits a long message
+    # puts the button under the part that shows that item.
+    item: int | None = None
 
 
 @dataclass(slots=True)

@@ -594,7 +594,7 @@ def check_limits(part: RenderedMessage) -> None:
         assert description or title or embed.image.url
         total += dlen(title) + dlen(description)
     assert total <= EMBED_TOTAL_MAX
-    assert len(part.buttons) <= 5 and all(len(row) <= 5 for row in part.buttons)
+    assert len(part.buttons) + len(part.menus) <= 5 and all(len(row) <= 5 for row in part.buttons)
 
 
 def _alnum(text: str) -> str:

@@ -379,6 +379,34 @@ async def test_active_flag(store: Store) -> None:
     assert got is not None and got.active is True
 
 
+async def test_saving_settings_leaves_the_active_flag_alone(store: Store) -> None:
+    await store.save_chat(ChatSettings(chat=TG, count=7))
+    stale = await store.get_chat(TG)
+    assert stale is not None and stale.active
+    await store.set_chat_active(TG, False)  # delivery pauses it meanwhile
+    stale.count = 3
+    await store.save_chat(stale)  # settings read before the pause: no resurrection
+    got = await store.get_chat(TG)
+    assert got is not None and got.count == 3 and got.active is False
+    got.active = True
+    await store.save_chat(got)  # nor does a copy that says "active" switch it on
+    again = await store.get_chat(TG)
+    assert again is not None and again.active is False
+
+
+async def test_reactivate_chats(store: Store) -> None:
+    chats = [ChatRef("discord", str(n)) for n in range(1, 5)]
+    for chat in chats:
+        await store.save_chat(ChatSettings(chat=chat))
+    await store.set_chat_active(chats[0], False)
+    await store.set_chat_active(chats[1], False)
+    back = await store.reactivate_chats("discord", ["1", "3", "999", "1"])
+    assert back == [chats[0]]  # active ones and unknown ones are not "switched back"
+    states = [await store.get_chat(chat) for chat in chats]
+    assert [s.active for s in states if s is not None] == [True, False, True, True]
+    assert await store.reactivate_chats("telegram", ["2"]) == []
+
+
 # subscriptions
 
 

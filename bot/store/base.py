@@ -42,6 +42,11 @@ class Store(Protocol):
 
     async def set_chat_active(self, chat: ChatRef, active: bool) -> None: ...
 
+    async def reactivate_chats(self, platform: str, chat_ids: Sequence[str]) -> list[ChatRef]:
+        """Switch the paused chats among `chat_ids` back on (the bot can post there again);
+        returns those it switched."""
+        ...
+
     async def migrate_chat(self, old: ChatRef, new: ChatRef) -> None:
         """Move a chat's settings, subscriptions and history to a new id (Telegram migration)."""
         ...

@@ -276,6 +276,7 @@ class PostgresStore:
         return None if row is None else records.settings_from(chat, row)
 
     async def save_chat(self, settings: ChatSettings) -> None:
+        """See `SQLiteStore.save_chat`: an existing chat's `active` flag is left as stored."""
         values = records.settings_row(settings)  # validates before anything is written
         async with self.transaction() as conn:
             await conn.execute(
@@ -285,7 +286,7 @@ class PostgresStore:
                 " timezone = excluded.timezone, delivery_time = excluded.delivery_time,"
                 " count = excluded.count, format = excluded.format,"
                 " language = excluded.language, weekdays = excluded.weekdays,"
-                " active = excluded.active, title = excluded.title, updated_at = now()",
+                " title = excluded.title, updated_at = now()",
                 *records.key(settings.chat),
                 *values,
             )
@@ -298,6 +299,17 @@ class PostgresStore:
                 *records.key(chat),
                 active,
             )
+
+    async def reactivate_chats(self, platform: str, chat_ids: Sequence[str]) -> list[ChatRef]:
+        """Switch back on the paused chats among `chat_ids`; returns the ones it switched."""
+        async with self.transaction() as conn:
+            rows = await conn.fetch(
+                "UPDATE chats SET active = true, updated_at = now() WHERE platform = $1"
+                " AND NOT active AND chat_id = ANY($2::text[]) RETURNING chat_id, thread_id",
+                platform,
+                list(dict.fromkeys(chat_ids)),
+            )
+        return [ChatRef(platform, row["chat_id"], row["thread_id"] or None) for row in rows]
 
     async def migrate_chat(self, old: ChatRef, new: ChatRef) -> None:
         """Move everything from `old` to `new`; see `SQLiteStore.migrate_chat` for the merge."""

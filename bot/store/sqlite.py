@@ -367,6 +367,9 @@ class SQLiteStore:
         return None if row is None else records.settings_from(chat, row)
 
     async def save_chat(self, settings: ChatSettings) -> None:
+        """Insert or update a chat's settings. An existing chat's `active` flag is left as
+        stored: only `set_chat_active` changes it, so saving settings read before a
+        delivery paused the chat cannot switch it back on (nor a stale copy off)."""
         values = records.settings_row(settings)  # validates before anything is written
         chat = settings.chat
         now = _now()
@@ -378,8 +381,7 @@ class SQLiteStore:
                 " timezone = excluded.timezone, delivery_time = excluded.delivery_time,"
                 " count = excluded.count, format = excluded.format,"
                 " language = excluded.language, weekdays = excluded.weekdays,"
-                " active = excluded.active, title = excluded.title,"
-                " updated_at = excluded.updated_at",
+                " title = excluded.title, updated_at = excluded.updated_at",
                 (
                     *records.key(chat),
                     *values,
@@ -396,6 +398,23 @@ class SQLiteStore:
                 " WHERE platform = ? AND chat_id = ? AND thread_id = ?",
                 (int(active), _now(), *records.key(chat)),
             )
+
+    async def reactivate_chats(self, platform: str, chat_ids: Sequence[str]) -> list[ChatRef]:
+        """Switch back on the paused chats among `chat_ids`; returns the ones it switched."""
+        out: list[ChatRef] = []
+        ids = list(dict.fromkeys(chat_ids))
+        async with self.transaction() as db:
+            for start in range(0, len(ids), 500):  # SQLite caps host parameters
+                batch = ids[start : start + 500]
+                marks = ", ".join("?" * len(batch))
+                async with db.execute(
+                    f"UPDATE chats SET active = 1, updated_at = ? WHERE platform = ?"
+                    f" AND active = 0 AND chat_id IN ({marks}) RETURNING chat_id, thread_id",
+                    (_now(), platform, *batch),
+                ) as cur:
+                    rows = await cur.fetchall()
+                out += [ChatRef(platform, row[0], row[1] or None) for row in rows]
+        return out
 
     async def migrate_chat(self, old: ChatRef, new: ChatRef) -> None:
         """Move everything from `old` to `new`.

@@ -60,6 +60,10 @@ ROWS_MAX = 5
 BUTTONS_PER_ROW_MAX = 5
 CUSTOM_ID_MAX = 100
 LABEL_MAX = 80
+STRING_SELECT = 3  # component type
+SELECT_OPTIONS_MAX = 25
+SELECT_OPTION_MAX = 100  # label and value
+SELECT_PLACEHOLDER_MAX = 150
 
 # Interaction and option types.
 APPLICATION_COMMAND = 2
@@ -193,6 +197,8 @@ class FakeDiscord:
         self.send_times: dict[str, list[float]] = defaultdict(list)  # channel -> monotonic
         # Scripted failures.
         self._channel_errors: dict[str, tuple[int, int, str]] = {}
+        self.bot_denied: dict[str, int] = {}  # channel -> permission bits denied to the bot
+        self.everyone: dict[str, int] = {}  # guild -> @everyone's permissions, if changed
         self._rate_limits: list[dict[str, Any]] = []
         self._server_errors: list[tuple[str, int]] = []
         self._sockets: list[_GatewaySession] = []
@@ -223,7 +229,8 @@ class FakeDiscord:
     def channel_id(self) -> str:
         return self.guilds[self.guild_id].channels[0]
 
-    async def start(self) -> FakeDiscord:
+    async def start(self, port: int = 0) -> FakeDiscord:
+        """Listen on 127.0.0.1 (`port`, or an ephemeral one)."""
         app = web.Application(middlewares=[self._middleware], client_max_size=26 * 1024 * 1024)
         p = API_PREFIX
         app.router.add_get(p + "/users/@me", self._users_me)
@@ -243,7 +250,7 @@ class FakeDiscord:
         app.router.add_get("/gateway", self._gateway)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
         self.port = self._runner.addresses[0][1]
         return self
 
@@ -272,6 +279,52 @@ class FakeDiscord:
         Access, 403/50013 Missing Permissions."""
         messages = {10003: "Unknown Channel", 50001: "Missing Access", 50013: "Missing Permissions"}
         self._channel_errors[str(channel_id)] = (status, code, messages.get(code, "Error"))
+
+    def heal_channel(self, channel_id: str) -> None:
+        """Sends to this channel work again (undoes `fail_channel`)."""
+        self._channel_errors.pop(str(channel_id), None)
+
+    async def set_bot_permissions(
+        self, channel_id: str, *, deny: int = 0, announce: bool = True
+    ) -> None:
+        """A channel permission overwrite for the bot's member: `deny` these bits (0: none).
+        Sends then fail as Discord's do (403 50001 without View Channel, 50013 without Send
+        Messages, or Attach Files for a message with files); `announce` pushes the
+        CHANNEL_UPDATE a connected bot would get."""
+        channel_id = str(channel_id)
+        if deny:
+            self.bot_denied[channel_id] = deny
+        else:
+            self.bot_denied.pop(channel_id, None)
+        if announce:
+            guild_id = self._guild_of(channel_id)
+            await self.dispatch("CHANNEL_UPDATE", self._channel_object(guild_id, channel_id))
+
+    async def set_everyone_permissions(self, permissions: int, guild_id: str | None = None) -> None:
+        """Change the @everyone role (the bot has no other): a GUILD_ROLE_UPDATE follows."""
+        guild = self.guilds[guild_id or self.guild_id]
+        self.everyone[guild.id] = permissions
+        await self.dispatch(
+            "GUILD_ROLE_UPDATE", {"guild_id": guild.id, "role": self._everyone(guild)}
+        )
+
+    def bot_permissions(self, channel_id: str) -> int:
+        """The bot's permissions in a channel: @everyone's, minus its overwrite."""
+        everyone = self.everyone.get(self._guild_of(str(channel_id)), MEMBER_PERMISSIONS)
+        return everyone & ~self.bot_denied.get(str(channel_id), 0)
+
+    def add_channel(self, guild_id: str | None = None) -> str:
+        """One more text channel in a guild (before the bot connects, or it will not know)."""
+        channel_id = self._ids.next()
+        self.guilds[guild_id or self.guild_id].channels.append(channel_id)
+        return channel_id
+
+    async def invalidate_session(self, *, resumable: bool = False) -> None:
+        """Op 9 INVALID_SESSION on every session: with `resumable` False the client must
+        identify afresh (on the URL /gateway/bot gives)."""
+        for session in [s for s in self._sockets if s.ready]:
+            session.ready = False
+            await session.send(_GatewaySession.INVALID_SESSION, resumable)
 
     def rate_limit(
         self,
@@ -376,6 +429,34 @@ class FakeDiscord:
             message=message,
         )
 
+    async def choose(
+        self,
+        message: dict[str, Any],
+        value: str,
+        *,
+        admin: bool = False,
+    ) -> FakeInteraction:
+        """A user picks the option `value` in the select menu under `message`."""
+        [select] = [
+            c
+            for row in message.get("components") or []
+            for c in row.get("components") or []
+            if c.get("type") == STRING_SELECT
+            and value in [o["value"] for o in c.get("options") or []]
+        ]
+        data = {
+            "custom_id": select["custom_id"],
+            "component_type": STRING_SELECT,
+            "values": [value],
+        }
+        return await self.interact(
+            MESSAGE_COMPONENT,
+            data,
+            admin=admin,
+            channel_id=message["channel_id"],
+            message=message,
+        )
+
     async def interact(
         self,
         kind: int,
@@ -398,7 +479,7 @@ class FakeDiscord:
             "token": token,
             "version": 1,
             "locale": "en-US",
-            "app_permissions": str(ADMIN_PERMISSIONS),
+            "app_permissions": str(self.bot_permissions(channel_id or self.channel_id)),
             "entitlements": [],
             "authorizing_integration_owners": {},
             "attachment_size_limit": 10 * 1024 * 1024,
@@ -494,7 +575,11 @@ class FakeDiscord:
             "guild_id": guild_id,
             "name": f"papers-{channel_id[-4:]}",
             "position": 0,
-            "permission_overwrites": [],
+            "permission_overwrites": [
+                {"id": self.bot_user["id"], "type": 1, "allow": "0", "deny": str(denied)}
+                for denied in [self.bot_denied.get(channel_id, 0)]
+                if denied
+            ],
             "nsfw": False,
             "parent_id": None,
             "topic": None,
@@ -503,11 +588,11 @@ class FakeDiscord:
             "flags": 0,
         }
 
-    def _guild_object(self, guild: Guild) -> dict[str, Any]:
-        everyone = {
+    def _everyone(self, guild: Guild) -> dict[str, Any]:
+        return {
             "id": guild.id,
             "name": "@everyone",
-            "permissions": str(MEMBER_PERMISSIONS),
+            "permissions": str(self.everyone.get(guild.id, MEMBER_PERMISSIONS)),
             "position": 0,
             "color": 0,
             "hoist": False,
@@ -515,6 +600,9 @@ class FakeDiscord:
             "mentionable": False,
             "flags": 0,
         }
+
+    def _guild_object(self, guild: Guild) -> dict[str, Any]:
+        everyone = self._everyone(guild)
         return {
             "id": guild.id,
             "name": guild.name,
@@ -851,6 +939,11 @@ class FakeDiscord:
             status, code, text = self._channel_errors[channel_id]
             return _error(status, code, text)
         body, files = await _read_body(request)
+        allowed = self.bot_permissions(channel_id)
+        if not allowed & VIEW_CHANNEL:
+            return _error(403, 50001, "Missing Access")
+        if not allowed & SEND_MESSAGES or (files and not allowed & ATTACH_FILES):
+            return _error(403, 50013, "Missing Permissions")
         problems = _message_problems(body, files)
         if problems:
             return self._reject(body, problems)
@@ -884,6 +977,7 @@ class FakeDiscord:
 
 class _GatewaySession:
     HELLO, IDENTIFY, RESUME, HEARTBEAT, HEARTBEAT_ACK, DISPATCH = 10, 2, 6, 1, 11, 0
+    INVALID_SESSION = 9
 
     def __init__(self, fake: FakeDiscord, ws: web.WebSocketResponse) -> None:
         self.fake = fake
@@ -1065,10 +1159,18 @@ def _message_problems(
         problems["embeds"] = f"Embed size exceeds maximum size of {EMBED_TOTAL_MAX}"
     if len(components) > ROWS_MAX:
         problems["components"] = f"Must be {ROWS_MAX} or fewer in length."
+    ids = [
+        c["custom_id"] for r in components for c in r.get("components") or [] if "custom_id" in c
+    ]
+    if len(ids) != len(set(ids)):
+        problems["components"] = "Component custom id cannot be duplicated"
     for r, row in enumerate(components):
         buttons = row.get("components") or []
         if row.get("type") != 1 or not 1 <= len(buttons) <= BUTTONS_PER_ROW_MAX:
             problems[f"components.{r}"] = "Bad action row."
+        if any(c.get("type") == STRING_SELECT for c in buttons):
+            problems.update(_select_problems(r, buttons))
+            continue
         for b, button in enumerate(buttons):
             where = f"components.{r}.components.{b}"
             if len(button.get("label") or "") > LABEL_MAX:
@@ -1080,6 +1182,30 @@ def _message_problems(
                 problems[where + ".custom_id"] = f"Must be 1 to {CUSTOM_ID_MAX} in length."
     if len(files) > 10:
         problems["files"] = "Up to 10 attachments."
+    return problems
+
+
+def _select_problems(r: int, row: list[dict[str, Any]]) -> dict[str, str]:
+    """A string select fills its action row alone: 1–25 options, labels and values ≤ 100."""
+    where = f"components.{r}.components.0"
+    if len(row) != 1:
+        return {f"components.{r}": "A select menu must be alone in its row."}
+    select = row[0]
+    problems: dict[str, str] = {}
+    if not 1 <= len(select.get("custom_id") or "") <= CUSTOM_ID_MAX:
+        problems[where + ".custom_id"] = f"Must be 1 to {CUSTOM_ID_MAX} in length."
+    if len(select.get("placeholder") or "") > SELECT_PLACEHOLDER_MAX:
+        problems[where + ".placeholder"] = f"Must be {SELECT_PLACEHOLDER_MAX} or fewer in length."
+    options = select.get("options") or []
+    if not 1 <= len(options) <= SELECT_OPTIONS_MAX:
+        problems[where + ".options"] = f"Must be 1 to {SELECT_OPTIONS_MAX} in length."
+    values = [o.get("value") for o in options]
+    if len(set(values)) != len(values):
+        problems[where + ".options"] = "Option values must be unique."
+    for o, option in enumerate(options):
+        for key in ("label", "value"):
+            if not 1 <= len(option.get(key) or "") <= SELECT_OPTION_MAX:
+                problems[f"{where}.options.{o}.{key}"] = f"Must be 1 to {SELECT_OPTION_MAX}."
     return problems
 
 

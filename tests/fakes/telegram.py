@@ -430,6 +430,8 @@ class FakeTelegram:
         self.callback_answers: dict[str, dict[str, Any]] = {}
         self.rate_limited = 0
         self.webhook: dict[str, Any] | None = None
+        # Another process polls with the same token: every getUpdates gets 409 Conflict.
+        self.competing_poller = False
         # World state.
         self.chats: dict[int, dict[str, Any]] = {}
         self.users: dict[int, dict[str, Any]] = {}
@@ -454,13 +456,14 @@ class FakeTelegram:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def start(self) -> FakeTelegram:
+    async def start(self, port: int = 0) -> FakeTelegram:
+        """Listen on 127.0.0.1 (`port`, or an ephemeral one)."""
         app = web.Application(client_max_size=60 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_route("*", "/file/bot{token}/{path:.*}", self._file)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
         self.port = self._runner.addresses[0][1]
         return self
 
@@ -823,6 +826,12 @@ class FakeTelegram:
         return True
 
     async def _get_updates(self, params: dict[str, Any]) -> Any:
+        if self.competing_poller:
+            raise ApiError(
+                409,
+                "Conflict: terminated by other getUpdates request; make sure that only one "
+                "bot instance is running",
+            )
         if self.webhook is not None:
             raise ApiError(
                 409,
