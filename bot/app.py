@@ -40,7 +40,9 @@ async def paperboy(settings: Settings) -> AsyncIterator[Paperboy]:
     )
     # arXiv's one-request-at-a-time rule covers all our traffic: share the source's gate.
     explainer = Explainer(settings, options=ExplainOptions(limits=limits), arxiv_gate=arxiv.gate)
-    app = Paperboy(store, arxiv, hf, explainer)
+    app = Paperboy(
+        store, arxiv, hf, explainer, interactive_deadline=settings.interactive_deadline_seconds
+    )
     try:
         yield app
     finally:

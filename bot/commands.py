@@ -22,7 +22,7 @@ from zoneinfo import available_timezones
 from bot import cards
 from bot.ids import InvalidArxivId, parse_arxiv_id
 from bot.models import HF_FEEDS, ChatRef, ChatSettings, Subscription
-from bot.sources.base import SourceError
+from bot.sources.base import FeedFetch, SourceError
 from bot.sources.categories import CATEGORIES, canonical_category, category_name
 from bot.text import (
     Block,
@@ -327,15 +327,28 @@ async def _paper(ctx: Context, args: dict[str, ArgValue]) -> Reply:
 
 async def _trending(ctx: Context, args: dict[str, ArgValue]) -> Reply:
     count = int(args.get("n", 10))
-    papers = await ctx.app.trending(count)
+    fetch = await ctx.app.feed("hf:trending")
+    papers = fetch.papers[:count]
     if not papers:
         return Reply.text("Hugging Face lists no trending papers right now. Try again later.")
-    return cards.paper_list("Trending on Hugging Face", papers)
+    return _stale_note(cards.paper_list("Trending on Hugging Face", papers), fetch)
+
+
+def _stale_note(reply: Reply, fetch: FeedFetch) -> Reply:
+    """Say so when the list is an earlier day's, served because the upstream failed."""
+    if fetch.stale and reply.messages:
+        day = f" from {fetch.announced:%a %d %b}" if fetch.announced else ""
+        note = f"{fetch.stale} Showing the last list I have{day}."
+        reply.messages[0].blocks.insert(0, Paragraph((Italic((Text(note),)),)))
+    return reply
 
 
 async def _today(ctx: Context, args: dict[str, ArgValue]) -> Reply:
     category = str(args["category"])
     fetch = await ctx.app.feed(f"arxiv:{category}")
+    if fetch.stale:
+        title = f"{category} — {fetch.announced:%a %d %b %Y} ({len(fetch.papers)})"
+        return _stale_note(cards.paper_list(title, fetch.papers, limit=25), fetch)
     if fetch.announced is None:
         return Reply.text(
             f"arXiv announced nothing in {category} today: there are no announcements "

@@ -17,6 +17,48 @@ def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default).strip()
 
 
+class ConfigError(ValueError):
+    """A setting with a bad value; the message is one line naming it and what is wrong."""
+
+
+DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql")
+# Settings that must be positive (a zero or negative deadline or cap makes no sense).
+_POSITIVE = frozenset(
+    {
+        "http_timeout_seconds",
+        "upstream_deadline_seconds",
+        "retry_after_cap_seconds",
+        "interactive_deadline_seconds",
+    }
+)
+
+
+def _number(name: str, raw: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        value = kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name}={raw[:40]!r} is not {what}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{name}={raw[:40]!r} is not a finite number")
+    return value
+
+
+def check_database_url(url: str) -> None:
+    """A database URL we can open: sqlite:///path or postgresql://..."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        raise ConfigError(
+            "PAPERBOY_DATABASE_URL is not a database URL "
+            "(use sqlite:///path/to/file.db or postgresql://user@host/db)"
+        )
+    if scheme.lower().split("+")[0] not in DATABASE_SCHEMES:
+        raise ConfigError(
+            f"PAPERBOY_DATABASE_URL uses {scheme[:20]!r}, which Paperboy does not support "
+            "(use sqlite:///path/to/file.db or postgresql://user@host/db)"
+        )
+
+
 @dataclass(slots=True)
 class Settings:
     database_url: str = "sqlite:///paperboy.db"
@@ -25,6 +67,9 @@ class Settings:
     telegram_file_base_url: str = "https://api.telegram.org/file/bot"
     telegram_webhook_url: str = ""
     telegram_webhook_port: int = 8443
+    # Where the webhook server listens: loopback behind a local reverse proxy by default;
+    # the container image sets 0.0.0.0 so the published port reaches it.
+    telegram_webhook_listen: str = "127.0.0.1"
     discord_bot_token: str = field(default="", repr=False)
     discord_api_base_url: str = "https://discord.com/api/v10"
     arxiv_api_url: str = "https://export.arxiv.org/api/query"
@@ -44,7 +89,14 @@ class Settings:
     explain_user_per_minute: int = 6
     explain_chat_per_minute: int = 20
     llm_daily_tokens: int = 500_000  # in + out, per UTC day; 0 = unlimited
-    http_timeout_seconds: float = 30.0
+    http_timeout_seconds: float = 30.0  # connect/read/write/pool, each
+    # Upstreams (arXiv, Hugging Face): one attempt, body included, never takes longer than
+    # this; a Retry-After longer than the cap is not waited for (the user is told when to
+    # come back); a chat command waits this long at most, then answers from the last good
+    # copy (marked stale) while the fetch goes on in the background.
+    upstream_deadline_seconds: float = 30.0
+    retry_after_cap_seconds: float = 60.0
+    interactive_deadline_seconds: float = 8.0
     # Start-up as a service (bot/startup.py): keep trying an unreachable platform this long
     # (backoff up to a minute), and stop when another instance polls with the same
     # Telegram token for this long (409 Conflict).
@@ -88,13 +140,18 @@ class Settings:
             raw = _env("PAPERBOY_DATABASE_URL" if f.name == "database_url" else f.name.upper())
             if not raw:
                 continue
+            env_name = "PAPERBOY_DATABASE_URL" if f.name == "database_url" else f.name.upper()
             if f.type in ("int", int):
-                values[f.name] = int(raw)
+                values[f.name] = _number(env_name, raw, int)
             elif f.type in ("float", float):
-                values[f.name] = float(raw)
+                values[f.name] = _number(env_name, raw, float)
             else:
                 values[f.name] = raw
-        return cls(**values)  # type: ignore[arg-type]
+            if f.name in _POSITIVE and float(values[f.name]) <= 0:  # type: ignore[arg-type]
+                raise ConfigError(f"{env_name}={raw[:40]!r} must be more than 0")
+        settings = cls(**values)  # type: ignore[arg-type]
+        check_database_url(settings.database_url)
+        return settings
 
     def worker_share(self) -> Settings:
         """These settings for one of `worker_count` senders: the platform-wide rates split

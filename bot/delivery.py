@@ -108,10 +108,35 @@ async def scheduler_tick(
         if not fresh_due:
             break  # nothing left (or only chats whose schedule changed under us)
         seen.update(d.settings.chat for d in fresh_due)
-        await rnd.prefetch(sub.feed for d in fresh_due for sub in d.subscriptions)
-        await store.enqueue_digests(await _digests(store, rnd, fresh_due, stats), now)
+        await _enqueue_as_ready(store, rnd, fresh_due, stats)
     stats.feeds = list(rnd.feeds)
     return stats
+
+
+async def _enqueue_as_ready(
+    store: Store, rnd: Round, due: Sequence[DueChat], stats: TickStats
+) -> None:
+    """Fetch every feed these chats follow at once, and enqueue each chat's digest as soon
+    as its own feeds are in: a slow feed delays only the chats that follow it."""
+    feeds = dict.fromkeys(sub.feed for d in due for sub in d.subscriptions)
+    fetching = {feed: asyncio.ensure_future(rnd.feed(feed)) for feed in feeds}
+    waiting = list(due)
+    try:
+        while waiting:
+            ready = [d for d in waiting if all(fetching[s.feed].done() for s in d.subscriptions)]
+            if not ready:
+                busy = [t for t in fetching.values() if not t.done()]
+                await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            for task in fetching.values():
+                if task.done():
+                    task.result()  # a bug or a store failure ends the tick, as it always did
+            taken = {id(d) for d in ready}
+            waiting = [d for d in waiting if id(d) not in taken]
+            await store.enqueue_digests(await _digests(store, rnd, ready, stats), rnd.now)
+    finally:
+        for task in fetching.values():
+            task.cancel()
 
 
 async def _digests(

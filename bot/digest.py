@@ -7,6 +7,7 @@ read the store instead of the upstream).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -48,17 +49,17 @@ class Round:
     async def feed(self, feed: str) -> FeedFetch | None:
         if feed not in self.feeds:
             try:
-                self.feeds[feed] = await self.app.feed(feed, feed_day(feed, self.now))
+                fetch = await self.app.feed(feed, feed_day(feed, self.now), background=True)
+                self.feeds[feed] = fetch
             except (SourceError, ValueError) as e:  # one broken feed must not stop the round
                 log.warning("feed %s unavailable this round: %s", feed, e)
                 self.feeds[feed] = None
         return self.feeds[feed]
 
     async def prefetch(self, feeds: Iterable[str]) -> None:
-        # Sequential on purpose: arXiv wants one request at a time anyway, and most
-        # rounds find every feed already stored.
-        for feed in dict.fromkeys(feeds):
-            await self.feed(feed)
+        # All at once: arXiv's gate spaces the requests, and a slow feed must not hold
+        # up the others (most rounds find every feed already stored anyway).
+        await asyncio.gather(*(self.feed(feed) for feed in dict.fromkeys(feeds)))
 
     def ranked(self, subs: Sequence[Subscription]) -> list[tuple[str, Paper]] | None:
         """`rank(candidates(...))` for these subscriptions, shared by every chat with the

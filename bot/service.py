@@ -2,6 +2,13 @@
 
 Papers and feeds are cached in the store, so a feed is fetched once per day however
 many chats follow it, and concurrent asks for one feed (or one paper) share one fetch.
+Only a fetch that succeeded is stored (the sources raise on anything cut off or
+unreadable), so a bad upstream moment is retried, never kept as the day.
+
+Chat commands wait `interactive_deadline` seconds at most: then they get the last good
+copy of the feed, marked stale, or a "still fetching" message, while the fetch goes on in
+the background and stores the day when it completes. The scheduler waits for the fetch
+itself (each upstream attempt has its own deadline in `bot.sources.http`).
 """
 
 from __future__ import annotations
@@ -32,6 +39,10 @@ ARXIV_ZONE = ZoneInfo("America/New_York")
 ARXIV_REFRESH_SLACK = timedelta(minutes=30)
 
 
+# How far back a stale copy of a feed may come from when the upstream fails.
+STALE_DAYS = 7
+
+
 def feed_day(feed: str, now: datetime) -> date:
     """The day under which a feed's fetch is cached (see Paperboy.feed)."""
     if feed.startswith("arxiv:"):
@@ -41,16 +52,25 @@ def feed_day(feed: str, now: datetime) -> date:
 
 class Paperboy:
     def __init__(
-        self, store: Store, arxiv: Source, hf: Source, explainer: Explainer | None = None
+        self,
+        store: Store,
+        arxiv: Source,
+        hf: Source,
+        explainer: Explainer | None = None,
+        *,
+        interactive_deadline: float = 8.0,
     ) -> None:
         self.store = store
         self.arxiv = arxiv
         self.hf = hf
         self.explainer = explainer
-        self._feed_locks: dict[str, asyncio.Lock] = {}
+        self.interactive_deadline = interactive_deadline
         # One arXiv lookup per unknown paper however many ask at once: each lookup waits
         # its turn at arXiv's polite gate, so 100 of them would take minutes.
         self._lookups: SingleFlight[Paper | None] = SingleFlight()
+        # One fetch per (feed, day) in flight, shared by every asker; it outlives a chat
+        # command that stopped waiting, so the day gets stored when the upstream answers.
+        self._fetches: dict[tuple[str, date], asyncio.Task[FeedFetch]] = {}
 
     def source_for(self, feed: str) -> tuple[Source, str]:
         prefix, _, name = feed.partition(":")
@@ -67,7 +87,14 @@ class Paperboy:
         cached = await self.store.get_paper(wanted.id)
         if cached and (wanted.version is None or (cached.version or 0) >= wanted.version):
             return cached
-        return await self._lookups.do(wanted.id, lambda: self._look_up(wanted.id, cached))
+        try:
+            # A lookup that outlives the wait still completes and stores the paper.
+            async with asyncio.timeout(self.interactive_deadline):
+                return await self._lookups.do(
+                    wanted.id, lambda: self._look_up(wanted.id, cached)
+                )
+        except TimeoutError:
+            raise SourceError("arXiv is answering slowly; try again in a minute.") from None
 
     async def _look_up(self, paper_id: str, cached: Paper | None) -> Paper | None:
         """The paper from arXiv (+ what Hugging Face adds), stored."""
@@ -81,9 +108,11 @@ class Paperboy:
 
     async def _add_hf_details(self, paper: Paper, cached: Paper | None) -> None:
         try:
-            hf = await self.hf.papers([paper.id])
-        except SourceError as e:  # Hugging Face is a nice-to-have for one paper
-            log.info("no Hugging Face details for %s: %s", paper.id, e)
+            # A nice-to-have for one paper: a short wait, then without it.
+            async with asyncio.timeout(max(1.0, self.interactive_deadline / 2)):
+                hf = await self.hf.papers([paper.id])
+        except (SourceError, TimeoutError) as e:
+            log.info("no Hugging Face details for %s: %s", paper.id, e or "too slow")
             hf = [cached] if cached else []
         if hf:
             merge_hf(paper, hf[0])
@@ -92,29 +121,88 @@ class Paperboy:
         return (await self.feed("hf:trending")).papers[:count]
 
     async def search(self, query: str, limit: int = 10) -> list[Paper]:
-        papers = await self.arxiv.search(query, limit)
+        try:
+            async with asyncio.timeout(self.interactive_deadline):
+                papers = await self.arxiv.search(query, limit)
+        except TimeoutError:
+            raise SourceError("arXiv search is answering slowly; try again in a minute.") from None
         await self.store.upsert_papers(papers)
         return papers
 
-    async def feed(self, feed: str, day: date | None = None) -> FeedFetch:
+    async def feed(
+        self, feed: str, day: date | None = None, *, background: bool = False
+    ) -> FeedFetch:
         """A feed's papers for `day` (by default the feed's current day, see `feed_day`):
-        stored after the first fetch of that day."""
+        stored after the first successful fetch of that day.
+
+        A chat command (`background=False`) waits `interactive_deadline` at most; if the
+        upstream is slow or failing it gets the last good copy, with `stale` set, or a
+        SourceError. The scheduler (`background=True`) waits for the fetch itself."""
         day = day or feed_day(feed, datetime.now(UTC))
-        lock = self._feed_locks.setdefault(feed, asyncio.Lock())
-        async with lock:
-            stored = await self.store.load_feed(feed, day)
-            if stored is not None:
-                announced, ids = stored
-                by_id = await self.store.get_papers(ids)
-                return FeedFetch([by_id[i] for i in ids if i in by_id], announced)
-            source, name = self.source_for(feed)
-            fetch = await source.feed(name)
-            await self.store.upsert_papers(fetch.papers)
-            # An empty arXiv listing is a day without an announcement, the same all day. An
-            # empty Hugging Face list is a glitch or a list not out yet: ask again next time.
-            if fetch.papers or source is self.arxiv:
-                await self.store.save_feed(feed, day, fetch.announced, [p.id for p in fetch.papers])
-            return fetch
+        stored = await self._stored(feed, day)
+        if stored is not None:
+            return stored
+        source, name = self.source_for(feed)
+        fetching = self._fetch(feed, name, source, day)
+        if background:
+            return await asyncio.shield(fetching)
+        try:
+            async with asyncio.timeout(self.interactive_deadline):
+                return await asyncio.shield(fetching)
+        except TimeoutError:
+            why = f"{_upstream_name(feed)} is answering slowly; I'm still fetching {feed}."
+            problem: SourceError = SourceError(f"{why} Please try again in a minute.")
+        except SourceError as e:
+            why, problem = str(e), e
+        earlier = await self._last_good(feed, day)
+        if earlier is None:
+            raise problem
+        earlier.stale = why
+        return earlier
+
+    async def _stored(self, feed: str, day: date) -> FeedFetch | None:
+        stored = await self.store.load_feed(feed, day)
+        if stored is None:
+            return None
+        announced, ids = stored
+        by_id = await self.store.get_papers(ids)
+        return FeedFetch([by_id[i] for i in ids if i in by_id], announced)
+
+    async def _last_good(self, feed: str, day: date) -> FeedFetch | None:
+        """The most recent stored day of this feed with papers, within `STALE_DAYS`."""
+        for back in range(1, STALE_DAYS + 1):
+            stored = await self._stored(feed, day - timedelta(days=back))
+            if stored is not None and stored.papers:
+                return stored
+        return None
+
+    def _fetch(self, feed: str, name: str, source: Source, day: date) -> asyncio.Task[FeedFetch]:
+        key = (feed, day)
+        task = self._fetches.get(key)
+        if task is None:
+            task = asyncio.create_task(self._fetch_and_store(feed, name, source, day))
+            self._fetches[key] = task
+            task.add_done_callback(lambda t: self._fetch_done(key, t))
+        return task
+
+    def _fetch_done(self, key: tuple[str, date], task: asyncio.Task[FeedFetch]) -> None:
+        self._fetches.pop(key, None)
+        if not task.cancelled() and task.exception() is not None:
+            # Retrieved here so a fetch nobody waited for to the end does not warn; the
+            # next ask (or the scheduler's next round) fetches again.
+            log.info("fetching %s failed: %s", key[0], task.exception())
+
+    async def _fetch_and_store(self, feed: str, name: str, source: Source, day: date) -> FeedFetch:
+        stored = await self._stored(feed, day)  # a fetch that just finished stored it
+        if stored is not None:
+            return stored
+        fetch = await source.feed(name)
+        await self.store.upsert_papers(fetch.papers)
+        # An empty arXiv listing is a day without an announcement, the same all day. An
+        # empty Hugging Face list is a glitch or a list not out yet: ask again next time.
+        if fetch.papers or source is self.arxiv:
+            await self.store.save_feed(feed, day, fetch.announced, [p.id for p in fetch.papers])
+        return fetch
 
     # ------------------------------------------------------------------- chats
 
@@ -154,10 +242,19 @@ class Paperboy:
         return paper
 
     async def aclose(self) -> None:
+        fetches = list(self._fetches.values())
+        for task in fetches:
+            task.cancel()
+        await asyncio.gather(*fetches, return_exceptions=True)
+        await self._lookups.cancel()
         if self.explainer is not None:
             await self.explainer.aclose()
         for source in (self.arxiv, self.hf):
             await source.aclose()
+
+
+def _upstream_name(feed: str) -> str:
+    return "Hugging Face" if feed.startswith("hf:") else "arXiv"
 
 
 def merge_hf(paper: Paper, hf: Paper) -> None:

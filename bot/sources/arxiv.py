@@ -7,9 +7,12 @@ Two upstreams:
 We talk to both with httpx + feedparser rather than the `arxiv` package: that package is
 synchronous (requests + time.sleep) and would block the event loop. Every request goes
 through one serial, spaced `PoliteGate` (`.gate`, shared with the explainer), because arXiv
-asks for one request at a time, 3 s apart. Entries that do not parse are skipped with a log
-line; the rest still arrive. Text is kept raw (only whitespace is collapsed): escaping is
-the renderer's job.
+asks for requests 3 s apart. Entries that do not parse are skipped with a log line; the
+rest still arrive. But an answer is used only when it arrived whole: a listing or API
+answer that is not well-formed XML to its closing tag (cut by a dropped connection or a
+proxy) is an `IncompleteAnswer`, never a short or empty day. Text is kept raw (whitespace
+collapsed, control characters dropped, fields capped: `bot.sources.clean`): escaping is the
+renderer's job. A listing that repeats an entry yields it once.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import io
 import logging
 import re
+import xml.sax
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -31,6 +35,7 @@ from bot.ids import is_valid_id
 from bot.models import Paper
 from bot.sources.base import FeedFetch, SourceError
 from bot.sources.categories import canonical_category, canonical_listing
+from bot.sources.clean import merge_duplicates, tidy_paper
 from bot.sources.http import PoliteGate, Upstream, make_client
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,16 @@ _FIELDS = {
     "category": "cat",
 }
 _OPERATORS = frozenset({"AND", "OR", "ANDNOT"})
+# The closing tag of a whole answer: Atom listings and API answers end with </feed>, RSS
+# listings with </rss>. Anything after it but whitespace (or before it cut) is not whole.
+_FEED_START = re.compile(rb"<(?:\w+:)?(?:feed|rss)[\s>]")
+_WHOLE_END = re.compile(rb"</(?:\w+:)?(?:feed|rss)>\s*$")
+MAX_LISTING_BYTES = 30_000_000  # the biggest real listings (cs.LG on a Tuesday) are a few MB
+MAX_API_BYTES = 20_000_000
+
+
+class IncompleteAnswer(SourceError):
+    """arXiv's answer was cut off or malformed; a later fetch may well get all of it."""
 
 
 class ArxivSource:
@@ -90,6 +105,9 @@ class ArxivSource:
             attempts=attempts,
             backoff=backoff,
             max_wait=max_wait,
+            deadline=settings.upstream_deadline_seconds,
+            max_bytes=max(MAX_LISTING_BYTES, MAX_API_BYTES),
+            retry_after_cap=settings.retry_after_cap_seconds,
         )
 
     async def aclose(self) -> None:
@@ -110,19 +128,17 @@ class ArxivSource:
         if response.status_code != 200:
             log.warning("arXiv listing %s: HTTP %s", category, response.status_code)
             raise SourceError("arXiv's listing is not available right now; try again later.")
-        parsed = await _parse_feed(response.content)
+        parsed = await _parse_whole(response.content, f"listing {category}")
+        if not parsed.get("version") or not parsed.feed.get("title"):
+            # A real listing, even an empty one (weekend, holiday), is an Atom or RSS feed
+            # with a title. An HTML page with status 200 is not "no announcement".
+            log.warning("arXiv listing %s: not a feed (%r)", category, parsed.get("version"))
+            raise IncompleteAnswer("arXiv sent an unreadable listing; I'll retry.")
         if not parsed.entries:
-            # A real empty listing (weekend, holiday) is a feed with a title. An empty body or
-            # an HTML page with status 200 is not "no announcement": that would be cached as
-            # the day's listing and skip every digest of the category.
-            if not parsed.get("version") or (parsed.bozo and not parsed.feed.get("title")):
-                log.warning(
-                    "arXiv listing %s unreadable: %r", category, parsed.get("bozo_exception")
-                )
-                raise SourceError("arXiv sent an unreadable listing; try again later.")
             return FeedFetch([], None)
         papers: list[Paper] = []
         announced: date | None = None
+        readable = 0
         for entry in parsed.entries:
             try:
                 paper = _listing_entry_to_paper(entry)
@@ -134,11 +150,18 @@ class ArxivSource:
                     exc,
                 )
                 continue
+            readable += 1
             if announced is None and paper.published is not None:
                 announced = paper.published.date()
             if paper.announce_type in FRESH_ANNOUNCE_TYPES:
                 papers.append(paper)
-        return FeedFetch(papers, announced or _feed_date(parsed.feed) or datetime.now(UTC).date())
+        if readable == 0:
+            # Entries, but none we could read: a broken answer, not an empty day.
+            raise IncompleteAnswer("arXiv sent an unreadable listing; I'll retry.")
+        return FeedFetch(
+            merge_duplicates(papers),
+            announced or _feed_date(parsed.feed) or datetime.now(UTC).date(),
+        )
 
     # -- export API --------------------------------------------------------------------
 
@@ -199,10 +222,10 @@ class ArxivSource:
         if response.status_code != 200:
             log.warning("arXiv API: HTTP %s", response.status_code)
             raise SourceError("arXiv's API is not available right now; try again later.")
-        parsed = await _parse_feed(response.content)
+        parsed = await _parse_whole(response.content, "API answer")
         # Every API answer, even one with no results, is an Atom feed with a result count;
         # anything else (an empty body, an HTML page) is unreadable, not "no such paper".
-        if not parsed.entries and "opensearch_totalresults" not in parsed.feed:
+        if "opensearch_totalresults" not in parsed.feed:
             log.warning("arXiv API: unreadable response: %r", parsed.get("bozo_exception"))
             raise SourceError("arXiv sent an unreadable answer; try again later.")
         papers = []
@@ -214,10 +237,38 @@ class ArxivSource:
                 papers.append(_api_entry_to_paper(entry))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 log.warning("arXiv API: skipping malformed entry %r: %s", entry.get("id"), exc)
-        return papers
+        return merge_duplicates(papers)
 
 
 # -- parsing -------------------------------------------------------------------------------
+
+
+async def _parse_whole(content: bytes, what: str) -> Any:
+    """The parsed feed, or IncompleteAnswer when the XML is not a whole, well-formed feed.
+
+    feedparser recovers what it can from broken XML (and sets `bozo`); for us a recovered
+    half is worse than nothing, since it would be stored as the whole day."""
+    listing = what.startswith("listing")
+    if not _FEED_START.search(content[:4096]):
+        log.warning("arXiv %s: not a feed (%d bytes)", what, len(content))
+        raise IncompleteAnswer(
+            "arXiv sent an unreadable listing; I'll retry."
+            if listing
+            else "arXiv sent an unreadable answer; try again in a minute."
+        )
+    cut = not _WHOLE_END.search(content[-512:])
+    parsed = None if cut else await _parse_feed(content)
+    if parsed is None or (
+        parsed.get("bozo") and isinstance(parsed.get("bozo_exception"), xml.sax.SAXException)
+    ):
+        reason = "no closing tag" if parsed is None else parsed.get("bozo_exception")
+        log.warning("arXiv %s: incomplete (%d bytes): %s", what, len(content), reason)
+        raise IncompleteAnswer(
+            "arXiv sent an incomplete listing; I'll retry."
+            if listing
+            else "arXiv sent an incomplete answer; try again in a minute."
+        )
+    return parsed
 
 
 async def _parse_feed(content: bytes) -> Any:
@@ -229,7 +280,8 @@ async def _parse_feed(content: bytes) -> Any:
 
 
 def _collapse(text: str | None) -> str:
-    return " ".join((text or "").split())
+    # Cut first: a field is capped later anyway, and a 100 MB one must not cost a 100 MB split.
+    return " ".join((text or "")[:100_000].split())
 
 
 def _split_version(text: str) -> tuple[str, int | None]:
@@ -303,9 +355,9 @@ def _listing_entry_to_paper(entry: Any) -> Paper:
         raise ValueError("no title")
     summary = entry.get("summary") or ""
     header = _LISTING_HEADER_RE.match(summary)
-    announce_type = entry.get("arxiv_announce_type") or (header["type"] if header else None)
+    announce_type = _announce_type(entry)
     abstract = summary[header.end() :] if header else summary
-    return Paper(
+    return tidy_paper(Paper(
         id=pid,
         version=version,
         title=title,
@@ -314,7 +366,14 @@ def _listing_entry_to_paper(entry: Any) -> Paper:
         categories=_dedupe(_tags(entry)),  # the listing puts the primary first
         published=_parse_dt(entry.get("published")),
         announce_type=_collapse(announce_type).lower() or None,
-    )
+    ))
+
+
+def _announce_type(entry: Any) -> str | None:
+    if entry.get("arxiv_announce_type"):
+        return str(entry.get("arxiv_announce_type"))
+    header = _LISTING_HEADER_RE.match(entry.get("summary") or "")
+    return header["type"] if header else None
 
 
 def _api_entry_to_paper(entry: Any) -> Paper:
@@ -328,7 +387,7 @@ def _api_entry_to_paper(entry: Any) -> Paper:
     primary = entry.get("arxiv_primary_category") or {}
     primary_term = primary.get("term") if isinstance(primary, dict) else None
     categories = _dedupe(([primary_term] if primary_term else []) + _tags(entry))
-    return Paper(
+    return tidy_paper(Paper(
         id=pid,
         version=version,
         title=title,
@@ -340,7 +399,7 @@ def _api_entry_to_paper(entry: Any) -> Paper:
         comment=_collapse(entry.get("arxiv_comment")) or None,
         journal_ref=_collapse(entry.get("arxiv_journal_ref")) or None,
         doi=_collapse(entry.get("arxiv_doi")) or None,
-    )
+    ))
 
 
 def _bad_id_from_error(content: bytes) -> str | None:

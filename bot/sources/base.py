@@ -21,6 +21,9 @@ class FeedFetch:
 
     papers: list[Paper] = field(default_factory=list)
     announced: date | None = None
+    # Served from an earlier day because the upstream failed or was slow just now: `stale`
+    # says why (user-safe). Never stored; the fetch goes on in the background.
+    stale: str | None = None
 
 
 class Source(Protocol):

@@ -4,7 +4,9 @@ Daily and trending items share one shape: `{"paper": {...}, "title", "summary", 
 `/papers/{id}` returns the inner paper object itself. Many fields are optional upstream
 (older items have no `ai_summary`/`ai_keywords`, most have no `githubRepo`), so absent or
 wrongly typed optional fields become None; an item without a usable id or title is skipped
-with a log line, and the rest still arrive.
+with a log line, and the rest still arrive. A body that is not whole JSON (cut off) is an
+error, never a short list; a paper listed twice arrives once; text is made inert and capped
+(`bot.sources.clean`).
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from bot.config import Settings
 from bot.ids import is_valid_id
 from bot.models import Paper
 from bot.sources.base import FeedFetch, SourceError
-from bot.sources.http import Upstream, make_client
+from bot.sources.clean import merge_duplicates, tidy_paper
+from bot.sources.http import Fetched, Upstream, make_client
 
 log = logging.getLogger(__name__)
 
 FEEDS = ("daily", "trending")
 _CONCURRENT_LOOKUPS = 4
+MAX_BYTES = 10_000_000  # a daily list of 50 papers is ~300 KB
 
 
 def _today_utc() -> date:
@@ -54,7 +58,14 @@ class HuggingFaceSource:
         self._owns_client = client is None
         self._client = client or make_client(settings, accept="application/json")
         self._upstream = Upstream(
-            "Hugging Face", self._client, attempts=attempts, backoff=backoff, max_wait=max_wait
+            "Hugging Face",
+            self._client,
+            attempts=attempts,
+            backoff=backoff,
+            max_wait=max_wait,
+            deadline=settings.upstream_deadline_seconds,
+            max_bytes=MAX_BYTES,
+            retry_after_cap=settings.retry_after_cap_seconds,
         )
         self._today = today
 
@@ -116,7 +127,7 @@ class HuggingFaceSource:
         return data
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(response: Fetched) -> Any:
     if response.status_code != 200:
         log.warning("Hugging Face %s: HTTP %s", response.url.path, response.status_code)
         raise SourceError("Hugging Face is not available right now; try again later.")
@@ -144,7 +155,7 @@ def _items_to_papers(items: list[Any], where: str) -> list[Paper]:
         paper = _item_to_paper(item, where)
         if paper is not None:
             papers.append(paper)
-    return papers
+    return merge_duplicates(papers)
 
 
 def _item_to_paper(item: Any, where: str) -> Paper | None:
@@ -166,7 +177,7 @@ def _item_to_paper(item: Any, where: str) -> Paper | None:
         return None
     authors = inner.get("authors")
     keywords = inner.get("ai_keywords")
-    return Paper(
+    return tidy_paper(Paper(
         id=pid.strip(),
         title=title,
         authors=[
@@ -186,11 +197,11 @@ def _item_to_paper(item: Any, where: str) -> Paper | None:
         github_repo=_text(inner.get("githubRepo")) or None,
         github_stars=_int(inner.get("githubStars")),
         project_page=_text(inner.get("projectPage")) or None,
-    )
+    ))
 
 
 def _text(value: Any) -> str:
-    return " ".join(value.split()) if isinstance(value, str) else ""
+    return " ".join(value[:100_000].split()) if isinstance(value, str) else ""
 
 
 def _int(value: Any) -> int | None:
