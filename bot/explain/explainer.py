@@ -44,7 +44,8 @@ from bot.explain.reply import (
     build_reply,
     paper_links,
 )
-from bot.explain.source import Limits, SourceUnavailable, extract, polite_get
+from bot.explain.sandbox import read_source
+from bot.explain.source import Limits, SourceUnavailable, polite_get
 from bot.explain.textutil import math_inlines, sentences, url_key
 from bot.models import Paper
 from bot.sources.http import PoliteGate
@@ -301,13 +302,15 @@ class Explainer:
             self.stats.eprint_fetches += 1
             url = f"{self.settings.arxiv_eprint_url.rstrip('/')}/{vid}"
             data = await polite_get(
-                self._http, self._gate, url, max_bytes=limits.max_download_bytes
+                self._http,
+                self._gate,
+                url,
+                max_bytes=limits.max_download_bytes,
+                deadline=2 * self.settings.upstream_deadline_seconds,
             )
             if data is not None:
-                src = await asyncio.to_thread(extract, data, limits)
-                found = await asyncio.to_thread(
-                    analysis_mod.analyze, src.body, src.preamble, abstract_hint=paper.abstract
-                )
+                # Untrusted CPU work: in a worker process that is killed when it overruns.
+                found = await read_source(data, limits, paper.abstract)
                 if _substantial(found):
                     return PaperText("latex", found, _notes(found))
                 log.info("source of %s has too little text; trying HTML", vid)
@@ -323,7 +326,11 @@ class Explainer:
             self.stats.html_fetches += 1
             url = f"{self.settings.arxiv_html_url.rstrip('/')}/{vid}"
             data = await polite_get(
-                self._http, self._gate, url, max_bytes=self.options.max_html_bytes
+                self._http,
+                self._gate,
+                url,
+                max_bytes=self.options.max_html_bytes,
+                deadline=2 * self.settings.upstream_deadline_seconds,
             )
             if data is not None and b"<" in data[:2048]:
                 _title, body = await asyncio.to_thread(

@@ -14,16 +14,18 @@ from dataclasses import dataclass, field
 _CONTROL_WORD = re.compile(r"\\([A-Za-z@]+)\*?")
 
 
-def read_group(s: str, i: int, open_: str = "{", close: str = "}") -> tuple[str, int] | None:
+def read_group(
+    s: str, i: int, open_: str = "{", close: str = "}", *, limit: int | None = None
+) -> tuple[str, int] | None:
     """The content of the balanced group starting at s[i] (after whitespace), and the index
-    just past it; None when there is no group there or it never closes."""
+    just past it; None when there is no group there or it never closes (within `limit`)."""
     n = len(s)
     while i < n and s[i] in " \t\n":
         i += 1
     if i >= n or s[i] != open_:
         return None
-    end = _group_end(s, i + 1, open_, close)
-    return (s[i + 1 : end], end + 1) if end < n else None
+    end = _group_end(s, i + 1, open_, close, limit=limit)
+    return (s[i + 1 : end], end + 1) if end < n and s[end : end + 1] == close else None
 
 
 def read_arg(s: str, i: int) -> tuple[str, int] | None:
@@ -68,6 +70,7 @@ def strip_comments(text: str) -> str:
 
 
 _IF_TOKEN = re.compile(r"\\(iffalse|if[A-Za-z@]*|fi)(?![A-Za-z@])")
+_IFFALSE = re.compile(r"\\iffalse(?![A-Za-z@])")
 
 
 def strip_iffalse(text: str) -> str:
@@ -75,11 +78,13 @@ def strip_iffalse(text: str) -> str:
     out: list[str] = []
     pos = 0
     while True:
-        m = re.search(r"\\iffalse(?![A-Za-z@])", text[pos:])
+        # Work budget (issue 11): search from `pos`, never a copy of the rest, so a source
+        # of half a million `\iffalse x\fi` costs one pass, not one copy per block.
+        m = _IFFALSE.search(text, pos)
         if not m:
             out.append(text[pos:])
             break
-        start = pos + m.start()
+        start = m.start()
         out.append(text[pos:start])
         depth = 0
         end = len(text)
@@ -145,12 +150,19 @@ def strip_hidden(text: str) -> str:
 
 
 def _group_end(
-    s: str, i: int, open_: str = "{", close: str = "}", *, paragraph: bool = False
+    s: str,
+    i: int,
+    open_: str = "{",
+    close: str = "}",
+    *,
+    paragraph: bool = False,
+    limit: int | None = None,
 ) -> int:
     """Index of the `close` ending the group that contains position i, skipping escaped
-    characters; len(s) if it never closes. With `paragraph`, a blank line ends it too."""
+    characters; len(s) if it never closes. With `paragraph`, a blank line ends it too.
+    With `limit`, a group longer than that counts as never closing (a work budget)."""
     depth = 0
-    n = len(s)
+    n = len(s) if limit is None else min(len(s), i + limit)
     j = i
     while j < n:
         c = s[j]
@@ -308,15 +320,27 @@ _DEF_START = re.compile(
 )
 
 
+# Work budgets (issue 11): a definition's body is read at most this far (an unclosed
+# `\def\a{` must not scan the rest of the document, once per definition), at most this
+# many definitions are looked at, and expansion stops after this many replacements.
+MAX_DEFINITION_CHARS = 20_000
+MAX_DEFINITION_SCAN = 2_000_000  # characters read for definitions, all told
+MAX_DEFINITIONS_SEEN = 20_000
+MAX_EXPANSIONS = 50_000
+
+
 def parse_macros(text: str, limit: int = 2000) -> dict[str, Macro]:
     """Author macros from `\\newcommand`, `\\def`, `\\DeclareMathOperator` and `\\let`."""
     macros: dict[str, Macro] = {}
-    for m in _DEF_START.finditer(text):
-        if len(macros) >= limit:
+    scan = MAX_DEFINITION_SCAN
+    for seen, m in enumerate(_DEF_START.finditer(text)):
+        if len(macros) >= limit or seen >= MAX_DEFINITIONS_SEEN or scan <= 0:
             break
         kw = m.group(0)
         i = m.end()
         parsed = _parse_definition(text, i, kw, m.group(1), m.group(2) is not None)
+        # What reading it may have cost: its body, or a whole window when it never closed.
+        scan -= len(parsed[1].body) if parsed else min(MAX_DEFINITION_CHARS, len(text) - i)
         if parsed is None:
             continue
         name, macro = parsed
@@ -332,7 +356,7 @@ def _name_at(text: str, i: int) -> tuple[str, int] | None:
     while i < len(text) and text[i] in " \t\n":
         i += 1
     if text.startswith("{", i):
-        g = read_group(text, i)
+        g = read_group(text, i, limit=MAX_DEFINITION_CHARS)
         if g is None:
             return None
         inner = g[0].strip()
@@ -350,7 +374,7 @@ def _parse_definition(
         return None
     name, i = named
     if is_operator:
-        g = read_group(text, i)
+        g = read_group(text, i, limit=MAX_DEFINITION_CHARS)
         if g is None:
             return None
         return name, Macro(0, r"\operatorname{" + g[0] + "}")
@@ -367,22 +391,22 @@ def _parse_definition(
         m = re.compile(r"((?:#\d)*)\s*\{").match(text, i)
         if not m:
             return None
-        g = read_group(text, m.end() - 1)
+        g = read_group(text, m.end() - 1, limit=MAX_DEFINITION_CHARS)
         if g is None:
             return None
         return name, Macro(len(m.group(1)) // 2, g[0])
     nargs = 0
     default: str | None = None
-    opt = read_group(text, i, "[", "]")
+    opt = read_group(text, i, "[", "]", limit=MAX_DEFINITION_CHARS)
     if opt is not None:
         if not opt[0].strip().isdigit():
             return None
         nargs = min(int(opt[0].strip()), 9)
         i = opt[1]
-        opt2 = read_group(text, i, "[", "]")
+        opt2 = read_group(text, i, "[", "]", limit=MAX_DEFINITION_CHARS)
         if opt2 is not None:
             default, i = opt2
-    g = read_group(text, i)
+    g = read_group(text, i, limit=MAX_DEFINITION_CHARS)
     if g is None:
         return None
     return name, Macro(nargs, g[0], default)
@@ -401,6 +425,7 @@ def expand_macros(
     """
     if not macros:
         return text
+    steps = 0  # replacements over all passes: the work budget (issue 11)
     for _ in range(max_passes):
         changed = False
         out: list[str] = []
@@ -445,7 +470,8 @@ def expand_macros(
             size += len(chunk) + len(body)
             pos = i
             changed = True
-            if size > max_chars:
+            steps += 1
+            if size > max_chars or steps > MAX_EXPANSIONS:
                 return text  # a bomb: keep the last sane pass
         if not changed:
             break

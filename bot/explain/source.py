@@ -21,7 +21,14 @@ import httpx
 
 from bot.config import USER_AGENT
 from bot.explain import latex
-from bot.sources.http import RETRY_STATUSES, PoliteGate, parse_retry_after
+from bot.sources.http import (
+    RETRY_STATUSES,
+    BadBody,
+    BodyTooLarge,
+    PoliteGate,
+    parse_retry_after,
+    read_capped,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +85,25 @@ async def polite_get(
     max_bytes: int,
     attempts: int = 3,
     max_wait: float = 30.0,
+    deadline: float = 60.0,
 ) -> bytes | None:
-    """GET through arXiv's shared gate, backing off on 429/5xx, streaming with a size cap.
+    """GET through arXiv's shared gate, backing off on 429/5xx, streaming with a size cap
+    (as sent and decompressed) and a total deadline per attempt, body included.
 
-    The gate is held through the backoff, as the sources do: arXiv asked us to wait, so
-    nobody else asks it meanwhile. Returns the body, or None on 404.
+    The gate only spaces request starts: a slow download holds nobody else up. A server
+    that asked us to wait pushes every arXiv request out (`gate.back_off`). Returns the
+    body, or None on 404.
     """
-    async with gate.turn():
-        for attempt in range(max(1, attempts)):
+    for attempt in range(max(1, attempts)):
+        await gate.start()
+        try:
             async with (
-                gate.attempt(),
+                asyncio.timeout(deadline),
                 http.stream(
-                    "GET", url, headers={"User-Agent": USER_AGENT}, follow_redirects=True
+                    "GET",
+                    url,
+                    headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
+                    follow_redirects=True,
                 ) as resp,
             ):
                 if resp.status_code == 404:
@@ -98,8 +112,13 @@ async def polite_get(
                     return await _read_capped(resp, max_bytes)
                 wait = parse_retry_after(resp.headers.get("retry-after"), max_wait)
                 retry_in = wait if wait is not None else min(max_wait, 2.0 * 2**attempt)
-            log.info("arXiv busy (HTTP %s), retrying in %.1fs", resp.status_code, retry_in)
-            await asyncio.sleep(retry_in)
+        except TimeoutError:
+            raise SourceUnavailable(
+                f"arXiv sent nothing complete within {deadline:g}s", transient=True
+            ) from None
+        gate.back_off(retry_in)
+        log.info("arXiv busy (HTTP %s), retrying in %.1fs", resp.status_code, retry_in)
+        await asyncio.sleep(retry_in)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
@@ -109,17 +128,12 @@ async def _read_capped(resp: httpx.Response, max_bytes: int) -> bytes:
             f"arXiv answered HTTP {resp.status_code}",
             transient=resp.status_code in RETRY_STATUSES,
         )
-    declared = resp.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise SourceUnavailable("the source is larger than the download limit")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.aiter_bytes():
-        size += len(chunk)
-        if size > max_bytes:
-            raise SourceUnavailable("the source is larger than the download limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_capped(resp, max_bytes)
+    except BodyTooLarge:
+        raise SourceUnavailable("the source is larger than the download limit") from None
+    except BadBody as exc:
+        raise SourceUnavailable(f"the download is unreadable: {exc}") from None
 
 
 # -------------------------------------------------------------- unpacking

@@ -1,0 +1,111 @@
+"""Untrusted LaTeX read in a worker process that is killed when it takes too long.
+
+Unpacking, flattening and analysing an e-print is CPU work on attacker-controlled input.
+`latex.py` bounds its loops with step and size budgets; this module bounds the rest by
+wall clock, off the event loop: each job runs in its own process (forked from a
+forkserver that has the modules loaded, so a job starts in milliseconds), the loop waits
+on the result pipe without a thread, and the process is killed on timeout or when the
+waiting task is cancelled (a SIGTERM stopping the bot). A thread could not be stopped;
+a process can. The worker also arms SIGALRM, so even a worker orphaned by a parent
+killed outright dies by itself within a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import multiprocessing
+import signal
+import sys
+from multiprocessing.connection import Connection
+from typing import Any
+
+from bot.explain import analyze as analysis_mod
+from bot.explain.analyze import Analysis
+from bot.explain.source import Limits, SourceUnavailable, extract
+
+log = logging.getLogger(__name__)
+
+# Wall-clock budget of one source: real papers take well under a second.
+SOURCE_SECONDS = 4.0
+
+_PRELOAD = ["bot.explain.source", "bot.explain.analyze"]
+
+
+def _context() -> Any:
+    if sys.platform == "linux":
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+_CTX = _context()
+
+
+def _job(conn: Connection, data: bytes, limits: Limits, abstract: str, seconds: float) -> None:
+    """In the worker: bytes -> Analysis, sent back as ("ok", analysis) or an error tuple."""
+    signal.alarm(max(1, math.ceil(seconds) + 2))  # dies by itself if nobody kills it
+    try:
+        src = extract(data, limits)
+        found = analysis_mod.analyze(src.body, src.preamble, abstract_hint=abstract)
+        conn.send(("ok", found))
+    except SourceUnavailable as exc:
+        conn.send(("unavailable", str(exc), exc.transient))
+    except Exception as exc:  # reported to the parent, which logs it and falls back
+        conn.send(("error", f"{type(exc).__name__}: {str(exc)[:200]}"))
+    finally:
+        conn.close()
+
+
+async def read_source(
+    data: bytes, limits: Limits, abstract: str, *, seconds: float | None = None
+) -> Analysis:
+    """The analysed LaTeX source of an e-print, computed in a killable worker process.
+
+    Raises SourceUnavailable when the source is unusable, over a limit, or takes longer
+    than `seconds` (the caller falls back to HTML or the abstract)."""
+    seconds = SOURCE_SECONDS if seconds is None else seconds
+    loop = asyncio.get_running_loop()
+    recv, send = _CTX.Pipe(duplex=False)
+    proc = _CTX.Process(
+        target=_job, args=(send, data, limits, abstract, seconds), daemon=True, name="latex"
+    )
+    ready: asyncio.Future[None] = loop.create_future()
+    watching = False
+    try:
+        # Starting sends the job (up to tens of MB) to the forkserver: not on the loop.
+        await asyncio.to_thread(proc.start)
+        send.close()
+        loop.add_reader(recv.fileno(), lambda: ready.done() or ready.set_result(None))
+        watching = True
+        try:
+            async with asyncio.timeout(seconds):
+                await ready
+                # Readable: the worker is sending (or died, which reads as EOF).
+                reply = await asyncio.to_thread(recv.recv)
+        except TimeoutError:
+            log.warning("reading a LaTeX source took over %.1fs; stopped it", seconds)
+            raise SourceUnavailable(
+                f"the LaTeX source took too long to read (over {seconds:g}s)"
+            ) from None
+        except EOFError:
+            raise SourceUnavailable("the LaTeX reader stopped without an answer") from None
+    finally:
+        if watching:
+            loop.remove_reader(recv.fileno())
+        if proc.is_alive():
+            proc.kill()
+        if proc.pid is not None:
+            proc.join(1.0)  # reaps it; a killed process is gone at once
+        recv.close()
+        send.close()
+    if reply[0] == "ok":
+        found = reply[1]
+        assert isinstance(found, Analysis)
+        return found
+    if reply[0] == "unavailable":
+        raise SourceUnavailable(reply[1], transient=bool(reply[2]))
+    log.warning("reading a LaTeX source failed: %s", reply[1])
+    raise SourceUnavailable("the LaTeX source could not be read")
