@@ -20,6 +20,7 @@ from bot.commands import (
 from bot.ids import find_arxiv_ids
 from bot.models import ChatRef
 from bot.service import Paperboy
+from bot.sources.clean import inert
 from bot.text import (
     Block,
     Bold,
@@ -53,21 +54,26 @@ class Style:
 
 
 def render_inlines(nodes: tuple[Inline, ...], style: Style) -> str:
+    # Every piece of text is made inert here, the last step before the terminal: upstream
+    # text already is (bot.sources.clean), but an escape sequence from anywhere else (a
+    # paper's LaTeX, an LLM's answer) must not retitle or clear the user's terminal either.
+    # Only our own Style codes reach it.
     out: list[str] = []
     for node in nodes:
         match node:
             case Text(text):
-                out.append(text)
+                out.append(inert(text))
             case Bold(children):
                 out.append(style.wrap("1", render_inlines(children, style)))
             case Italic(children):
                 out.append(style.wrap("3", render_inlines(children, style)))
             case Code(text):
-                out.append(style.wrap("36", text))
+                out.append(style.wrap("36", inert(text)))
             case Link(text, url):
+                text, url = inert(text), inert(url)
                 out.append(text if text == url else f"{text} <{url}>")
             case Math(_, uni):
-                out.append(uni)
+                out.append(inert(uni))
     return "".join(out)
 
 
@@ -88,9 +94,9 @@ def render_block(block: Block, style: Style, width: int = 100) -> str:
                 lines += [indent + part for part in body[1:]]
             return "\n".join(lines)
         case CodeBlock(text):
-            return textwrap.indent(text, "    ")
+            return textwrap.indent(inert(text), "    ")
         case MathBlock(_, uni, label, _):
-            return f"    {uni}" + (f"    ({label})" if label else "")
+            return inert(f"    {uni}" + (f"    ({label})" if label else ""))
     raise TypeError(f"unknown block {block!r}")
 
 
@@ -108,10 +114,10 @@ def render_message(message: Message, style: Style | None = None) -> str:
         labels = []
         for button in row:
             if button.url:
-                labels.append(f"[{button.label}: {button.url}]")
+                labels.append(inert(f"[{button.label}: {button.url}]"))
             else:
                 labels.append(
-                    f"[{button.label}: /{button.command} {button.arg}]".replace(" ]", "]")
+                    inert(f"[{button.label}: /{button.command} {button.arg}]".replace(" ]", "]"))
                 )
         parts.append("  ".join(labels))
     return "\n\n".join(parts)
@@ -222,6 +228,15 @@ def _parses(command: Command, text: str) -> bool:
 async def _stdin_line() -> str | None:
     # input() blocks, so it runs in a worker thread and the loop stays free for deliveries.
     try:
-        return await asyncio.to_thread(sys.stdin.readline) or None
+        return await asyncio.to_thread(_read_stdin_line) or None
     except (EOFError, KeyboardInterrupt):
         return None
+
+
+def _read_stdin_line() -> str:
+    """One line of stdin; bytes that are not valid in its encoding become U+FFFD rather
+    than ending the chat with a UnicodeDecodeError."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # already a text stream (a test, an embedded console)
+        return sys.stdin.readline()
+    return buffer.readline().decode(sys.stdin.encoding or "utf-8", errors="replace")

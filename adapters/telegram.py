@@ -96,7 +96,8 @@ MAX_ALERT = 200  # answerCallbackQuery text
 # Long callback data is saved to the store again after this long, which keeps the rows of
 # buttons still being sent from being pruned (bot/delivery.py prunes after 30 days).
 CALLBACK_RESAVE_SECONDS = 86_400.0
-ALLOWED_UPDATES = ["message", "channel_post", "callback_query", "my_chat_member"]
+# chat_member: someone's rights changed in a chat where we are admin (drops the admin cache).
+ALLOWED_UPDATES = ["message", "channel_post", "callback_query", "my_chat_member", "chat_member"]
 # Telegram posts as this user when a group admin writes anonymously.
 GROUP_ANONYMOUS_BOT = 1087968824
 _LINK_SCHEMES = ("http://", "https://", "tg://", "mailto:")
@@ -470,8 +471,8 @@ class TelegramAdapter:
         settings: Settings,
         *,
         poll_timeout: float = 30.0,
-        webhook_listen: str = "0.0.0.0",
-        admin_cache_seconds: float = 60.0,
+        webhook_listen: str | None = None,
+        admin_cache_seconds: float = 5.0,
         max_wait_seconds: float = 60.0,
         start_backoff: float = 1.0,
     ) -> None:
@@ -480,7 +481,10 @@ class TelegramAdapter:
         self.app = app
         self.settings = settings
         self.poll_timeout = poll_timeout
-        self.webhook_listen = webhook_listen
+        # TELEGRAM_WEBHOOK_LISTEN: loopback unless set (the container image sets 0.0.0.0).
+        self.webhook_listen = webhook_listen or settings.telegram_webhook_listen
+        # Seconds at most: a demoted admin must lose admin commands promptly; a
+        # chat_member update about them drops their entry at once.
         self.admin_cache_seconds = admin_cache_seconds
         self.max_wait_seconds = max_wait_seconds  # longest RetryAfter we sit out ourselves
         self.start_backoff = start_backoff  # first wait when Telegram is unreachable at start
@@ -537,6 +541,9 @@ class TelegramAdapter:
         application.add_handler(CallbackQueryHandler(self._on_callback))
         application.add_handler(
             ChatMemberHandler(self._on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER)
+        )
+        application.add_handler(
+            ChatMemberHandler(self._on_chat_member, ChatMemberHandler.CHAT_MEMBER)
         )
         application.add_error_handler(self._on_error)
         self.failed = asyncio.get_running_loop().create_future()
@@ -1162,6 +1169,12 @@ class TelegramAdapter:
             if not answered:
                 with contextlib.suppress(tg_error.TelegramError):
                     await query.answer()
+
+    async def _on_chat_member(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Someone's status changed in a chat: forget what we knew about their admin rights."""
+        change = update.chat_member
+        if change is not None:
+            self._admins.pop((change.chat.id, change.new_chat_member.user.id), None)
 
     async def _on_my_chat_member(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         change = update.my_chat_member

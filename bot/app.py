@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 from collections.abc import AsyncIterator
 
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.delivery import run_delivery
 from bot.explain import Explainer, ExplainOptions, LimitSettings
 from bot.sending import Adapter
@@ -16,7 +17,7 @@ from bot.service import Paperboy
 from bot.sources.arxiv import ArxivSource
 from bot.sources.hf import HuggingFaceSource
 from bot.startup import PlatformError
-from bot.store import open_store
+from bot.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +25,7 @@ log = logging.getLogger(__name__)
 @contextlib.asynccontextmanager
 async def paperboy(settings: Settings) -> AsyncIterator[Paperboy]:
     """An opened Paperboy core (store, sources, explainer), closed on exit."""
-    store = open_store(settings.database_url)
-    set_worker = getattr(store, "set_worker", None)
-    if set_worker is not None and settings.worker_count > 1:
-        # Several workers: each schedules its share of the due chats (PostgreSQL).
-        set_worker(settings.worker_index, settings.worker_count)
-    await store.open()
+    store = await _open_store(settings)
     arxiv = ArxivSource(settings)
     hf = HuggingFaceSource(settings)
     limits = LimitSettings(
@@ -48,6 +44,35 @@ async def paperboy(settings: Settings) -> AsyncIterator[Paperboy]:
     finally:
         await app.aclose()
         await store.close()
+
+
+async def _open_store(settings: Settings) -> Store:
+    """The opened store; a URL that leads nowhere usable is a ConfigError naming the
+    setting (never the URL itself: it may hold a password)."""
+    try:
+        store = open_store(settings.database_url)
+        set_worker = getattr(store, "set_worker", None)
+        if set_worker is not None and settings.worker_count > 1:
+            # Several workers: each schedules its share of the due chats (PostgreSQL).
+            set_worker(settings.worker_index, settings.worker_count)
+        await store.open()
+    except sqlite3.DatabaseError as e:
+        raise ConfigError(
+            f"PAPERBOY_DATABASE_URL: the file is not a usable SQLite database ({e})"
+        ) from e
+    except ValueError as e:
+        raise ConfigError(f"PAPERBOY_DATABASE_URL is not usable: {e}") from e
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise ConfigError(f"PAPERBOY_DATABASE_URL: cannot reach the database ({reason})") from e
+    except Exception as e:
+        if not type(e).__module__.startswith("asyncpg"):
+            raise
+        # Wrong password, no such database, no permission: PostgreSQL said no.
+        raise ConfigError(
+            f"PAPERBOY_DATABASE_URL: the database refused us ({type(e).__name__})"
+        ) from e
+    return store
 
 
 def platform_adapters(app: Paperboy, settings: Settings) -> list[Adapter]:

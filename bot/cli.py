@@ -73,8 +73,22 @@ async def _command(settings: Settings, name: str, text: str) -> int:
     from adapters.console import ConsoleChat, render_reply
     from bot.app import paperboy
     from bot.commands import run_text
+    from bot.ids import InvalidArxivId
+    from bot.sources.base import SourceError
 
     async with paperboy(settings) as app:
+        # The lookup first, so a failure is an exit status scripts can see, not just text.
+        try:
+            paper = await app.paper(text)
+        except InvalidArxivId as e:
+            print(e, file=sys.stderr)
+            return 2
+        except SourceError as e:
+            print(e, file=sys.stderr)
+            return 1
+        if paper is None:
+            print(f"I couldn't find arXiv paper {text}. Is the id right?", file=sys.stderr)
+            return 1
         console = ConsoleChat(app)
         reply = await run_text(console.context(), name, text)
         # An explanation prints the offline one at once and the LLM's below when it comes.
@@ -105,6 +119,8 @@ async def _digest(settings: Settings, feed: str, count: int) -> int:
         if fetch.announced is None and not fetch.papers:
             print(f"No announcement for {feed} today.")
             return 0
+        if fetch.stale:  # an earlier day's list: say so, on stderr so pipes stay clean
+            print(f"{fetch.stale} Showing the list of {fetch.announced}.", file=sys.stderr)
         print(render_reply(cards.paper_list(f"{feed} digest", fetch.papers, limit=count)))
     return 0
 
@@ -165,10 +181,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from bot.config import ConfigError
+
     args = build_parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as e:  # one line naming the setting, no traceback
+        print(f"paperboy: {e}", file=sys.stderr)
+        return 2
     command = args.command or "run"
     _setup_logging(settings, "INFO" if command == "run" and _has_platform(settings) else "WARNING")
+    try:
+        return _dispatch(command, args, settings)
+    except ConfigError as e:
+        print(f"paperboy: {e}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(command: str, args: argparse.Namespace, settings: Settings) -> int:
     try:
         if command == "run":
             return asyncio.run(_run(settings))

@@ -59,6 +59,11 @@ def _job(conn: Connection, data: bytes, limits: Limits, abstract: str, seconds: 
         conn.close()
 
 
+def _settle(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
 async def read_source(
     data: bytes, limits: Limits, abstract: str, *, seconds: float | None = None
 ) -> Analysis:
@@ -78,7 +83,7 @@ async def read_source(
         # Starting sends the job (up to tens of MB) to the forkserver: not on the loop.
         await asyncio.to_thread(proc.start)
         send.close()
-        loop.add_reader(recv.fileno(), lambda: ready.done() or ready.set_result(None))
+        loop.add_reader(recv.fileno(), _settle, ready)
         watching = True
         try:
             async with asyncio.timeout(seconds):

@@ -36,7 +36,7 @@ from bot.models import Paper
 from bot.sources.base import FeedFetch, SourceError
 from bot.sources.categories import canonical_category, canonical_listing
 from bot.sources.clean import merge_duplicates, tidy_paper
-from bot.sources.http import PoliteGate, Upstream, make_client
+from bot.sources.http import Fetched, PoliteGate, Upstream, make_client
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ class ArxivSource:
             return []
         return (await self._parse_api_response(response))[:limit]
 
-    async def _parse_api_response(self, response: httpx.Response) -> list[Paper]:
+    async def _parse_api_response(self, response: Fetched) -> list[Paper]:
         if response.status_code != 200:
             log.warning("arXiv API: HTTP %s", response.status_code)
             raise SourceError("arXiv's API is not available right now; try again later.")
@@ -357,16 +357,18 @@ def _listing_entry_to_paper(entry: Any) -> Paper:
     header = _LISTING_HEADER_RE.match(summary)
     announce_type = _announce_type(entry)
     abstract = summary[header.end() :] if header else summary
-    return tidy_paper(Paper(
-        id=pid,
-        version=version,
-        title=title,
-        authors=_split_names(a.get("name", "") for a in entry.get("authors", [])),
-        abstract=_collapse(abstract),
-        categories=_dedupe(_tags(entry)),  # the listing puts the primary first
-        published=_parse_dt(entry.get("published")),
-        announce_type=_collapse(announce_type).lower() or None,
-    ))
+    return tidy_paper(
+        Paper(
+            id=pid,
+            version=version,
+            title=title,
+            authors=_split_names(a.get("name", "") for a in entry.get("authors", [])),
+            abstract=_collapse(abstract),
+            categories=_dedupe(_tags(entry)),  # the listing puts the primary first
+            published=_parse_dt(entry.get("published")),
+            announce_type=_collapse(announce_type).lower() or None,
+        )
+    )
 
 
 def _announce_type(entry: Any) -> str | None:
@@ -387,19 +389,21 @@ def _api_entry_to_paper(entry: Any) -> Paper:
     primary = entry.get("arxiv_primary_category") or {}
     primary_term = primary.get("term") if isinstance(primary, dict) else None
     categories = _dedupe(([primary_term] if primary_term else []) + _tags(entry))
-    return tidy_paper(Paper(
-        id=pid,
-        version=version,
-        title=title,
-        authors=[_collapse(a.get("name")) for a in entry.get("authors", []) if a.get("name")],
-        abstract=_collapse(entry.get("summary")),
-        categories=categories,
-        published=_parse_dt(entry.get("published")),
-        updated=_parse_dt(entry.get("updated")),
-        comment=_collapse(entry.get("arxiv_comment")) or None,
-        journal_ref=_collapse(entry.get("arxiv_journal_ref")) or None,
-        doi=_collapse(entry.get("arxiv_doi")) or None,
-    ))
+    return tidy_paper(
+        Paper(
+            id=pid,
+            version=version,
+            title=title,
+            authors=[_collapse(a.get("name")) for a in entry.get("authors", []) if a.get("name")],
+            abstract=_collapse(entry.get("summary")),
+            categories=categories,
+            published=_parse_dt(entry.get("published")),
+            updated=_parse_dt(entry.get("updated")),
+            comment=_collapse(entry.get("arxiv_comment")) or None,
+            journal_ref=_collapse(entry.get("arxiv_journal_ref")) or None,
+            doi=_collapse(entry.get("arxiv_doi")) or None,
+        )
+    )
 
 
 def _bad_id_from_error(content: bytes) -> str | None:

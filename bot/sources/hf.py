@@ -177,27 +177,29 @@ def _item_to_paper(item: Any, where: str) -> Paper | None:
         return None
     authors = inner.get("authors")
     keywords = inner.get("ai_keywords")
-    return tidy_paper(Paper(
-        id=pid.strip(),
-        title=title,
-        authors=[
-            _text(a.get("name"))
-            for a in (authors if isinstance(authors, list) else [])
-            if isinstance(a, dict) and _text(a.get("name"))
-        ],
-        abstract=_text(inner.get("summary")) or _text(item.get("summary")),
-        published=_parse_dt(inner.get("publishedAt")),
-        upvotes=_int(inner.get("upvotes")),
-        ai_summary=_text(inner.get("ai_summary")) or None,
-        ai_keywords=[
-            k.strip()
-            for k in (keywords if isinstance(keywords, list) else [])
-            if isinstance(k, str) and k.strip()
-        ],
-        github_repo=_text(inner.get("githubRepo")) or None,
-        github_stars=_int(inner.get("githubStars")),
-        project_page=_text(inner.get("projectPage")) or None,
-    ))
+    return tidy_paper(
+        Paper(
+            id=pid.strip(),
+            title=title,
+            authors=[
+                _text(a.get("name"))
+                for a in (authors if isinstance(authors, list) else [])
+                if isinstance(a, dict) and _text(a.get("name"))
+            ],
+            abstract=_text(inner.get("summary")) or _text(item.get("summary")),
+            published=_parse_dt(inner.get("publishedAt")),
+            upvotes=_int(inner.get("upvotes")),
+            ai_summary=_text(inner.get("ai_summary")) or None,
+            ai_keywords=[
+                k.strip()
+                for k in (keywords if isinstance(keywords, list) else [])
+                if isinstance(k, str) and k.strip()
+            ],
+            github_repo=_text(inner.get("githubRepo")) or None,
+            github_stars=_int(inner.get("githubStars")),
+            project_page=_text(inner.get("projectPage")) or None,
+        )
+    )
 
 
 def _text(value: Any) -> str:

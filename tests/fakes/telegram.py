@@ -670,6 +670,20 @@ class FakeTelegram:
             chat_id, by_user, self.members.get((chat_id, self.bot_id), "member"), status
         )
 
+    def member_changed(self, chat_id: int, user_id: int, new: str, by_user: int) -> int:
+        """A member's status changes (promoted, demoted, left): a chat_member update, which
+        Telegram sends only to bots that asked for it in allowed_updates."""
+        old = self.members.get((chat_id, user_id), "member")
+        self.members[(chat_id, user_id)] = new
+        payload = {
+            "chat": self._chat(chat_id),
+            "from": self.user(by_user),
+            "date": next(self._clock),
+            "old_chat_member": self._member(chat_id, user_id, old),
+            "new_chat_member": self._member(chat_id, user_id, new),
+        }
+        return self.push_update("chat_member", payload)
+
     def _my_chat_member(self, chat_id: int, by_user: int, old: str, new: str) -> int:
         self.members[(chat_id, self.bot_id)] = new
         payload = {
