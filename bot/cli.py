@@ -33,13 +33,19 @@ def _setup_logging(settings: Settings, default_level: str) -> None:
 
 async def _run(settings: Settings) -> int:
     from bot.app import paperboy, platform_adapters, serve
+    from bot.explain.sandbox import warm_up
 
     async with paperboy(settings) as app:
-        adapters = platform_adapters(app, settings)
-        if adapters:
-            await serve(app, settings, adapters)
-        else:
-            await console_chat(app, settings)
+        # The LaTeX worker's forkserver, started while nobody waits for it.
+        warming = asyncio.create_task(asyncio.to_thread(warm_up))
+        try:
+            adapters = platform_adapters(app, settings)
+            if adapters:
+                await serve(app, settings, adapters)
+            else:
+                await console_chat(app, settings)
+        finally:
+            warming.cancel()
     return 0
 
 

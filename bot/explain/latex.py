@@ -84,6 +84,8 @@ def strip_iffalse(text: str) -> str:
         if not m:
             out.append(text[pos:])
             break
+        if len(out) > 2 * MAX_IFFALSE_BLOCKS:
+            raise WorkBudgetExceeded("more hidden \\iffalse blocks than any real paper has")
         start = m.start()
         out.append(text[pos:start])
         depth = 0
@@ -327,21 +329,54 @@ MAX_DEFINITION_CHARS = 20_000
 MAX_DEFINITION_SCAN = 2_000_000  # characters read for definitions, all told
 MAX_DEFINITIONS_SEEN = 20_000
 MAX_EXPANSIONS = 50_000
+MAX_IFFALSE_BLOCKS = 10_000
+
+
+class WorkBudgetExceeded(ValueError):
+    """The source needs more work than any real paper: read it from elsewhere (issue 11)."""
+
+
+_DEF_BODY_START = re.compile(r"\\[A-Za-z@]+\s*(?:#\d)*\s*\{|\{\\[A-Za-z@]+\}\s*(?:\[\d\])?\s*\{")
+
+
+def _runs_to_the_end(text: str, i: int) -> bool:
+    """Whether the `\\def\\name{` / `\\newcommand{\\name}{` body starting at i never closes."""
+    m = _DEF_BODY_START.match(text, i)
+    if m is None:
+        return False
+    depth = 0
+    for b in _BRACE_OR_ESCAPE.finditer(text, m.end()):  # jumps over plain text
+        if b.group() == "{":
+            depth += 1
+        elif b.group() == "}":
+            if depth == 0:
+                return False
+            depth -= 1
+    return True
+
+
+_BRACE_OR_ESCAPE = re.compile(r"\\.|[{}]", re.S)
 
 
 def parse_macros(text: str, limit: int = 2000) -> dict[str, Macro]:
     """Author macros from `\\newcommand`, `\\def`, `\\DeclareMathOperator` and `\\let`."""
     macros: dict[str, Macro] = {}
     scan = MAX_DEFINITION_SCAN
+    checked = False
     for seen, m in enumerate(_DEF_START.finditer(text)):
-        if len(macros) >= limit or seen >= MAX_DEFINITIONS_SEEN or scan <= 0:
+        if len(macros) >= limit or seen >= MAX_DEFINITIONS_SEEN:
             break
+        if scan <= 0:
+            raise WorkBudgetExceeded("too many macro definitions that never close")
         kw = m.group(0)
         i = m.end()
         parsed = _parse_definition(text, i, kw, m.group(1), m.group(2) is not None)
         # What reading it may have cost: its body, or a whole window when it never closed.
         scan -= len(parsed[1].body) if parsed else min(MAX_DEFINITION_CHARS, len(text) - i)
         if parsed is None:
+            if not checked and _runs_to_the_end(text, i):
+                raise WorkBudgetExceeded("a macro definition never closes")
+            checked = True  # one full scan per document at most
             continue
         name, macro = parsed
         if name in _PROTECTED:
@@ -471,7 +506,9 @@ def expand_macros(
             pos = i
             changed = True
             steps += 1
-            if size > max_chars or steps > MAX_EXPANSIONS:
+            if steps > MAX_EXPANSIONS:
+                raise WorkBudgetExceeded("macros that expand without end")
+            if size > max_chars:
                 return text  # a bomb: keep the last sane pass
         if not changed:
             break

@@ -13,22 +13,28 @@ killed outright dies by itself within a few seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 import math
 import multiprocessing
+import os
 import signal
 import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
 from bot.explain import analyze as analysis_mod
+from bot.explain import latex
 from bot.explain.analyze import Analysis
-from bot.explain.source import Limits, SourceUnavailable, extract
+from bot.explain.source import Limits, SourceUnavailable, flatten, unpack
 
 log = logging.getLogger(__name__)
 
 # Wall-clock budget of one source: real papers take well under a second.
 SOURCE_SECONDS = 4.0
+MAX_GROWTH = 4  # expanded document vs. the source's text files
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 _PRELOAD = ["bot.explain.source", "bot.explain.analyze"]
 
@@ -44,15 +50,52 @@ def _context() -> Any:
 _CTX = _context()
 
 
+def warm_up() -> None:
+    """Start the forkserver (and its module imports) now, so the first explanation does
+    not pay for it. Blocking: call it in a thread, from a long-running bot."""
+    if _CTX.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def _detach() -> None:
+    """In the worker: die with the process that started it (on Linux, the forkserver,
+    which itself ends with the bot), and let go of the bot's terminal and pipes, so a
+    stopped bot leaves nothing holding its output open."""
+    if sys.platform == "linux":
+        parent = os.getppid()
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # it died before we asked
+            os._exit(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 def _job(conn: Connection, data: bytes, limits: Limits, abstract: str, seconds: float) -> None:
     """In the worker: bytes -> Analysis, sent back as ("ok", analysis) or an error tuple."""
+    _detach()
     signal.alarm(max(1, math.ceil(seconds) + 2))  # dies by itself if nobody kills it
     try:
-        src = extract(data, limits)
+        files, report = unpack(data, limits)
+        if not files:
+            raise SourceUnavailable("no LaTeX files in the source")
+        src = flatten(files, report, limits)
+        # Macros that keep growing the text (\def\a{\a\a}\a) are a bomb even when the
+        # expander's own budgets let the last pass through: no real paper grows this much.
+        written = sum(len(text) for text in files.values())
+        if len(src.body) > MAX_GROWTH * written + 10_000:
+            raise latex.WorkBudgetExceeded("macros that expand without end")
         found = analysis_mod.analyze(src.body, src.preamble, abstract_hint=abstract)
         conn.send(("ok", found))
     except SourceUnavailable as exc:
         conn.send(("unavailable", str(exc), exc.transient))
+    except latex.WorkBudgetExceeded as exc:
+        conn.send(("unavailable", f"the LaTeX source is too costly to read: {exc}", False))
     except Exception as exc:  # reported to the parent, which logs it and falls back
         conn.send(("error", f"{type(exc).__name__}: {str(exc)[:200]}"))
     finally:

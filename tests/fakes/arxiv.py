@@ -30,6 +30,8 @@ from aiohttp.typedefs import Handler
 
 from bot.config import Settings
 from tests.fakes.base import FakeServer, RecordedRequest
+from tests.fakes.hostile import HostilePlan
+from tests.fakes.hostile import answer as hostile_answer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 NS = {
@@ -193,8 +195,13 @@ class FakeArxiv(FakeServer):
         }
         self.extra_entries: list[str] = []  # raw <entry> XML added to every API answer
         self._failures: deque[_Failure] = deque()
+        self.hostile = HostilePlan()  # tests.fakes.hostile modes for the next requests
 
     # -- test controls -----------------------------------------------------------------
+
+    def hostile_next(self, mode: str, *, times: int = 1) -> None:
+        """Answer the next `times` requests in a hostile `mode` (see tests.fakes.hostile)."""
+        self.hostile.add(mode, times)
 
     def add_paper(self, paper: FakePaper) -> None:
         self.papers[paper.id] = paper
@@ -264,7 +271,7 @@ class FakeArxiv(FakeServer):
             if failure.retry_after is not None:
                 headers["Retry-After"] = f"{failure.retry_after:g}"
             return web.Response(status=failure.status, body=failure.body, headers=headers)
-        return await handler(request)
+        return await hostile_answer(self.hostile, request, handler)
 
     async def _listing(self, request: web.Request) -> web.Response:
         form, category = request.match_info["form"], request.match_info["category"]

@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from tests.fakes.base import FakeServer
+from tests.fakes.hostile import HostilePlan
+from tests.fakes.hostile import answer as hostile_answer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "eprint"
 
@@ -36,6 +39,14 @@ class FakeEprint(FakeServer):
     html: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering (to let concurrent callers pile up)
     busy: dict[str, int] = field(default_factory=dict)  # id -> how many 503s to send first
+    hostile: HostilePlan = field(default_factory=HostilePlan)  # tests.fakes.hostile modes
+
+    def hostile_next(self, mode: str, *, times: int = 1) -> None:
+        """Answer the next `times` requests in a hostile `mode` (see tests.fakes.hostile)."""
+        self.hostile.add(mode, times)
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        return await hostile_answer(self.hostile, request, handler)
 
     def _routes(self, app: web.Application) -> None:
         app.router.add_get("/e-print/{id:.+}", self._eprint)
@@ -171,3 +182,32 @@ MINIMAL_MAIN = r"""\documentclass{article}
 %s
 \end{document}
 """
+
+
+# ------------------------------------------------------------ crafted (CPU bombs)
+
+_CRAFTED_HEAD = "\\documentclass{article}\n\\begin{document}\n\\section{Introduction}\nHello.\n"
+
+
+def crafted_sources() -> dict[str, bytes]:
+    """Small gzip e-prints built to burn CPU in a naive reader (issue 11): each unpacks to
+    at most ~7 MB, and each must cost at most a few seconds before the fallback."""
+    body = {
+        # \iffalse over 7 MB, never closed.
+        "iffalse_7mb": "\\iffalse\n" + "lorem ipsum " * 600_000,
+        # Half a million tiny \iffalse ... \fi blocks (quadratic when each search copies).
+        "iffalse_blocks": "\\iffalse x\\fi " * 500_000,
+        # 300,000 \def's whose bodies never close (each read scans the rest of the file).
+        "unclosed_def": "\\def\\a{" * 300_000,
+        # One \def that never closes, over 7 MB.
+        "unclosed_def_7mb": "\\def\\a{" + "x" * 7_000_000,
+        # A macro that doubles itself: \def\a{\a\a}\a.
+        "self_doubling": "\\def\\a{\\a\\a}\\a",
+        # Eightfold recursion, and two macros calling each other.
+        "deep_recursion": "\\def\\a{\\a\\a\\a\\a\\a\\a\\a\\a}\\def\\b{\\c\\c\\c}"
+        "\\def\\c{\\b\\b\\b}\\a\\b",
+    }
+    return {
+        name: gzip_single(_CRAFTED_HEAD + text + "\n\\end{document}\n")
+        for name, text in body.items()
+    }

@@ -25,6 +25,8 @@ from aiohttp.typedefs import Handler
 
 from bot.config import Settings
 from tests.fakes.base import FakeServer
+from tests.fakes.hostile import HostilePlan
+from tests.fakes.hostile import answer as hostile_answer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "hf"
 
@@ -45,8 +47,13 @@ class FakeHF(FakeServer):
         self.days: dict[str, list[Any]] = load_daily_fixtures()
         self.trending: list[Any] | None = None  # None: every item, most upvoted first
         self._failures: deque[tuple[int, str | None]] = deque()
+        self.hostile = HostilePlan()  # tests.fakes.hostile modes for the next requests
 
     # -- test controls -----------------------------------------------------------------
+
+    def hostile_next(self, mode: str, *, times: int = 1) -> None:
+        """Answer the next `times` requests in a hostile `mode` (see tests.fakes.hostile)."""
+        self.hostile.add(mode, times)
 
     def add_daily(self, day: str, items: list[Any]) -> None:
         self.days.setdefault(day, []).extend(items)
@@ -83,7 +90,7 @@ class FakeHF(FakeServer):
             return web.json_response(
                 {"error": "Service Unavailable"}, status=status, headers=headers
             )
-        return await handler(request)
+        return await hostile_answer(self.hostile, request, handler)
 
     async def _daily(self, request: web.Request) -> web.Response:
         q = request.query
