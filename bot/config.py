@@ -96,7 +96,7 @@ class Settings:
     # copy (marked stale) while the fetch goes on in the background.
     upstream_deadline_seconds: float = 30.0
     retry_after_cap_seconds: float = 60.0
-    interactive_deadline_seconds: float = 8.0
+    interactive_deadline_seconds: float = 6.0
     # Start-up as a service (bot/startup.py): keep trying an unreachable platform this long
     # (backoff up to a minute), and stop when another instance polls with the same
     # Telegram token for this long (409 Conflict).

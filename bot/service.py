@@ -58,7 +58,7 @@ class Paperboy:
         hf: Source,
         explainer: Explainer | None = None,
         *,
-        interactive_deadline: float = 8.0,
+        interactive_deadline: float = 6.0,
     ) -> None:
         self.store = store
         self.arxiv = arxiv
@@ -88,7 +88,8 @@ class Paperboy:
         if cached and (wanted.version is None or (cached.version or 0) >= wanted.version):
             return cached
         try:
-            # A lookup that outlives the wait still completes and stores the paper.
+            # One deadline for the whole answer; a lookup that outlives it still completes
+            # (it is shared and shielded) and stores the paper for the next ask.
             async with asyncio.timeout(self.interactive_deadline):
                 return await self._lookups.do(
                     wanted.id, lambda: self._look_up(wanted.id, cached)
@@ -109,7 +110,7 @@ class Paperboy:
     async def _add_hf_details(self, paper: Paper, cached: Paper | None) -> None:
         try:
             # A nice-to-have for one paper: a short wait, then without it.
-            async with asyncio.timeout(max(1.0, self.interactive_deadline / 2)):
+            async with asyncio.timeout(self.interactive_deadline / 2):
                 hf = await self.hf.papers([paper.id])
         except (SourceError, TimeoutError) as e:
             log.info("no Hugging Face details for %s: %s", paper.id, e or "too slow")
