@@ -357,6 +357,26 @@ async def test_cancelling_a_parse_kills_its_worker_at_once(
     assert not multiprocessing.active_children()
 
 
+async def test_a_parse_that_burns_cpu_is_stopped_by_the_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.explain import sandbox
+    from bot.explain.source import Limits, SourceUnavailable
+
+    def spin(data: bytes, limits: Limits) -> Any:
+        while True:  # stands in for a parse no budget caught
+            pass
+
+    monkeypatch.setattr(sandbox, "_CTX", multiprocessing.get_context("fork"))
+    monkeypatch.setattr(sandbox, "unpack", spin)
+    monkeypatch.setattr(sandbox, "SOURCE_CPU_SECONDS", 1)
+    started = time.monotonic()
+    with pytest.raises(SourceUnavailable, match="took too long"):
+        await sandbox.read_source(b"x", Limits(), "", seconds=30)
+    assert time.monotonic() - started < 10  # 1 s of CPU, however busy the machine
+    assert not multiprocessing.active_children()
+
+
 async def test_sigterm_during_a_crafted_parse_stops_the_bot(
     arxiv_server: FakeArxiv, hf_server: FakeHF, tmp_path: Path
 ) -> None:

@@ -2,7 +2,8 @@
 
 Unpacking, flattening and analysing an e-print is CPU work on attacker-controlled input.
 `latex.py` bounds its loops with step and size budgets; this module bounds the rest by
-wall clock, off the event loop: each job runs in its own process (forked from a
+CPU time (RLIMIT_CPU) and wall clock, off the event loop: each job runs in its own
+process (forked from a
 forkserver that has the modules loaded, so a job starts in milliseconds), the loop waits
 on the result pipe without a thread, and the process is killed on timeout or when the
 waiting task is cancelled (a SIGTERM stopping the bot). A thread could not be stopped;
@@ -19,6 +20,7 @@ import logging
 import math
 import multiprocessing
 import os
+import resource
 import signal
 import sys
 from multiprocessing.connection import Connection
@@ -31,8 +33,12 @@ from bot.explain.source import Limits, SourceUnavailable, flatten, unpack
 
 log = logging.getLogger(__name__)
 
-# Wall-clock budget of one source: real papers take well under a second.
-SOURCE_SECONDS = 4.0
+# Budgets of one source. CPU time is what a crafted source burns, and it does not grow
+# on a busy machine, so the worker is limited to SOURCE_CPU_SECONDS of it (the kernel
+# stops it: RLIMIT_CPU); the wall clock is the backstop. Real papers take well under a
+# second of CPU.
+SOURCE_CPU_SECONDS = 4
+SOURCE_SECONDS = 8.0
 MAX_GROWTH = 4  # expanded document vs. the source's text files
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -50,13 +56,16 @@ def _context() -> Any:
 _CTX = _context()
 
 
-def warm_up() -> None:
-    """Start the forkserver (and its module imports) now, so the first explanation does
-    not pay for it. Blocking: call it in a thread, from a long-running bot."""
-    if _CTX.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
+def _nothing() -> None:
+    pass
 
-        forkserver.ensure_running()
+
+def warm_up() -> None:
+    """Start the forkserver and wait for its module imports (seconds on a busy machine),
+    so the first explanation does not pay for them. Blocking: call it in a thread."""
+    proc = _CTX.Process(target=_nothing, daemon=True, name="latex-warm-up")
+    proc.start()
+    proc.join()
 
 
 def _detach() -> None:
@@ -80,6 +89,8 @@ def _job(conn: Connection, data: bytes, limits: Limits, abstract: str, seconds: 
     """In the worker: bytes -> Analysis, sent back as ("ok", analysis) or an error tuple."""
     _detach()
     signal.alarm(max(1, math.ceil(seconds) + 2))  # dies by itself if nobody kills it
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CPU, (SOURCE_CPU_SECONDS, SOURCE_CPU_SECONDS + 1))
     try:
         files, report = unpack(data, limits)
         if not files:
@@ -139,6 +150,12 @@ async def read_source(
                 f"the LaTeX source took too long to read (over {seconds:g}s)"
             ) from None
         except EOFError:
+            proc.join(1.0)
+            if proc.exitcode == -signal.SIGXCPU:
+                log.warning("reading a LaTeX source took over %ds of CPU", SOURCE_CPU_SECONDS)
+                raise SourceUnavailable(
+                    f"the LaTeX source took too long to read (over {SOURCE_CPU_SECONDS}s)"
+                ) from None
             raise SourceUnavailable("the LaTeX reader stopped without an answer") from None
     finally:
         if watching:
