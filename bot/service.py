@@ -91,9 +91,7 @@ class Paperboy:
             # One deadline for the whole answer; a lookup that outlives it still completes
             # (it is shared and shielded) and stores the paper for the next ask.
             async with asyncio.timeout(self.interactive_deadline):
-                return await self._lookups.do(
-                    wanted.id, lambda: self._look_up(wanted.id, cached)
-                )
+                return await self._lookups.do(wanted.id, lambda: self._look_up(wanted.id, cached))
         except TimeoutError:
             raise SourceError("arXiv is answering slowly; try again in a minute.") from None
 
