@@ -284,8 +284,9 @@ async def test_a_slow_feed_does_not_delay_other_chats_digests(
     stats = await scheduler_tick(app, now)
     assert stats.digests == 1 and stats.postponed == 1
     when = {chat: at for at, chats in enqueued for chat in chats}
-    assert when["2"] < 1.5, f"the arXiv chat waited {when['2']:.1f}s for the HF feed"
-    assert when["1"] > when["2"]
+    # The HF feed dribbles for ~4 s (two 2 s attempts); the arXiv chat does not wait for it.
+    assert when["2"] < 3.0, f"the arXiv chat waited {when['2']:.1f}s for the HF feed"
+    assert when["1"] > when["2"] + 0.5
 
 
 async def test_a_dribbling_eprint_does_not_hold_the_arxiv_gate(
