@@ -46,6 +46,7 @@ from bot.commands import (
 from bot.config import Settings
 from bot.logs import install_redaction, redact
 from bot.models import ChatRef
+from bot.pacing import Pacer, SendLimits
 from bot.sending import (
     ChatGone,
     PermanentError,
@@ -679,23 +680,46 @@ def _retry_after(exc: discord.HTTPException) -> float:
 # ======================================================================== pacing
 
 
-class ChannelPacer:
-    """At most one message per `interval` seconds per channel (Discord allows 5 per 5 s),
-    so a digest of many parts never leans on discord.py's 429 handling."""
+# Discord allows 50 requests a second per bot, every request counted; we keep 45.
+_MESSAGES_ROUTE = re.compile(r"/channels/(\d+)/messages$")
 
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._next: dict[str, float] = {}
 
-    async def wait(self, channel: str) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        at = max(now, self._next.get(channel, 0.0))
-        self._next[channel] = at + self.interval  # reserve the slot before sleeping
-        if len(self._next) > 10_000:
-            self._next = {k: v for k, v in self._next.items() if v > now}
-        if at > now:
-            await asyncio.sleep(at - now)
+def send_limits(settings: Settings, channel_interval: float = 1.0) -> SendLimits:
+    """Our pace on Discord: the global limit with headroom, and one message a second per
+    channel (Discord allows 5 per 5 s; discord.py also honours each route's bucket)."""
+    return SendLimits(
+        overall=settings.worker_share().discord_rate_per_second, chat_interval=channel_interval
+    )
+
+
+def pacing_trace(pacer: Pacer) -> aiohttp.TraceConfig:
+    """An aiohttp hook that paces every request discord.py makes, when it makes it: its
+    own retries, interaction answers and logins count against the global limit too, and
+    a global 429 holds every request back for its retry_after."""
+
+    async def on_start(
+        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        channel = None
+        if params.method == "POST":
+            match = _MESSAGES_ROUTE.search(params.url.path)
+            channel = match.group(1) if match else None
+        await pacer.acquire(channel)
+
+    async def on_end(
+        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        headers = params.response.headers
+        if params.response.status == 429 and headers.get("X-RateLimit-Global") == "true":
+            try:
+                pacer.pause(float(headers.get("Retry-After", "1")))
+            except ValueError:
+                pacer.pause(1.0)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    trace.on_request_end.append(on_end)
+    return trace
 
 
 # ====================================================================== commands
@@ -951,7 +975,9 @@ class DiscordAdapter:
         self.app = app
         self.settings = settings
         self.state_dir = Path(state_dir) if state_dir is not None else _default_state_dir(settings)
-        self.pacer = ChannelPacer(channel_interval)
+        # Every request discord.py sends waits for its slot here (bot/pacing.py).
+        self.limits = send_limits(settings, channel_interval)
+        self.pacer = Pacer(self.limits)
         self.guild_ready_timeout = guild_ready_timeout
         self.ready_timeout = ready_timeout
         self.start_backoff = start_backoff  # first wait when Discord is unreachable at start
@@ -1025,7 +1051,9 @@ class DiscordAdapter:
         log.info("discord ready as %s in %d guild(s)", client.user, len(client.guilds))
 
     def _new_client(self) -> _Client:
-        client = _Client(self, guild_ready_timeout=self.guild_ready_timeout)
+        client = _Client(
+            self, guild_ready_timeout=self.guild_ready_timeout, http_trace=pacing_trace(self.pacer)
+        )
         for command in COMMANDS.values():
             client.tree.add_command(build_app_command(command, self.on_command))
         self.client = client
@@ -1222,6 +1250,11 @@ class DiscordAdapter:
 
     # ------------------------------------------------------------ outbound
 
+    async def ready(self, chat: ChatRef) -> None:
+        """Wait until the channel's own pace lets one more message go (the dispatcher asks
+        before it takes a send slot); each request is paced as it goes out."""
+        await self.pacer.ready(chat.thread_id or chat.chat_id)
+
     async def send(self, chat: ChatRef, message: Message) -> list[str]:
         """Post one message to a channel over REST; returns the Discord message ids."""
         client = self.client
@@ -1234,7 +1267,6 @@ class DiscordAdapter:
         channel = client.get_partial_messageable(channel_id)
         ids: list[str] = []
         for part in render_discord(message):
-            await self.pacer.wait(str(channel_id))
             kwargs = _send_kwargs(part)
             try:
                 sent = await channel.send(**kwargs)

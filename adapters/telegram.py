@@ -61,6 +61,7 @@ from bot.config import USER_AGENT
 from bot.ids import InvalidArxivId, parse_arxiv_id
 from bot.logs import install_redaction, quiet_http_loggers, redact
 from bot.models import ChatRef
+from bot.pacing import Pacer, SendLimits
 from bot.startup import PlatformError, describe, retrying
 from bot.text import (
     Block,
@@ -436,6 +437,31 @@ def _chat_kind(chat_type: str) -> ChatKind:
     return "group"
 
 
+# Telegram allows 1000 messages a second to paid broadcasts; we keep 5% under it.
+PAID_BROADCAST_RATE = 950.0
+
+
+def send_limits(settings: Settings) -> SendLimits:
+    """Our pace on Telegram, under its published limits (30 messages a second overall,
+    1000 with paid broadcasts; 20 a minute per group; about one a second per chat)."""
+    share = settings.worker_share()
+    overall = share.telegram_rate_per_second
+    if settings.telegram_paid_broadcast:
+        overall = PAID_BROADCAST_RATE / settings.worker_count
+    chat_rate = settings.delivery_chat_rate_per_second
+    return SendLimits(
+        overall=overall,
+        chat_interval=1.0 / chat_rate if chat_rate > 0 else 0.0,
+        group=settings.delivery_group_rate_per_minute,
+        group_window=60.0,
+    )
+
+
+def is_group(chat: ChatRef) -> bool:
+    """Groups, supergroups and channels have negative ids (or an @username)."""
+    return chat.chat_id.startswith(("-", "@"))
+
+
 def _telegram_chat_id(chat: ChatRef) -> int | str:
     try:
         return int(chat.chat_id)
@@ -511,6 +537,9 @@ class TelegramAdapter:
         # hands out one Message object per distinct body. Holding the message keeps its
         # id from being reused while the entry lives.
         self._plans = _Bounded(512)
+        # Every message we post, digest or reply, waits for its slot here (bot/pacing.py).
+        self.limits = send_limits(settings)
+        self.pacer = Pacer(self.limits)
         install_redaction([settings.telegram_bot_token])
 
     # -------------------------------------------------------------- lifecycle
@@ -675,6 +704,11 @@ class TelegramAdapter:
 
     # ---------------------------------------------------------------- sending
 
+    async def ready(self, chat: ChatRef) -> None:
+        """Wait until the chat's own limits let one more message go (the dispatcher asks
+        before it takes a send slot)."""
+        await self.pacer.ready(chat.chat_id, group=is_group(chat))
+
     async def send(self, chat: ChatRef, message: Message) -> list[str]:
         """For the delivery outbox: errors come out as bot.sending errors to act on.
 
@@ -703,6 +737,8 @@ class TelegramAdapter:
                     "parse_mode": ParseMode.HTML.value,
                     "link_preview_options": {"is_disabled": True},
                 }
+                if self.settings.telegram_paid_broadcast:
+                    fields["allow_paid_broadcast"] = True
                 if markup is not None and index == len(plan.parts) - 1:
                     fields["reply_markup"] = markup
                 body = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
@@ -833,6 +869,8 @@ class TelegramAdapter:
             await self._save_callbacks(plan.callbacks)
         chat_id = _telegram_chat_id(chat)
         thread = int(chat.thread_id) if chat.thread_id else None
+        group = is_group(chat)
+        paid = self.settings.telegram_paid_broadcast and not patient  # digests only
         ids: list[str] = []
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
@@ -842,6 +880,7 @@ class TelegramAdapter:
                 else None
             )
             while True:
+                await self.pacer.acquire(chat.chat_id, group=group)
                 try:
                     sent: TgMessage | int
                     if plan.payloads is not None and reply is None:
@@ -855,6 +894,7 @@ class TelegramAdapter:
                             reply_markup=markup if last else None,
                             message_thread_id=thread,
                             reply_parameters=reply,
+                            allow_paid_broadcast=paid or None,
                         )
                     else:
                         sent = await bot.send_message(

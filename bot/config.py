@@ -29,6 +29,7 @@ _POSITIVE = frozenset(
         "upstream_deadline_seconds",
         "retry_after_cap_seconds",
         "interactive_deadline_seconds",
+        "delivery_lease_seconds",  # renewed every third of it: 0 would spin
     }
 )
 
@@ -112,15 +113,18 @@ class Settings:
     # 0 = the count Discord recommends.
     discord_shard_count: int = 0
     # Delivery (bot/delivery.py). A rate of 0 turns that limit off.
-    telegram_rate_per_second: float = 30.0  # Telegram's global broadcast limit
-    discord_rate_per_second: float = 50.0  # Discord's global limit
-    delivery_burst_seconds: float = 0.1  # global bucket size, in seconds of the rate
+    # Our pace, in rolling windows, with headroom under the platforms' own limits
+    # (bot/pacing.py): Telegram allows 30/s, Discord 50/s, a Telegram group 20/min.
+    telegram_rate_per_second: float = 28.0
+    discord_rate_per_second: float = 45.0
+    # Digests with allow_paid_broadcast (paid Telegram Stars): up to 1000/s overall.
+    telegram_paid_broadcast: bool = False
     delivery_chat_rate_per_second: float = 1.0
-    delivery_group_rate_per_minute: float = 20.0  # Telegram groups and channels
-    delivery_group_burst: int = 1  # 1 = evenly spaced, never 20 at once
+    delivery_group_rate_per_minute: float = 19.0  # Telegram groups and channels
     delivery_in_flight: int = 256  # rows claimed at once: bounds duplicates after a crash
     delivery_concurrency: int = 4  # requests on the wire at once, across all chats
-    delivery_lease_seconds: float = 300.0
+    # Renewed while the row is being sent, so short: a crash is recovered in seconds.
+    delivery_lease_seconds: float = 10.0
     delivery_max_attempts: int = 8
     delivery_backoff_seconds: float = 5.0
     delivery_backoff_max_seconds: float = 3600.0
@@ -141,7 +145,9 @@ class Settings:
             if not raw:
                 continue
             env_name = "PAPERBOY_DATABASE_URL" if f.name == "database_url" else f.name.upper()
-            if f.type in ("int", int):
+            if f.type in ("bool", bool):
+                values[f.name] = raw.lower() in ("1", "true", "yes", "on")
+            elif f.type in ("int", int):
                 values[f.name] = _number(env_name, raw, int)
             elif f.type in ("float", float):
                 values[f.name] = _number(env_name, raw, float)

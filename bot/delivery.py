@@ -4,10 +4,12 @@ The scheduler (`scheduler_tick`) finds chats whose next run has come, builds the
 digests and, in one store transaction per batch, writes the messages to the outbox,
 marks the papers delivered and advances each chat's next run. Nothing is sent there.
 
-The dispatcher leases outbox rows (`claim_outbox`), sends them through the chat's
-platform with our own flood control, and marks them sent. A crash leaves leased rows
-behind; once their lease expires they are claimed again, so no digest is lost and the
-duplicates are bounded by the rows in flight at the crash (`delivery_in_flight`).
+The dispatcher leases outbox rows (`claim_outbox`: each chat's first unsent row only, so
+a chat's messages go out in order), sends them through the chat's platform, whose
+adapter paces every request (bot/pacing.py), and marks them sent. Leases are short and
+renewed while this process lives; after a crash they expire within seconds and each
+chat resumes at its first unsent row, so no digest is lost and at most the one message
+per chat in flight at the crash goes out twice.
 """
 
 from __future__ import annotations
@@ -24,8 +26,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-
-from aiolimiter import AsyncLimiter
 
 from bot.config import Settings
 from bot.digest import Round
@@ -57,6 +57,7 @@ PRUNE_AFTER = timedelta(days=14)
 # a message older than this is answered as stale.
 MESSAGE_MEMORY_AFTER = timedelta(days=30)
 SENT_FLUSH_SECONDS = 0.02
+LEASE_RENEWALS = 3  # renewals per lease: one missed beat does not lose the lease
 SENT_FLUSH_RETRY_SECONDS = 1.0  # after the store failed to record sent rows
 IDLE_POLL_SECONDS = 1.0
 OUTBOX_RETRY_SECONDS = 5.0  # after the outbox could not be read (the database is down)
@@ -178,76 +179,6 @@ async def _digests(
     return out
 
 
-# ------------------------------------------------------------------ flood control
-
-
-def _limiter(rate: float, period: float, burst: float) -> AsyncLimiter | None:
-    """A leaky bucket of `burst` tokens refilled at `rate` per `period`; None when off."""
-    if rate <= 0:
-        return None
-    burst = max(1.0, burst)
-    return AsyncLimiter(burst, period * burst / rate)
-
-
-def is_group(chat: ChatRef) -> bool:
-    """Telegram groups, supergroups and channels have negative ids."""
-    return chat.platform == "telegram" and chat.chat_id.startswith("-")
-
-
-class FloodControl:
-    """Our own limits, kept under the platforms' so they never have to say 429.
-
-    Per platform a global bucket, per chat one message a second, per Telegram group
-    twenty a minute. The bucket sizes are small on purpose: the platforms measure
-    with their own clocks, and network jitter must not push us over.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._global: dict[str, AsyncLimiter | None] = {}
-        self._chats: dict[str, AsyncLimiter] = {}
-        self._groups: dict[str, AsyncLimiter] = {}
-
-    def _platform(self, platform: str) -> AsyncLimiter | None:
-        if platform not in self._global:
-            s = self.settings
-            rate = {
-                "telegram": s.telegram_rate_per_second,
-                "discord": s.discord_rate_per_second,
-            }.get(platform, 0.0)
-            self._global[platform] = _limiter(rate, 1.0, rate * s.delivery_burst_seconds)
-        return self._global[platform]
-
-    async def acquire(self, chat: ChatRef) -> None:
-        s = self.settings
-        # The chat's own limits first: waiting there must not hold a global token.
-        if s.delivery_chat_rate_per_second > 0:
-            limiter = self._chats.get(chat.key)
-            if limiter is None:
-                limiter = self._chats[chat.key] = AsyncLimiter(
-                    1, 1.0 / s.delivery_chat_rate_per_second
-                )
-            await limiter.acquire()
-        if s.delivery_group_rate_per_minute > 0 and is_group(chat):
-            group = self._groups.get(chat.key)
-            if group is None:
-                burst = max(1, s.delivery_group_burst)
-                period = 60.0 * burst / s.delivery_group_rate_per_minute
-                group = self._groups[chat.key] = AsyncLimiter(burst, period)
-            await group.acquire()
-        platform = self._platform(chat.platform)
-        if platform is not None:
-            await platform.acquire()
-
-    def forget(self, keys: Iterable[str]) -> None:
-        """Drop the buckets of chats that are idle and full again (keeps memory flat)."""
-        for key in keys:
-            for table in (self._chats, self._groups):
-                limiter = table.get(key)
-                if limiter is not None and limiter.has_capacity(limiter.max_rate):
-                    del table[key]
-
-
 # ---------------------------------------------------------------------- dispatcher
 
 
@@ -262,7 +193,11 @@ class SendStats:
 
 
 class Dispatcher:
-    """Leases outbox rows and sends them; each chat in order, many chats at once."""
+    """Leases outbox rows and sends them; each chat in order, many chats at once.
+
+    A chat's row n+1 is never sent while row n is unsent (pending, leased or waiting for
+    a retry): the store hands out each chat's first unsent row only, and an error that
+    delays a row delays every later row of its chat with it."""
 
     def __init__(
         self,
@@ -278,16 +213,16 @@ class Dispatcher:
         self.senders = dict(senders)
         self.settings = settings
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.flood = FloodControl(settings)
         self.stats = SendStats()
         self._in_flight: set[int] = set()  # leased here and not yet settled in the store
         self._queues: dict[str, deque[OutboxItem]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._sent: list[tuple[int, list[str]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         # Few requests on the wire suffice (each takes milliseconds); more only makes the
-        # HTTP client juggle connections. Chats waiting for their buckets hold no slot.
+        # HTTP client juggle connections. Chats waiting for their own limits hold no slot.
         self._slots = asyncio.Semaphore(max(1, settings.delivery_concurrency))
 
     @property
@@ -324,6 +259,8 @@ class Dispatcher:
         """Send until cancelled, or (until_idle) until nothing is left to send by `deadline`
         (loop time); rows waiting for a retry past the deadline stay for the next run."""
         loop = asyncio.get_running_loop()
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.create_task(self._renew_leases(), name="outbox leases")
         try:
             while True:
                 self._wake.clear()
@@ -352,7 +289,26 @@ class Dispatcher:
         finally:
             await self.close()
 
+    async def _renew_leases(self) -> None:
+        """Keep the leases of the rows held here alive while this process lives, so they
+        can be short: after a crash, nobody renews them and they expire in seconds."""
+        lease = self.settings.delivery_lease_seconds
+        while True:
+            await asyncio.sleep(lease / LEASE_RENEWALS)
+            if not self._in_flight:
+                continue
+            until = self.clock() + timedelta(seconds=lease)
+            try:
+                await self.store.renew_outbox_leases(sorted(self._in_flight), self.worker, until)
+            except Exception:  # the next beat tries again; the lease has two more beats
+                log.warning("delivery: renewing outbox leases failed", exc_info=True)
+
     async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -383,7 +339,6 @@ class Dispatcher:
         finally:
             self._queues.pop(key, None)
             self._tasks.pop(key, None)
-            self.flood.forget([key])
             self._wake.set()
 
     def _release(self, items: Iterable[OutboxItem]) -> None:
@@ -401,7 +356,11 @@ class Dispatcher:
         if sender is None:  # pragma: no cover - claims ask for our platforms only
             await self._dead(item, f"no sender for {item.chat.platform}")
             return
-        await self.flood.acquire(item.chat)
+        # The chat's own limits first (its adapter paces each request; waiting for the
+        # chat's turn here keeps a send slot free for chats that can go now).
+        ready = getattr(sender, "ready", None)
+        if ready is not None:
+            await ready(item.chat)
         try:
             async with self._slots:
                 ids = await sender.send(item.chat, message)
@@ -432,19 +391,20 @@ class Dispatcher:
             log.warning("message %s refused for good: %s", item.key, e)
             await self._dead(item, str(e))
         except (TransientError, SendError, OSError, TimeoutError) as e:
-            await self._retry(item, str(e) or type(e).__name__)
+            await self._retry(item, str(e) or type(e).__name__, queue)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a renderer bug must not kill the loop: retry, then give up
             log.exception("sending %s failed", item.key)
-            await self._retry(item, f"{type(e).__name__}: {e}")
+            await self._retry(item, f"{type(e).__name__}: {e}", queue)
         else:
             self.stats.sent += 1
             self._sent.append((item.id, ids))
             if self._flusher is None:
                 self._flusher = asyncio.create_task(self._flush_soon())
 
-    async def _retry(self, item: OutboxItem, error: str) -> None:
+    async def _retry(self, item: OutboxItem, error: str, queue: deque[OutboxItem]) -> None:
+        """Try the row again later; the chat's later rows wait behind it."""
         s = self.settings
         if item.attempts >= s.delivery_max_attempts:
             log.warning("giving up on %s after %d attempts: %s", item.key, item.attempts, error)
@@ -458,8 +418,13 @@ class Dispatcher:
         )
         delay *= random.uniform(0.5, 1.0)
         self.stats.retried += 1
-        await self.store.mark_failed(item.id, self.clock() + timedelta(seconds=delay), error)
-        self._release([item])
+        until = self.clock() + timedelta(seconds=delay)
+        await self.store.mark_failed(item.id, until, error)
+        # The head row waiting already holds the chat back; moving the rest along keeps
+        # claims from stepping over them meanwhile.
+        await self.store.defer_chat_outbox(item.chat, until)
+        self._release([item, *queue])
+        queue.clear()
 
     async def _dead(self, item: OutboxItem, error: str) -> None:
         self.stats.dead += 1

@@ -99,8 +99,15 @@ class Store(Protocol):
         worker: str,
         platforms: Sequence[str],
     ) -> list[OutboxItem]:
-        """Lease up to `limit` sendable rows (pending and due, or leased and expired) in send
-        order, counting an attempt on each."""
+        """Lease up to `limit` sendable rows (pending and due, or leased and expired), at most
+        one per chat: its first unsent row, and only when no earlier row of the chat is
+        pending, leased or waiting for a retry. Counts an attempt on each."""
+        ...
+
+    async def renew_outbox_leases(
+        self, item_ids: Sequence[int], worker: str, lease_until: datetime
+    ) -> int:
+        """Extend the leases `worker` still holds on these rows; returns rows renewed."""
         ...
 
     async def mark_sent(self, sent: Sequence[tuple[int, list[str]]], now: datetime) -> None:

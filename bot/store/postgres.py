@@ -58,6 +58,11 @@ _SELECT_PAPERS = (
 _CHAT_SETTINGS = "timezone, delivery_time, count, format, language, weekdays, active, title"
 _CHAT_WHERE = "platform = $1 AND chat_id = $2 AND thread_id = $3"
 _SUB_COLUMNS = "id, feed, keywords, exclude, authors, created_at"
+# No earlier row of the same chat is still to send (dead rows do not hold a chat back).
+_HEAD = (
+    "NOT EXISTS (SELECT 1 FROM outbox p WHERE p.chat = o.chat"
+    " AND p.status IN ('pending', 'sending') AND p.id < o.id)"
+)
 
 
 # Lists are text[], instants timestamptz (see bot/store/records.py).
@@ -617,84 +622,34 @@ class PostgresStore:
         worker: str,
         platforms: Sequence[str],
     ) -> list[OutboxItem]:
-        """Lease sendable rows, a chat's rows in order, one worker per chat at a time.
+        """Lease each chat's first unsent row, when it is sendable; never a later one.
 
-        Several workers claim concurrently. Chats with sendable rows are locked FOR NO KEY
-        UPDATE SKIP LOCKED, leaving out chats whose rows another worker holds under a live
-        lease; then the rows of the chats won are locked FOR UPDATE SKIP LOCKED, and each
-        chat keeps only the rows before its first one locked elsewhere. So a chat's messages
-        go out in order and at its own rate, and the rows of a worker that died come back
-        once their lease expires.
+        Several workers claim concurrently. A row is taken only when no earlier row of its
+        chat is pending, leased or waiting for a retry, and it is locked FOR UPDATE SKIP
+        LOCKED: a head another worker is claiming is skipped, and the row after it is not a
+        head while that one is unsent. So a chat's messages go out in order, one at a
+        time, by one worker; the row of a worker that died comes back when its lease
+        (renewed while the worker lives) expires.
         """
         if limit <= 0 or not platforms:
             return []
         stamp = to_utc(now)
         lease = stamp + timedelta(seconds=lease_seconds)
-        kinds = sorted(set(platforms))
         async with self.transaction() as conn:
-            ready: list[asyncpg.Record] = []
-            for platform in kinds:
+            ids: list[int] = []
+            for platform in sorted(set(platforms)):
                 # Equality on platform keeps each probe an ordered scan of its index.
                 for sql in (
-                    "SELECT chat FROM outbox WHERE status = 'pending' AND platform = $1"
-                    " AND next_attempt_at <= $2 ORDER BY next_attempt_at, id LIMIT $3",
-                    "SELECT chat FROM outbox WHERE status = 'sending' AND platform = $1"
-                    " AND lease_until <= $2 ORDER BY lease_until, id LIMIT $3",
+                    "SELECT id FROM outbox o WHERE status = 'pending' AND platform = $1"
+                    f" AND next_attempt_at <= $2 AND {_HEAD}"
+                    " ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE OF o SKIP LOCKED",
+                    "SELECT id FROM outbox o WHERE status = 'sending' AND platform = $1"
+                    f" AND lease_until <= $2 AND {_HEAD}"
+                    " ORDER BY lease_until, id LIMIT $3 FOR UPDATE OF o SKIP LOCKED",
                 ):
-                    ready += await conn.fetch(sql, platform, stamp, limit)
-            if not ready:
-                return []
-            order = list(dict.fromkeys(row["chat"] for row in ready))
-            locked_chats = await conn.fetch(
-                "SELECT id FROM chats WHERE id = ANY($1::bigint[])"
-                " ORDER BY id FOR NO KEY UPDATE SKIP LOCKED",
-                order,
-            )
-            # Checked only now, in a statement that starts after the chat locks are held:
-            # its snapshot then sees every claim committed by an earlier holder.
-            busy = await conn.fetch(
-                "SELECT DISTINCT chat FROM outbox WHERE chat = ANY($1::bigint[])"
-                " AND status = 'sending' AND lease_until > $2 AND worker IS DISTINCT FROM $3",
-                [row["id"] for row in locked_chats],
-                stamp,
-                worker,
-            )
-            taken = {row["chat"] for row in busy}
-            won = [row for row in locked_chats if row["id"] not in taken]
-            if not won:
-                return []
-            sendable = await conn.fetch(
-                "SELECT id, chat FROM outbox WHERE chat = ANY($1::bigint[])"
-                " AND platform = ANY($2::text[]) AND ((status = 'pending'"
-                " AND next_attempt_at <= $3) OR (status = 'sending' AND lease_until <= $3))"
-                " ORDER BY chat, id",
-                [row["id"] for row in won],
-                kinds,
-                stamp,
-            )
-            locked = {
-                row["id"]
-                for row in await conn.fetch(
-                    "SELECT id FROM outbox WHERE id = ANY($1::bigint[]) ORDER BY id"
-                    " FOR UPDATE SKIP LOCKED",
-                    [row["id"] for row in sendable],
-                )
-            }
-            per_chat: dict[int, list[int]] = {}
-            stopped: set[int] = set()
-            for row in sendable:
-                chat = row["chat"]
-                if chat in stopped:
-                    continue
-                if row["id"] not in locked:
-                    stopped.add(chat)  # a later row must not overtake this one
-                    continue
-                per_chat.setdefault(chat, []).append(row["id"])
-            ids: list[int] = []
-            for chat in order:
-                ids += per_chat.get(chat, [])[: limit - len(ids)]
-                if len(ids) >= limit:
-                    break
+                    if len(ids) < limit:
+                        rows = await conn.fetch(sql, platform, stamp, limit - len(ids))
+                        ids += [row["id"] for row in rows]
             if not ids:
                 return []
             rows = await conn.fetch(
@@ -714,6 +669,21 @@ class PostgresStore:
             )
             for row in rows
         ]
+
+    async def renew_outbox_leases(
+        self, item_ids: Sequence[int], worker: str, lease_until: datetime
+    ) -> int:
+        if not item_ids:
+            return 0
+        async with self.transaction() as conn:
+            status = await conn.execute(
+                "UPDATE outbox SET lease_until = $1 WHERE id = ANY($2::bigint[])"
+                " AND status = 'sending' AND worker = $3",
+                to_utc(lease_until),
+                list(item_ids),
+                worker,
+            )
+        return int(status.rsplit(" ", 1)[-1])
 
     async def mark_sent(self, sent: Sequence[tuple[int, list[str]]], now: datetime) -> None:
         if not sent:

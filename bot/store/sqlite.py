@@ -737,12 +737,13 @@ class SQLiteStore:
         marks = ", ".join("?" for _ in platforms)
         async with self.transaction() as db:
             ids: list[int] = []
-            # Two index-ordered probes instead of one OR, which SQLite would scan.
+            # Two index-ordered probes instead of one OR, which SQLite would scan. A row is
+            # a chat's head when no earlier row of the chat is unsent (outbox_unsent index).
             for sql in (
-                f"SELECT id FROM outbox WHERE status = 'pending' AND platform IN ({marks})"
-                " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
-                f"SELECT id FROM outbox WHERE status = 'sending' AND platform IN ({marks})"
-                " AND lease_until <= ? ORDER BY lease_until, id LIMIT ?",
+                f"SELECT id FROM outbox o WHERE status = 'pending' AND platform IN ({marks})"
+                f" AND next_attempt_at <= ? AND {_HEAD} ORDER BY next_attempt_at, id LIMIT ?",
+                f"SELECT id FROM outbox o WHERE status = 'sending' AND platform IN ({marks})"
+                f" AND lease_until <= ? AND {_HEAD} ORDER BY lease_until, id LIMIT ?",
             ):
                 async with db.execute(sql, (*platforms, stamp, limit - len(ids))) as cur:
                     ids += [row[0] for row in await cur.fetchall()]
@@ -770,6 +771,22 @@ class SQLiteStore:
             )
             for row in rows
         ]
+
+    async def renew_outbox_leases(
+        self, item_ids: Sequence[int], worker: str, lease_until: datetime
+    ) -> int:
+        if not item_ids:
+            return 0
+        marks = ", ".join("?" for _ in item_ids)
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "UPDATE outbox SET lease_until = ? WHERE status = 'sending' AND worker = ?"
+                f" AND id IN ({marks})",
+                (_ts(lease_until), worker, *item_ids),
+            )
+            count = cur.rowcount
+            await cur.close()
+        return int(count)
 
     async def mark_sent(self, sent: Sequence[tuple[int, list[str]]], now: datetime) -> None:
         if not sent:
@@ -936,6 +953,12 @@ def _list(text: str) -> list[str]:
 
 # ------------------------------------------------------------- outbox and schedule
 # Helpers of SQLiteStore's outbox section: instants are fixed-width UTC text (see 0002).
+
+# No earlier row of the same chat is still to send (dead rows do not hold a chat back).
+_HEAD = (
+    "NOT EXISTS (SELECT 1 FROM outbox p WHERE p.chat = o.chat"
+    " AND p.status IN ('pending', 'sending') AND p.id < o.id)"
+)
 
 
 def _ts(moment: datetime) -> str:
