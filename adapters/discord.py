@@ -684,9 +684,13 @@ def _retry_after(exc: discord.HTTPException) -> float:
 _MESSAGES_ROUTE = re.compile(r"/channels/(\d+)/messages$")
 
 
-def send_limits(settings: Settings, channel_interval: float = 1.0) -> SendLimits:
-    """Our pace on Discord: the global limit with headroom, and one message a second per
-    channel (Discord allows 5 per 5 s; discord.py also honours each route's bucket)."""
+def send_limits(settings: Settings, channel_interval: float | None = None) -> SendLimits:
+    """Our pace on Discord: the global limit with headroom, and a little under a message a
+    second per channel (Discord allows 5 per 5 s; discord.py honours each route's bucket
+    too)."""
+    if channel_interval is None:
+        rate = settings.delivery_chat_rate_per_second
+        channel_interval = 1.0 / rate if rate > 0 else 0.0
     return SendLimits(
         overall=settings.worker_share().discord_rate_per_second, chat_interval=channel_interval
     )
@@ -967,7 +971,7 @@ class DiscordAdapter:
         settings: Settings,
         *,
         state_dir: str | Path | None = None,
-        channel_interval: float = 1.0,
+        channel_interval: float | None = None,
         guild_ready_timeout: float = 2.0,
         ready_timeout: float = 60.0,
         start_backoff: float = 1.0,

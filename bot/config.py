@@ -119,7 +119,7 @@ class Settings:
     discord_rate_per_second: float = 45.0
     # Digests with allow_paid_broadcast (paid Telegram Stars): up to 1000/s overall.
     telegram_paid_broadcast: bool = False
-    delivery_chat_rate_per_second: float = 1.0
+    delivery_chat_rate_per_second: float = 0.95  # about one a second, and never faster
     delivery_group_rate_per_minute: float = 19.0  # Telegram groups and channels
     delivery_in_flight: int = 256  # rows claimed at once: bounds duplicates after a crash
     delivery_concurrency: int = 4  # requests on the wire at once, across all chats

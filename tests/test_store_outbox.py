@@ -102,28 +102,34 @@ async def test_claim_send_retry_and_die(make_store: StoreFactory) -> None:  # no
     await _subscribe(store, A, D)
     await _schedule(store, A, D)
     await store.enqueue_digests([_digest(A, 3), _digest(D, 1)], T0)
+    keys = [f"{A.key}:20260302T090000Z:{n}" for n in range(3)]
 
     assert await store.claim_outbox(T0, 10, 60, "w1", []) == []
-    items = await store.claim_outbox(T0, 10, 60, "w1", ["telegram"])
-    assert [(i.chat, i.key, i.attempts) for i in items] == [
-        (A, f"{A.key}:20260302T090000Z:{n}", 1) for n in range(3)
-    ]
-    assert items[0].body == '{"n": 0}'
+    # One row per chat: its first; the next only once that one is settled.
+    [first] = await store.claim_outbox(T0, 10, 60, "w1", ["telegram"])
+    assert (first.chat, first.key, first.attempts, first.body) == (A, keys[0], 1, '{"n": 0}')
     assert await store.claim_outbox(T0, 10, 60, "w1", ["telegram"]) == []  # leased
-    await store.mark_sent([(items[0].id, ["m1", "m2"])], T0)
-    await store.mark_failed(items[1].id, T0 + timedelta(minutes=5), "HTTP 502")
-    await store.mark_dead(items[2].id, "bad request")
-    counts = await store.outbox_counts()
-    assert counts == {"pending": 2, "sending": 0, "sent": 1, "dead": 1}
-    assert await store.next_outbox_time(["telegram"]) == T0 + timedelta(minutes=5)
+    await store.mark_sent([(first.id, ["m1", "m2"])], T0)
+    [second] = await store.claim_outbox(T0, 10, 60, "w1", ["telegram"])
+    assert second.key == keys[1]
+    await store.mark_failed(second.id, T0 + timedelta(minutes=5), "HTTP 502")
+    # Row 2 is due, but row 1 waits for its retry: row 2 waits behind it.
+    assert await store.claim_outbox(T0 + timedelta(minutes=1), 10, 60, "w1", ["telegram"]) == []
+    assert await store.next_outbox_time(["telegram"]) == T0
     assert await store.next_outbox_time(["discord"]) == T0
     assert await store.next_outbox_time([]) is None
 
     again = await store.claim_outbox(T0 + timedelta(minutes=5), 10, 60, "w2", ["telegram"])
-    assert [(i.id, i.attempts) for i in again] == [(items[1].id, 2)]
+    assert [(i.id, i.attempts) for i in again] == [(second.id, 2)]
     await store.mark_failed(again[0].id, T0, "429", refund=True)
     [refunded] = await store.claim_outbox(T0 + timedelta(minutes=5), 10, 60, "w2", ["telegram"])
     assert refunded.attempts == 2  # the 429 did not count
+    await store.mark_dead(refunded.id, "bad request")  # a dead row holds nothing back
+    [third] = await store.claim_outbox(T0 + timedelta(minutes=5), 10, 60, "w2", ["telegram"])
+    assert third.key == keys[2]
+    await store.mark_sent([(third.id, ["m3"])], T0)
+    counts = await store.outbox_counts()
+    assert counts == {"pending": 1, "sending": 0, "sent": 2, "dead": 1}
 
 
 async def test_an_expired_lease_is_claimed_again(make_store: StoreFactory) -> None:  # noqa: F811
@@ -132,12 +138,66 @@ async def test_an_expired_lease_is_claimed_again(make_store: StoreFactory) -> No
     await _schedule(store, A)
     await store.enqueue_digests([_digest(A, 2)], T0)
     first = await store.claim_outbox(T0, 10, 30, "dead-worker", ["telegram"])
-    assert len(first) == 2
-    assert await store.next_outbox_time(["telegram"]) == T0 + timedelta(seconds=30)
+    assert len(first) == 1
+    assert await store.next_outbox_time(["telegram"]) == T0  # row 2, pending behind row 1
     assert await store.claim_outbox(T0 + timedelta(seconds=29), 10, 30, "w2", ["telegram"]) == []
     later = T0 + timedelta(seconds=31)
     second = await store.claim_outbox(later, 10, 30, "w2", ["telegram"])
     assert [(i.id, i.attempts) for i in second] == [(i.id, 2) for i in first]
+
+
+async def test_a_renewed_lease_holds_and_only_its_worker_renews(
+    make_store: StoreFactory,  # noqa: F811
+) -> None:
+    store = await _opened(make_store)
+    await _subscribe(store, A, B)
+    await _schedule(store, A, B)
+    await store.enqueue_digests([_digest(A, 1), _digest(B, 1)], T0)
+    items = await store.claim_outbox(T0, 10, 10, "w1", ["telegram"])
+    assert len(items) == 2
+    ids = [i.id for i in items]
+    assert await store.renew_outbox_leases(ids, "w2", T0 + timedelta(seconds=60)) == 0
+    assert await store.renew_outbox_leases(ids, "w1", T0 + timedelta(seconds=20)) == 2
+    assert await store.renew_outbox_leases([], "w1", T0) == 0
+    # Past the first lease, but inside the renewed one: nobody else gets them.
+    assert await store.claim_outbox(T0 + timedelta(seconds=15), 10, 10, "w2", ["telegram"]) == []
+    back = await store.claim_outbox(T0 + timedelta(seconds=21), 10, 10, "w2", ["telegram"])
+    assert sorted(i.id for i in back) == sorted(ids)
+    await store.mark_sent([(ids[0], ["1"])], T0)
+    assert await store.renew_outbox_leases(ids, "w2", T0 + timedelta(seconds=60)) == 1
+
+
+async def test_a_chat_resumes_at_its_first_unsent_row(make_store: StoreFactory) -> None:  # noqa: F811
+    """Two runs' rows for one chat, a crash in the middle: the rows go out in order."""
+    store = await _opened(make_store)
+    await _subscribe(store, A, D)
+    await _schedule(store, A, D)
+    await store.enqueue_digests([_digest(A, 2), _digest(D, 2)], T0)
+    later = T0 + timedelta(days=1)
+    await store.enqueue_digests([_digest(A, 2, due=later)], T0)
+    sent: list[str] = []
+    now = T0
+    crashed = False
+    for _ in range(20):
+        items = await store.claim_outbox(now, 10, 30, "w", ["telegram", "discord"])
+        assert len({i.chat for i in items}) == len(items)  # one row per chat
+        if not items:
+            now += timedelta(seconds=31)  # the crashed lease runs out
+            continue
+        if len(sent) == 2 and not crashed:
+            crashed = True  # these rows were leased by a process that died
+            continue
+        await store.mark_sent([(i.id, ["x"]) for i in items], now)
+        sent += [i.key for i in items]
+    run0, run1 = "20260302T090000Z", "20260303T090000Z"
+    assert [k for k in sent if k.startswith(A.key)] == [
+        f"{A.key}:{run0}:0",
+        f"{A.key}:{run0}:1",
+        f"{A.key}:{run1}:0",
+        f"{A.key}:{run1}:1",
+    ]
+    assert [k for k in sent if k.startswith(D.key)] == [f"{D.key}:{run0}:{n}" for n in (0, 1)]
+    assert crashed
 
 
 async def test_chat_rows_defer_drop_move_and_prune(make_store: StoreFactory) -> None:  # noqa: F811
@@ -158,9 +218,10 @@ async def test_chat_rows_defer_drop_move_and_prune(make_store: StoreFactory) -> 
     new = ChatRef("telegram", "-100999")
     await store.save_chat(ChatSettings(new))
     await store.migrate_chat(leased[0].chat, new)  # unsent rows follow the chat
-    moved = await store.claim_outbox(until, 10, 60, "w1", ["telegram"])
-    assert {i.chat for i in moved} == {new}
-    await store.mark_sent([(i.id, ["1"]) for i in moved], until)
+    for _ in range(2):
+        moved = await store.claim_outbox(until, 10, 60, "w1", ["telegram"])
+        assert {i.chat for i in moved} == {new}
+        await store.mark_sent([(i.id, ["1"]) for i in moved], until)
     assert await store.prune_outbox(T0) == 0  # created at T0: not before it
     assert await store.prune_outbox(T0 + timedelta(seconds=1)) == 4
     assert await store.outbox_counts() == {"pending": 0, "sending": 0, "sent": 0, "dead": 0}

@@ -17,6 +17,7 @@ from bot import cards, sending
 from bot.commands import COMMANDS
 from bot.config import Settings
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
+from bot.pacing import Pacer, SendLimits
 from bot.service import Paperboy
 from bot.sources.arxiv import ArxivSource
 from bot.sources.hf import HuggingFaceSource
@@ -347,6 +348,7 @@ async def test_send_maps_telegram_errors(bot: Bot) -> None:
 async def test_real_flood_limits_answer_429_and_interactive_replies_wait(bot: Bot) -> None:
     tg = bot.tg
     tg.rate_limits.per_chat_burst = 1
+    bot.adapter.pacer = Pacer(SendLimits(overall=0))  # our own pace off: the fake's shows
     chat = ChatRef("telegram", str(USER))
     message = Message([Paragraph((Text("one"),))])
     await bot.adapter.send(chat, message)

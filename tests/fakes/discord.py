@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -77,6 +79,38 @@ DEFERRED_CHANNEL_MESSAGE = 5
 DEFERRED_UPDATE = 6
 AUTOCOMPLETE_RESULT = 8
 EPHEMERAL = 1 << 6
+
+
+@dataclass(slots=True)
+class RateLimits:
+    """Discord's published limits, each a rolling window: 50 requests a second per bot
+    (every request counts), and each channel's message route 5 per 5 s, announced in
+    X-RateLimit headers. `scale` stretches the windows; `enabled=False` lets all through."""
+
+    enabled: bool = True
+    global_per_second: float = 50.0
+    channel_messages: int = 5
+    channel_window: float = 5.0
+    scale: float = 1.0
+
+
+class _Window:
+    __slots__ = ("limit", "period", "times")
+
+    def __init__(self, limit: float, period: float) -> None:
+        self.limit = max(1, int(limit))
+        self.period = period
+        self.times: deque[float] = deque()
+
+    def wait(self, now: float) -> float:
+        while self.times and self.times[0] <= now - self.period:
+            self.times.popleft()
+        if len(self.times) < self.limit:
+            return 0.0
+        return self.times[-self.limit] + self.period - now
+
+
+_CHANNEL_MESSAGES = re.compile(re.escape(API_PREFIX) + r"/channels/(\d+)/messages$")
 
 
 class _Snowflakes:
@@ -173,8 +207,15 @@ class FakeDiscord:
         shards: int = 1,
         guilds: int = 1,
         heartbeat_interval_ms: int = 41250,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         self.token = token
+        self.rate_limits = rate_limits or RateLimits()
+        self._global_window = _Window(
+            self.rate_limits.global_per_second * self.rate_limits.scale, self.rate_limits.scale
+        )
+        self._channel_windows: dict[str, _Window] = {}
+        self.rate_limited = 0  # 429s our limits gave (not the scripted ones)
         self.shards = shards
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self._ids = _Snowflakes()
@@ -707,6 +748,12 @@ class FakeDiscord:
             if rule["left"] > 0 and rule["match"] in path:
                 rule["left"] -= 1
                 return _rate_limited(rule["retry_after"], rule["global"])
+        bucket: _Window | None = None
+        if path.startswith(API_PREFIX) and self.rate_limits.enabled:
+            limited, bucket = self._enforce(request.method, path)
+            if limited is not None:
+                self.rate_limited += 1
+                return limited
         for i, (match, status) in enumerate(self._server_errors):
             if match in path:
                 del self._server_errors[i]
@@ -717,10 +764,41 @@ class FakeDiscord:
         if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
             return _json({"message": "401: Unauthorized", "code": 0}, status=401)
         response: web.StreamResponse = await handler(request)
-        if path.startswith(API_PREFIX):
+        if bucket is not None:
+            now = time.monotonic()
+            response.headers.update(
+                _bucket_headers(
+                    remaining=bucket.limit - len(bucket.times),
+                    reset_after=max(0.0, bucket.times[0] + bucket.period - now),
+                    limit=bucket.limit,
+                )
+            )
+        elif path.startswith(API_PREFIX):
             response.headers.update(_bucket_headers(remaining=4))
         self._changed.set()
         return response
+
+    def _enforce(self, method: str, path: str) -> tuple[web.Response | None, _Window | None]:
+        """Count a request in its windows, or the 429 Discord would answer instead."""
+        now = time.monotonic()
+        limits = self.rate_limits
+        bucket = None
+        match = _CHANNEL_MESSAGES.match(path) if method == "POST" else None
+        if match is not None:
+            bucket = self._channel_windows.get(match.group(1))
+            if bucket is None:
+                bucket = self._channel_windows[match.group(1)] = _Window(
+                    limits.channel_messages, limits.channel_window * limits.scale
+                )
+        wait = self._global_window.wait(now)
+        if wait > 0:
+            return _rate_limited(wait, True), None
+        if bucket is not None and (wait := bucket.wait(now)) > 0:
+            return _rate_limited(wait, False, limit=bucket.limit), None
+        self._global_window.times.append(now)
+        if bucket is not None:
+            bucket.times.append(now)
+        return None, bucket
 
     async def _users_me(self, request: web.Request) -> web.Response:
         return _json(
@@ -1060,9 +1138,9 @@ def _error(status: int, code: int, message: str) -> web.Response:
     return _json({"message": message, "code": code}, status=status)
 
 
-def _bucket_headers(*, remaining: int, reset_after: float = 5.0) -> dict[str, str]:
+def _bucket_headers(*, remaining: int, reset_after: float = 5.0, limit: int = 5) -> dict[str, str]:
     return {
-        "X-RateLimit-Limit": "5",
+        "X-RateLimit-Limit": str(limit),
         "X-RateLimit-Remaining": str(remaining),
         "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
         "X-RateLimit-Reset-After": f"{reset_after:.3f}",
@@ -1070,9 +1148,9 @@ def _bucket_headers(*, remaining: int, reset_after: float = 5.0) -> dict[str, st
     }
 
 
-def _rate_limited(retry_after: float, is_global: bool) -> web.Response:
-    headers = _bucket_headers(remaining=0, reset_after=retry_after)
-    headers["Retry-After"] = str(max(1, round(retry_after)))
+def _rate_limited(retry_after: float, is_global: bool, limit: int = 5) -> web.Response:
+    headers = _bucket_headers(remaining=0, reset_after=retry_after, limit=limit)
+    headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     headers["X-RateLimit-Scope"] = "global" if is_global else "user"
     # discord.py takes a 429 without Discord's `Via` header for a Cloudflare ban.
     headers["Via"] = "1.1 google"

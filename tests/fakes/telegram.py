@@ -289,62 +289,80 @@ def visible_text(text: str, parse_mode: str | None = "HTML") -> str:
 
 @dataclass(slots=True)
 class RateLimits:
-    """Telegram's documented flood limits. `enabled=False` lets everything through."""
+    """Telegram's published flood limits, each a rolling window. `enabled=False` lets
+    everything through. `scale` stretches every window (0.5: the same counts in half
+    the time), for tests that want the real ratios faster."""
 
     enabled: bool = True
-    global_per_second: float = 30.0
+    global_per_second: float = 30.0  # every chat together
+    paid_per_second: float = 1000.0  # requests with allow_paid_broadcast
     per_chat_per_second: float = 1.0
-    per_chat_burst: float = 5.0  # short bursts in one chat are tolerated
+    per_chat_burst: float = 3.0  # short bursts in one chat are tolerated: 3 in any 3 s
     per_group_per_minute: float = 20.0
+    scale: float = 1.0
 
 
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    stamp: float
+class _Window:
+    """At most `limit` requests in any `period` seconds: a rolling window, as Telegram
+    measures, not a bucket that refills."""
+
+    __slots__ = ("limit", "period", "times")
+
+    def __init__(self, limit: float, period: float) -> None:
+        self.limit = max(1, int(limit))
+        self.period = period
+        self.times: deque[float] = deque()
+
+    def wait(self, now: float) -> float:
+        while self.times and self.times[0] <= now - self.period:
+            self.times.popleft()
+        if len(self.times) < self.limit:
+            return 0.0
+        return self.times[-self.limit] + self.period - now
 
 
 class _Limiter:
     def __init__(self, limits: RateLimits, clock: Callable[[], float]) -> None:
         self.limits = limits
         self.clock = clock
-        self._global = _Bucket(limits.global_per_second, clock())
-        self._chats: dict[int | str, _Bucket] = {}
-        self._groups: dict[int | str, _Bucket] = {}
+        self._global: _Window | None = None
+        self._paid: _Window | None = None
+        self._chats: dict[int | str, _Window] = {}
+        self._groups: dict[int | str, _Window] = {}
 
-    @staticmethod
-    def _take(bucket: _Bucket, rate: float, burst: float, now: float) -> float:
-        """0 when a token was taken, else seconds until one is available."""
-        bucket.tokens = min(burst, bucket.tokens + (now - bucket.stamp) * rate)
-        bucket.stamp = now
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
-            return 0.0
-        return (1 - bucket.tokens) / rate
-
-    def check(self, chat_id: int | str) -> int:
-        """0 if the request may go, else Telegram's retry_after (whole seconds, >= 1)."""
+    def check(self, chat_id: int | str, *, paid: bool = False) -> int:
+        """0 if the request may go (and it is counted), else Telegram's retry_after
+        (whole seconds, >= 1). A refused request counts nowhere."""
         limits = self.limits
         if not limits.enabled:
             return 0
         now = self.clock()
-        wait = self._take(self._global, limits.global_per_second, limits.global_per_second, now)
-        if not wait:
-            bucket = self._chats.get(chat_id)
-            if bucket is None:
-                bucket = self._chats[chat_id] = _Bucket(limits.per_chat_burst, now)
-            wait = self._take(bucket, limits.per_chat_per_second, limits.per_chat_burst, now)
-            if not wait and _is_group(chat_id):
-                per_second = limits.per_group_per_minute / 60
-                group = self._groups.get(chat_id)
-                if group is None:
-                    group = self._groups[chat_id] = _Bucket(limits.per_group_per_minute, now)
-                wait = self._take(group, per_second, limits.per_group_per_minute, now)
-                if wait:
-                    bucket.tokens += 1  # the chat's own token was not used after all
-            if wait:
-                self._global.tokens += 1
-        return max(1, math.ceil(wait)) if wait else 0
+        scale = limits.scale
+        if paid:
+            if self._paid is None:
+                self._paid = _Window(limits.paid_per_second * scale, scale)
+            shared = self._paid
+        else:
+            if self._global is None:
+                self._global = _Window(limits.global_per_second * scale, scale)
+            shared = self._global
+        windows = [shared]
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            burst = limits.per_chat_burst
+            chat = self._chats[chat_id] = _Window(burst, scale * burst / limits.per_chat_per_second)
+        windows.append(chat)
+        if _is_group(chat_id):
+            group = self._groups.get(chat_id)
+            if group is None:
+                group = self._groups[chat_id] = _Window(limits.per_group_per_minute, 60 * scale)
+            windows.append(group)
+        wait = max(w.wait(now) for w in windows)
+        if wait > 0:
+            return max(1, math.ceil(wait))
+        for window in windows:
+            window.times.append(now)
+        return 0
 
 
 def _is_group(chat_id: int | str) -> bool:
@@ -428,7 +446,7 @@ class FakeTelegram:
         self.method_counts: dict[str, int] = {}
         self.commands: dict[str, list[dict[str, str]]] = {}  # scope type -> commands
         self.callback_answers: dict[str, dict[str, Any]] = {}
-        self.rate_limited = 0
+        self.rate_limited = 0  # 429s our limits gave (not the scripted ones)
         self.webhook: dict[str, Any] | None = None
         # Another process polls with the same token: every getUpdates gets 409 Conflict.
         self.competing_poller = False
@@ -801,8 +819,6 @@ class FakeTelegram:
         try:
             result = await self._dispatch(method, params)
         except ApiError as e:
-            if e.code == 429:
-                self.rate_limited += 1
             response = _error_response(e)
         else:
             response = web.json_response({"ok": True, "result": result}, dumps=_dumps)
@@ -822,8 +838,10 @@ class FakeTelegram:
             chat_failure = self._chat_failures.get(chat_id)
             if chat_failure is not None:
                 raise ApiError(chat_failure.code, chat_failure.description, chat_failure.parameters)
-            retry_after = self._limiter.check(chat_id)
+            retry_after = self._limiter.check(chat_id, paid=_flag(params, "allow_paid_broadcast"))
             if retry_after:
+                # The bot's own pace broke a limit (scripted 429s are not counted here).
+                self.rate_limited += 1
                 raise ApiError(
                     429,
                     f"Too Many Requests: retry after {retry_after}",
@@ -1250,6 +1268,11 @@ _METHODS: dict[str, Callable[[FakeTelegram, dict[str, Any]], Any]] = {
 
 
 # ----------------------------------------------------------------- helpers
+
+
+def _flag(params: Mapping[str, Any], name: str) -> bool:
+    value = params.get(name)
+    return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
 def _dumps(value: Any) -> str:
