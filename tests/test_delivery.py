@@ -262,6 +262,50 @@ async def test_errors_stop_only_their_chat(app: Paperboy) -> None:
     assert dispatcher.stats.gone == dispatcher.stats.moved == 1
 
 
+async def test_a_transient_error_holds_the_chats_later_cards_back(app: Paperboy) -> None:
+    """Full format, card 1 fails with a 5xx: cards 2 and 3 wait for it; the order holds."""
+    await add_chat(app, "1", format="full")
+    await add_chat(app, "2", format="full")
+    announce(app, date(2025, 6, 3), n=3)
+    store: SQLiteStore = app.store  # type: ignore[assignment]
+    await store.db.execute("UPDATE chats SET next_run_at = '2025-06-04T09:00:00.000000+00:00'")
+    await scheduler_tick(app, datetime.now(UTC))
+    sender = RecordingSender()
+    sender.script["1"] = [TransientError("502"), TransientError("timeout")]
+    await drain(app, sender)
+
+    def numbers(chat_id: str) -> list[str]:
+        return [str(m.blocks[0])[:80] for m in sender.to(chat_id)]
+
+    assert len(set(numbers("1"))) == 3
+    assert numbers("1") == numbers("2")  # the same cards, in the same order
+
+
+async def test_leases_are_renewed_while_a_row_waits_to_be_sent(app: Paperboy) -> None:
+    await add_chat(app, "1")
+    announce(app, date(2025, 6, 3))
+    store: SQLiteStore = app.store  # type: ignore[assignment]
+    await store.db.execute("UPDATE chats SET next_run_at = '2025-06-04T09:00:00.000000+00:00'")
+    await scheduler_tick(app, datetime.now(UTC))
+    release = asyncio.Event()
+
+    class Slow(RecordingSender):
+        async def send(self, chat: ChatRef, message: Message) -> list[str]:
+            await release.wait()
+            return await super().send(chat, message)
+
+    sender = Slow()
+    settings = dataclasses.replace(FAST, delivery_lease_seconds=0.3)
+    dispatcher = Dispatcher(app.store, {"telegram": sender}, settings)
+    run = asyncio.create_task(dispatcher.run(until_idle=True))
+    await asyncio.sleep(1.0)  # three leases long: renewed, so nobody else may take it
+    other = await app.store.claim_outbox(datetime.now(UTC), 10, 10, "other", ["telegram"])
+    assert other == []
+    release.set()
+    await asyncio.wait_for(run, 5)
+    assert len(sender.to("1")) == 1
+
+
 async def test_transient_errors_give_up_after_max_attempts(app: Paperboy) -> None:
     await add_chat(app, "1")
     announce(app, date(2025, 6, 3))
