@@ -3,6 +3,10 @@
 1. enqueue: 1,000,000 subscriptions, all due, enqueued by one scheduler round in 1 and in
    4 worker processes (each schedules its share): wall time, rows written, peak memory
    per worker. PAPERBOY_BENCH_SUBSCRIPTIONS scales it down (the number used is printed);
+1b. the realistic mix next to the uniform one: 100,000 chats (PAPERBOY_BENCH_MIX_CHATS),
+   two subscriptions each over several feeds, a third of them with keyword, negative
+   keyword or author filters, counts 5/10, a tenth in full format, six time zones; one
+   worker on one core (goal: within 10 s and 200 MB);
 2. delivery: two `paperboy deliver --now` workers against the fake Telegram server with
    its limits enforced (scaled up to PAPERBOY_BENCH_RATE msg/s, default 300): achieved
    rate as a share of the limit, and 429s.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import os
+import random
 import resource
 import sys
 import time
@@ -122,6 +127,111 @@ async def reset(url: str, now: datetime) -> None:
         await admin.close()
 
 
+# A realistic mix: words and names the papers are made of, and filters people pick.
+WORDS = [
+    "transformer",
+    "diffusion",
+    "reinforcement",
+    "graph",
+    "causal",
+    "robustness",
+    "retrieval",
+    "agents",
+    "vision",
+    "speech",
+    "protein",
+    "privacy",
+    "federated",
+    "quantum",
+    "sparse",
+    "benchmark",
+    "alignment",
+    "reasoning",
+    "multimodal",
+    "compression",
+]
+NAMES = [
+    f"{first} {last}"
+    for first in ("Ada", "Li", "Sara", "Omar")
+    for last in ("Chen", "Garcia", "Ito", "Novak", "Singh")
+]
+ZONES = (
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Asia/Tokyo",
+    "Asia/Kolkata",
+    "America/Los_Angeles",
+)
+
+
+def _mix_papers(n: int, feed: int) -> list[Paper]:
+    rng = random.Random(feed)
+    return [
+        Paper(
+            f"2601.{feed:01d}{i:04d}",
+            f"{rng.choice(WORDS).title()} {rng.choice(WORDS)} for {rng.choice(WORDS)}",
+            rng.sample(NAMES, 3),
+            " ".join(rng.choices(WORDS, k=40)),
+            ["cs.LG"],
+            announce_type="new" if i % 4 else "cross",
+            upvotes=rng.randrange(60) if feed == 0 else None,
+        )
+        for i in range(n)
+    ]
+
+
+def _mix_filters(rng: random.Random) -> tuple[list[str], list[str], list[str]]:
+    """Two thirds follow a feed as it is; the rest filter it (keywords, exclusions, authors)."""
+    roll = rng.random()
+    if roll < 0.66:
+        return [], [], []
+    if roll < 0.82:
+        return rng.sample(WORDS, rng.choice((1, 2))), [], []
+    if roll < 0.90:
+        return [], [rng.choice(WORDS)], []
+    if roll < 0.96:
+        return [], [], [rng.choice(NAMES).split()[-1]]
+    return [rng.choice(WORDS)], [rng.choice(WORDS)], []
+
+
+async def seed_mix(url: str, chats: int, now: datetime) -> None:
+    """`chats` chats, two subscriptions each with the realistic filters above, due 10 s ago."""
+    rng = random.Random(13)
+    feeds = ("hf:daily", *FEEDS[:5])
+    async with PostgresStore(url) as store:
+        for n, feed in enumerate(feeds):
+            papers = _mix_papers(60, n)
+            await store.upsert_papers(papers)
+            await store.save_feed(feed, feed_day(feed, now), date.today(), [p.id for p in papers])
+        async with store.transaction() as conn:
+            await conn.execute("ALTER TABLE subscriptions DISABLE TRIGGER subscriptions_first")
+            await conn.copy_records_to_table(
+                "chats",
+                columns=["platform", "chat_id", "timezone", "count", "format"],
+                records=[
+                    (
+                        "telegram",
+                        str(-(10**12) - n if n % 10 == 0 else 10**6 + n),
+                        rng.choice(ZONES),
+                        rng.choice((5, 10)),
+                        "full" if n % 10 == 3 else "compact",
+                    )
+                    for n in range(chats)
+                ],
+            )
+            ids = [row["id"] for row in await conn.fetch("SELECT id FROM chats ORDER BY id")]
+            await conn.copy_records_to_table(
+                "subscriptions",
+                columns=["chat", "feed", "keywords", "exclude", "authors"],
+                records=[
+                    (pk, feed, *_mix_filters(rng)) for pk in ids for feed in rng.sample(feeds, 2)
+                ],
+            )
+            await conn.execute("ALTER TABLE subscriptions ENABLE TRIGGER subscriptions_first")
+        await reset(url, now)
+
+
 # ----------------------------------------------------------------------- enqueue
 
 
@@ -196,6 +306,16 @@ async def bench_enqueue(subscriptions: int) -> None:
 
 
 # ---------------------------------------------------------------------- delivery
+
+
+async def bench_mix(chats: int) -> None:
+    """The realistic mix and the uniform one, the same number of chats, one worker."""
+    now = datetime.now(UTC)
+    for name, seeding in (("uniform", seed), ("realistic mix", seed_mix)):
+        print(f"enqueue, {name}: {chats:,} chats", flush=True)
+        async with schema() as url:
+            await seeding(url, chats, now)
+            await asyncio.to_thread(enqueue, url, 1, now)
 
 
 async def bench_delivery(chats: int, rate: float) -> None:
@@ -276,6 +396,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     chats = int(os.environ.get("PAPERBOY_BENCH_DELIVERY_CHATS", "3000"))
     rate = float(os.environ.get("PAPERBOY_BENCH_RATE", "300"))
     asyncio.run(bench_enqueue(subscriptions))
+    asyncio.run(bench_mix(int(os.environ.get("PAPERBOY_BENCH_MIX_CHATS", "100000"))))
     asyncio.run(bench_delivery(chats, rate))
 
 

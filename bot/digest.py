@@ -16,6 +16,7 @@ from datetime import datetime
 
 from bot import cards
 from bot.models import ChatSettings, Paper, Subscription
+from bot.models import _word_in as word_in
 from bot.schedule import local_date, next_run
 from bot.serialize import message_to_json
 from bot.service import Paperboy, feed_day, merge_hf
@@ -45,6 +46,7 @@ class Round:
         self._next_runs: dict[tuple[object, ...], datetime] = {}
         self._fresh: dict[tuple[object, ...], tuple[list[str], list[str]]] = {}
         self._ranked: dict[tuple[object, ...], list[tuple[str, Paper]] | None] = {}
+        self.shared = Shared()
 
     async def feed(self, feed: str) -> FeedFetch | None:
         if feed not in self.feeds:
@@ -64,9 +66,9 @@ class Round:
     def ranked(self, subs: Sequence[Subscription]) -> list[tuple[str, Paper]] | None:
         """`rank(candidates(...))` for these subscriptions, shared by every chat with the
         same feeds and filters; None if every feed failed. Call `prefetch` first."""
-        key = tuple((s.feed, *map(tuple, (s.keywords, s.exclude, s.authors))) for s in subs)
+        key = tuple(filter_key(s) for s in subs)
         if key not in self._ranked:
-            found = candidates(self.feeds, subs)
+            found = candidates(self.feeds, subs, self.shared)
             self._ranked[key] = None if found is None else rank(found)
         return self._ranked[key]
 
@@ -121,10 +123,87 @@ class _Candidate:
     feeds: list[str] = field(default_factory=list)
 
 
+def filter_key(sub: Subscription) -> tuple[object, ...]:
+    """What a subscription's choice of papers depends on: its feed and filters."""
+    return (sub.feed, tuple(sub.keywords), tuple(sub.exclude), tuple(sub.authors))
+
+
+# (base id, position in the feed, paper, fresh) of one paper a subscription picks.
+_Hit = tuple[str, int, Paper, bool]
+
+
+class Shared:
+    """What one round works out once for every chat: each (feed, filters)' papers, found
+    through one look per (feed, word) and (feed, author); and papers merged across feeds.
+    Choices are exactly `Subscription.matches`'s (tests hold them equal)."""
+
+    def __init__(self) -> None:
+        self._hits: dict[tuple[object, ...], list[_Hit]] = {}
+        self._looks: dict[tuple[str, str, str], frozenset[int]] = {}
+        self._texts: dict[str, list[str]] = {}
+        self._merged: dict[tuple[int, int], Paper] = {}
+
+    def hits(self, fetch: FeedFetch, sub: Subscription) -> list[_Hit]:
+        key = filter_key(sub)
+        found = self._hits.get(key)
+        if found is None:
+            papers = fetch.papers
+            keep: Iterable[int] = range(len(papers))
+            if sub.keywords or sub.exclude or sub.authors:
+                chosen = set(keep)
+                if sub.keywords:
+                    chosen &= self._any(sub.feed, fetch, "word", sub.keywords)
+                if sub.authors:
+                    chosen &= self._any(sub.feed, fetch, "author", sub.authors)
+                if sub.exclude:
+                    chosen -= self._any(sub.feed, fetch, "word", sub.exclude)
+                keep = sorted(chosen)
+            found = self._hits[key] = [
+                (base_id(papers[i].id), i, papers[i], papers[i].announce_type != "cross")
+                for i in keep
+            ]
+        return found
+
+    def _any(self, feed: str, fetch: FeedFetch, kind: str, terms: Sequence[str]) -> set[int]:
+        out: set[int] = set()
+        for term in terms:
+            look = self._looks.get((feed, kind, term))
+            if look is None:
+                look = self._looks[(feed, kind, term)] = self._look(feed, fetch, kind, term)
+            out |= look
+        return out
+
+    def _look(self, feed: str, fetch: FeedFetch, kind: str, term: str) -> frozenset[int]:
+        if kind == "author":
+            wanted = term.casefold()
+            return frozenset(
+                i
+                for i, paper in enumerate(fetch.papers)
+                if any(wanted in name.casefold() for name in paper.authors)
+            )
+        texts = self._texts.get(feed)
+        if texts is None:
+            texts = self._texts[feed] = [
+                f"{p.title}\n{p.abstract}".casefold() for p in fetch.papers
+            ]
+        return frozenset(i for i, text in enumerate(texts) if word_in(term, text))
+
+    def merge(self, kept: Paper, other: Paper) -> Paper:
+        # Papers live in the round's feeds for the whole round: their ids stay their own.
+        key = (id(kept), id(other))
+        merged = self._merged.get(key)
+        if merged is None:
+            merged = self._merged[key] = _merge(kept, other)
+        return merged
+
+
 def candidates(
-    fetches: dict[str, FeedFetch | None], subs: Sequence[Subscription]
+    fetches: dict[str, FeedFetch | None],
+    subs: Sequence[Subscription],
+    shared: Shared | None = None,
 ) -> dict[str, _Candidate] | None:
     """Matching papers of every subscription, merged by base id; None if every feed failed."""
+    shared = shared or Shared()
     found: dict[str, _Candidate] = {}
     failed = 0
     for sub in subs:
@@ -134,18 +213,15 @@ def candidates(
             continue
         if fetch.announced is None:  # no announcement (weekend, holiday): nothing to add
             continue
-        for position, paper in enumerate(fetch.papers):
-            if not sub.matches(paper):
-                continue
-            key = base_id(paper.id)
+        for key, position, paper, fresh in shared.hits(fetch, sub):
             cand = found.get(key)
             if cand is None:
                 cand = found[key] = _Candidate(paper, position=position)
             else:
-                cand.paper = _merge(cand.paper, paper)
+                cand.paper = shared.merge(cand.paper, paper)
                 cand.position = min(cand.position, position)
             cand.matches += 1
-            cand.fresh = cand.fresh or paper.announce_type != "cross"
+            cand.fresh = cand.fresh or fresh
             cand.feeds.append(sub.feed)
     if subs and failed == len(subs):
         return None

@@ -729,8 +729,10 @@ def _strip_end(nodes: list[Inline]) -> list[Inline]:
     return nodes
 
 
+@lru_cache(maxsize=8192)
 def rich_inlines(text: str) -> tuple[Inline, ...]:
-    """A title or abstract with LaTeX in it, as inline nodes. Never raises."""
+    """A title or abstract with LaTeX in it, as inline nodes. Never raises. Cached: a
+    delivery round renders the same papers into thousands of digests (nodes are frozen)."""
     try:
         nodes = _TextReader(text).read()
         # Starting "after a space" drops leading whitespace; a trailing one is cut below.

@@ -170,3 +170,40 @@ def test_arxiv_feeds_are_cached_per_eastern_day() -> None:
     assert feed_day("arxiv:cs.LG", datetime(2025, 6, 4, 3, tzinfo=UTC)) == date(2025, 6, 3)
     assert feed_day("arxiv:cs.LG", datetime(2025, 6, 4, 5, tzinfo=UTC)) == date(2025, 6, 4)
     assert feed_day("hf:daily", datetime(2025, 6, 4, 3, tzinfo=UTC)) == date(2025, 6, 4)
+
+
+def test_a_rounds_shared_filtering_chooses_what_each_subscription_would() -> None:
+    """Shared looks up each (feed, word) and (feed, author) once; the choice of papers
+    must be exactly Subscription.matches's, for any mix of filters."""
+    import random
+
+    from bot.digest import Shared
+
+    rng = random.Random(7)
+    words = ["graph", "neural networks", "C++", "self-attention", "LoRA", "x"]
+    names = ["Ada Lovelace", "Émile Borel", "Li Wei", "O'Neil"]
+    papers = [
+        Paper(
+            f"2506.{i:05d}",
+            " ".join(rng.sample([*words, "on", "the"], 3)),
+            rng.sample(names, 2),
+            " ".join(rng.choices([*words, "We", "study", "Graphs", "lora"], k=8)),
+            ["cs.LG"],
+            announce_type=rng.choice(["new", "cross"]),
+        )
+        for i in range(40)
+    ]
+    fetch = FeedFetch(papers, date(2025, 6, 3))
+    shared = Shared()
+    chat = ChatRef("telegram", "1")
+    terms = [*words, "GRAPH", "lovelace", "wei", "borel"]
+    for _ in range(200):
+        sub = Subscription(
+            chat,
+            "arxiv:cs.LG",
+            keywords=rng.sample(terms, rng.choice((0, 0, 1, 2))),
+            exclude=rng.sample(terms, rng.choice((0, 0, 1))),
+            authors=rng.sample(terms, rng.choice((0, 0, 1))),
+        )
+        expected = [p.id for p in papers if sub.matches(p)]
+        assert [hit[2].id for hit in shared.hits(fetch, sub)] == expected, sub.describe()
