@@ -121,10 +121,11 @@ class Settings:
     telegram_paid_broadcast: bool = False
     delivery_chat_rate_per_second: float = 0.95  # about one a second, and never faster
     delivery_group_rate_per_minute: float = 19.0  # Telegram groups and channels
-    delivery_in_flight: int = 256  # rows claimed at once: bounds duplicates after a crash
+    # Rows claimed at once, one per chat: after a crash, these wait for their lease.
+    delivery_in_flight: int = 64
     delivery_concurrency: int = 4  # requests on the wire at once, across all chats
     # Renewed while the row is being sent, so short: a crash is recovered in seconds.
-    delivery_lease_seconds: float = 10.0
+    delivery_lease_seconds: float = 8.0
     delivery_max_attempts: int = 8
     delivery_backoff_seconds: float = 5.0
     delivery_backoff_max_seconds: float = 3600.0

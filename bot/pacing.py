@@ -45,14 +45,17 @@ class SendLimits:
 
 
 class Window:
-    """At most `limit` events in any `period` seconds."""
+    """At most `limit` events in any `period` seconds, spread evenly (`period / limit`
+    apart): a burst let go at once reaches the platform spread by network and scheduling
+    delays, and half of it could land in the next window's count."""
 
-    __slots__ = ("_times", "limit", "period")
+    __slots__ = ("_times", "limit", "period", "spacing")
 
     def __init__(self, limit: float, period: float) -> None:
         # A fractional share (a worker's part of 45/s) rounds down, never up.
         self.limit = max(1, int(limit))
         self.period = period if limit >= 1 else period / max(limit, 1e-9)
+        self.spacing = self.period / self.limit
         self._times: deque[float] = deque()
 
     def wait(self, now: float) -> float:
@@ -60,9 +63,12 @@ class Window:
         times = self._times
         while times and times[0] <= now - self.period:
             times.popleft()
-        if len(times) < self.limit:
+        if not times:
             return 0.0
-        return times[-self.limit] + self.period - now
+        spaced = times[-1] + self.spacing - now
+        if len(times) < self.limit:
+            return max(0.0, spaced)
+        return max(spaced, times[-self.limit] + self.period - now)
 
     def add(self, now: float) -> None:
         self._times.append(now)

@@ -329,6 +329,7 @@ class _Limiter:
         self._paid: _Window | None = None
         self._chats: dict[int | str, _Window] = {}
         self._groups: dict[int | str, _Window] = {}
+        self.refused: list[tuple[float, int | str, str]] = []  # (when, chat, which limit)
 
     def check(self, chat_id: int | str, *, paid: bool = False) -> int:
         """0 if the request may go (and it is counted), else Telegram's retry_after
@@ -347,6 +348,7 @@ class _Limiter:
                 self._global = _Window(limits.global_per_second * scale, scale)
             shared = self._global
         windows = [shared]
+        names = ["paid" if paid else "global", "chat", "group"]
         chat = self._chats.get(chat_id)
         if chat is None:
             burst = limits.per_chat_burst
@@ -357,8 +359,10 @@ class _Limiter:
             if group is None:
                 group = self._groups[chat_id] = _Window(limits.per_group_per_minute, 60 * scale)
             windows.append(group)
-        wait = max(w.wait(now) for w in windows)
+        waits = [w.wait(now) for w in windows]
+        wait = max(waits)
         if wait > 0:
+            self.refused.append((now, chat_id, names[waits.index(wait)]))
             return max(1, math.ceil(wait))
         for window in windows:
             window.times.append(now)
