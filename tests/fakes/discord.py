@@ -211,11 +211,10 @@ class FakeDiscord:
     ) -> None:
         self.token = token
         self.rate_limits = rate_limits or RateLimits()
-        self._global_window = _Window(
-            self.rate_limits.global_per_second * self.rate_limits.scale, self.rate_limits.scale
-        )
+        self._global_window = _Window(self.rate_limits.global_per_second, self.rate_limits.scale)
         self._channel_windows: dict[str, _Window] = {}
         self.rate_limited = 0  # 429s our limits gave (not the scripted ones)
+        self.refused: list[tuple[float, str, str]] = []  # (when, path, which limit)
         self.shards = shards
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self._ids = _Snowflakes()
@@ -792,8 +791,10 @@ class FakeDiscord:
                 )
         wait = self._global_window.wait(now)
         if wait > 0:
+            self.refused.append((now, path, "global"))
             return _rate_limited(wait, True), None
         if bucket is not None and (wait := bucket.wait(now)) > 0:
+            self.refused.append((now, path, "channel"))
             return _rate_limited(wait, False, limit=bucket.limit), None
         self._global_window.times.append(now)
         if bucket is not None:

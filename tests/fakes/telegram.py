@@ -341,11 +341,11 @@ class _Limiter:
         scale = limits.scale
         if paid:
             if self._paid is None:
-                self._paid = _Window(limits.paid_per_second * scale, scale)
+                self._paid = _Window(limits.paid_per_second, scale)
             shared = self._paid
         else:
             if self._global is None:
-                self._global = _Window(limits.global_per_second * scale, scale)
+                self._global = _Window(limits.global_per_second, scale)
             shared = self._global
         windows = [shared]
         names = ["paid" if paid else "global", "chat", "group"]
