@@ -110,6 +110,7 @@ async def scheduler_tick(
             break  # nothing left (or only chats whose schedule changed under us)
         seen.update(d.settings.chat for d in fresh_due)
         await _enqueue_as_ready(store, rnd, fresh_due, stats)
+        rnd.trim()
     stats.feeds = list(rnd.feeds)
     return stats
 

@@ -34,6 +34,11 @@ def base_id(paper_id: str) -> str:
     return _VERSION.sub("", paper_id)
 
 
+# Rankings and rendered digests kept between batches of a round, at most: a realistic
+# mix of filters makes tens of thousands of distinct ones, most of them seen once.
+ROUND_MEMORY = 2000
+
+
 class Round:
     """One scheduler round: feeds fetched at most once, digests rendered once per content."""
 
@@ -72,6 +77,15 @@ class Round:
             self._ranked[key] = None if found is None else rank(found)
         return self._ranked[key]
 
+    def trim(self) -> None:
+        """Between batches: forget rankings and digests once there are many (memory stays
+        flat for any number of chats; the common ones are worked out again once).
+        Together, so an id in `_fresh` never outlives the ranking it names."""
+        if len(self._ranked) > ROUND_MEMORY or len(self._rendered) > ROUND_MEMORY:
+            self._ranked.clear()
+            self._fresh.clear()
+            self._rendered.clear()
+
     def next_run(self, settings: ChatSettings) -> datetime:
         """`schedule.next_run` after this round, once per distinct schedule."""
         key = (settings.timezone, settings.delivery_time, settings.weekdays)
@@ -89,7 +103,7 @@ class Round:
         if delivered:
             papers = unseen(best, delivered, settings.count)
             return self.rendered(settings, papers) if papers else ([], [])
-        # `best` lives in self._ranked for the whole round, so its id stays its own.
+        # `best` lives in self._ranked until `trim` clears both: its id stays its own.
         key = (id(best), settings.count, settings.format, settings.timezone)
         done = self._fresh.get(key)
         if done is None:
