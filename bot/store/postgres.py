@@ -639,13 +639,14 @@ class PostgresStore:
             ids: list[int] = []
             for platform in sorted(set(platforms)):
                 # Equality on platform keeps each probe an ordered scan of its index.
+                # Expired leases first: those rows were in flight when their sender died.
                 for sql in (
-                    "SELECT id FROM outbox o WHERE status = 'pending' AND platform = $1"
-                    f" AND next_attempt_at <= $2 AND {_HEAD}"
-                    " ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE OF o SKIP LOCKED",
                     "SELECT id FROM outbox o WHERE status = 'sending' AND platform = $1"
                     f" AND lease_until <= $2 AND {_HEAD}"
                     " ORDER BY lease_until, id LIMIT $3 FOR UPDATE OF o SKIP LOCKED",
+                    "SELECT id FROM outbox o WHERE status = 'pending' AND platform = $1"
+                    f" AND next_attempt_at <= $2 AND {_HEAD}"
+                    " ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE OF o SKIP LOCKED",
                 ):
                     if len(ids) < limit:
                         rows = await conn.fetch(sql, platform, stamp, limit - len(ids))

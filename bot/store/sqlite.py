@@ -739,11 +739,12 @@ class SQLiteStore:
             ids: list[int] = []
             # Two index-ordered probes instead of one OR, which SQLite would scan. A row is
             # a chat's head when no earlier row of the chat is unsent (outbox_unsent index).
+            # Expired leases first: those rows were in flight when their sender died.
             for sql in (
-                f"SELECT id FROM outbox o WHERE status = 'pending' AND platform IN ({marks})"
-                f" AND next_attempt_at <= ? AND {_HEAD} ORDER BY next_attempt_at, id LIMIT ?",
                 f"SELECT id FROM outbox o WHERE status = 'sending' AND platform IN ({marks})"
                 f" AND lease_until <= ? AND {_HEAD} ORDER BY lease_until, id LIMIT ?",
+                f"SELECT id FROM outbox o WHERE status = 'pending' AND platform IN ({marks})"
+                f" AND next_attempt_at <= ? AND {_HEAD} ORDER BY next_attempt_at, id LIMIT ?",
             ):
                 async with db.execute(sql, (*platforms, stamp, limit - len(ids))) as cur:
                     ids += [row[0] for row in await cur.fetchall()]
