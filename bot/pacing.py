@@ -45,17 +45,18 @@ class SendLimits:
 
 
 class Window:
-    """At most `limit` events in any `period` seconds, spread evenly (`period / limit`
-    apart): a burst let go at once reaches the platform spread by network and scheduling
-    delays, and half of it could land in the next window's count."""
+    """At most `limit` events in any `period` seconds; `even`: spread evenly too
+    (`period / limit` apart). In a short window a burst let go at once reaches the
+    platform spread by network and scheduling delays, and part of it could land in the
+    next window's count; a long one (a group's minute) keeps bursts, for quick replies."""
 
     __slots__ = ("_times", "limit", "period", "spacing")
 
-    def __init__(self, limit: float, period: float) -> None:
+    def __init__(self, limit: float, period: float, *, even: bool = True) -> None:
         # A fractional share (a worker's part of 45/s) rounds down, never up.
         self.limit = max(1, int(limit))
         self.period = period if limit >= 1 else period / max(limit, 1e-9)
-        self.spacing = self.period / self.limit
+        self.spacing = self.period / self.limit if even else 0.0
         self._times: deque[float] = deque()
 
     def wait(self, now: float) -> float:
@@ -106,7 +107,7 @@ class Pacer:
         if group and limits.group > 0:
             window = self._groups.get(chat)
             if window is None:
-                window = self._groups[chat] = Window(limits.group, limits.group_window)
+                window = self._groups[chat] = Window(limits.group, limits.group_window, even=False)
             own.append(window)
         return own
 
