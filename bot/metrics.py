@@ -124,6 +124,12 @@ class CountingSender:
         self.inner = inner
         self.platform = inner.platform
 
+    async def ready(self, chat: ChatRef) -> None:
+        """The wrapped sender's wait for the chat's own pace, when it paces (bot/pacing.py)."""
+        ready = getattr(self.inner, "ready", None)
+        if ready is not None:
+            await ready(chat)
+
     async def send(self, chat: ChatRef, message: Message) -> list[str]:
         try:
             ids = await self.inner.send(chat, message)

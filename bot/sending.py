@@ -45,6 +45,10 @@ class PermanentError(SendError):
 
 
 class Sender(Protocol):
+    """A sender paces its own requests; one that does may also have
+    `async def ready(chat)`, which the dispatcher awaits before taking a send slot: it
+    returns once the chat's own limits would let a message go."""
+
     platform: str
 
     async def send(self, chat: ChatRef, message: Message) -> list[str]:

@@ -87,3 +87,23 @@ def test_limits_for_workers_and_off() -> None:
     assert send_limits(settings).overall == 14.0
     assert send_limits(Settings(telegram_paid_broadcast=True)).overall == 950.0
     assert send_limits(Settings()).group == 19.0
+
+
+async def test_the_metrics_wrapper_passes_readiness_on() -> None:
+    from bot.metrics import CountingSender
+    from bot.models import ChatRef
+
+    asked: list[ChatRef] = []
+
+    class Paced:
+        platform = "telegram"
+
+        async def ready(self, chat: ChatRef) -> None:
+            asked.append(chat)
+
+        async def send(self, chat: ChatRef, message: object) -> list[str]:
+            return ["1"]
+
+    chat = ChatRef("telegram", "5")
+    await CountingSender(Paced()).ready(chat)
+    assert asked == [chat]
