@@ -50,7 +50,7 @@ class Window:
     platform spread by network and scheduling delays, and part of it could land in the
     next window's count; a long one (a group's minute) keeps bursts, for quick replies."""
 
-    __slots__ = ("_times", "limit", "period", "spacing")
+    __slots__ = ("_due", "_times", "limit", "period", "spacing")
 
     def __init__(self, limit: float, period: float, *, even: bool = True) -> None:
         # A fractional share (a worker's part of 45/s) rounds down, never up.
@@ -58,21 +58,24 @@ class Window:
         self.period = period if limit >= 1 else period / max(limit, 1e-9)
         self.spacing = self.period / self.limit if even else 0.0
         self._times: deque[float] = deque()
+        # When the next event is due on the even schedule. Kept on the schedule, not on
+        # when the last event actually went: a late wake-up is made up for once instead
+        # of pushing every later event back (the rolling count still caps it).
+        self._due = 0.0
 
     def wait(self, now: float) -> float:
         """Seconds until one more event fits (0: now)."""
         times = self._times
         while times and times[0] <= now - self.period:
             times.popleft()
-        if not times:
-            return 0.0
-        spaced = times[-1] + self.spacing - now
+        spaced = self._due - self.spacing - now  # one slot of catch-up allowed
         if len(times) < self.limit:
             return max(0.0, spaced)
         return max(spaced, times[-self.limit] + self.period - now)
 
     def add(self, now: float) -> None:
         self._times.append(now)
+        self._due = max(self._due, now) + self.spacing
 
     def idle(self, now: float) -> bool:
         return not self._times or self._times[-1] <= now - self.period
