@@ -131,6 +131,8 @@ class Pacer:
         """Wait until a request to `chat` (None: no chat, e.g. a login) fits every window,
         and count it there now."""
         own = self._own(chat, group) if chat is not None else []
+        if not own and self._overall is None and self._paused_until <= self.clock():
+            return  # every limit off
         while True:
             if chat is not None:
                 await self.ready(chat, group=group)
