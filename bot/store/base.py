@@ -135,7 +135,8 @@ class Store(Protocol):
         ...
 
     async def next_outbox_time(self, platforms: Sequence[str]) -> datetime | None:
-        """When the next unsent row becomes claimable (None: nothing left to send)."""
+        """When the next unsent row becomes claimable, as far as this store can tell: the
+        earliest retry of a chat's first unsent row, or lease expiry (None: nothing left)."""
         ...
 
     async def prune_outbox(self, before: datetime) -> int:

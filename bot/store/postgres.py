@@ -761,9 +761,10 @@ class PostgresStore:
             return None
         async with self._conn() as conn:
             value = await conn.fetchval(
+                # Heads only: a row behind another of its chat is not claimable at its time.
                 "SELECT LEAST("
-                " (SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'"
-                " AND platform = ANY($1::text[])),"
+                " (SELECT MIN(next_attempt_at) FROM outbox o WHERE status = 'pending'"
+                f" AND platform = ANY($1::text[]) AND {_HEAD}),"
                 " (SELECT MIN(lease_until) FROM outbox WHERE status = 'sending'"
                 " AND platform = ANY($1::text[])))",
                 list(platforms),

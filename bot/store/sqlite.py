@@ -861,9 +861,10 @@ class SQLiteStore:
         async with (
             self._reading() as db,
             db.execute(
+                # Heads only: a row behind another of its chat is not claimable at its time.
                 "SELECT MIN(t) FROM ("
-                f" SELECT MIN(next_attempt_at) AS t FROM outbox WHERE status = 'pending'"
-                f" AND platform IN ({marks}) UNION ALL"
+                f" SELECT MIN(next_attempt_at) AS t FROM outbox o WHERE status = 'pending'"
+                f" AND platform IN ({marks}) AND {_HEAD} UNION ALL"
                 f" SELECT MIN(lease_until) FROM outbox WHERE status = 'sending'"
                 f" AND platform IN ({marks}))",
                 (*platforms, *platforms),
