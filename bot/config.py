@@ -123,7 +123,9 @@ class Settings:
     delivery_group_rate_per_minute: float = 19.0  # Telegram groups and channels
     # Rows claimed at once, one per chat: after a crash, these wait for their lease.
     delivery_in_flight: int = 64
-    delivery_concurrency: int = 4  # requests on the wire at once, across all chats
+    # Requests on the wire at once, across all chats: the pacer sets the rate; this only
+    # has to cover the round trip (28/s at 150 ms each needs 5 or more).
+    delivery_concurrency: int = 16
     # Renewed while the row is being sent, so short: a crash is recovered in seconds.
     delivery_lease_seconds: float = 8.0
     delivery_max_attempts: int = 8

@@ -222,8 +222,9 @@ class Dispatcher:
         self._flusher: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        # Few requests on the wire suffice (each takes milliseconds); more only makes the
-        # HTTP client juggle connections. Chats waiting for their own limits hold no slot.
+        # Enough requests on the wire to cover the round trip at the paced rate; more only
+        # makes the HTTP client juggle connections. Chats waiting for their own limits
+        # hold no slot.
         self._slots = asyncio.Semaphore(max(1, settings.delivery_concurrency))
 
     @property

@@ -50,7 +50,7 @@ class Window:
     platform spread by network and scheduling delays, and part of it could land in the
     next window's count; a long one (a group's minute) keeps bursts, for quick replies."""
 
-    __slots__ = ("_due", "_times", "limit", "period", "spacing")
+    __slots__ = ("_due", "_times", "limit", "period", "slack", "spacing")
 
     def __init__(self, limit: float, period: float, *, even: bool = True) -> None:
         # A fractional share (a worker's part of 45/s) rounds down, never up.
@@ -59,16 +59,18 @@ class Window:
         self.spacing = self.period / self.limit if even else 0.0
         self._times: deque[float] = deque()
         # When the next event is due on the even schedule. Kept on the schedule, not on
-        # when the last event actually went: a late wake-up is made up for once instead
-        # of pushing every later event back (the rolling count still caps it).
+        # when the last event actually went: late wake-ups (a busy event loop) are made
+        # up for, up to a tenth of the window's events, instead of pushing every later
+        # event back; the rolling count still caps the window.
         self._due = 0.0
+        self.slack = max(1, self.limit // 10) * self.spacing
 
     def wait(self, now: float) -> float:
         """Seconds until one more event fits (0: now)."""
         times = self._times
         while times and times[0] <= now - self.period:
             times.popleft()
-        spaced = self._due - self.spacing - now  # one slot of catch-up allowed
+        spaced = self._due - self.slack - now
         if len(times) < self.limit:
             return max(0.0, spaced)
         return max(spaced, times[-self.limit] + self.period - now)

@@ -21,7 +21,7 @@ def test_a_window_counts_the_last_period_only_and_spreads_events() -> None:
     window = Window(3, 1.0)
     assert window.wait(0.0) == 0.0
     window.add(0.0)
-    window.add(0.1)  # one slot early: a late wake-up is made up for once
+    window.add(0.1)  # one slot early: a late wake-up is made up for
     assert abs(window.wait(0.2) - (1 / 3 - 0.2)) < 1e-9  # then back on the 1/3 s schedule
     window.add(2 / 3)
     assert abs(window.wait(0.7) - 0.3) < 1e-9  # three in the last second: until 0.0 leaves
