@@ -59,11 +59,11 @@ class Window:
         self.spacing = self.period / self.limit if even else 0.0
         self._times: deque[float] = deque()
         # When the next event is due on the even schedule. Kept on the schedule, not on
-        # when the last event actually went: late wake-ups (a busy event loop) are made
-        # up for, up to a tenth of the window's events, instead of pushing every later
-        # event back; the rolling count still caps the window.
+        # when the last event actually went: a late wake-up (a busy event loop) is made
+        # up for by one event, not more: a longer catch-up burst reaches the platform
+        # bunched with what follows, and overflows its window.
         self._due = 0.0
-        self.slack = max(1, self.limit // 10) * self.spacing
+        self.slack = self.spacing
 
     def wait(self, now: float) -> float:
         """Seconds until one more event fits (0: now)."""
