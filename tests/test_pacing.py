@@ -29,7 +29,7 @@ def test_a_window_counts_the_last_period_only_and_spreads_events() -> None:
     assert Window(0.5, 1.0).period == 2.0  # a worker's half of 1/s: one every 2 s
 
 
-async def test_overall_limit_holds_in_every_rolling_window_and_is_used() -> None:
+async def test_overall_limit_holds_in_every_rolling_window() -> None:
     pacer = Pacer(SendLimits(overall=20, overall_window=0.2))
     stamps: list[float] = []
 
@@ -43,8 +43,9 @@ async def test_overall_limit_holds_in_every_rolling_window_and_is_used() -> None
     took = time.monotonic() - started
     assert len(stamps) == 90
     assert most_in_any_window(stamps, 0.2) <= 20
-    # 90 requests at 20 per 0.2 s: four full windows' wait at least, and not much more.
-    assert 0.55 < took < 1.5
+    # 90 requests at 20 per 0.2 s: four full windows' wait at least (how much more
+    # depends on the machine; the benchmarks measure the rate).
+    assert took > 0.55
 
 
 async def test_a_chat_is_spaced_at_send_time_and_remembered() -> None:
