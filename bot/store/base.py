@@ -8,9 +8,10 @@ from datetime import date, datetime
 from typing import Protocol
 
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
+from bot.store.learning import LearningStore
 
 
-class Store(Protocol):
+class Store(LearningStore, Protocol):
     async def open(self) -> None:
         """Connect and apply pending migrations."""
         ...

@@ -20,6 +20,7 @@ from bot.store import (
     to_utc,
 )
 from bot.store.base import DueChat, Enqueue, OutboxItem
+from bot.store.learning_postgres import PostgresLearning
 
 # Serialises migrations across processes (and across schemas of one database, harmlessly).
 _MIGRATION_LOCK = 0x7061_7065_7262_6F79  # "paperboy"
@@ -69,7 +70,7 @@ _HEAD = (
 CODEC = records.Codec(list_out=list, list_in=list, dt_out=to_utc, dt_in=lambda moment: moment)
 
 
-class PostgresStore:
+class PostgresStore(PostgresLearning):
     """`Store` on PostgreSQL. `dsn` is a libpq-style URL; extra query parameters (such as
     `search_path`) become server settings."""
 

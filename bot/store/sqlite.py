@@ -27,6 +27,7 @@ from bot.store import (
     to_utc,
 )
 from bot.store.base import DueChat, Enqueue, OutboxItem
+from bot.store.learning_sqlite import SQLiteLearning
 
 BUSY_TIMEOUT_MS = 10_000
 # Well under SQLite's bound-parameter limit, which is 999 on older builds.
@@ -118,7 +119,7 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteLearning):
     """`Store` on SQLite. `path` is a file path or ":memory:"."""
 
     dialect: ClassVar[str] = "sqlite"
