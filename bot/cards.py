@@ -74,6 +74,25 @@ def paper_buttons(paper: Paper, feed: str | None = None) -> list[list[Button]]:
     return rows
 
 
+def vote_row(paper: Paper) -> list[Button]:
+    """👍 / 👎 / 💾 under a one-paper message (reactions work there too)."""
+    return [
+        Button("👍", command="like", arg=paper.id),
+        Button("👎", command="dislike", arg=paper.id),
+        Button("💾", command="save", arg=paper.id),
+    ]
+
+
+def vote_rows(papers: Sequence[Paper]) -> list[list[Button]]:
+    """Numbered 👍 and 👎 for a message holding several papers, five to a row."""
+    rows: list[list[Button]] = []
+    for start in range(0, len(papers), 5):
+        chunk = list(enumerate(papers[start : start + 5], start + 1))
+        rows.append([Button(f"👍 {i}", command="like", arg=p.id) for i, p in chunk])
+        rows.append([Button(f"👎 {i}", command="dislike", arg=p.id) for i, p in chunk])
+    return rows
+
+
 def links(paper: Paper) -> tuple[Inline, ...]:
     nodes: list[Inline] = [
         Link("abs", paper.abs_url),
@@ -92,7 +111,13 @@ def links(paper: Paper) -> tuple[Inline, ...]:
 
 
 def paper_message(
-    paper: Paper, *, detail: bool = False, feed: str | None = None, number: int | None = None
+    paper: Paper,
+    *,
+    detail: bool = False,
+    feed: str | None = None,
+    number: int | None = None,
+    note: str | None = None,
+    votes: bool = False,
 ) -> Message:
     """One paper as one message: the card of /paper, and of full-format digests."""
     title: tuple[Inline, ...] = rich_inlines(paper.title)
@@ -112,17 +137,28 @@ def paper_message(
         blocks.append(Paragraph(rich_inlines(abstract)))
     if detail and paper.comment:
         blocks.append(Paragraph((Italic((Text(paper.comment),)),)))
+    if note:
+        blocks.append(Paragraph((Italic((Text(f"Why: {note}"),)),)))
     blocks.append(Paragraph(links(paper)))
-    return Message(blocks, paper_buttons(paper, feed))
+    buttons = paper_buttons(paper, feed)
+    if votes:
+        buttons.insert(1, vote_row(paper))
+    return Message(blocks, buttons)
 
 
 def paper_list(
-    title: str, papers: Sequence[Paper], *, limit: int = 25, feed: str | None = None
+    title: str,
+    papers: Sequence[Paper],
+    *,
+    limit: int = 25,
+    feed: str | None = None,
+    notes: Sequence[str] | None = None,
+    votes: bool = False,
 ) -> Reply:
     """A numbered list in one message (compact digests, /trending, /today, /search)."""
     shown = list(papers[:limit])
     items: list[tuple[Inline, ...]] = []
-    for paper in shown:
+    for n, paper in enumerate(shown):
         item: list[Inline] = [
             Bold(rich_inlines(paper.title)),
             Text("\n"),
@@ -140,6 +176,8 @@ def paper_list(
             Text(" · "),
             Link("pdf", paper.pdf_url),
         ]
+        if notes and n < len(notes) and notes[n]:
+            item += [Text("\n"), Italic((Text(f"Why: {notes[n]}"),))]
         items.append(tuple(item))
     blocks: list[Block] = [Heading((Text(title),)), ListBlock(tuple(items), ordered=True)]
     if len(papers) > len(shown):
@@ -149,6 +187,8 @@ def paper_list(
         Button(f"💡 {i}", command="explain", arg=p.id, item=i) for i, p in enumerate(shown, 1)
     ]
     rows = [explain[i : i + 5] for i in range(0, len(explain), 5)]
+    if votes:
+        rows += vote_rows(shown)
     if feed:
         rows.append([Button(f"Unsubscribe {feed}", command="unsubscribe", arg=feed)])
     return Reply([Message(blocks, rows)])

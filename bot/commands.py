@@ -385,11 +385,13 @@ async def _subscribe(ctx: Context, args: dict[str, ArgValue]) -> Reply:
             "(channel settings → Permissions), then run /subscribe again.",
             ephemeral=True,
         )
-    keywords, exclude, authors = parse_filters(str(args.get("filters", "")))
+    topics, filters = learn_commands.split_topics(str(args.get("filters", "")))
+    keywords, exclude, authors = parse_filters(filters)
     before = [s for s in await ctx.app.store.list_subscriptions(ctx.chat) if s.feed == feed]
     sub = await ctx.app.store.add_subscription(
         Subscription(ctx.chat, feed, keywords=keywords, exclude=exclude, authors=authors)
     )
+    await ctx.app.store.set_topics(ctx.chat, feed, topics)  # matched by meaning (bot/rank)
     settings = await ctx.app.chat_settings(ctx.chat)
     when = f"{settings.delivery_time:%H:%M} {settings.timezone}"
     # One subscription per feed: a second /subscribe replaces its filters, and says so.
@@ -404,6 +406,8 @@ async def _subscribe(ctx: Context, args: dict[str, ArgValue]) -> Reply:
         )
     elif before:
         done = (Text("Already subscribed: "), Code(sub.describe()), Text("."))
+    if topics:
+        done = (*done, Text(" Topics: " + ", ".join(f"“{t}”" for t in topics) + "."))
     return Reply.of(
         Paragraph(done),
         Paragraph(
@@ -433,6 +437,7 @@ async def _unsubscribe(ctx: Context, args: dict[str, ArgValue]) -> Reply:
         return Reply([Message(blocks, rows)])
     feed = str(args["feed"])
     if await ctx.app.store.remove_subscription(ctx.chat, feed):
+        await ctx.app.store.set_topics(ctx.chat, feed, [])
         return Reply.text(f"Unsubscribed from {feed}.")
     return Reply.text(
         f"This chat is not subscribed to {feed}. /subscriptions lists what it follows."
@@ -464,7 +469,17 @@ async def _subscriptions(ctx: Context, args: dict[str, ArgValue]) -> Reply:
 
 MAX_FEED_BUTTONS = 5  # one row each: Discord's limit of rows under a message
 
-SETTING_KEYS = ("time", "timezone", "count", "format", "days")
+SETTING_KEYS = (
+    "time",
+    "timezone",
+    "count",
+    "format",
+    "days",
+    "quality",
+    "cadence",
+    "topic",
+    "forget",
+)
 
 
 async def _settings(ctx: Context, args: dict[str, ArgValue]) -> Reply:
@@ -474,6 +489,7 @@ async def _settings(ctx: Context, args: dict[str, ArgValue]) -> Reply:
         return Reply.of(
             Paragraph((Bold((Text("Settings"),)),)),
             Paragraph((Text(cards.describe_settings(settings)),)),
+            await learn_commands.settings_summary(ctx),
             Paragraph(
                 (
                     Text("Change one: "),
@@ -492,6 +508,8 @@ async def _settings(ctx: Context, args: dict[str, ArgValue]) -> Reply:
         )
     _require_admin(ctx)
     value = str(args.get("value", "")).strip()
+    if key in learn_commands.LEARN_KEYS:  # what the ranking learns (bot/learn_commands.py)
+        return await learn_commands.learn_setting(ctx, str(key), value)
     if not value:
         raise UsageError(f"Give a value: /settings {key} <value>.")
     apply_setting(settings, str(key), value)
@@ -653,12 +671,12 @@ COMMANDS: dict[str, Command] = {
         Command("subscriptions", "What this chat follows", _subscriptions),
         Command(
             "settings",
-            "Delivery time, time zone, count, format, days",
+            "Delivery time, time zone, count, format, days, quality, cadence, topic, forget",
             _settings,
             (
                 Arg(
                     "key",
-                    "time, timezone, count, format or days",
+                    "time, timezone, count, format, days, quality, cadence, topic or forget",
                     kind="choice",
                     required=False,
                     choices=SETTING_KEYS,
@@ -669,6 +687,10 @@ COMMANDS: dict[str, Command] = {
         ),
     )
 }
+
+# Issue 14's commands live in their own module, which needs this one's Command and Arg,
+# and adds them to COMMANDS when imported.
+from bot import learn_commands  # noqa: E402
 
 assert all(COMMAND_NAME.match(name) for name in COMMANDS)
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from bot import learning
 from bot.config import Settings
 from bot.digest import Round
 from bot.models import ChatRef
@@ -151,6 +152,8 @@ async def _digests(
     wanted = {key for r in lists.values() for key, _ in r}
     chats = [chat for chat, r in ranked.items() if r]
     delivered = await store.delivered_among(chats, sorted(wanted)) if wanted else {}
+    # Chats that learned from votes or chose topics, a quality floor or weekly digests.
+    taught = await learning.lessons(rnd.app, chats)
     out: list[Enqueue] = []
     runs: dict[datetime, str] = {}
     for d in due:
@@ -164,7 +167,13 @@ async def _digests(
                 upcoming = min(upcoming, now + FEED_RETRY)
             out.append(Enqueue(chat, d.due_at, upcoming))
             continue
-        bodies, paper_ids = rnd.digest(d.settings, best, delivered.get(chat, set()))
+        lesson = taught.get(chat)
+        if lesson is not None:
+            bodies, paper_ids = await lesson.digest(
+                rnd, d.settings, d.subscriptions, best, delivered.get(chat, set())
+            )
+        else:
+            bodies, paper_ids = rnd.digest(d.settings, best, delivered.get(chat, set()))
         if not bodies:
             stats.empty += 1
             out.append(Enqueue(chat, d.due_at, upcoming))

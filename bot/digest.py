@@ -17,6 +17,7 @@ from datetime import datetime
 from bot import cards
 from bot.models import ChatSettings, Paper, Subscription
 from bot.models import _word_in as word_in
+from bot.rank.ranker import plain_reason
 from bot.schedule import local_date, next_run
 from bot.serialize import message_to_json
 from bot.service import Paperboy, feed_day, merge_hf
@@ -305,16 +306,29 @@ def digest_title(settings: ChatSettings, now: datetime) -> str:
 
 
 def render_digest(
-    settings: ChatSettings, papers: Sequence[Paper], title: str | None = None
+    settings: ChatSettings,
+    papers: Sequence[Paper],
+    title: str | None = None,
+    notes: Sequence[str] | None = None,
 ) -> list[Message]:
-    """Compact: one numbered message with Explain buttons. Full: one message per paper."""
+    """Compact: one numbered message with Explain and vote buttons. Full: one message per
+    paper. Each paper says why it is there (`notes`; by default where it is new)."""
     if not papers:
         return []
+    why = list(notes) if notes is not None else [plain_reason(p) for p in papers]
     if settings.format == "full":
-        messages = [cards.paper_message(p, number=i) for i, p in enumerate(papers, 1)]
+        messages = [
+            cards.paper_message(p, number=i, note=why[i - 1], votes=True)
+            for i, p in enumerate(papers, 1)
+        ]
     else:
         heading = title or "📰 Your papers"
-        messages = cards.paper_list(heading, papers, limit=len(papers)).messages
+        messages = cards.paper_list(heading, papers, limit=len(papers), notes=why).messages
+        # Votes after the digest row: where rows are capped (Discord: 5), Unsubscribe and
+        # Settings stay; the /like and /dislike commands always work.
+        messages[-1].buttons.append(cards.digest_buttons())
+        messages[-1].buttons += cards.vote_rows(papers)
+        return messages
     messages[-1].buttons.append(cards.digest_buttons())
     return messages
 

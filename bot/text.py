@@ -106,10 +106,21 @@ class Button:
     item: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A file sent with a message (/export bibtex): a document on Telegram, an attachment
+    on Discord, a file path in the terminal. Only in command replies, never in the outbox."""
+
+    filename: str
+    data: bytes
+    mime: str = "application/octet-stream"
+
+
 @dataclass(slots=True)
 class Message:
     blocks: list[Block] = field(default_factory=list)
     buttons: list[list[Button]] = field(default_factory=list)  # rows of buttons
+    document: Document | None = None
 
 
 @dataclass(slots=True)

@@ -110,3 +110,15 @@ async def test_learning_follows_a_migrated_chat(make_store: StoreFactory) -> Non
     await store.migrate_chat(GROUP, new)
     assert [v.paper_id for v in await store.chat_votes(new)] == ["2401.00001"]
     assert [p for p, _ in await store.saved_papers(new)] == ["2401.00001"]
+
+
+async def test_recent_deliveries_are_the_chats_own(make_store: StoreFactory) -> None:  # noqa: F811
+    store = await _opened(make_store)
+    await store.mark_delivered(GROUP, ["2401.00001", "2401.00002"])
+    await store.mark_delivered(OTHER, ["2401.00009"])
+    assert sorted(p for p, _ in await store.recent_delivered(GROUP, 10)) == [
+        "2401.00001",
+        "2401.00002",
+    ]
+    assert len(await store.recent_delivered(GROUP, 1)) == 1
+    assert await store.recent_delivered(THREAD, 10) == []

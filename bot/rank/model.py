@@ -8,6 +8,7 @@ millisecond: the model is refitted on every vote, and stored.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,18 +33,41 @@ def recency(age_days: float) -> float:
 @dataclass(frozen=True, slots=True)
 class Model:
     weights: np.ndarray  # k + 1 values, the last is the bias
+    # The chat's latest likes (title, unit vector): "close to <a paper you liked>".
+    liked: tuple[tuple[str, np.ndarray], ...] = ()
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
         return vectors @ self.weights[:-1] + self.weights[-1]
 
     def to_bytes(self) -> bytes:
-        return self.weights.astype("<f4").tobytes()
+        """A JSON header (dimensions, liked titles), then float32 weights and liked vectors."""
+        header = json.dumps(
+            {"dims": len(self.weights) - 1, "liked": [t for t, _ in self.liked]}
+        ).encode()
+        arrays = [self.weights, *(v for _, v in self.liked)]
+        body = b"".join(np.asarray(a, "<f4").tobytes() for a in arrays)
+        return len(header).to_bytes(4, "little") + header + body
 
     @classmethod
     def from_bytes(cls, blob: bytes, dimensions: int) -> Model | None:
-        """None when the stored model does not fit today's feature space."""
-        weights = np.frombuffer(blob, dtype="<f4")
-        return cls(weights.astype(np.float32)) if len(weights) == dimensions + 1 else None
+        """None when the blob is unreadable or does not fit today's feature space."""
+        try:
+            size = int.from_bytes(blob[:4], "little")
+            header = json.loads(blob[4 : 4 + size])
+            values = np.frombuffer(blob[4 + size :], dtype="<f4").astype(np.float32)
+            titles = [str(t) for t in header["liked"]]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if (
+            header.get("dims") != dimensions
+            or len(values) != (dimensions + 1) + len(titles) * dimensions
+        ):
+            return None
+        liked = tuple(
+            (t, values[dimensions + 1 + i * dimensions : dimensions + 1 + (i + 1) * dimensions])
+            for i, t in enumerate(titles)
+        )
+        return cls(values[: dimensions + 1], liked)
 
 
 def fit(examples: Sequence[Example], steps: int = 8) -> Model | None:

@@ -45,7 +45,6 @@ class Profile:
     topics: dict[str, list[Topic]] = field(default_factory=dict)  # by feed
     topic_threshold: float = TOPIC_THRESHOLD
     quality: Quality = "normal"
-    liked: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (title, vector)
 
     @property
     def personal(self) -> bool:
@@ -193,12 +192,13 @@ class Day:
     def _why(self, profile: Profile, row: int, best_topic: np.ndarray, texts: list[Topic]) -> str:
         if best_topic[row] >= 0:
             return f"matches your topic “{texts[int(best_topic[row])].text}”"
-        if profile.liked:
+        liked = profile.model.liked if profile.model is not None else ()
+        if liked:
             z = self.vectors[row]
-            sims = [float(z @ v) for _, v in profile.liked]
+            sims = [float(z @ v) for _, v in liked]
             best = int(np.argmax(sims))
             if sims[best] >= _CLOSE:
-                return f"close to “{_short(profile.liked[best][0])}” you liked"
+                return f"close to “{_short(liked[best][0])}” you liked"
         return plain_reason(self.ranked[row][1], self.feeds.get(self.ranked[row][0], ()))
 
 
@@ -206,13 +206,13 @@ def texts_of(profile: Profile) -> list[Topic]:
     return [t for ts in profile.topics.values() for t in ts]
 
 
-def plain_reason(paper: Paper, feeds: Sequence[str]) -> str:
-    """Why an unpersonalized paper is here: where it is new, and its upvotes."""
+def plain_reason(paper: Paper, feeds: Sequence[str] = ()) -> str:
+    """Why a paper is here without any learning: where it is new, and its upvotes."""
     parts: list[str] = []
     arxiv = [f.removeprefix("arxiv:") for f in feeds if f.startswith("arxiv:")]
     if arxiv:
         parts.append(f"new in {', '.join(arxiv)}")
-    elif "hf:trending" in feeds:
+    elif "hf:trending" in feeds or (not feeds and paper.announce_type is None and paper.upvotes):
         parts.append("trending on Hugging Face")
     elif "hf:daily" in feeds:
         parts.append("in Hugging Face daily papers")

@@ -79,6 +79,11 @@ class LearningStore(Protocol):
         are left out."""
         ...
 
+    async def recent_delivered(self, chat: ChatRef, limit: int) -> list[tuple[str, datetime]]:
+        """(paper id, delivered at) of the chat's latest deliveries, newest first: the papers
+        it received and did not vote on are the model's weak negatives."""
+        ...
+
     async def forget_learning(self, chat: ChatRef) -> int:
         """Delete the chat's votes and model (preferences, topics and library stay);
         returns the votes deleted."""

@@ -178,6 +178,16 @@ class PostgresLearning:
             entry[1].setdefault(row[3], []).append(row[4])
         return found
 
+    async def recent_delivered(self, chat: ChatRef, limit: int) -> list[tuple[str, datetime]]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT paper_id, delivered_at FROM delivered WHERE chat = {_PK}"
+                " ORDER BY delivered_at DESC LIMIT $4",
+                *records.key(chat),
+                limit,
+            )
+        return [(r["paper_id"], to_utc(r["delivered_at"])) for r in rows]
+
     async def forget_learning(self, chat: ChatRef) -> int:
         async with self.transaction() as conn:
             deleted = await conn.fetch(

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.models import ChatRef
-from bot.store import clean_text, records
+from bot.store import clean_text, records, to_utc
 from bot.store.learning import LearnState, Vote
 
 if TYPE_CHECKING:
@@ -17,12 +17,13 @@ if TYPE_CHECKING:
 _STATE = "quality, cadence, weekly_day, topic_threshold, model, model_votes, last_weekly"
 
 
-def _stamp(moment: datetime | None = None) -> str:
-    return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _stamp() -> str:
+    """Now, as the SQLite store writes instants (fixed-width UTC ISO text)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _instant(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return to_utc(datetime.fromisoformat(text))
 
 
 def _state(row: Sequence[Any]) -> LearnState:
@@ -183,6 +184,13 @@ class SQLiteLearning:
                         entry = found.setdefault(chat, (LearnState(), {}))
                         entry[1].setdefault(row[3], []).append(row[4])
         return found
+
+    async def recent_delivered(self, chat: ChatRef, limit: int) -> list[tuple[str, datetime]]:
+        sql = (
+            "SELECT paper_id, delivered_at FROM delivered WHERE chat = ?"
+            f" ORDER BY delivered_at DESC LIMIT {int(limit)}"
+        )
+        return [(r[0], _instant(r[1])) async for r in self._rows(chat, sql)]
 
     async def forget_learning(self, chat: ChatRef) -> int:
         async with self.transaction() as db:
