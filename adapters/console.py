@@ -6,6 +6,7 @@ import asyncio
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TextIO
 
 from bot.commands import (
@@ -26,6 +27,7 @@ from bot.text import (
     Bold,
     Code,
     CodeBlock,
+    Document,
     Heading,
     Inline,
     Italic,
@@ -137,8 +139,10 @@ class ConsoleChat:
         app: Paperboy,
         out: TextIO | None = None,
         read_line: Callable[[], Awaitable[str | None]] | None = None,
+        files_dir: Path | None = None,
     ) -> None:
         self.app = app
+        self.files_dir = files_dir or Path.cwd()  # where /export writes its file
         self.out = out or sys.stdout
         self.style = Style(self.out.isatty())
         self._read_line = read_line or _stdin_line
@@ -155,7 +159,24 @@ class ConsoleChat:
         )
 
     async def handle(self, line: str) -> Reply | None:
-        """One line typed by the user -> the reply (None for a blank line)."""
+        """One line typed by the user -> the reply (None for a blank line); files it
+        carries (/export) are written to `files_dir` and the reply names their path."""
+        reply = await self._handle(line)
+        if reply is not None:
+            for message in reply.messages:
+                if message.document is not None:
+                    path = await asyncio.to_thread(self._write, message.document)
+                    message.blocks.append(Paragraph((Text("File: "), Code(str(path)))))
+                    message.document = None
+        return reply
+
+    def _write(self, document: Document) -> Path:
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        path = self.files_dir / Path(document.filename).name  # never outside files_dir
+        path.write_bytes(document.data)
+        return path.resolve()
+
+    async def _handle(self, line: str) -> Reply | None:
         line = line.strip()
         if not line:
             return None

@@ -34,6 +34,7 @@ import yarl
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
+from bot import cards, learning
 from bot.commands import (
     COMMANDS,
     ArgValue,
@@ -459,7 +460,7 @@ def render_discord(message: Message) -> list[RenderedMessage]:
         content = "\n\n".join(chunks)
         if dlen(content) <= CONTENT_MAX:
             rendered = [RenderedMessage(content=content)]
-            return _with_buttons(rendered, message.buttons, {}, titles)
+            return _with_document(_with_buttons(rendered, message.buttons, {}, titles), message)
     packer = _EmbedPacker()
     shown_in: dict[int, RenderedMessage] = {}  # list item number -> the part showing it
     blocks = list(message.blocks)
@@ -484,7 +485,7 @@ def render_discord(message: Message) -> list[RenderedMessage]:
     rendered = [m for m in packer.messages if m.embeds or m.content] or [RenderedMessage()]
     where = {id(m): i for i, m in enumerate(rendered)}
     parts = {n: where.get(id(m), len(rendered) - 1) for n, m in shown_in.items()}
-    return _with_buttons(rendered, message.buttons, parts, titles)
+    return _with_document(_with_buttons(rendered, message.buttons, parts, titles), message)
 
 
 def _item_titles(blocks: Sequence[Block]) -> dict[int, str]:
@@ -496,6 +497,13 @@ def _item_titles(blocks: Sequence[Block]) -> dict[int, str]:
                 line = plain(item).strip().split("\n", 1)[0]
                 titles.setdefault(n, " ".join(line.split()))
     return titles
+
+
+def _with_document(rendered: list[RenderedMessage], message: Message) -> list[RenderedMessage]:
+    """A file (a .bib export) rides as an attachment of the last part."""
+    if message.document is not None:
+        rendered[-1].files.append((message.document.filename, message.document.data))
+    return rendered
 
 
 def _with_buttons(
@@ -909,7 +917,9 @@ class _Client(discord.AutoShardedClient):
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
         super().__init__(
-            intents=discord.Intents(guilds=True),  # interactions need no privileged intent
+            # Interactions need no privileged intent; reactions (votes, issue 14) are not
+            # privileged either.
+            intents=discord.Intents(guilds=True, guild_reactions=True, dm_reactions=True),
             allowed_mentions=NO_MENTIONS,
             max_ratelimit_timeout=30.0,  # longer waits come back as RetryAfter to the outbox
             **options,
@@ -937,6 +947,12 @@ class _Client(discord.AutoShardedClient):
         configured = yarl.URL(gateway)
         log.debug("discord: connecting to the gateway %s", configured.host)
         return str(configured.with_query(wanted.query))
+
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        await self.adapter.on_reaction(payload, added=True)
+
+    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        await self.adapter.on_reaction(payload, added=False)
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(CommandButton, PickMenu)
@@ -1165,28 +1181,42 @@ class DiscordAdapter:
     async def answer(
         self, interaction: discord.Interaction[Any], reply: Reply, *, deferred: bool
     ) -> None:
-        parts = [p for m in reply.messages for p in render_discord(m)]
-        parts = [p for p in parts if p.content or p.embeds or p.files] or [
-            RenderedMessage(content="Done.")
+        batches: list[tuple[Message | None, list[RenderedMessage]]] = [
+            (m, [p for p in render_discord(m) if p.content or p.embeds or p.files])
+            for m in reply.messages
         ]
+        if not any(parts for _, parts in batches):
+            batches = [(None, [RenderedMessage(content="Done.")])]
         ephemeral = reply.ephemeral
         if deferred and ephemeral:
             # A public "thinking…" cannot turn private: remove it and answer privately.
             with contextlib.suppress(discord.HTTPException):
                 await interaction.delete_original_response()
         shown: list[discord.WebhookMessage | None] = []  # None: the original response
-        for part in parts:
-            kwargs = _send_kwargs(part)
-            try:
-                if not interaction.response.is_done():
-                    await interaction.response.send_message(ephemeral=ephemeral, **kwargs)
-                    shown.append(None)
-                else:
-                    shown.append(
-                        await interaction.followup.send(ephemeral=ephemeral, wait=True, **kwargs)
-                    )
-            finally:
-                _forget_view(kwargs)
+        for message, parts in batches:
+            # A one-paper card with vote buttons: reactions to it vote on that paper.
+            about = None if ephemeral or message is None else cards.voted_paper(message)
+            ids: list[str] = []
+            for part in parts:
+                kwargs = _send_kwargs(part)
+                try:
+                    if not interaction.response.is_done():
+                        await interaction.response.send_message(ephemeral=ephemeral, **kwargs)
+                        shown.append(None)
+                        if about:
+                            ids.append(str((await interaction.original_response()).id))
+                    else:
+                        sent = await interaction.followup.send(
+                            ephemeral=ephemeral, wait=True, **kwargs
+                        )
+                        shown.append(sent)
+                        ids.append(str(sent.id))
+                finally:
+                    _forget_view(kwargs)
+            if about and ids:
+                await self._remember(
+                    ChatRef(self.platform, str(interaction.channel_id)), about, ids
+                )
         if reply.update is not None:
             # In the background: the edit comes when the update does (well within the
             # interaction token's 15 minutes).
@@ -1238,6 +1268,34 @@ class DiscordAdapter:
             log.info("discord: could not edit an answer: %s", redact(str(e)))
         except Exception:
             log.exception("discord: editing an answer failed")
+
+    async def on_reaction(self, payload: discord.RawReactionActionEvent, *, added: bool) -> None:
+        """👍/👎 on a one-paper message votes on its paper (removing it takes the vote
+        back); 💾 saves it. The bot's own reactions are not votes."""
+        client = self.client
+        if client is None or client.user is None or payload.user_id == client.user.id:
+            return
+        emoji = {str(payload.emoji)}
+        chat = ChatRef(self.platform, str(payload.channel_id))
+        try:
+            await learning.react(
+                self.app,
+                chat,
+                str(payload.user_id),
+                str(payload.message_id),
+                emoji if added else set(),
+                set() if added else emoji,
+            )
+        except LookupError:
+            return
+        except Exception:
+            log.exception("discord: a reaction in %s could not be counted", chat.key)
+
+    async def _remember(self, chat: ChatRef, paper: str, ids: list[str]) -> None:
+        try:
+            await self.app.store.remember_message_papers(chat, ids, paper)
+        except Exception:  # the reply went out; only reactions to it will not count
+            log.exception("discord: cannot remember the paper of messages in %s", chat.key)
 
     async def on_tree_error(
         self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError

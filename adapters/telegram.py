@@ -38,7 +38,9 @@ from telegram import (
     BotCommandScopeDefault,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     LinkPreviewOptions,
+    ReactionTypeEmoji,
     ReplyParameters,
     Update,
     User,
@@ -52,10 +54,11 @@ from telegram.ext import (
     ChatMemberHandler,
     ContextTypes,
     MessageHandler,
+    MessageReactionHandler,
     filters,
 )
 
-from bot import sending
+from bot import cards, learning, sending
 from bot.commands import COMMANDS, ChatKind, Context, run_text, split_command_line
 from bot.config import USER_AGENT
 from bot.ids import InvalidArxivId, parse_arxiv_id
@@ -69,6 +72,7 @@ from bot.text import (
     Button,
     Code,
     CodeBlock,
+    Document,
     Heading,
     Inline,
     Italic,
@@ -98,7 +102,16 @@ MAX_ALERT = 200  # answerCallbackQuery text
 # buttons still being sent from being pruned (bot/delivery.py prunes after 30 days).
 CALLBACK_RESAVE_SECONDS = 86_400.0
 # chat_member: someone's rights changed in a chat where we are admin (drops the admin cache).
-ALLOWED_UPDATES = ["message", "channel_post", "callback_query", "my_chat_member", "chat_member"]
+# message_reaction: 👍/👎 on a one-paper message is a vote (issue 14; in groups Telegram
+# sends them only to bots that are admins).
+ALLOWED_UPDATES = [
+    "message",
+    "channel_post",
+    "callback_query",
+    "my_chat_member",
+    "chat_member",
+    "message_reaction",
+]
 # Telegram posts as this user when a group admin writes anonymously.
 GROUP_ANONYMOUS_BOT = 1087968824
 _LINK_SCHEMES = ("http://", "https://", "tg://", "mailto:")
@@ -568,6 +581,7 @@ class TelegramAdapter:
         application.add_handler(MessageHandler(text, self._on_message))
         application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self._on_migrate))
         application.add_handler(CallbackQueryHandler(self._on_callback))
+        application.add_handler(MessageReactionHandler(self._on_reaction))
         application.add_handler(
             ChatMemberHandler(self._on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER)
         )
@@ -954,8 +968,12 @@ class TelegramAdapter:
                     return ids
                 ids.extend(sent)
                 shown.append((plan, sent))
-                if paper:
-                    await self._remember_paper(chat, sent, paper)
+                # A one-paper card with vote buttons: reactions to it vote on that paper.
+                about = paper or cards.voted_paper(message)
+                if about:
+                    await self._remember_paper(chat, sent, about)
+                if message.document is not None:
+                    ids.extend(await self._send_document(chat, message.document))
                 break
             reply_to = None
         if reply.update is not None and shown:
@@ -1047,6 +1065,42 @@ class TelegramAdapter:
                 if "not modified" in text or "message to delete not found" in text:
                     return
                 raise
+
+    async def _send_document(self, chat: ChatRef, document: Document) -> list[str]:
+        """A file (a .bib export) as a Telegram document, uploaded as multipart."""
+        try:
+            sent = await self.application.bot.send_document(
+                _telegram_chat_id(chat),
+                InputFile(document.data, filename=document.filename),
+                message_thread_id=int(chat.thread_id) if chat.thread_id else None,
+            )
+        except tg_error.TelegramError as e:
+            log.error("telegram: could not send %s to %s: %s", document.filename, chat.key, e)
+            return []
+        return [str(sent.message_id)]
+
+    async def _on_reaction(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """👍/👎 (❤, 🔥, 💩) on a one-paper message votes on it; ✍ saves it."""
+        change = update.message_reaction
+        if change is None:
+            return
+        actor = change.user or change.actor_chat
+        if actor is None:
+            return
+
+        def emoji(reactions: Any) -> set[str]:
+            return {r.emoji for r in reactions if isinstance(r, ReactionTypeEmoji)}
+
+        old, new = emoji(change.old_reaction), emoji(change.new_reaction)
+        chat = ChatRef(PLATFORM, str(change.chat.id))
+        try:
+            await learning.react(
+                self.app, chat, str(actor.id), str(change.message_id), new - old, old - new
+            )
+        except LookupError:
+            return  # a paper arXiv no longer knows: nothing to learn
+        except Exception:
+            log.exception("telegram: a reaction in %s could not be counted", chat.key)
 
     async def _remember_paper(self, chat: ChatRef, message_ids: list[str], paper: str) -> None:
         """A reply to any of these messages, on any worker, asks about `paper`."""

@@ -83,6 +83,12 @@ def vote_row(paper: Paper) -> list[Button]:
     ]
 
 
+def voted_paper(message: Message) -> str | None:
+    """The paper of a one-paper message with vote buttons (reactions to it vote on it)."""
+    papers = {b.arg for row in message.buttons for b in row if b.command == "like"}
+    return papers.pop() if len(papers) == 1 else None
+
+
 def vote_rows(papers: Sequence[Paper]) -> list[list[Button]]:
     """Numbered 👍 and 👎 for a message holding several papers, five to a row."""
     rows: list[list[Button]] = []

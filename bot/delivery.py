@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from bot import learning
+from bot import cards, learning
 from bot.config import Settings
 from bot.digest import Round
 from bot.models import ChatRef
@@ -411,8 +411,19 @@ class Dispatcher:
         else:
             self.stats.sent += 1
             self._sent.append((item.id, ids))
+            await self._remember_paper(item, message, ids)
             if self._flusher is None:
                 self._flusher = asyncio.create_task(self._flush_soon())
+
+    async def _remember_paper(self, item: OutboxItem, message: Message, ids: list[str]) -> None:
+        """A one-paper message: a 👍/👎 reaction to it is a vote on that paper (issue 14)."""
+        paper = cards.voted_paper(message)
+        if paper is None or not ids:
+            return
+        try:
+            await self.store.remember_message_papers(item.chat, ids, paper)
+        except Exception:  # the message went out; only reactions to it will not count
+            log.exception("cannot remember the paper of %s", item.key)
 
     async def _retry(self, item: OutboxItem, error: str, queue: deque[OutboxItem]) -> None:
         """Try the row again later; the chat's later rows wait behind it."""

@@ -47,6 +47,46 @@ async def vote(app: Paperboy, chat: ChatRef, user_id: str, paper_id: str, value:
     return paper
 
 
+# Reactions on a one-paper message. Telegram offers no 💾 reaction: ✍ saves there.
+LIKES = frozenset({"👍", "❤", "🔥"})
+DISLIKES = frozenset({"👎", "💩"})
+SAVES = frozenset({"💾", "✍"})
+_MODIFIERS = dict.fromkeys([0xFE0F, *range(0x1F3FB, 0x1F400)])  # variation, skin tones
+
+
+def _emoji(text: str) -> str:
+    return text.translate(_MODIFIERS)
+
+
+async def react(
+    app: Paperboy,
+    chat: ChatRef,
+    user_id: str,
+    message_id: str,
+    added: set[str],
+    removed: set[str] = frozenset(),  # type: ignore[assignment]
+) -> str | None:
+    """A member's reactions on one of our messages changed: vote (or take the vote back) on
+    the message's paper, save it on 💾/✍. Returns the paper, or None when the message is not
+    about one paper or the reactions mean nothing here."""
+    added = {_emoji(e) for e in added}
+    removed = {_emoji(e) for e in removed}
+    if not (added | removed) & (LIKES | DISLIKES | SAVES):
+        return None
+    paper = await app.store.message_paper(chat, message_id)
+    if paper is None:
+        return None
+    if added & SAVES:
+        await app.store.save_paper(chat, paper)
+    if added & LIKES:
+        await vote(app, chat, user_id, paper, 1)
+    elif added & DISLIKES:
+        await vote(app, chat, user_id, paper, -1)
+    elif removed & (LIKES | DISLIKES):
+        await vote(app, chat, user_id, paper, 0)
+    return paper
+
+
 async def refit(app: Paperboy, chat: ChatRef, now: datetime | None = None) -> int:
     """Fit the chat's model on its votes (+ ignored deliveries) and store it; returns how
     many votes it learned from."""

@@ -497,6 +497,37 @@ class FakeDiscord:
             message=message,
         )
 
+    async def react(
+        self,
+        message: dict[str, Any],
+        emoji: str,
+        *,
+        user: dict[str, Any] | None = None,
+        remove: bool = False,
+    ) -> bool:
+        """A user adds (or removes) an emoji reaction on a message. Like Discord, the event
+        reaches only bots that identified with the reactions intent of that kind of channel
+        (GUILD_MESSAGE_REACTIONS, 1 << 10; DIRECT_MESSAGE_REACTIONS, 1 << 13); returns
+        whether it was dispatched."""
+        channel_id = str(message["channel_id"])
+        in_guild = channel_id != self._dm_channel_id()
+        needed = 1 << 10 if in_guild else 1 << 13
+        if not any(int(i.get("intents", 0)) & needed for i in self.identifies):
+            return False
+        who = user or self.user()
+        data: dict[str, Any] = {
+            "user_id": who["id"],
+            "channel_id": channel_id,
+            "message_id": str(message["id"]),
+            "emoji": {"id": None, "name": emoji},
+            "burst": False,
+            "type": 0,
+        }
+        if in_guild:
+            data["guild_id"] = self._guild_of(channel_id)
+        await self.dispatch("MESSAGE_REACTION_REMOVE" if remove else "MESSAGE_REACTION_ADD", data)
+        return True
+
     async def interact(
         self,
         kind: int,

@@ -30,7 +30,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,8 +66,15 @@ UPDATE_TYPES = (
     "my_chat_member",
     "chat_member",
     "inline_query",
+    "message_reaction",
+    "message_reaction_count",
 )
-DEFAULT_UPDATE_TYPES = frozenset(UPDATE_TYPES) - {"chat_member"}
+# As Telegram: without allowed_updates, no chat_member and no reaction updates.
+DEFAULT_UPDATE_TYPES = frozenset(UPDATE_TYPES) - {
+    "chat_member",
+    "message_reaction",
+    "message_reaction_count",
+}
 
 # ---------------------------------------------------------------- HTML parse mode
 
@@ -390,6 +397,7 @@ class SentMessage:
     photo: bytes | None = None
     reply_to_message_id: int | None = None
     entities: list[dict[str, Any]] = field(default_factory=list)
+    document: tuple[str, bytes] | None = None  # (file name, content) of a sendDocument
 
     @property
     def buttons(self) -> list[dict[str, Any]]:
@@ -1018,6 +1026,58 @@ class FakeTelegram:
             "sendPhoto", chat_id, params, raw, text, entities, parse_mode, photo=photo
         )
 
+    async def _send_document(self, params: dict[str, Any]) -> Any:
+        chat_id = _chat_id(params)
+        document = params.get("document")
+        if isinstance(document, str) and document.startswith("attach://"):
+            document = params.get(document.removeprefix("attach://"))
+        if not isinstance(document, bytes):
+            raise _bad("there is no document in the request")  # only uploads are faked
+        if not document:
+            raise _bad("file must be non-empty")
+        if len(document) > 50 * 1024 * 1024:
+            raise ApiError(413, "Request Entity Too Large")
+        name = (params.get("_filenames") or {}).get("document") or "document"
+        raw = str(params.get("caption", "") or "")
+        parse_mode = params.get("parse_mode")
+        text, entities = _parse(raw, parse_mode)
+        if utf16_len(text.strip()) > MAX_CAPTION:
+            raise _bad("message caption is too long")
+        return self._record(
+            "sendDocument",
+            chat_id,
+            params,
+            raw,
+            text,
+            entities,
+            parse_mode,
+            document=(name, document),
+        )
+
+    def react(
+        self,
+        chat_id: int,
+        message_id: int,
+        user_id: int,
+        new: Sequence[str],
+        old: Sequence[str] = (),
+    ) -> int:
+        """A user changes their emoji reactions on a message (a message_reaction update,
+        delivered only to bots that asked for it in allowed_updates)."""
+        if (chat_id, message_id) not in self._messages:
+            raise KeyError(f"no message {message_id} in chat {chat_id}")
+        return self.push_update(
+            "message_reaction",
+            {
+                "chat": self._chat(chat_id),
+                "message_id": message_id,
+                "user": self.user(user_id),
+                "date": next(self._clock),
+                "old_reaction": [{"type": "emoji", "emoji": e} for e in old],
+                "new_reaction": [{"type": "emoji", "emoji": e} for e in new],
+            },
+        )
+
     async def _edit_message_text(self, params: dict[str, Any]) -> Any:
         chat_id = _chat_id(params)
         message_id = _int(params.get("message_id"), 0)
@@ -1186,6 +1246,7 @@ class FakeTelegram:
         *,
         photo: bytes | None = None,
         message_id: int | None = None,
+        document: tuple[str, bytes] | None = None,
     ) -> dict[str, Any]:
         markup = self._markup(params)
         reply_to = _json(params.get("reply_parameters"))
@@ -1221,6 +1282,15 @@ class FakeTelegram:
                 message["caption"] = text
                 if entities:
                     message["caption_entities"] = entities
+        elif document is not None:
+            message["document"] = {
+                "file_id": f"doc{chat_id}_{message_id}",
+                "file_unique_id": f"d{chat_id}_{message_id}",
+                "file_name": document[0],
+                "file_size": len(document[1]),
+            }
+            if text:
+                message["caption"] = text
         else:
             message["text"] = text
             if entities:
@@ -1241,6 +1311,7 @@ class FakeTelegram:
             photo,
             reply_to_id,
             entities,
+            document,
         )
         self.sent.append(record)
         self._sent_by_chat.setdefault(chat_id, []).append(record)
@@ -1260,6 +1331,7 @@ _METHODS: dict[str, Callable[[FakeTelegram, dict[str, Any]], Any]] = {
     "deletemycommands": FakeTelegram._delete_my_commands,
     "sendmessage": FakeTelegram._send_message,
     "sendphoto": FakeTelegram._send_photo,
+    "senddocument": FakeTelegram._send_document,
     "editmessagetext": FakeTelegram._edit_message_text,
     "editmessagereplymarkup": FakeTelegram._edit_message_reply_markup,
     "deletemessage": FakeTelegram._delete_message,
@@ -1307,6 +1379,7 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
     for key, value in form.items():
         if isinstance(value, web.FileField):
             params[key] = value.file.read()
+            params.setdefault("_filenames", {})[key] = value.filename
         else:
             params[key] = value
     return params
