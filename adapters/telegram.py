@@ -1068,16 +1068,21 @@ class TelegramAdapter:
 
     async def _send_document(self, chat: ChatRef, document: Document) -> list[str]:
         """A file (a .bib export) as a Telegram document, uploaded as multipart."""
-        try:
-            sent = await self.application.bot.send_document(
-                _telegram_chat_id(chat),
-                InputFile(document.data, filename=document.filename),
-                message_thread_id=int(chat.thread_id) if chat.thread_id else None,
-            )
-        except tg_error.TelegramError as e:
-            log.error("telegram: could not send %s to %s: %s", document.filename, chat.key, e)
-            return []
-        return [str(sent.message_id)]
+        for _attempt in range(3):
+            try:
+                sent = await self.application.bot.send_document(
+                    _telegram_chat_id(chat),
+                    InputFile(document.data, filename=document.filename),
+                    message_thread_id=int(chat.thread_id) if chat.thread_id else None,
+                )
+            except tg_error.RetryAfter as e:  # right after the note: the chat's flood limit
+                await asyncio.sleep(min(retry_after_seconds(e), 30.0))
+                continue
+            except tg_error.TelegramError as e:
+                log.error("telegram: could not send %s to %s: %s", document.filename, chat.key, e)
+                return []
+            return [str(sent.message_id)]
+        return []
 
     async def _on_reaction(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """👍/👎 (❤, 🔥, 💩) on a one-paper message votes on it; ✍ saves it."""

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from bot.config import ConfigError, Settings
 from bot.delivery import run_delivery
 from bot.explain import Explainer, ExplainOptions, LimitSettings
+from bot.rank import features
 from bot.sending import Adapter
 from bot.service import Paperboy
 from bot.sources.arxiv import ArxivSource
@@ -164,6 +165,9 @@ async def _await(future: asyncio.Future[None]) -> None:
     await future
 
 
+_warming: set[asyncio.Task[object]] = set()  # a reference, so the task is not collected
+
+
 async def start_background(
     app: Paperboy, settings: Settings, adapters: list[Adapter]
 ) -> list[asyncio.Task[None]]:
@@ -172,4 +176,6 @@ async def start_background(
 
     # One of several workers sends only its share of each platform's global rate.
     settings = settings.worker_share()
+    # The ranking's feature space takes seconds to build: now, not on the first vote.
+    _warming.add(asyncio.create_task(features.space(), name="rank-features"))
     return [asyncio.create_task(run_delivery(app, settings, counting(adapters)), name="delivery")]

@@ -228,9 +228,10 @@ async def learn_setting(ctx: Context, key: str, value: str) -> Reply:
 _ID = Arg("id", "an arXiv id or link, e.g. 1706.03762", kind="paper")
 
 LEARN_COMMANDS: tuple[Command, ...] = (
-    Command("like", "👍 More papers like this one", _like, (_ID,), slow=True),
-    Command("dislike", "👎 Fewer papers like this one", _dislike, (_ID,), slow=True),
-    Command("save", "💾 Save a paper to this chat's library", _save, (_ID,), slow=True),
+    # Not `slow`: a vote answers at once (a toast on Telegram, a private note on Discord).
+    Command("like", "👍 More papers like this one", _like, (_ID,)),
+    Command("dislike", "👎 Fewer papers like this one", _dislike, (_ID,)),
+    Command("save", "💾 Save a paper to this chat's library", _save, (_ID,)),
     Command("unsave", "Remove a paper from the library", _unsave, (_ID,)),
     Command(
         "saved",
