@@ -943,6 +943,8 @@ class FakeDiscord:
             it.original_id = message_id
             it.loading = body["type"] == DEFERRED_CHANNEL_MESSAGE
             it.shown[message_id] = message
+            if files:  # uploaded with the response itself (multipart, as discord.py sends)
+                self.attachments[message_id] = files
         return _json(
             {
                 "interaction": {
