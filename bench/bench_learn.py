@@ -176,7 +176,7 @@ def run(space: Space) -> None:
             Example(v, int(relevant(p)), 1.0) for (_, p), v in zip(shown, vectors, strict=True)
         ]
         likes_seen.append(sum(e.label for e in examples))
-        learned = Profile(model=fit(examples), quality="all")
+        learned = Profile(model=fit(examples, space.background), quality="all")
         words = Profile(
             topics={f: [topic(space, TOPIC_WORDS[t]) for t in tastes] for f in FEEDS},
             quality="all",

@@ -127,7 +127,7 @@ def _fit(
         Example(v, label, recency(age) * (1.0 if i < len(voted) else IGNORED_WEIGHT))
         for i, ((_, label, age), v) in enumerate(zip((*voted, *ignored), vectors, strict=True))
     ]
-    model = fit(examples)
+    model = fit(examples, space.background)
     if model is None:
         return None
     liked = [(p.title, v) for (p, label, _), v in zip(voted, vectors, strict=False) if label]

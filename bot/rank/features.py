@@ -26,6 +26,7 @@ import numpy as np
 from bot.models import Paper
 
 DIMENSIONS = 128  # LSA dimensions: enough for topics, small enough for 10,000 chats a round
+BACKGROUND_SAMPLE = 64
 _WORD = re.compile(r"[a-z][a-z0-9]*")
 _MATH = re.compile(r"\$[^$]*\$")
 # Function words and the boilerplate of abstracts: they say nothing about a topic.
@@ -104,7 +105,11 @@ class Space:
         self.vocab = {t: i for i, t in enumerate(vocab)}
         n = len(docs)
         self.idf = np.array([math.log((n + 1) / (df[t] + 1)) + 1.0 for t in vocab], np.float32)
-        self.basis = self._lsa([self.lexical(d) for d in docs], dimensions)
+        rows = [self.lexical(d) for d in docs]
+        self.basis = self._lsa(rows, dimensions)
+        # A spread of ordinary papers: the model's prior that a paper is of no interest.
+        step = max(1, len(rows) // BACKGROUND_SAMPLE)
+        self.background = np.stack([self.embed(r) for r in rows[::step][:BACKGROUND_SAMPLE]])
 
     def lexical(self, counts: Counter[str]) -> Lexical:
         pairs = sorted((self.vocab[t], c) for t, c in counts.items() if t in self.vocab)

@@ -16,6 +16,9 @@ import numpy as np
 
 HALF_LIFE_DAYS = 90.0
 IGNORED_WEIGHT = 0.15  # an unvoted paper says little: maybe it was just not read
+# Ordinary background papers count as one dislike in all: with only likes, the model still
+# learns what sets them apart from the rest of arXiv, not just "everything is liked".
+BACKGROUND_WEIGHT = 1.0
 L2 = 1.0  # keeps ten votes from overfitting
 
 
@@ -70,11 +73,16 @@ class Model:
         return cls(values[: dimensions + 1], liked)
 
 
-def fit(examples: Sequence[Example], steps: int = 8) -> Model | None:
-    """Weighted L2-regularized logistic regression by Newton's method; None without a like
-    or a dislike to learn from."""
+def fit(
+    examples: Sequence[Example], background: np.ndarray | None = None, steps: int = 8
+) -> Model | None:
+    """Weighted L2-regularized logistic regression by Newton's method, with `background`
+    vectors as faint negatives; None without an example to learn from."""
     if not examples:
         return None
+    if background is not None and len(background):
+        share = BACKGROUND_WEIGHT / len(background)
+        examples = [*examples, *(Example(v, 0, share) for v in background)]
     x = np.stack([e.vector for e in examples]).astype(np.float64)
     x = np.hstack([x, np.ones((len(x), 1))])
     y = np.array([e.label for e in examples], np.float64)
