@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -24,6 +25,10 @@ async def say(chat: ConsoleChat, line: str) -> str:
     reply = await chat.handle(line)
     assert reply is not None
     return render_reply(reply)
+
+
+def at(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
 
 
 def titles(text: str) -> list[str]:
@@ -103,7 +108,7 @@ async def test_weekly_cadence_sends_once_a_week_with_the_weeks_best(
     for moment in days:
         out = io.StringIO()
         _, sent = await deliver_once(
-            paperboy_app, fake_settings, [ConsoleChat(paperboy_app, out=out)], lambda m=moment: m
+            paperboy_app, fake_settings, [ConsoleChat(paperboy_app, out=out)], at(moment)
         )
         sends.append((moment, sent.sent, out.getvalue()))
     assert [n for _, n, _ in sends] == [0, 0, 0, 0, 0, 0, 1]  # once, on its day
@@ -122,6 +127,6 @@ async def test_weekly_cadence_sends_once_a_week_with_the_weeks_best(
         paperboy_app,
         fake_settings,
         [ConsoleChat(paperboy_app, out=io.StringIO())],
-        lambda: days[-1] + timedelta(hours=3),
+        at(days[-1] + timedelta(hours=3)),
     )
     assert again.sent == 0
