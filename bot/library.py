@@ -15,6 +15,7 @@ from bot.models import Paper
 
 _LATEX_SPECIALS = re.compile(r"(?<!\\)([&%#_])")
 _KEY_WORD = re.compile(r"[A-Za-z0-9]+")
+_MATH = re.compile(r"\$[^$]*\$")
 _OLD_ID = re.compile(r"^[a-z\-]+(?:\.[A-Z]{2})?/(\d{2})(\d{2})\d+$")
 _NEW_ID = re.compile(r"^(\d{2})(\d{2})\.\d{4,5}$")
 _SKIP = frozenset({"a", "an", "the", "on", "of", "in", "for", "to", "and", "with", "towards"})
@@ -76,8 +77,9 @@ def cite_key(paper: Paper, taken: set[str]) -> str:
     """'vaswani2017attention': first author's last name, year, first real title word."""
     last = _ascii(_last_name(paper.authors[0])).lower() if paper.authors else "anon"
     last = "".join(_KEY_WORD.findall(last)) or "anon"
-    words = [w.lower() for w in _KEY_WORD.findall(_ascii(paper.title))]
-    word = next((w for w in words if w not in _SKIP), "paper")
+    title = _MATH.sub(" ", _ascii(paper.title))
+    words = [w.lower() for w in _KEY_WORD.findall(title)]
+    word = next((w for w in words if w not in _SKIP and len(w) > 2), "paper")
     base = f"{last}{year(paper) or ''}{word}"
     key, n = base, 0
     while key in taken:

@@ -50,8 +50,18 @@ _STOP = frozenset(
 )
 
 
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ed")
+
+
 def stem(word: str) -> str:
-    """A light plural folding: 'models' -> 'model', 'queries' -> 'query'."""
+    """A light suffix folding, so the forms of a word meet: 'segmenting', 'segmented',
+    'segmentation' -> 'segment'; 'labelling' -> 'label'; 'models' -> 'model'."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            base = word[: -len(suffix)]
+            if base[-1] == base[-2] and base[-1] not in "sz":  # 'labell' -> 'label'
+                base = base[:-1]
+            return base
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
