@@ -168,9 +168,10 @@ def run(space: Space) -> None:
     likes_seen: list[int] = []
     for tastes in READERS:
         relevant = judge(tastes)
-        # Day 0: /train shows papers; the reader votes on VOTES of them.
+        # Day 0: /train, twice; the reader votes on all VOTES papers shown.
         _, _, first = prepared[0]
-        shown = first.explore(VOTES)
+        shown = first.explore(VOTES // 2)  # two /train rounds of five
+        shown += first.explore(VOTES // 2, skip={k for k, _ in shown})
         _, vectors = space.papers([p for _, p in shown])
         examples = [
             Example(v, int(relevant(p)), 1.0) for (_, p), v in zip(shown, vectors, strict=True)

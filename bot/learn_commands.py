@@ -7,6 +7,7 @@ table; bot.commands calls `learn_setting`,
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 
@@ -19,7 +20,7 @@ from bot.rank import features
 from bot.rank.ranker import FLOORS, TOPIC_THRESHOLD, Day
 from bot.text import Bold, Code, Document, Message, Paragraph, Reply, Text
 
-TRAIN_COUNT = 8
+TRAIN_COUNT = 5  # one row each of 💡, 👍 and 👎: within Discord's 5 rows of 5 buttons
 LEARN_KEYS = ("quality", "cadence", "topic", "forget")
 _TOPIC = re.compile(r"""(?:^|\s)topic:(?:"([^"]*)"|'([^']*)'|(\S+))""", re.IGNORECASE)
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -131,7 +132,7 @@ async def _train(ctx: Context, args: dict[str, ArgValue]) -> Reply:
         return Reply.text("Your feeds have no papers today to train on. Try again tomorrow.")
     voted = {v.paper_id for v in await ctx.app.store.chat_votes(ctx.chat)}
     space = await features.space()
-    day = Day(space, best)
+    day = await asyncio.to_thread(Day, space, best)  # vectors: CPU, off the loop
     picks = [p for _, p in day.explore(TRAIN_COUNT, voted)]
     if not picks:
         return Reply.text("You have rated every paper of today's feeds already. Thanks!")

@@ -152,7 +152,11 @@ async def test_ready_and_commands_synced_once(
         await first.stop()
     assert len(discord_server.command_puts) == 1
     identify = discord_server.identifies[0]
-    assert identify["intents"] == discord.Intents(guilds=True).value
+    # Reactions are votes (issue 14); no privileged intent is asked for.
+    wanted = discord.Intents(guilds=True, guild_reactions=True, dm_reactions=True)
+    assert identify["intents"] == wanted.value
+    privileged = discord.Intents(members=True, presences=True, message_content=True)
+    assert identify["intents"] & privileged.value == 0
     assert identify["shard"] == [0, 1]
 
     synced = {c["name"]: c for c in discord_server.command_puts[0]}

@@ -150,3 +150,19 @@ async def test_export_bibtex_is_a_document_a_parser_reads_back(bot: Bot) -> None
         assert entry["archiveprefix"] == "arXiv"
     assert entries[FACE_3D]["primaryclass"] == "cs.CV"
     assert len({e["ID"] for e in parsed.entries}) == 3
+
+
+async def test_train_is_one_tap_per_paper(bot: Bot) -> None:
+    await seed_feed(bot.store, cs_cv_papers())
+    chat = ChatRef("telegram", str(USER))
+    await say(bot, USER, USER, "/subscribe arxiv:cs.CV")
+    rate, _hint = await say(bot, USER, USER, "/train", count=2)
+    votes = [b["text"] for b in rate.buttons if b["text"][0] in "👍👎"]
+    assert votes == [f"{m} {i}" for m in "👍👎" for i in range(1, 6)]
+    bot.tg.press_button(USER, rate.message_id, USER, "👍 2")
+    await settle(bot, chat, 1)
+    [shown] = await say(bot, USER, USER, "/settings")
+    assert "learned from 1 vote" in shown.text
+    again, _ = await say(bot, USER, USER, "/train", count=2)
+    [liked] = await bot.store.chat_votes(chat)
+    assert liked.paper_id not in again.raw  # what was rated is not asked again
