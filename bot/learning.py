@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -165,13 +165,15 @@ class Lesson:
                 today.weekday() != self.state.weekly_day or self.state.last_weekly == today
             ):
                 return [], []
-            best = await week_ranking(rnd, subs)
+            best, fetches = await week_ranking(rnd, subs)
             delivered = await rnd.app.store.delivered_ids(settings.chat, [k for k, _ in best])
             title = f"🗓 Your week's best papers, to {today:%a} {today.day} {today:%b %Y}"
             if not preview:
                 self.state.last_weekly = today
                 await rnd.app.store.save_learning(settings.chat, self.state)
-        day = await _day(rnd, subs, best)
+        else:
+            fetches = rnd.feeds
+        day = await _day(rnd, subs, best, fetches)
         chosen = day.rank(self.profile, settings.count, delivered)
         if not chosen:
             return [], []
@@ -189,14 +191,19 @@ _days: weakref.WeakKeyDictionary[Round, dict[int, tuple[Sequence[object], Day]]]
 )
 
 
-async def _day(rnd: Round, subs: Sequence[Subscription], best: Sequence[tuple[str, Paper]]) -> Day:
+async def _day(
+    rnd: Round,
+    subs: Sequence[Subscription],
+    best: Sequence[tuple[str, Paper]],
+    fetches: Mapping[str, FeedFetch | None],
+) -> Day:
     cache = _days.setdefault(rnd, {})
     found = cache.get(id(best))
     if found is not None and found[0] is best:
         return found[1]
     origins: dict[str, list[str]] = {}
     for sub in subs:
-        fetch = rnd.feeds.get(sub.feed)
+        fetch = fetches.get(sub.feed)
         for paper in fetch.papers if fetch else ():
             if sub.matches(paper):
                 origins.setdefault(base_id(paper.id), []).append(sub.feed)
@@ -206,9 +213,11 @@ async def _day(rnd: Round, subs: Sequence[Subscription], best: Sequence[tuple[st
     return day
 
 
-async def week_ranking(rnd: Round, subs: Sequence[Subscription]) -> list[tuple[str, Paper]]:
+async def week_ranking(
+    rnd: Round, subs: Sequence[Subscription]
+) -> tuple[list[tuple[str, Paper]], dict[str, FeedFetch | None]]:
     """Everything the chat's feeds announced over the last seven days, from the store only
-    (no upstream request), ranked as one day would be."""
+    (no upstream request), ranked as one day would be; and the week's fetches by feed."""
     store = rnd.app.store
     fetches: dict[str, FeedFetch | None] = {}
     for feed in dict.fromkeys(s.feed for s in subs):
@@ -225,7 +234,7 @@ async def week_ranking(rnd: Round, subs: Sequence[Subscription]) -> list[tuple[s
         for paper in listed:
             paper.announce_type = paper.announce_type or "new"
         fetches[feed] = FeedFetch(listed, announced)
-    return rank(candidates(fetches, subs) or {})
+    return rank(candidates(fetches, subs) or {}), fetches
 
 
 async def lessons(app: Paperboy, chats: Sequence[ChatRef]) -> dict[ChatRef, Lesson]:
