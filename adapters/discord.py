@@ -548,7 +548,9 @@ def _with_buttons(
 
 def _option_label(button: Button, titles: dict[int, str]) -> str:
     title = titles.get(button.item or 0, "")
-    label = f"{button.item}. {title}" if title else button.label
+    # Several commands may share a menu (💡, 👍, 👎 of one digest): their mark tells them apart.
+    mark = "" if button.command == "explain" else button.label.split(" ", 1)[0] + " "
+    label = f"{mark}{button.item}. {title}" if title else button.label
     return label if len(label) <= OPTION_LABEL_MAX else label[: OPTION_LABEL_MAX - 1] + "…"
 
 

@@ -94,8 +94,8 @@ def vote_rows(papers: Sequence[Paper]) -> list[list[Button]]:
     rows: list[list[Button]] = []
     for start in range(0, len(papers), 5):
         chunk = list(enumerate(papers[start : start + 5], start + 1))
-        rows.append([Button(f"👍 {i}", command="like", arg=p.id) for i, p in chunk])
-        rows.append([Button(f"👎 {i}", command="dislike", arg=p.id) for i, p in chunk])
+        rows.append([Button(f"👍 {i}", command="like", arg=p.id, item=i) for i, p in chunk])
+        rows.append([Button(f"👎 {i}", command="dislike", arg=p.id, item=i) for i, p in chunk])
     return rows
 
 

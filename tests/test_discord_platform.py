@@ -293,22 +293,33 @@ async def test_big_digest_keeps_each_button_under_its_own_part(
         buttons = components(message)
         assert len(message["components"]) <= 5 and len(buttons) <= 25
         for button in buttons:
-            if button["custom_id"].startswith("pb:explain:"):
+            if button.get("custom_id", "").startswith("pb:explain:"):
                 n = int(button["label"].removeprefix("💡 "))
                 # Under the part that shows paper n's title.
                 assert f"Paper title number {n}**" in shown_text(message)
                 seen.append(n)
+            # With 👍/👎 too (issue 14), a part's item buttons may pass 5 rows: a menu.
+            for option in button.get("options") or []:
+                if option["value"].startswith("explain:"):
+                    n = int(option["label"].split(".", 1)[0])
+                    assert f"Paper title number {n}**" in shown_text(message)
+                    seen.append(n)
     assert sorted(seen) == list(range(1, 31))
     # The row every digest ends with, under the last part.
-    assert [b["label"] for b in components(posted[-1])][-2:] == ["Unsubscribe", "Settings"]
+    assert [b.get("label") for b in components(posted[-1])][-2:] == ["Unsubscribe", "Settings"]
 
     # A button in the first part works.
-    first = next(b for b in components(posted[0]) if b["custom_id"].startswith("pb:explain:"))
-    it = await (await discord_server.press(first["custom_id"], message=posted[0])).wait_done()
+    first = next(
+        o["value"]
+        for c in components(posted[0])
+        for o in c.get("options") or []
+        if o["value"].startswith("explain:")
+    )
+    it = await (await discord_server.choose(posted[0], first)).wait_done()
     assert "Explaining" in it.text
     # So do the last row's: Settings for anyone, Unsubscribe lists the channel's feeds.
     await core.store.add_subscription(Subscription(chat, "hf:daily"))
-    last = {b["label"]: b["custom_id"] for b in components(posted[-1])}
+    last = {b.get("label"): b["custom_id"] for b in components(posted[-1])}
     it = await (await discord_server.press(last["Settings"], message=posted[-1])).wait_done()
     assert "Digest at 09:00 UTC" in it.text
     it = await (await discord_server.press(last["Unsubscribe"], message=posted[-1])).wait_done()

@@ -10,8 +10,9 @@ import asyncio
 
 import bibtexparser
 
-from adapters.discord import DiscordAdapter
-from bot.models import ChatRef
+from adapters.discord import DiscordAdapter, render_discord
+from bot.digest import render_digest
+from bot.models import ChatRef, ChatSettings
 from bot.service import Paperboy
 from tests.fakes.discord import FakeDiscord
 from tests.learn_data import FACE_3D, MEMORIZATION, MRI, VIDEO_ANOMALY, cs_cv_papers, seed_feed
@@ -87,3 +88,18 @@ async def test_export_bibtex_is_an_attachment(
     entries = {e["eprint"]: e for e in bibtexparser.loads(data.decode()).entries}
     assert set(entries) == {MRI, FACE_3D}
     assert entries[MRI]["doi"] == f"10.48550/arXiv.{MRI}"
+
+
+def test_a_ten_paper_digest_keeps_every_vote_within_discords_limits() -> None:
+    papers = cs_cv_papers(10)
+    [message] = render_digest(ChatSettings(ChatRef("discord", "1"), count=10), papers, "Today")
+    [part] = render_discord(message)
+    assert len(part.menus) + len(part.buttons) <= 5  # rows under one message
+    offered = [
+        (b.command, b.arg) for rows in (part.menus, part.buttons) for row in rows for b in row
+    ]
+    for command in ("explain", "like", "dislike"):
+        assert {a for c, a in offered if c == command} == {p.id for p in papers}
+    labels = [b.label for row in part.menus for b in row]
+    assert f"👍 1. {papers[0].title}"[:100] in labels  # which menu entry votes on what
+    assert {b.command for row in part.buttons for b in row} >= {"unsubscribe", "settings"}
