@@ -48,7 +48,10 @@ async def test_digest_has_unsubscribe_and_settings_buttons_that_work(bot: Bot) -
     digest = message_from_json(message_to_json(digest))  # as the outbox keeps it
     [message_id] = await bot.adapter.send(chat, digest)
     [sent] = bot.tg.sent_to(GROUP)
-    assert button_labels(sent) == ["💡 1", "💡 2", "Unsubscribe", "Settings"]
+    assert button_labels(sent) == [
+        *("💡 1", "💡 2", "Unsubscribe", "Settings"),
+        *("👍 1", "👍 2", "👎 1", "👎 2"),  # votes (issue 14)
+    ]
 
     # Anyone may read the settings.
     before = len(bot.tg.sent_to(GROUP))
