@@ -177,16 +177,24 @@ class Day:
     def explore(self, count: int, skip: set[str] | None = None) -> list[tuple[str, Paper]]:
         """Papers to rate for a cold start (/train): spread over the day's subjects, so a
         few taps tell the model most about the chat (farthest-point sampling on the
-        vectors, from the top of the shared ranking)."""
-        rows = [i for i, (k, _) in enumerate(self.ranked) if not (skip and k in skip)]
+        vectors, from the top of the shared ranking; papers in `skip`, already rated,
+        count as picked, so a second /train goes on where the first stopped)."""
+        skip = skip or set()
+        rows = [i for i, (k, _) in enumerate(self.ranked) if k not in skip]
         if not rows:
             return []
-        chosen = [rows[0]]
-        nearest = self.vectors[rows] @ self.vectors[rows[0]]
+        seeds = [i for i, (k, _) in enumerate(self.ranked) if k in skip]
+        pool = self.vectors[rows]
+        chosen: list[int] = []
+        if seeds:
+            nearest = (pool @ self.vectors[seeds].T).max(axis=1)
+        else:
+            chosen.append(rows[0])
+            nearest = pool @ self.vectors[rows[0]]
         while len(chosen) < min(count, len(rows)):
             pick = int(np.argmin(nearest))
             chosen.append(rows[pick])
-            nearest = np.maximum(nearest, self.vectors[rows] @ self.vectors[rows[pick]])
+            nearest = np.maximum(nearest, pool @ self.vectors[rows[pick]])
         return [self.ranked[i] for i in chosen]
 
     def _why(self, profile: Profile, row: int, best_topic: np.ndarray, texts: list[Topic]) -> str:
