@@ -153,7 +153,11 @@ async def _digests(
     chats = [chat for chat, r in ranked.items() if r]
     delivered = await store.delivered_among(chats, sorted(wanted)) if wanted else {}
     # Chats that learned from votes or chose topics, a quality floor or weekly digests.
-    taught = await learning.lessons(rnd.app, chats)
+    try:
+        taught = await learning.lessons(rnd.app, chats)
+    except Exception:  # learning must never cost a chat its digest: the shared one goes
+        log.exception("per-chat ranking unavailable this round")
+        taught = {}
     out: list[Enqueue] = []
     runs: dict[datetime, str] = {}
     for d in due:
@@ -168,12 +172,17 @@ async def _digests(
             out.append(Enqueue(chat, d.due_at, upcoming))
             continue
         lesson = taught.get(chat)
+        built: tuple[list[str], list[str]] | None = None
         if lesson is not None:
-            bodies, paper_ids = await lesson.digest(
-                rnd, d.settings, d.subscriptions, best, delivered.get(chat, set())
-            )
-        else:
-            bodies, paper_ids = rnd.digest(d.settings, best, delivered.get(chat, set()))
+            try:
+                built = await lesson.digest(
+                    rnd, d.settings, d.subscriptions, best, delivered.get(chat, set())
+                )
+            except Exception:  # a learning bug must not cost the chat its digest
+                log.exception("per-chat ranking of %s failed: the shared digest goes", chat.key)
+        if built is None:
+            built = rnd.digest(d.settings, best, delivered.get(chat, set()))
+        bodies, paper_ids = built
         if not bodies:
             stats.empty += 1
             out.append(Enqueue(chat, d.due_at, upcoming))
