@@ -103,52 +103,148 @@ def strip_iffalse(text: str) -> str:
     return re.sub(r"\\begin\{comment\}.*?(\\end\{comment\}|\Z)", "", text, flags=re.S)
 
 
-# Colours that make text invisible on a white page.
-_WHITE = (
-    r"(?:\{\s*white\s*\}"
-    r"|\[\s*rgb\s*\]\s*\{\s*1\s*,\s*1\s*,\s*1\s*\}"
-    r"|\[\s*RGB\s*\]\s*\{\s*255\s*,\s*255\s*,\s*255\s*\}"
-    r"|\[\s*HTML\s*\]\s*\{\s*[Ff]{6}\s*\}"
-    r"|\[\s*gray\s*\]\s*\{\s*1(?:\.0*)?\s*\})"
-)
-# Sizes no reader can see: at most 1 pt, or a scale factor below 0.1.
-_TINY = r"\{\s*(?:0*\.\d+|[01](?:\.0*)?)\s*(?:pt)?\s*\}"
+# Colours that make text invisible on a white page: white itself and anything so close to
+# it that no reader can tell (xcolor mixes like white!97, rgb 0.98, HTML F8F8F8, gray .95).
+_NEAR_WHITE_LEVEL = 0.9
+_COLOR_ARG = re.compile(r"\s*(?:\[\s*([A-Za-z]+)\s*\]\s*)?\{([^{}]*)\}")
 _HIDE_WITH_ARG = re.compile(
-    r"\\(?:textcolor\s*" + _WHITE + r"|(?:h|v)?phantom"
+    r"\\(?:(?:h|v)?phantom"
     r"|scalebox\s*\{\s*(?:0*\.0\d*|0)\s*\}"
     r"|resizebox\s*\{\s*0(?:pt)?\s*\}\s*\{[^{}]*\}"
-    r"|fontsize\s*" + _TINY + r"\s*\{[^{}]*\}\s*\\selectfont)"
+    r"|texttransparent\s*\{\s*0*(?:\.[0-4]\d*)?\s*\}"
+    r"|fontsize\s*\{\s*(?:0*\.\d+|[01](?:\.0*)?)\s*(?:pt)?\s*\}\s*\{[^{}]*\}\s*\\selectfont)"
+    r"(?![A-Za-z])"
 )
-_COLOR_SWITCH = re.compile(r"\\color\s*" + _WHITE)
+# Switches that hide everything to the end of the enclosing group: \transparent{0.1}.
+_HIDE_SWITCH = re.compile(r"\\transparent\s*\{\s*0*(?:\.[0-4]\d*)?\s*\}")
+_DEFINE_COLOR = re.compile(
+    r"\\(?:definecolor|providecolor)\s*\{([^{}]*)\}\s*\{([^{}]*)\}\s*\{([^{}]*)\}"
+    r"|\\colorlet\s*\{([^{}]*)\}\s*\{([^{}]*)\}"
+)
 
 
-def strip_hidden(text: str) -> str:
-    """Remove text a reader of the PDF cannot see: white text, phantoms, microscopic fonts.
+def _level(model: str, spec: str, names: set[str]) -> bool:
+    """Is this xcolor colour (model + spec) white or nearly so?"""
+    model = model.strip()
+    spec = spec.strip()
+    if not model:
+        # A name, or an xcolor mix: `red!5` is 5% red in white, `white!90!black` 90% white.
+        parts = [p.strip() for p in spec.split("!")]
+        if len(parts) == 1:
+            return parts[0] in names
+        try:
+            share = min(max(float(parts[1]) / 100, 0.0), 1.0)
+        except ValueError:
+            return False
+        first = 1.0 if parts[0] in names else 0.0
+        second = 1.0 if len(parts) < 3 or parts[2] in names else 0.0
+        return first * share + second * (1 - share) >= _NEAR_WHITE_LEVEL
+    if model.lower() == "html":
+        h = spec.lstrip("#")
+        if not re.fullmatch(r"[0-9A-Fa-f]{6}", h):
+            return False
+        return all(int(h[i : i + 2], 16) / 255 >= _NEAR_WHITE_LEVEL for i in (0, 2, 4))
+    try:
+        values = [float(v) for v in re.split(r"\s*,\s*|\s+", spec) if v]
+    except ValueError:
+        return False
+    m = model.lower()
+    if not values:
+        return False
+    if model == "RGB":
+        return len(values) == 3 and all(v / 255 >= _NEAR_WHITE_LEVEL for v in values)
+    if m == "rgb":
+        return len(values) == 3 and all(v >= _NEAR_WHITE_LEVEL for v in values)
+    if m == "gray":
+        return values[0] >= _NEAR_WHITE_LEVEL
+    if m == "cmyk":
+        return len(values) == 4 and all(v <= 1 - _NEAR_WHITE_LEVEL for v in values)
+    return False
+
+
+def near_white_names(text: str) -> set[str]:
+    """Colour names the document defines as white or nearly white (\\definecolor, \\colorlet)."""
+    names = {"white"}
+    for _ in range(3):  # colorlet chains: a few rounds are plenty
+        before = len(names)
+        for m in _DEFINE_COLOR.finditer(text):
+            if m.group(1) is not None:
+                if _level(m.group(2), m.group(3), names):
+                    names.add(m.group(1).strip())
+            elif _level("", m.group(5), names):
+                names.add(m.group(4).strip())
+        if len(names) == before:
+            break
+    return names
+
+
+def _colour_at(text: str, i: int, names: set[str]) -> tuple[bool, int] | None:
+    """After \\color or \\textcolor: (is it near white, index past the colour spec)."""
+    m = _COLOR_ARG.match(text, i)
+    if not m:
+        return None
+    return _level(m.group(1) or "", m.group(2), names), m.end()
+
+
+_COLOR_CMD = re.compile(r"\\(textcolor|color)(?![A-Za-z])")
+
+
+def strip_hidden(text: str, definitions: str = "") -> str:
+    """Remove text a reader of the PDF cannot see: white or near-white text, transparent
+    text, phantoms, microscopic fonts. `definitions`: where \\definecolor may live too.
 
     Hidden text is the usual carrier of prompt injections aimed at LLM reviewers.
     """
-    # \textcolor{white}{...}, \phantom{...}, \scalebox{0.01}{...}: drop the argument.
-    for _ in range(1000):
+    return strip_hidden_counted(text, definitions)[0]
+
+
+def strip_hidden_counted(text: str, definitions: str = "") -> tuple[str, int]:
+    """`strip_hidden`, and how many hidden passages were removed."""
+    names = near_white_names(definitions + "\n" + text)
+    removed = 0
+    # \textcolor{white}{...} drops its argument; {\color{white} ...} hides to the group's end.
+    pos = 0
+    for _ in range(5000):
+        m = _COLOR_CMD.search(text, pos)
+        if not m:
+            break
+        found = _colour_at(text, m.end(), names)
+        if found is None or not found[0]:
+            pos = m.end()
+            continue
+        if m.group(1) == "textcolor":
+            g = read_group(text, found[1])
+            end = g[1] if g is not None else found[1]
+        else:
+            end = _group_end(text, found[1], paragraph=True)
+        removed += _wordy(text[found[1] : end])
+        text = text[: m.start()] + text[end:]
+        pos = m.start()
+    for _ in range(5000):
         m = _HIDE_WITH_ARG.search(text)
         if not m:
             break
-        g = read_group(text, m.end())
         if m.group(0).endswith("selectfont"):
             # A font switch: hide until the enclosing group ends.
             end = _group_end(text, m.end(), paragraph=True)
-            text = text[: m.start()] + text[end:]
-        elif g is None:
-            text = text[: m.start()] + text[m.end() :]
         else:
-            text = text[: m.start()] + text[g[1] :]
-    # {\color{white} ...}: a switch that lasts to the end of the enclosing group.
-    for _ in range(1000):
-        m = _COLOR_SWITCH.search(text)
+            g = read_group(text, m.end())
+            end = g[1] if g is not None else m.end()
+        removed += _wordy(text[m.end() : end])
+        text = text[: m.start()] + text[end:]
+    for _ in range(5000):
+        m = _HIDE_SWITCH.search(text)
         if not m:
             break
         end = _group_end(text, m.end(), paragraph=True)
+        removed += _wordy(text[m.end() : end])
         text = text[: m.start()] + text[end:]
-    return text
+    return text, removed
+
+
+def _wordy(hidden: str) -> int:
+    """1 if hidden text says something (words, not a `\\phantom{-}` for alignment)."""
+    return 1 if re.search(r"[A-Za-z]{2,}[^A-Za-z]+[A-Za-z]{2,}", hidden) else 0
 
 
 def _group_end(
@@ -214,6 +310,32 @@ def resolve(files: Mapping[str, str], base_dir: str, name: str) -> str | None:
     return None
 
 
+def _include_target(
+    files: Mapping[str, str], m: re.Match[str], rel_dir: str
+) -> tuple[str | None, str]:
+    """(archive path, directory for its own includes) of one include command."""
+    if m.group(3) is not None:  # \import{dir}{file}: relative to dir
+        sub_dir = posixpath.normpath(posixpath.join(rel_dir, m.group(3)))
+        return resolve(files, sub_dir, m.group(4)), sub_dir
+    return resolve(files, rel_dir, m.group(1) or m.group(2) or ""), rel_dir
+
+
+def includes_in(files: Mapping[str, str], path: str, text: str) -> list[str]:
+    """The archive files that `text` (the file at `path`) includes."""
+    # Relative to the directory LaTeX runs in, which may be any ancestor of this file.
+    dirs = [posixpath.dirname(path)]
+    while dirs[-1]:
+        dirs.append(posixpath.dirname(dirs[-1]))
+    found = []
+    for m in _INCLUDE.finditer(text):
+        for rel_dir in dirs:
+            target = _include_target(files, m, rel_dir)[0]
+            if target is not None:
+                found.append(target)
+                break
+    return found
+
+
 def expand_includes(
     files: Mapping[str, str],
     main: str,
@@ -236,13 +358,7 @@ def expand_includes(
         for m in _INCLUDE.finditer(text):
             out.append(text[pos : m.start()])
             pos = m.end()
-            if m.group(3) is not None:  # \import{dir}{file}: relative to dir
-                sub_dir = posixpath.normpath(posixpath.join(rel_dir, m.group(3)))
-                target = resolve(files, sub_dir, m.group(4))
-                next_dir = sub_dir
-            else:
-                target = resolve(files, rel_dir, m.group(1) or m.group(2) or "")
-                next_dir = rel_dir
+            target, next_dir = _include_target(files, m, rel_dir)
             if target is None:
                 report.missing.append((m.group(1) or m.group(2) or m.group(4) or "")[:80])
                 continue
@@ -313,7 +429,44 @@ _PROTECTED = frozenset(
         "appendix",
         "iffalse",
         "fi",
+        # Layout and font switches: an author (or a style file copied in) redefining these
+        # is changing the page, and expanding them only pours TeX internals into the text.
+        "maketitle",
+        "normalsize",
+        "small",
+        "footnotesize",
+        "scriptsize",
+        "tiny",
+        "large",
+        "Large",
+        "LARGE",
+        "huge",
+        "Huge",
+        "text",
+        "textbf",
+        "textit",
+        "emph",
+        "mathrm",
+        "mathbf",
+        "par",
+        "relax",
+        "newtheorem",
+        "bibliography",
+        "bibliographystyle",
+        "thanks",
     ]
+)
+# Bodies that do TeX programming rather than notation: `@`-names, boxes, registers,
+# conditionals, messages. Such a macro is left unexpanded (and its uses are later stripped).
+_INTERNAL_BODY = re.compile(
+    r"@|\\(?:typeout|message|setbox|wd|ht|dp|hbox|vbox|vtop|hskip|vskip|kern|penalty|"
+    r"global|expandafter|csname|endcsname|catcode|if(?!f(?![A-Za-z]))[a-z]*|else|fi|futurelet|afterassignment|"
+    r"noexpand|edef|gdef|xdef|def|let|newcommand|renewcommand|providecommand|setlength|"
+    r"addtolength|setcounter|addtocounter|stepcounter|refstepcounter|newcounter|newlength|"
+    r"selectfont|fontsize|usefont|fontfamily|fontseries|fontshape|baselineskip|parindent|"
+    r"parskip|hrule|vrule|leaders|vfil|hfil|vss|hss|unskip|unhbox|unvbox|lastbox|"
+    r"begingroup|endgroup|aftergroup|write|immediate|openout|closeout|read|input|include|"
+    r"everypar|mark|insert|vadjust|special|pdfliteral|makeatletter|makeatother)(?![A-Za-z])"
 )
 
 _DEF_START = re.compile(
@@ -378,13 +531,22 @@ def parse_macros(text: str, limit: int = 2000) -> dict[str, Macro]:
                 raise WorkBudgetExceeded("a macro definition never closes")
             checked = True  # one full scan per document at most
             continue
-        name, macro = parsed
-        if name in _PROTECTED:
+        name, macro, _end = parsed
+        macro = _simplify(macro)
+        if name in _PROTECTED or "@" in name or _INTERNAL_BODY.search(macro.body):
             continue
         if kw.startswith("\\provide") and name in macros:
             continue
         macros[name] = macro
     return macros
+
+
+def _simplify(macro: Macro) -> Macro:
+    """Common harmless idioms in author macros: `\\ifmmode A\\else B\\fi` (we read math
+    as math) and `\\xspace`."""
+    body = re.sub(r"\\ifmmode(.*?)\\else.*?\\fi(?![A-Za-z])", r"\1", macro.body, flags=re.S)
+    body = re.sub(r"\\(?:xspace|protect)(?![A-Za-z])\s*", "", body)
+    return macro if body == macro.body else Macro(macro.nargs, body, macro.default)
 
 
 def _name_at(text: str, i: int) -> tuple[str, int] | None:
@@ -403,7 +565,7 @@ def _name_at(text: str, i: int) -> tuple[str, int] | None:
 
 def _parse_definition(
     text: str, i: int, kw: str, prefix: str | None, is_operator: bool
-) -> tuple[str, Macro] | None:
+) -> tuple[str, Macro, int] | None:
     named = _name_at(text, i)
     if named is None:
         return None
@@ -412,7 +574,7 @@ def _parse_definition(
         g = read_group(text, i, limit=MAX_DEFINITION_CHARS)
         if g is None:
             return None
-        return name, Macro(0, r"\operatorname{" + g[0] + "}")
+        return name, Macro(0, r"\operatorname{" + g[0] + "}"), g[1]
     if kw == "\\let":
         j = i
         while j < len(text) and text[j] in " =":
@@ -420,7 +582,7 @@ def _parse_definition(
         target = _name_at(text, j)
         if target is None:
             return None
-        return name, Macro(0, "\\" + target[0])
+        return name, Macro(0, "\\" + target[0]), target[1]
     if kw.endswith("def"):
         # \def\foo#1#2{...}: only undelimited parameters are understood.
         m = re.compile(r"((?:#\d)*)\s*\{").match(text, i)
@@ -429,7 +591,7 @@ def _parse_definition(
         g = read_group(text, m.end() - 1, limit=MAX_DEFINITION_CHARS)
         if g is None:
             return None
-        return name, Macro(len(m.group(1)) // 2, g[0])
+        return name, Macro(len(m.group(1)) // 2, g[0]), g[1]
     nargs = 0
     default: str | None = None
     opt = read_group(text, i, "[", "]", limit=MAX_DEFINITION_CHARS)
@@ -444,7 +606,7 @@ def _parse_definition(
     g = read_group(text, i, limit=MAX_DEFINITION_CHARS)
     if g is None:
         return None
-    return name, Macro(nargs, g[0], default)
+    return name, Macro(nargs, g[0], default), g[1]
 
 
 _MACRO_USE = re.compile(r"\\([A-Za-z@]+)(?![A-Za-z@])")
@@ -530,3 +692,133 @@ def split_document(text: str) -> tuple[str, str]:
     if e:
         body = body[: e.start()]
     return text[: m.start()], body
+
+
+# ------------------------------------------------------------- TeX internals
+
+# Commands that set up the page or talk to TeX, with how many braced arguments they take.
+# None of them is content; left in, they are noise for a reader and for a model.
+_SETUP_COMMANDS = {
+    "typeout": 1,
+    "message": 1,
+    "PackageWarning": 2,
+    "ClassWarning": 2,
+    "setlength": 2,
+    "addtolength": 2,
+    "setcounter": 2,
+    "addtocounter": 2,
+    "stepcounter": 1,
+    "refstepcounter": 1,
+    "newcounter": 1,
+    "newlength": 1,
+    "numberwithin": 2,
+    "counterwithin": 2,
+    "hypersetup": 1,
+    "pagestyle": 1,
+    "thispagestyle": 1,
+    "bibliographystyle": 1,
+    "bibliography": 1,
+    "usepackage": 1,
+    "RequirePackage": 1,
+    "graphicspath": 1,
+    "definecolor": 3,
+    "colorlet": 2,
+    "theoremstyle": 1,
+    "crefname": 3,
+    "Crefname": 3,
+    "newtheorem": 2,
+    "newenvironment": 3,
+    "renewenvironment": 3,
+    "declaretheorem": 1,
+    "vspace": 1,
+    "hspace": 1,
+    "addvspace": 1,
+    "enlargethispage": 1,
+    "linespread": 1,
+    "fontsize": 2,
+    "includegraphics": 1,
+    "pdfbookmark": 2,
+    "addcontentsline": 3,
+}
+_SETUP_CMD = re.compile(
+    r"\\(" + "|".join(sorted(_SETUP_COMMANDS, key=len, reverse=True)) + r")\*?(?![A-Za-z@])"
+)
+# Tokens that are TeX machinery wherever they appear, with an optional dimen/number/box.
+_DIMEN = r"(?:\s*=?\s*-?[\d.]+\s*(?:pt|em|ex|mm|cm|in|bp|sp|mu|\\[A-Za-z]+)"
+_DIMEN += r"(?:\s*(?:plus|minus)\s*-?[\d.]+\s*(?:pt|em|ex|fil+|mm|cm|mu))*)?"
+_BARE_INTERNALS = re.compile(
+    r"\\[A-Za-z]*@[A-Za-z@]*"  # \@setsize, \xx@yy: class and package internals
+    r"|\\(?:setbox|box|copy|wd|ht|dp)(?![A-Za-z])\s*\\?[A-Za-z0-9@]*"
+    r"|\\(?:vskip|hskip|kern|mkern|mskip|penalty|baselineskip|parskip|parindent)" + _DIMEN
+    + r"|\\(?:relax|global|protect|makeatletter|makeatother|noindent|indent|par|"
+    r"expandafter|noexpand|csname|endcsname|begingroup|endgroup|unskip|ignorespaces|"
+    r"leavevmode|nobreak|allowbreak|null|hfill|vfill|hfil|vfil|newpage|clearpage|"
+    r"cleardoublepage|pagebreak|linebreak|smallskip|medskip|bigskip|centering|raggedright|"
+    r"raggedleft|selectfont|normalfont|maketitle|tableofcontents|sloppy|fussy|"
+    r"onecolumn|twocolumn|frontmatter|mainmatter|backmatter|normalsize|footnotesize|"
+    r"scriptsize|small|bf|it|rm|sf|tt|sc|em|nolinenumbers|linenumbers)(?![A-Za-z@])"
+)
+
+
+def strip_internals(text: str) -> str:
+    """Remove what is TeX programming, not paper: definitions left in the body,
+    `\\makeatletter` blocks, page and counter set-up, `@`-names and primitives.
+
+    One left-to-right loop per kind of thing, each bounded by the text's length.
+    """
+    text = re.sub(r"\\makeatletter.*?(?:\\makeatother|\Z)", " ", text, flags=re.S)
+    # Definitions in the body (their uses were already expanded).
+    out: list[str] = []
+    pos = 0
+    for m in _DEF_START.finditer(text):
+        if m.start() < pos:
+            continue
+        parsed = _parse_definition(text, m.end(), m.group(0), m.group(1), m.group(2) is not None)
+        if parsed is None:
+            continue
+        out.append(text[pos : m.start()])
+        pos = parsed[2]
+    out.append(text[pos:])
+    text = "".join(out)
+    # Set-up commands with their arguments.
+    out = []
+    pos = 0
+    for m in _SETUP_CMD.finditer(text):
+        if m.start() < pos:
+            continue
+        i = m.end()
+        opt = read_group(text, i, "[", "]")
+        if opt is not None:
+            i = opt[1]
+        for _ in range(_SETUP_COMMANDS[m.group(1)]):
+            opt = read_group(text, i, "[", "]")
+            if opt is not None:
+                i = opt[1]
+            g = read_group(text, i)
+            if g is None:
+                break
+            i = g[1]
+        out.append(text[pos : m.start()])
+        pos = i
+    out.append(text[pos:])
+    text = "".join(out)
+    return _BARE_INTERNALS.sub(" ", text)
+
+
+_INTERNAL_TOKEN = re.compile(
+    r"\\[A-Za-z]*@[A-Za-z@]*|\\(?:typeout|setbox|hbox|vbox|vskip|hskip|kern|penalty|global|"
+    r"expandafter|csname|catcode|makeatletter|makeatother|selectfont|fontsize|relax|"
+    r"newcommand|renewcommand|def|edef|gdef|let|setlength|setcounter|usepackage|"
+    r"ProvidesPackage|NeedsTeXFormat|documentclass|hypersetup)(?![A-Za-z@])"
+)
+
+
+def internals_share(text: str) -> float:
+    """Share of `text` (by characters) taken by TeX internals: the lines that carry one.
+
+    A measure for benchmarks and tests: a prompt built from a paper should score 0.
+    """
+    if not text:
+        return 0.0
+    bad = sum(len(line) + 1 for line in text.split("\n") if _INTERNAL_TOKEN.search(line))
+    return min(1.0, bad / (len(text) + 1))

@@ -72,6 +72,7 @@ class LatexSource:
     files: int
     report: ExtractReport
     includes: latex.IncludeReport
+    hidden_removed: int = 0  # passages of hidden text (white, transparent, tiny) dropped
 
 
 # -------------------------------------------------------------- download
@@ -306,34 +307,90 @@ def _untar(fileobj: io.IOBase, limits: Limits, report: ExtractReport) -> dict[st
 # ---------------------------------------------------------- main file, flat
 
 
-_DOCCLASS = re.compile(r"^[^%\n]*\\documentclass", re.M)
+_DOCCLASS = re.compile(r"\\documentclass(?![A-Za-z])")
+_BEGIN_DOC = re.compile(r"\\begin\s*\{document\}")
 _PREFERRED = ("main.tex", "ms.tex", "paper.tex", "article.tex", "manuscript.tex")
+# Conference templates and sample files that ship beside the real paper.
+_TEMPLATE_NAME = re.compile(
+    r"(?:^|[/_-])(?:template|sample|example|instructions?|guidelines?|formatting|demo|"
+    r"skeleton|dummy)|^(?:iclr|icml|neurips|nips|aaai|ijcai|cvpr|iccv|eccv|acl|emnlp|naacl|"
+    r"colm|corl|aistats|uai|colt|icra|iros|kdd|www|sigir|tmlr|jmlr)[_-]?\d{0,4}(?:[_-]"
+    r"(?:conference|submission|camera[_-]?ready|paper))?\.tex$|(?:^|/)(?:acl_latex|"
+    r"llncs|elsarticle|sn-article|ieeeconf|bare_conf|bare_jrnl)[^/]*\.tex$",
+    re.I,
+)
+_TEMPLATE_TEXT = re.compile(
+    r"submission of (?:conference )?papers to|formatting instructions for|instructions for "
+    r"(?:authors|preparing)|this (?:document|file) (?:is|serves as) an? (?:template|sample|"
+    r"example)|style file for|sample (?:file|document|paper) for",
+    re.I,
+)
+
+
+def include_graph(files: dict[str, str]) -> dict[str, list[str]]:
+    """Every .tex file -> the files it `\\input`s/`\\include`s/`\\import`s (comments ignored)."""
+    graph: dict[str, list[str]] = {}
+    for path, text in files.items():
+        if not path.lower().endswith((".tex", ".ltx")):
+            continue
+        text = latex.strip_comments(text)
+        targets = []
+        for target in latex.includes_in(files, path, text):
+            if target != path and target not in targets:
+                targets.append(target)
+        graph[path] = targets
+    return graph
+
+
+def _tree(graph: dict[str, list[str]], root: str, limit: int = 500) -> list[str]:
+    """The root and every file reachable from it (cycles cut, bounded)."""
+    seen = [root]
+    todo = [root]
+    while todo and len(seen) < limit:
+        for t in graph.get(todo.pop(), []):
+            if t not in seen:
+                seen.append(t)
+                todo.append(t)
+    return seen
 
 
 def find_main(files: dict[str, str]) -> str | None:
-    """The file LaTeX would be run on: it has `\\documentclass` and `\\begin{document}`."""
-    candidates = [
-        p
-        for p, t in files.items()
-        if p.endswith((".tex", ".ltx")) and _DOCCLASS.search(t) and "\\begin{document}" in t
-    ]
-    if not candidates:
-        candidates = [p for p, t in files.items() if _DOCCLASS.search(t)]
-    if not candidates:
-        tex = [p for p in files if p.endswith(".tex")]
-        return tex[0] if len(tex) == 1 else None
-    included = set()
-    for t in files.values():
-        for m in re.finditer(r"\\(?:input|include|subfile)\s*\{([^}]*)\}", t):
-            included.add(posixpath.normpath(m.group(1).strip()))
-    roots = [p for p in candidates if p not in included and p.removesuffix(".tex") not in included]
-    pool = roots or candidates
-    for name in _PREFERRED:
-        for p in pool:
-            if posixpath.basename(p) == name:
-                return p
-    # Most papers: the biggest top-level candidate is the real one (others are snippets).
-    return max(pool, key=lambda p: (p.count("/") == 0, len(files[p])))
+    """The file LaTeX would be run on, read from the include graph.
+
+    It has `\\begin{document}`, its include tree holds `\\documentclass` (often in an
+    `\\input`-ed preamble), and no other file includes it. Conference templates and sample
+    files shipped beside the paper rank last; among the rest the one with most paper wins.
+    """
+    clean = {p: latex.strip_comments(t) for p, t in files.items()}
+    graph = include_graph(clean)
+    included = {t for targets in graph.values() for t in targets}
+    tex = list(graph)
+    with_body = [p for p in tex if _BEGIN_DOC.search(clean[p])]
+    pool = [p for p in with_body if p not in included] or with_body
+    if not pool:
+        pool = [p for p in tex if _DOCCLASS.search(clean[p]) and p not in included]
+    if not pool:
+        roots = [p for p in tex if p not in included]
+        return roots[0] if len(roots) == 1 else (tex[0] if len(tex) == 1 else None)
+
+    def rank(p: str) -> tuple[bool, bool, bool, bool, int]:
+        tree = _tree(graph, p)
+        text = "\n".join(clean[f] for f in tree)
+        has_class = any(_DOCCLASS.search(clean[f]) for f in tree)
+        template = bool(_TEMPLATE_NAME.search(p)) or bool(_TEMPLATE_TEXT.search(text[:20000]))
+        content = len(re.findall(r"\\(?:sub)*section\*?\s*\{|\\begin\s*\{(?:equation|align)", text))
+        return (
+            has_class,
+            not template,
+            posixpath.basename(p) in _PREFERRED,
+            p.count("/") == 0,
+            content * 10_000 + min(len(text), 9_999),
+        )
+
+    return max(pool, key=rank)
+
+
+_STYLE_CODE = re.compile(r"@|\\(?:ProvidesPackage|ProvidesClass|NeedsTeXFormat)(?![A-Za-z])")
 
 
 def flatten(files: dict[str, str], report: ExtractReport, limits: Limits = Limits()) -> LatexSource:
@@ -346,16 +403,19 @@ def flatten(files: dict[str, str], report: ExtractReport, limits: Limits = Limit
         clean, main, max_depth=limits.max_include_depth, max_chars=limits.max_document_chars
     )
     preamble, body = latex.split_document(text)
-    # Macros can live in the preamble, in local .sty files or in the body itself.
+    # The author's macros: from the paper's own .tex files (preamble, body), and from a local
+    # .sty only when it is a plain list of definitions. A conference or package style is
+    # TeX programming (`@`-names, \\ProvidesPackage): expanding it pours internals into the text.
     defs = preamble
     for pkg in re.findall(r"\\usepackage(?:\[[^\]]*\])?\{([^}]*)\}", preamble):
         for name in pkg.split(","):
             path = latex.resolve(clean, posixpath.dirname(main), name.strip() + ".sty")
-            if path:
+            if path and not _STYLE_CODE.search(clean[path]):
                 defs += "\n" + clean[path]
     macros = latex.parse_macros(defs + "\n" + body)
     body = latex.expand_macros(body, macros, max_chars=limits.max_document_chars * 2)
-    body = latex.strip_hidden(body)
+    body, hidden = latex.strip_hidden_counted(body, preamble)
+    body = latex.strip_internals(body)
     return LatexSource(
         main=main,
         preamble=preamble,
@@ -363,6 +423,7 @@ def flatten(files: dict[str, str], report: ExtractReport, limits: Limits = Limit
         files=len(files),
         report=report,
         includes=includes,
+        hidden_removed=hidden,
     )
 
 
