@@ -14,6 +14,8 @@ from pylatexenc.latex2text import LatexNodes2Text
 
 from bot.explain import latex
 from bot.explain.textutil import clean_text, sentences, shorten, strip_injections
+from bot.explain.theorems import RESULT_KINDS, Statement, statements
+from bot.text import clean_text as unicode_text
 
 # ------------------------------------------------------------------ results
 
@@ -34,6 +36,8 @@ class Equation:
     position: int = 0
     glossary: list[tuple[str, str]] = field(default_factory=list)  # (symbol LaTeX, meaning)
     eid: str = ""  # "E1".. for the chosen ones: how the LLM refers to them
+    where: str = ""  # the raw "where ..." clause right after it (LaTeX), for the glossary
+    statement: str = ""  # heading of the theorem-like statement it sits in, if any
 
 
 @dataclass(slots=True)
@@ -53,6 +57,10 @@ class Analysis:
     equation_count: int = 0
     text: str = ""  # readable full text for an LLM (math kept as LaTeX)
     injections_removed: int = 0
+    hidden_removed: int = 0  # passages of hidden text dropped before analysis (source path)
+    theorems: list[Statement] = field(default_factory=list)  # every theorem-like statement
+    results: list[Statement] = field(default_factory=list)  # the main result(s), best first
+    claims: list[str] = field(default_factory=list)  # the abstract's claim sentences (TL;DR)
 
 
 # -------------------------------------------------------------- prose text
@@ -165,7 +173,11 @@ _METHOD_SECTION = re.compile(
     r"architecture|learning|technique|design",
     re.I,
 )
-_WEAK_SECTION = re.compile(r"related|background|preliminar|notation|experiment|evaluation", re.I)
+_WEAK_SECTION = re.compile(
+    r"related|background|preliminar|notation|experiment|evaluation|prior|review|known results|"
+    r"setup|set-up|recap",
+    re.I,
+)
 
 
 def _end_of_display(body: str, m: re.Match[str]) -> tuple[str, int] | None:
@@ -360,50 +372,119 @@ def _after_clause(raw_after: str) -> str:
 
 # ---------------------------------------------------------------- glossary
 
-_VERBS = (
-    r"(?:is|are|denotes?|represents?|stands? for|refers? to|means|is defined as|"
-    r"corresponds? to|indicates?|is the|are the|be)"
+# One symbol: a letter or a control word (\theta, \mathcal{L}), maybe with scripts, primes,
+# accents or an argument list: x, x_i, \hat{y}_t, \mathcal{L}_{\rm CE}, f(x), p_\theta(x|z).
+_ONE_SYMBOL = re.compile(
+    r"(?:\\(?:hat|tilde|bar|vec|dot|ddot|mathbf|mathcal|mathbb|mathrm|mathsf|mathfrak|boldsymbol|"
+    r"bm|widehat|widetilde|overline)\s*\{[^{}]{1,12}\}|\\[A-Za-z]+|[A-Za-z])"
+    r"(?:'|\^\{?[^{}\s]{1,10}\}?|_\{?[^{}\s]{1,12}\}?)*(?:\([^()]{1,20}\))?"
 )
-_SYMBOL_DEF = re.compile(r"\$([^$]{1,60})\$\s*,?\s*" + _VERBS + r"\b")
-_LET = re.compile(r"\b[Ll]et\s+\$([^$]{1,60})\$\s+(?:be|denote)\s+")
+_NOT_SYMBOLS = frozenset(
+    r"\in \sim \to \leq \geq \le \ge \cdot \times \mathrm \text \operatorname \left \right "
+    r"\big \Big \quad \qquad \sum \prod \int \log \exp \sin \cos \lim \max \min \sup \inf "
+    r"\det \dim \ker \ldots \cdots \dots \frac \sqrt \partial \nabla \infty \forall \exists".split()
+)
+_VERB = (
+    r"(?:is|are|denotes?|represents?|stands? for|refers? to|is defined as|are defined as|"
+    r"corresponds? to|indicates?|is called|are called)"
+)
+_ARTICLE = r"(?:the|a|an|our|its|their|each|some|any)\b"
+# "$x$ is the ...", "$x$ denotes ...", "Let $x$ be ...", "we denote by $x$ the ..."
+_GLOBAL_DEF = re.compile(
+    r"\$([^$]{1,60})\$\s*,?\s*(?:(?:denotes?|represents?|stands? for|refers? to)\s+|"
+    r"(?:is|are)\s+(?:defined as\s+)?(?=" + _ARTICLE + r"))"
+    r"|\b[Ll]et\s+\$([^$]{1,60})\$\s+(?:be|denote)\s+"
+    r"|\b[Ww]e (?:will )?(?:denote|write)\s+(?:by\s+)?\$([^$]{1,60})\$\s+(?=" + _ARTICLE + r")"
+)
+# Inside a where-clause, also the elliptic ", $y$ the label" form.
+_WHERE_DEF = re.compile(
+    r"\$([^$]{1,60})\$\s*,?\s*(?:" + _VERB + r"\s+|(?=" + _ARTICLE + r"))"
+)
 
 
 def _symbol_head(sym: str) -> str:
     """`x \\in \\mathbb{R}^d` -> `x`: the symbol being introduced, not its type."""
-    head = re.split(r"\\in\b|\\sim\b|=|:|\\coloneqq|\\triangleq|\\subseteq|\\subset\b", sym)[0]
+    head = re.split(
+        r"\\in\b|\\sim\b|=|:|\\coloneqq|\\triangleq|\\subseteq|\\subset\b|\\geq?\b|\\leq?\b|>|<",
+        sym,
+    )[0]
     return head.strip().rstrip(",")
 
 
-def definitions(text: str, limit: int = 12) -> list[tuple[str, str]]:
-    """("x", "the input image") pairs from "where $x$ is ...", "$y$ denotes ...", "Let $z$ be"."""
+def _is_symbol(sym: str) -> bool:
+    m = _ONE_SYMBOL.fullmatch(re.sub(r"\s+", "", sym))
+    return m is not None and sym.strip() not in _NOT_SYMBOLS
+
+
+def _meaning_text(raw: str) -> str:
+    """A meaning as plain Unicode text: no LaTeX left, inline math turned into symbols."""
+    raw = _CITE.sub("", raw)
+    raw = _REF.sub("", raw)
+    text = unicode_text(raw)
+    text = re.sub(r"\\[A-Za-z]+\*?|[{}$]", "", text)
+    return re.sub(r"\s+", " ", text).strip(" ,;:")
+
+
+def _cut_meaning(raw: str) -> str:
+    end = re.search(r"\.(?=\s|$)|;|\n\s*\n|,\s*(?:and\s+|while\s+|whereas\s+)?\$|\s+and\s+\$", raw)
+    meaning = raw[: end.start()] if end else raw
+    return re.sub(r"(?:,|;)?\s*(?:and|while|with|respectively)?\s*$", "", meaning.strip())
+
+
+def _collect(pattern: re.Pattern[str], text: str, limit: int) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
-    matches = list(_SYMBOL_DEF.finditer(text)) + list(_LET.finditer(text))
-    matches.sort(key=lambda m: m.start())
-    for i, m in enumerate(matches):
-        start = m.end()
-        stop = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        meaning = text[start:stop]
-        end = re.search(r"\.(?=\s|$)|;|\n\s*\n", meaning)
-        if end:
-            meaning = meaning[: end.start()]
-        meaning = re.sub(r"(?:,|;)?\s*(?:and|while|with)?\s*$", "", meaning.strip()).strip(" ,;")
-        sym = _symbol_head(m.group(1))
-        if not sym or not meaning or len(meaning) < 3:
+    for m in pattern.finditer(text):
+        raw_sym = next((g for g in m.groups() if g is not None), "")
+        sym = _symbol_head(raw_sym)
+        if not sym or not _is_symbol(sym):
             continue
-        if re.match(r"^(?:a|an|the)?\s*(?:following|same|above|below)\b", meaning):
+        meaning = _meaning_text(_cut_meaning(text[m.end() : m.end() + 400]))
+        if len(meaning) < 3 or re.match(r"(?:a|an|the)?\s*(?:following|same|above|below)\b", meaning):
             continue
-        out.append((sym, shorten(meaning, 160)))
+        if re.match(r"(?:called|given|defined|as|by|then|also|not|in|on|at|to|of)\b", meaning):
+            continue
+        out.append((sym.strip(), shorten(meaning, 140)))
         if len(out) >= limit:
             break
     return out
 
 
+def definitions(text: str, limit: int = 12) -> list[tuple[str, str]]:
+    """(symbol LaTeX, meaning) from explicit definitions: "let $x$ be", "$y$ denotes",
+    "$z$ is the ...", "we denote by $w$ the ...". Meanings are plain Unicode text."""
+    return _collect(_GLOBAL_DEF, text, limit)
+
+
+def where_definitions(clause: str, limit: int = 12) -> list[tuple[str, str]]:
+    """Definitions in an equation's own "where ..." clause (it may omit the verb)."""
+    return _collect(_WHERE_DEF, clause, limit)
+
+
+_DIFFERENTIAL = re.compile(
+    r"\\(?:mathrm|text|operatorname|mathop)\s*\{\s*d\s*\}|(?:\\[,;!:]|\\quad)\s*d(?=\s*\\?[A-Za-z])"
+)
+_WORD_GROUP = re.compile(r"\\(?:text[a-z]*|mathrm|operatorname\*?|mbox|textrm)\s*\{[^{}]*\}")
+
+
+def _symbol_text(eq_latex: str) -> str:
+    """The equation normalised for symbol matching: differentials (the d of dλ) and words
+    in \\text{}/\\mathrm{} removed, single-character scripts braced, spaces removed
+    except where they end a control word."""
+    s = _DIFFERENTIAL.sub(" ", eq_latex)
+    s = _WORD_GROUP.sub(" ", s)
+    s = re.sub(r"([_^])\s*([A-Za-z0-9])", r"\1{\2}", s)
+    s = re.sub(r"(\\[A-Za-z]+)\s+(?=[A-Za-z])", r"\1 ", s)
+    s = re.sub(r"(?<![A-Za-z])\s+|\s+(?![A-Za-z])", "", s)
+    return s
+
+
 def _mentions(eq_latex: str, sym: str) -> bool:
-    """Does the equation use this symbol (as a token, not as part of a longer name)?"""
-    compact = re.sub(r"\s+", "", sym)
+    """Does the equation use this symbol as a whole symbol (not inside a longer name,
+    a word, or the d of an integral)?"""
+    compact = _symbol_text(sym)
     if not compact:
         return False
-    body = re.sub(r"\s+", "", eq_latex)
+    body = _symbol_text(eq_latex)
     pattern = re.escape(compact)
     if compact[0].isalpha():
         pattern = r"(?<![A-Za-z\\])" + pattern
@@ -461,7 +542,31 @@ def _contributions(body: str, abstract: str, numbers: dict[str, str]) -> list[st
 # ------------------------------------------------------------------- scoring
 
 
-def _score(eq: Equation, refs: int, intro: str, after: str, appendix_at: int) -> float:
+_POINTER_WORDS = re.compile(
+    r"\bmain (?:result|theorem|contribution|equation|formula|finding)s?\b|\bour (?:main |key |central )?"
+    r"(?:objective|loss|result|formula|estimator|bound|method)\b|\bwe propose\b|\bkey (?:result|"
+    r"equation)\b|\bcentral (?:result|equation)\b|\bthe result of this (?:work|paper)\b",
+    re.I,
+)
+_RECALL_WORDS = re.compile(
+    r"\b(?:we|let us) (?:first )?recall\b|\brecall that\b|\bwell[- ]known\b|\bclassical(?:ly)?\b|"
+    r"\bit is known\b|\bstandard\b|\bas (?:shown|proved|derived|introduced) (?:in|by)\b|"
+    r"\b(?:introduced|proposed|derived|obtained|proved|shown) (?:in|by)\s*(?:\\cite|\[|[A-Z])|"
+    r"\bfollowing\s+(?:\\cite|[A-Z][a-z]+ et al)|\bprevious(?:ly)? (?:work|result)|\bprior work\b",
+    re.I,
+)
+
+
+def _score(
+    eq: Equation,
+    refs: int,
+    intro: str,
+    after: str,
+    appendix_at: int,
+    *,
+    pointed: bool = False,
+    in_main: bool = False,
+) -> float:
     score = 0.0
     if eq.number:
         score += 1.0
@@ -475,10 +580,21 @@ def _score(eq: Equation, refs: int, intro: str, after: str, appendix_at: int) ->
         score += 1.0
     if _AFTER_START.match(after or ""):
         score += 1.0
-    if _METHOD_SECTION.search(eq.section):
+    # What the paper itself points at as its result, and what it only quotes.
+    if pointed:
+        score += 4.0
+    if _POINTER_WORDS.search(intro):
+        score += 2.5
+    if in_main:
+        score += 3.0
+    elif eq.statement:
+        score += 1.0
+    if _RECALL_WORDS.search(intro) or "\\cite" in intro or "\\cite" in after[:150]:
+        score -= 3.0
+    if _METHOD_SECTION.search(eq.section) and not _WEAK_SECTION.search(eq.section):
         score += 1.0
     elif _WEAK_SECTION.search(eq.section):
-        score -= 0.75
+        score -= 2.0
     if appendix_at >= 0 and eq.position > appendix_at:
         score -= 3.0
     size = len(eq.latex)
@@ -497,7 +613,7 @@ def choose(equations: list[Equation], most: int = 4, least: int = 2) -> list[Equ
         return []
     ranked = sorted(equations, key=lambda e: (-e.score, e.position))
     best = ranked[0].score
-    floor = max(1.0, best * 0.4)
+    floor = max(1.0, min(best * 0.4, 3.0))
     chosen = [e for e in ranked[:most] if e.score >= floor]
     for e in ranked:
         if len(chosen) >= min(least, len(ranked)):
@@ -527,6 +643,147 @@ def _strip_floats(body: str) -> str:
     return body
 
 
+_CONCLUSION = re.compile(r"conclu|discussion|summary|outlook|final remarks|closing", re.I)
+_INTRO = re.compile(r"intro|overview|motivation", re.I)
+
+
+def _spans(body: str, secs: list[tuple[int, int, bool, str]], pattern: re.Pattern[str]) -> str:
+    """The text of the level-1 sections whose title matches."""
+    tops = [(p, t) for p, lvl, _s, t in secs if lvl == 1]
+    out = []
+    for k, (p, t) in enumerate(tops):
+        if pattern.search(t):
+            end = tops[k + 1][0] if k + 1 < len(tops) else len(body)
+            out.append(body[p:end])
+    return "\n".join(out)
+
+
+def _pointed_labels(body: str, raw_abstract: str, secs: list[tuple[int, int, bool, str]]) -> set[str]:
+    """Labels the paper points at as its result: referenced from the abstract, from the
+    introduction's contribution list, from the conclusion, or from any sentence that
+    says "main result" / "our objective" / "we propose"."""
+    places = [raw_abstract, _spans(body, secs, _CONCLUSION)]
+    intro = _spans(body, secs, _INTRO)
+    if not intro:
+        tops = [p for p, lvl, _s, _t in secs if lvl == 1]
+        intro = body[: tops[1]] if len(tops) > 1 else ""
+    for cue in _CONTRIB_CUE.finditer(intro):
+        lm = _LIST.search(intro, cue.end())
+        if lm and lm.start() - cue.end() < 900:
+            places.append("\n".join(_list_items(intro, cue.end())))
+    for sentence in sentences(re.sub(r"\s+", " ", body)):
+        if _POINTER_WORDS.search(sentence) and _REF.search(sentence):
+            places.append(sentence)
+    found: set[str] = set()
+    for place in places:
+        for m in _REF.finditer(place):
+            found.update(k.strip() for k in m.group(2).split(",") if k.strip())
+    return found
+
+
+def _displays_inline(content: str) -> str:
+    """Display math inside a statement as `$...$`, so one line of prose can carry it."""
+    out: list[str] = []
+    pos = 0
+    for m in _DISPLAY.finditer(content):
+        if m.start() < pos:
+            continue
+        found = _end_of_display(content, m)
+        if found is None:
+            continue
+        inner, end = found
+        env = m.group(1) or ""
+        rows = _split_rows(inner) if env in _ROW_ENVS else [inner]
+        math = ", ".join(r for r in (clean_math(r) for r in rows) if r)
+        out.append(content[pos : m.start()] + (f" ${math}$ " if math else " "))
+        pos = end
+    out.append(content[pos:])
+    return "".join(out)
+
+
+_MAIN_CUE = re.compile(r"\bmain\b|\bcentral\b|\bprincipal\b|\bkey\b", re.I)
+
+
+def _score_statement(
+    st: Statement, pointed: set[str], body: str, intro_end: int, appendix_at: int
+) -> float:
+    score = {"theorem": 3.0, "proposition": 2.0, "corollary": 1.0, "claim": 0.5}.get(st.kind, 0.0)
+    if _MAIN_CUE.search(st.name + " " + st.title + " " + (st.label or "")):
+        score += 5.0
+    if st.label and st.label in pointed:
+        score += 3.0
+    lead = body[max(0, st.position - 300) : st.position]
+    if _POINTER_WORDS.search(lead.split("\n\n")[-1]):
+        score += 3.0
+    if st.position < intro_end:
+        score += 2.0  # math papers state their main theorem in the introduction
+    if "\\cite" in st.title or _RECALL_WORDS.search(lead[-200:]) or _WEAK_SECTION.search(st.section):
+        score -= 4.0  # a quoted, known result
+    if appendix_at >= 0 and st.position > appendix_at:
+        score -= 3.0
+    return score
+
+
+def _main_results(
+    stmts: list[Statement], pointed: set[str], body: str, secs: list[tuple[int, int, bool, str]]
+) -> list[Statement]:
+    tops = [p for p, lvl, _s, _t in secs if lvl == 1]
+    intro_end = tops[1] if len(tops) > 1 else len(body) // 4
+    appendix_at = body.find("\\appendix")
+    ranked = []
+    for st in stmts:
+        if st.kind not in RESULT_KINDS:
+            continue
+        st.score = _score_statement(st, pointed, body, intro_end, appendix_at)
+        ranked.append(st)
+    ranked.sort(key=lambda st: (-st.score, st.position))
+    if not ranked or ranked[0].score < 2.0:
+        return []
+    best = ranked[0].score
+    return [st for st in ranked[:3] if st.score >= max(2.0, best - 3.0)]
+
+
+_CLAIM_VERBS = re.compile(
+    r"\b(?:we|this (?:paper|work|article|note)|our (?:results?|method|approach|model|analysis|"
+    r"work|framework|experiments?))\s+(?:also\s+|further\s+|then\s+|here\s+|first\s+)?"
+    r"(?:show|prove|propose|obtain|introduce|demonstrate|present|establish|derive|find|"
+    r"achieve|develop|compute|construct|give|provide|report|identify|reveal|improve|"
+    r"outperform|reduce|extend|resolve|settle|confirm|determine)",
+    re.I,
+)
+_NUMBERS = re.compile(r"\d+(?:\.\d+)?\s*(?:%|×|x\b|times|fold)|\b\d+(?:\.\d+)?\b")
+_BACKGROUND = re.compile(
+    r"^(?:recent(?:ly)?|however|although|while|despite|in recent|over the past|traditionally|"
+    r"it is (?:well )?known|existing|previous|prior|many|most)\b|\bremains? (?:an? )?"
+    r"(?:open|challenging|unclear|unknown)|\bhas been\b|\bhave been\b|\bis lost\b",
+    re.I,
+)
+
+
+def claim_sentences(abstract: str, most: int = 2) -> list[str]:
+    """The abstract's sentences that say what the paper does: "we show/prove/propose",
+    results with numbers; background sentences rank last. In the abstract's order."""
+    parts = sentences(abstract)
+    if len(parts) <= most:
+        return parts
+    scored = []
+    for k, sent in enumerate(parts):
+        score = 0.0
+        if _CLAIM_VERBS.search(sent):
+            score += 3.0
+        if re.search(r"\b(?:our|we)\b", sent, re.I):
+            score += 1.0
+        if _NUMBERS.search(re.sub(r"\$[^$]*\$", "", sent)):
+            score += 1.5
+        if _BACKGROUND.search(sent):
+            score -= 2.0
+        scored.append((score, k))
+    best = sorted(scored, key=lambda x: (-x[0], x[1]))[:most]
+    if best[0][0] <= 0:
+        return parts[:most]
+    return [parts[k] for _score, k in sorted(best, key=lambda x: x[1]) if _score > 0] or parts[:most]
+
+
 def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analysis:
     """Read the (flat, macro-expanded) document body."""
     body = clean_text(body)
@@ -549,6 +806,7 @@ def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analys
     )
     equations = _equations(body, by_section, secs)
     result.equation_count = len(equations)
+    stmts = statements(body, preamble)
 
     # Label -> printed number, for "\eqref{eq:loss}" -> "(3)" in prose.
     numbers: dict[str, str] = {}
@@ -556,10 +814,21 @@ def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analys
         for key in eq.keys:
             if eq.number:
                 numbers[key] = eq.number.split("–")[0]
+    for st in stmts:
+        if st.label and st.number:
+            numbers[st.label] = st.number
     ref_counts: dict[str, int] = {}
     for m in _REF.finditer(body):
         for k in m.group(2).split(","):
             ref_counts[k.strip()] = ref_counts.get(k.strip(), 0) + 1
+
+    pointed = _pointed_labels(body, raw_abstract, secs)
+    results = _main_results(stmts, pointed, body, secs)
+    main = results[0] if results else None
+    for eq in equations:
+        inside = next((st for st in stmts if st.position < eq.position < st.end), None)
+        if inside is not None:
+            eq.statement = inside.heading
 
     appendix_at = body.find("\\appendix")
     for eq in equations:
@@ -568,27 +837,47 @@ def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analys
         intro = _intro_sentence(raw_intro)
         after = _after_clause(raw_after)
         eq.refs = sum(ref_counts.get(k, 0) for k in keys)
-        eq.score = _score(eq, eq.refs, intro, after, appendix_at)
-        eq.intro, eq.after = intro, after
+        in_main = main is not None and main.position < eq.position < main.end
+        eq.score = _score(
+            eq,
+            eq.refs,
+            intro,
+            after,
+            appendix_at,
+            pointed=any(k in pointed for k in keys),
+            in_main=in_main,
+        )
+        eq.intro, eq.after, eq.where = intro, after, after
 
     chosen = choose(equations)
-    glossary_all = definitions(body, limit=200) if chosen else []
+    glossary_all = definitions(body, limit=400) if chosen else []
+    explained: set[str] = set()
     for eq in chosen:
-        local = [(s, m) for s, m in definitions(eq.after) if _mentions(eq.latex, s)]
-        seen = {re.sub(r"\s+", "", s) for s, _ in local}
+        local = [(s, m) for s, m in where_definitions(eq.where) if _mentions(eq.latex, s)]
         for sym, meaning in glossary_all:
-            key = re.sub(r"\s+", "", sym)
-            if len(local) >= 6:
-                break
-            if key not in seen and _mentions(eq.latex, sym):
+            if _mentions(eq.latex, sym):
                 local.append((sym, meaning))
-                seen.add(key)
-        eq.glossary = [(s, prose(m, numbers)) for s, m in local[:6]]
+        entries: list[tuple[str, str]] = []
+        for sym, meaning in local:
+            key = _symbol_text(sym)
+            if key in explained:
+                continue  # once per explanation: the first equation using it explains it
+            explained.add(key)
+            entries.append((sym, meaning))
+            if len(entries) >= 6:
+                break
+        eq.glossary = entries
         eq.intro = shorten(prose(eq.intro, numbers), 400)
         eq.after = shorten(prose(eq.after, numbers), 400)
     result.equations = chosen
 
+    for st in stmts:
+        st.text = shorten(prose(_displays_inline(st.latex), numbers), 900)
+    result.theorems = stmts
+    result.results = [st for st in results if st.text]
+
     result.abstract = prose(raw_abstract, numbers) if raw_abstract else abstract_hint
+    result.claims = claim_sentences(result.abstract)
     result.contributions = _contributions(body, result.abstract, numbers)
 
     appendix = appendix_at if appendix_at >= 0 else len(body)
@@ -610,8 +899,14 @@ def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analys
 
 def readable_text(body: str, numbers: dict[str, str], limit: int = 400_000) -> str:
     """The document as plain text for an LLM: headings, prose, display math as LaTeX."""
+    # The abstract goes to the model once, from the metadata; appendices (proofs, extra
+    # experiments) go before anything else is cut, so the conclusion survives truncation.
+    body = re.sub(r"\\begin\s*\{abstract\}.*?\\end\s*\{abstract\}", "\n", body, flags=re.S)
+    appendix = re.search(r"\\appendix(?![A-Za-z])|\\begin\s*\{appendices\}", body)
+    if appendix:
+        body = body[: appendix.start()]
+    body = _drop_sections(body, _SKIP_SECTIONS)
     body = body[: limit * 2]
-    body = re.sub(r"\\begin\s*\{abstract\}", "\nAbstract.\n", body)
     body = _SECTION.sub(lambda m: "\n\n## " if m.group(1) == "section" else "\n\n### ", body)
     pieces: list[str] = []
     pos = 0
@@ -654,4 +949,20 @@ def _quick_prose(s: str, numbers: dict[str, str]) -> str:
         r"\\(?:maketitle|centering|noindent|newpage|clearpage|appendix|small|footnotesize)\b", "", s
     )
     s = s.replace("~", " ").replace("``", '"').replace("''", '"')
-    return s
+    # Whatever markup is left outside math is residue: keep the words, drop the commands.
+    parts = re.split(r"((?<!\\)\$[^$]*(?<!\\)\$)", s)
+    for k in range(0, len(parts), 2):
+        parts[k] = re.sub(r"\\[A-Za-z@]+\*?|(?<!\\)[{}]", "", parts[k])
+    return "".join(parts)
+
+
+def _drop_sections(body: str, pattern: re.Pattern[str]) -> str:
+    """The body without the level-1 sections whose title matches (references, thanks)."""
+    secs = [(p, t) for p, lvl, _s, t in _sections(body) if lvl == 1]
+    cuts = []
+    for k, (p, t) in enumerate(secs):
+        if pattern.search(t):
+            cuts.append((p, secs[k + 1][0] if k + 1 < len(secs) else len(body)))
+    for start, end in reversed(cuts):
+        body = body[:start] + body[end:]
+    return body
