@@ -380,9 +380,12 @@ _ONE_SYMBOL = re.compile(
     r"(?:'|\^\{?[^{}\s]{1,10}\}?|_\{?[^{}\s]{1,12}\}?)*(?:\([^()]{1,20}\))?"
 )
 _NOT_SYMBOLS = frozenset(
-    r"\in \sim \to \leq \geq \le \ge \cdot \times \mathrm \text \operatorname \left \right "
-    r"\big \Big \quad \qquad \sum \prod \int \log \exp \sin \cos \lim \max \min \sup \inf "
-    r"\det \dim \ker \ldots \cdots \dots \frac \sqrt \partial \nabla \infty \forall \exists".split()
+    re.findall(
+        r"\w+",
+        "in sim to leq geq le ge cdot times mathrm text operatorname left right big Big quad "
+        "qquad sum prod int log exp sin cos lim max min sup inf det dim ker ldots cdots dots "
+        "frac sqrt partial nabla infty forall exists",
+    )
 )
 _VERB = (
     r"(?:is|are|denotes?|represents?|stands? for|refers? to|is defined as|are defined as|"
@@ -397,9 +400,7 @@ _GLOBAL_DEF = re.compile(
     r"|\b[Ww]e (?:will )?(?:denote|write)\s+(?:by\s+)?\$([^$]{1,60})\$\s+(?=" + _ARTICLE + r")"
 )
 # Inside a where-clause, also the elliptic ", $y$ the label" form.
-_WHERE_DEF = re.compile(
-    r"\$([^$]{1,60})\$\s*,?\s*(?:" + _VERB + r"\s+|(?=" + _ARTICLE + r"))"
-)
+_WHERE_DEF = re.compile(r"\$([^$]{1,60})\$\s*,?\s*(?:" + _VERB + r"\s+|(?=" + _ARTICLE + r"))")
 
 
 def _symbol_head(sym: str) -> str:
@@ -413,7 +414,7 @@ def _symbol_head(sym: str) -> str:
 
 def _is_symbol(sym: str) -> bool:
     m = _ONE_SYMBOL.fullmatch(re.sub(r"\s+", "", sym))
-    return m is not None and sym.strip() not in _NOT_SYMBOLS
+    return m is not None and sym.strip().lstrip("\\") not in _NOT_SYMBOLS
 
 
 def _meaning_text(raw: str) -> str:
@@ -439,7 +440,9 @@ def _collect(pattern: re.Pattern[str], text: str, limit: int) -> list[tuple[str,
         if not sym or not _is_symbol(sym):
             continue
         meaning = _meaning_text(_cut_meaning(text[m.end() : m.end() + 400]))
-        if len(meaning) < 3 or re.match(r"(?:a|an|the)?\s*(?:following|same|above|below)\b", meaning):
+        if len(meaning) < 3 or re.match(
+            r"(?:a|an|the)?\s*(?:following|same|above|below)\b", meaning
+        ):
             continue
         if re.match(r"(?:called|given|defined|as|by|then|also|not|in|on|at|to|of)\b", meaning):
             continue
@@ -543,8 +546,9 @@ def _contributions(body: str, abstract: str, numbers: dict[str, str]) -> list[st
 
 
 _POINTER_WORDS = re.compile(
-    r"\bmain (?:result|theorem|contribution|equation|formula|finding)s?\b|\bour (?:main |key |central )?"
-    r"(?:objective|loss|result|formula|estimator|bound|method)\b|\bwe propose\b|\bkey (?:result|"
+    r"\bmain (?:result|theorem|contribution|equation|formula|finding)s?\b"
+    r"|\bour (?:main |key |central )?(?:objective|loss|result|formula|estimator|bound|method)\b"
+    r"|\bwe propose\b|\bkey (?:result|"
     r"equation)\b|\bcentral (?:result|equation)\b|\bthe result of this (?:work|paper)\b",
     re.I,
 )
@@ -658,7 +662,9 @@ def _spans(body: str, secs: list[tuple[int, int, bool, str]], pattern: re.Patter
     return "\n".join(out)
 
 
-def _pointed_labels(body: str, raw_abstract: str, secs: list[tuple[int, int, bool, str]]) -> set[str]:
+def _pointed_labels(
+    body: str, raw_abstract: str, secs: list[tuple[int, int, bool, str]]
+) -> set[str]:
     """Labels the paper points at as its result: referenced from the abstract, from the
     introduction's contribution list, from the conclusion, or from any sentence that
     says "main result" / "our objective" / "we propose"."""
@@ -717,7 +723,11 @@ def _score_statement(
         score += 3.0
     if st.position < intro_end:
         score += 2.0  # math papers state their main theorem in the introduction
-    if "\\cite" in st.title or _RECALL_WORDS.search(lead[-200:]) or _WEAK_SECTION.search(st.section):
+    if (
+        "\\cite" in st.title
+        or _RECALL_WORDS.search(lead[-200:])
+        or _WEAK_SECTION.search(st.section)
+    ):
         score -= 4.0  # a quoted, known result
     if appendix_at >= 0 and st.position > appendix_at:
         score -= 3.0
@@ -781,7 +791,9 @@ def claim_sentences(abstract: str, most: int = 2) -> list[str]:
     best = sorted(scored, key=lambda x: (-x[0], x[1]))[:most]
     if best[0][0] <= 0:
         return parts[:most]
-    return [parts[k] for _score, k in sorted(best, key=lambda x: x[1]) if _score > 0] or parts[:most]
+    return [parts[k] for _score, k in sorted(best, key=lambda x: x[1]) if _score > 0] or parts[
+        :most
+    ]
 
 
 def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analysis:

@@ -41,12 +41,13 @@ from bot.explain.reply import (
     OFFLINE_NO_LLM,
     EquationView,
     Explanation,
+    StatementView,
     build_reply,
     paper_links,
 )
 from bot.explain.sandbox import read_source
 from bot.explain.source import Limits, SourceUnavailable, polite_get
-from bot.explain.textutil import math_inlines, sentences, url_key
+from bot.explain.textutil import math_inlines, url_key
 from bot.models import Paper
 from bot.sources.http import PoliteGate
 from bot.text import Bold, Italic, Link, Message, Paragraph, Reply, Text
@@ -298,6 +299,7 @@ class Explainer:
         limits = self.options.source_limits
         vid = paper.versioned_id
         transient = False  # whether a failing arXiv, not the paper, forced a fallback
+        thin: Analysis | None = None  # LaTeX without sections or display math: a last resort
         try:
             self.stats.eprint_fetches += 1
             url = f"{self.settings.arxiv_eprint_url.rstrip('/')}/{vid}"
@@ -311,9 +313,11 @@ class Explainer:
             if data is not None:
                 # Untrusted CPU work: in a worker process that is killed when it overruns.
                 found = await read_source(data, limits, paper.abstract)
-                if _substantial(found):
+                if _substantial(found) and _has_paper_body(found):
                     return PaperText("latex", found, _notes(found))
-                log.info("source of %s has too little text; trying HTML", vid)
+                if _substantial(found):
+                    thin = found
+                log.info("source of %s has no sections or display math; trying HTML", vid)
         except SourceUnavailable as exc:
             log.info("no usable source for %s: %s", vid, exc)
             transient = exc.transient
@@ -349,6 +353,8 @@ class Explainer:
             transient = True
         except Exception:
             log.exception("reading the HTML of %s failed", vid)
+        if thin is not None:
+            return PaperText("latex", thin, _notes(thin), transient)
         found = await asyncio.to_thread(
             analysis_mod.analyze, paper.abstract, "", abstract_hint=paper.abstract
         )
@@ -362,8 +368,10 @@ class Explainer:
         if paper.ai_summary:
             tldr, tldr_from = paper.ai_summary.strip(), "Hugging Face AI summary"
         else:
+            # What the paper claims ("we prove ...", numbers), not the background it opens with.
             abstract = paper.abstract or a.abstract
-            tldr, tldr_from = " ".join(sentences(abstract)[:2]), "from the abstract"
+            claims = analysis_mod.claim_sentences(abstract)
+            tldr, tldr_from = " ".join(claims), "from the abstract"
         outline: list[str] = []
         for s in a.sections:
             if s.level == 1:
@@ -381,6 +389,7 @@ class Explainer:
             header=OFFLINE_NO_LLM,
             tldr=tldr,
             tldr_from=tldr_from,
+            statements=_statement_views(a),
             contributions=a.contributions[:5],
             equations=[
                 EquationView(
@@ -453,6 +462,7 @@ class Explainer:
             ],
             language=key.language,
             max_chars=self.options.max_paper_chars,
+            results=a.results,
         )
         estimate = (len(system) + len(user)) // 3 + self.options.max_output_tokens
         if not self.budget.reserve(estimate):
@@ -510,6 +520,9 @@ class Explainer:
             model=llm.model,
             tldr=answer.tldr,
             idea=answer.idea,
+            main_result=answer.main_result,
+            novelty=answer.novelty,
+            statements=offline.statements,
             equations=equations,
             how_it_works=answer.how_it_works,
             results=answer.results,
@@ -623,14 +636,36 @@ def _substantial(a: Analysis) -> bool:
     return len(a.text) > 800 or bool(a.equations) or len(a.sections) >= 2
 
 
+def _has_paper_body(a: Analysis) -> bool:
+    """A paper's body has sections or display math; a preamble or a stub file has neither."""
+    return bool(a.sections) or a.equation_count > 0 or bool(a.theorems)
+
+
+def _statement_views(a: Analysis) -> list[StatementView]:
+    return [StatementView(st.heading, st.text, st.kind, st.label or "") for st in a.results[:2]]
+
+
+def _counted(n: int, singular: str, plural: str) -> str:
+    return f"{n} {singular} was" if n == 1 else f"{n} {plural} were"
+
+
 def _notes(a: Analysis) -> list[str]:
+    """What was stripped from the paper before anyone (a reader, a model) saw it."""
+    notes = []
     if a.injections_removed:
-        n = a.injections_removed
-        return [
-            f"Note: {n} sentence{'s' if n > 1 else ''} addressed to AI tools "
-            "(prompt injection) were removed from the paper text."
-        ]
-    return []
+        what = _counted(
+            a.injections_removed,
+            "hidden instruction to AI tools",
+            "hidden instructions to AI tools",
+        )
+        notes.append(f"Note: {what} removed from the paper text (prompt injection).")
+    if a.hidden_removed:
+        what = _counted(a.hidden_removed, "passage of hidden text", "passages of hidden text")
+        notes.append(
+            f"Note: {what} removed (white, transparent or microscopic text that the PDF does "
+            "not show)."
+        )
+    return notes
 
 
 _BUDGET_REASON = "the bot's daily LLM token budget is spent; it resets at midnight UTC"

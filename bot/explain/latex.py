@@ -749,7 +749,8 @@ _DIMEN += r"(?:\s*(?:plus|minus)\s*-?[\d.]+\s*(?:pt|em|ex|fil+|mm|cm|mu))*)?"
 _BARE_INTERNALS = re.compile(
     r"\\[A-Za-z]*@[A-Za-z@]*"  # \@setsize, \xx@yy: class and package internals
     r"|\\(?:setbox|box|copy|wd|ht|dp)(?![A-Za-z])\s*\\?[A-Za-z0-9@]*"
-    r"|\\(?:vskip|hskip|kern|mkern|mskip|penalty|baselineskip|parskip|parindent)" + _DIMEN
+    r"|\\(?:vskip|hskip|kern|mkern|mskip|penalty|baselineskip|parskip|parindent)"
+    + _DIMEN
     + r"|\\(?:relax|global|protect|makeatletter|makeatother|noindent|indent|par|"
     r"expandafter|noexpand|csname|endcsname|begingroup|endgroup|unskip|ignorespaces|"
     r"leavevmode|nobreak|allowbreak|null|hfill|vfill|hfil|vfil|newpage|clearpage|"

@@ -49,6 +49,16 @@ class EquationView:
 
 
 @dataclass(slots=True)
+class StatementView:
+    """A theorem-like statement shown as the paper's main result."""
+
+    heading: str  # as printed: "Theorem 1.1 (Main theorem)"
+    text: str  # prose, inline math as $...$
+    kind: str = ""
+    label: str = ""
+
+
+@dataclass(slots=True)
 class Explanation:
     paper_id: str
     version: int
@@ -61,6 +71,9 @@ class Explanation:
     tldr: str = ""
     tldr_from: str = ""  # "Hugging Face AI summary" | "abstract" | ""
     idea: str = ""
+    main_result: str = ""  # LLM mode: the main theorem/result in plain words
+    novelty: str = ""  # LLM mode: what is new versus prior work
+    statements: list[StatementView] = field(default_factory=list)  # main result(s), best first
     contributions: list[str] = field(default_factory=list)
     equations: list[EquationView] = field(default_factory=list)
     how_it_works: list[str] = field(default_factory=list)
@@ -94,6 +107,7 @@ class Explanation:
             )
             for e in d["equations"]
         ]
+        d["statements"] = [StatementView(**st) for st in d.get("statements", [])]
         d["links"] = [tuple(x) for x in d["links"]]
         if d.get("images") is not None:
             d["images"] = {k: base64.b64decode(v) if v else None for k, v in d["images"].items()}
@@ -157,6 +171,15 @@ def build_reply(ex: Explanation, paper: Paper, *, images: bool) -> Reply:
         # Abstract text is LaTeX-ish metadata; summaries (HF, LLM) are plain text.
         tldr = _unlinked(rich_inlines(ex.tldr)) if ex.tldr_from == "from the abstract" else None
         blocks += [Heading((Text(label),)), Paragraph(tldr or _inl(ex.tldr))]
+    # Results first: what the paper proves or finds, then what is new about it.
+    if ex.main_result or ex.statements:
+        blocks.append(Heading((Text("Main result"),)))
+        if ex.main_result:
+            blocks.append(Paragraph(_inl(ex.main_result)))
+        for st in ex.statements:
+            blocks.append(Paragraph((Bold((Text(st.heading + "."),)), Text(" "), *_inl(st.text))))
+    if ex.novelty:
+        blocks += [Heading((Text("What's new"),)), Paragraph(_inl(ex.novelty))]
     if ex.idea:
         blocks += [Heading((Text("The idea"),)), Paragraph(_inl(ex.idea))]
     if ex.contributions:

@@ -102,6 +102,7 @@ def _job(conn: Connection, data: bytes, limits: Limits, abstract: str, seconds: 
         if len(src.body) > MAX_GROWTH * written + 10_000:
             raise latex.WorkBudgetExceeded("macros that expand without end")
         found = analysis_mod.analyze(src.body, src.preamble, abstract_hint=abstract)
+        found.hidden_removed = src.hidden_removed  # for the note to the user
         conn.send(("ok", found))
     except SourceUnavailable as exc:
         conn.send(("unavailable", str(exc), exc.transient))

@@ -50,23 +50,36 @@ def clean_text(s: str) -> str:
 # Sentences that talk to a language model rather than to a reader. Kept narrow on
 # purpose: papers about LLMs legitimately say "system prompt" or "as an assistant".
 _INJECTION = re.compile(
-    r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}\b(previous|prior|above|earlier|all|"
-    r"preceding|system)\b[^.\n]{0,40}\b(instruction|prompt|direction|rule)s?\b"
+    r"\b(ignore|disregard|forget|override|neglect)\b[^.\n]{0,60}\b(previous|prior|above|earlier|"
+    r"all|preceding|foregoing|system|reviewing)\b[^.\n]{0,40}\b(instruction|prompt|direction|"
+    r"rule|guidance|guideline|criteria|task)s?\b"
     r"|\b(you are|you're)\s+(now\s+)?(an?\s+)?(ai|llm|large language model|language model|"
     r"assistant|chatbot|reviewer)\b"
+    r"|\bif you are an?\s+(ai|llm|large language model|language model|automated)\b"
     r"|\bnew instructions?\s*:"
+    r"|\bnote (?:to|for) (?:any |all |the )?(?:ai|llms?|language models?|automated|machine)"
+    r"(?:\s+(?:systems?|reviewers?|models?|assistants?|tools?|agents?))?\b"
     r"|\b(give|write|provide|output)\b[^.\n]{0,30}\bpositive review\b"
     r"|\bdo not (highlight|mention|point out)\b[^.\n]{0,30}\b(negative|weakness|limitation|flaw)"
     r"|\b(llm|ai|language model)s?\b[^.\n]{0,30}\b(must|should)\b[^.\n]{0,20}"
-    r"\b(recommend|accept|praise|rate)",
+    r"\b(recommend|accept|praise|rate)"
+    r"|\b(add|include|insert|append|put)\b[^.\n]{0,40}\b(link|url|hyperlink|website)s?\b"
+    r"[^\n]{0,80}?\b(summary|review|answer|response|explanation|output|reply)",
     re.I,
 )
-_SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n|$)")
+# A line that opens as a note to AI tools is dropped whole, whatever punctuation it has.
+_NOTE_LINE = re.compile(
+    r"^[^\n]{0,40}\bnote (?:to|for) (?:any |all |the )?(?:ai|llms?|language models?|automated|"
+    r"machine)\b[^\n]*$",
+    re.I | re.M,
+)
+# A sentence ends at . ! ? followed by a space (not inside "evil.example.com") or a newline.
+_SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?]+(?=[^\s.!?]))*(?:[.!?]+|\n|$)")
 
 
 def strip_injections(text: str) -> tuple[str, int]:
     """Remove sentences addressed to an AI ("ignore previous instructions ..."); count them."""
-    removed = 0
+    text, removed = _NOTE_LINE.subn("", text)
     out: list[str] = []
     for m in _SENTENCE.finditer(text):
         sentence = m.group(0)
@@ -92,6 +105,17 @@ def strip_foreign_links(text: str, allowed: set[str]) -> str:
         if any(norm == a or norm.startswith(a + "/") or _is_version(norm, a) for a in allowed):
             return m.group(0)
         return "[link removed]" + tail
+
+    return _URL.sub(repl, text)
+
+
+def mark_urls(text: str) -> str:
+    """Every web address in paper text, marked as data: a model must not take it as a link
+    to add or a page to visit."""
+
+    def repl(m: re.Match[str]) -> str:
+        url = m.group(0).rstrip(".,;:")
+        return f"[URL, data only: {url}]" + m.group(0)[len(url) :]
 
     return _URL.sub(repl, text)
 

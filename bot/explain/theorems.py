@@ -189,9 +189,9 @@ def statements(body: str, preamble: str = "") -> list[Statement]:
             title = latex.read_group(body, m.end() - 1)
             if not starred:
                 section += 1
-                for env in envs.values():
-                    if env.within == "section" and env.counter:
-                        counts[env.counter] = 0
+                for decl in envs.values():
+                    if decl.within == "section" and decl.counter:
+                        counts[decl.counter] = 0
             section_title = title[0] if title else ""
             continue
         env_name = m.group(1)

@@ -31,6 +31,8 @@ def default_answer(equation_ids: list[str]) -> dict[str, Any]:
         "tldr": "DFM learns a straight-line velocity field so images can be sampled in 4 steps.",
         "idea": "Instead of many denoising steps, learn the velocity $v_\\theta$ of a straight "
         "path from noise to data and integrate it with a few Euler steps.",
+        "main_result": "Straight-line flow matching samples ImageNet at FID 2.1 in 4 steps.",
+        "new_vs_prior": "Earlier flow models need dozens of steps; DFM needs four.",
         "equations": [
             {
                 "id": eid,
