@@ -232,6 +232,8 @@ def _split_rows(content: str) -> list[str]:
 
 def clean_math(s: str) -> str:
     """Display math without the bits that are about layout, not content."""
+    # A web address is never math (papers link equations to their code this way).
+    s = re.sub(r"\{\s*(?:https?://|www\.)[^{}\s]*\s*\}|(?:https?://|www\.)[^\s{}]+", "", s)
     s = re.sub(r"\\(?:label|tag\*?)\s*\{[^{}]*\}", "", s)
     s = re.sub(r"\\(?:nonumber|notag|displaystyle|allowdisplaybreaks)(?![A-Za-z])", "", s)
     s = re.sub(
@@ -561,6 +563,35 @@ _RECALL_WORDS = re.compile(
 )
 
 
+_DERIVED = re.compile(
+    r"\b(?:it follows that|we (?:obtain|find|arrive at|get|conclude)|which (?:gives|yields)|"
+    r"this (?:gives|yields)|is then (?:just|simply|given by))\b",
+    re.I,
+)
+_PROVES = re.compile(
+    r"\b(?:which|this) (?:proves|establishes|completes the proof of) (?:our|the)\b|"
+    r"\bour (?:main )?(?:result|proposition|claim)\b",
+    re.I,
+)
+_HYPOTHETICAL = re.compile(r"\bwould (?:be|have|give|yield)\b|\bif instead\b", re.I)
+_STOP = frozenset(
+    re.findall(
+        r"\w+",
+        "about above after again along also among another based being below between both could "
+        "during each every first from further given having here into itself many more most much "
+        "other over same several should since some such than that their them then there these "
+        "they this those through thus under using very where which while with within without "
+        "would paper method approach results result show shows shown propose proposed present "
+        "equation equations following",
+    )
+)
+
+
+def _content_words(text: str) -> set[str]:
+    words = re.findall(r"[A-Za-z][a-z]{4,}", re.sub(r"\$[^$]*\$|\\[A-Za-z]+", " ", text))
+    return {w.lower() for w in words} - _STOP
+
+
 def _score(
     eq: Equation,
     refs: int,
@@ -570,8 +601,21 @@ def _score(
     *,
     pointed: bool = False,
     in_main: bool = False,
+    claim_words: set[str] | None = None,
 ) -> float:
     score = 0.0
+    # An author who boxes an equation is pointing at it.
+    if re.search(r"\\(?:boxed|fbox|framebox)\b", eq.latex):
+        score += 4.0
+    if _DERIVED.search(intro):
+        score += 1.0
+    if _PROVES.search(after[:200]):
+        score += 2.0
+    if _HYPOTHETICAL.search(intro):
+        score -= 1.5
+    if claim_words:
+        # The sentence introducing it talks about what the abstract claims.
+        score += min(3, len(_content_words(intro) & claim_words)) * 0.75
     if eq.number:
         score += 1.0
     score += min(refs, 4) * 1.0
@@ -687,6 +731,16 @@ def _pointed_labels(
     return found
 
 
+def _strip_displays(text: str) -> str:
+    return re.sub(
+        r"\\begin\s*\{(equation|align|gather|multline|eqnarray)(\*?)\}.*?\\end\s*\{\1\2\}|"
+        r"\\\[.*?\\\]|\$\$.*?\$\$",
+        " ",
+        text,
+        flags=re.S,
+    )
+
+
 def _displays_inline(content: str) -> str:
     """Display math inside a statement as `$...$`, so one line of prose can carry it."""
     out: list[str] = []
@@ -754,27 +808,41 @@ def _main_results(
 
 
 _CLAIM_VERBS = re.compile(
-    r"\b(?:we|this (?:paper|work|article|note)|our (?:results?|method|approach|model|analysis|"
-    r"work|framework|experiments?))\s+(?:also\s+|further\s+|then\s+|here\s+|first\s+)?"
-    r"(?:show|prove|propose|obtain|introduce|demonstrate|present|establish|derive|find|"
+    r"\b(?:we|this (?:paper|work|article|note|letter|review|study|project|report)|the (?:project|"
+    r"package|library|method|algorithm|framework)|our (?:results?|method|approach|model|analysis|"
+    r"work|framework|experiments?|package|code))\s+(?:also\s+|further\s+|then\s+|here\s+|first\s+|"
+    r"successfully\s+|have\s+|has\s+)?"
+    r"(?:show|prove|propose|obtain|introduce|demonstrate|present|establish|derive|find|found|"
     r"achieve|develop|compute|construct|give|provide|report|identify|reveal|improve|"
-    r"outperform|reduce|extend|resolve|settle|confirm|determine)",
+    r"outperform|reduce|extend|resolve|settle|confirm|determine|suggest|summari[sz]e|describe)"
+    r"|\b(?:is|are) shown to\b|\bwe (?:can )?(?:now )?(?:show|prove)\b",
     re.I,
 )
-_NUMBERS = re.compile(r"\d+(?:\.\d+)?\s*(?:%|×|x\b|times|fold)|\b\d+(?:\.\d+)?\b")
+_NUMBERS = re.compile(r"\d+(?:\.\d+)?\s*(?:%|×|x\b|times|fold)|\b\d+(?:[.,]\d+)?\b")
 _BACKGROUND = re.compile(
     r"^(?:recent(?:ly)?|however|although|while|despite|in recent|over the past|traditionally|"
-    r"it is (?:well )?known|existing|previous|prior|many|most)\b|\bremains? (?:an? )?"
-    r"(?:open|challenging|unclear|unknown)|\bhas been\b|\bhave been\b|\bis lost\b",
+    r"it is (?:well )?known|existing|previous|prior|many|most|the last)\b|\bremains? (?:an? )?"
+    r"(?:open|challenging|unclear|unknown)|\bhas been\b|\bhave been\b|\bis lost\b|\bhave seen\b",
     re.I,
 )
 
 
-def claim_sentences(abstract: str, most: int = 2) -> list[str]:
+def _numbers_in(sentence: str) -> bool:
+    """Numbers a reader sees: in the prose, or math that is only a number ($4694$)."""
+
+    def keep_numeric(m: re.Match[str]) -> str:
+        inner = re.sub(r"\\num\s*|[{}\s]|\\,", "", m.group(1))
+        return inner if re.fullmatch(r"[\d.,%]+", inner) else " "
+
+    return bool(_NUMBERS.search(re.sub(r"\$([^$]*)\$", keep_numeric, sentence)))
+
+
+def claim_sentences(abstract: str, most: int = 2, *, strict: bool = False) -> list[str]:
     """The abstract's sentences that say what the paper does: "we show/prove/propose",
-    results with numbers; background sentences rank last. In the abstract's order."""
+    results with numbers; background sentences rank last. In the abstract's order.
+    `strict`: only sentences that make a claim (for text other than an abstract)."""
     parts = sentences(abstract)
-    if len(parts) <= most:
+    if len(parts) <= most and not strict:
         return parts
     scored = []
     for k, sent in enumerate(parts):
@@ -783,17 +851,17 @@ def claim_sentences(abstract: str, most: int = 2) -> list[str]:
             score += 3.0
         if re.search(r"\b(?:our|we)\b", sent, re.I):
             score += 1.0
-        if _NUMBERS.search(re.sub(r"\$[^$]*\$", "", sent)):
+        if _numbers_in(sent):
             score += 1.5
         if _BACKGROUND.search(sent):
             score -= 2.0
         scored.append((score, k))
     best = sorted(scored, key=lambda x: (-x[0], x[1]))[:most]
-    if best[0][0] <= 0:
+    if strict:
+        return [parts[k] for sc, k in sorted(best, key=lambda x: x[1]) if sc >= 3.0]
+    if not best or best[0][0] <= 0:
         return parts[:most]
-    return [parts[k] for _score, k in sorted(best, key=lambda x: x[1]) if _score > 0] or parts[
-        :most
-    ]
+    return [parts[k] for sc, k in sorted(best, key=lambda x: x[1]) if sc > 0] or parts[:most]
 
 
 def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analysis:
@@ -842,6 +910,7 @@ def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analys
         if inside is not None:
             eq.statement = inside.heading
 
+    claim_words = _content_words(" ".join(claim_sentences(prose(raw_abstract))))
     appendix_at = body.find("\\appendix")
     for eq in equations:
         keys = eq.keys
@@ -858,6 +927,7 @@ def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analys
             appendix_at,
             pointed=any(k in pointed for k in keys),
             in_main=in_main,
+            claim_words=claim_words,
         )
         eq.intro, eq.after, eq.where = intro, after, after
 
@@ -889,7 +959,14 @@ def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analys
     result.results = [st for st in results if st.text]
 
     result.abstract = prose(raw_abstract, numbers) if raw_abstract else abstract_hint
-    result.claims = claim_sentences(result.abstract)
+    if result.abstract:
+        result.claims = claim_sentences(result.abstract)
+    else:
+        # No abstract (a short note): the introduction's own claims ("here we report ...").
+        tops = [p for p, lvl, _s, _t in secs if lvl == 1]
+        intro_end = tops[1] if len(tops) > 1 else len(body)
+        intro_text = _quick_prose(_strip_displays(body[: min(intro_end, 20_000)]), numbers)
+        result.claims = claim_sentences(re.sub(r"\s+", " ", intro_text), strict=True)
     result.contributions = _contributions(body, result.abstract, numbers)
 
     appendix = appendix_at if appendix_at >= 0 else len(body)

@@ -370,7 +370,7 @@ class Explainer:
         else:
             # What the paper claims ("we prove ...", numbers), not the background it opens with.
             abstract = paper.abstract or a.abstract
-            claims = analysis_mod.claim_sentences(abstract)
+            claims = analysis_mod.claim_sentences(abstract) if abstract else a.claims
             tldr, tldr_from = " ".join(claims), "from the abstract"
         outline: list[str] = []
         for s in a.sections:

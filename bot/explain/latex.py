@@ -282,7 +282,7 @@ def _group_end(
 # ------------------------------------------------------------------- includes
 
 _INCLUDE = re.compile(
-    r"\\(?:input|include|subfile|InputIfFileExists)\s*(?:\{([^{}\n]*)\}|([^\s{}\\]+))"
+    r"\\(?:input|include|subfile|InputIfFileExists)\*?\s*(?:\{([^{}\n]*)\}|([^\s{}\\*]+))"
     r"|\\(?:sub)?(?:import|inputfrom|includefrom)\*?\s*\{([^{}\n]*)\}\s*\{([^{}\n]*)\}"
 )
 
@@ -533,8 +533,12 @@ def parse_macros(text: str, limit: int = 2000) -> dict[str, Macro]:
             continue
         name, macro, _end = parsed
         macro = _simplify(macro)
-        if name in _PROTECTED or "@" in name or _INTERNAL_BODY.search(macro.body):
+        if name in _PROTECTED or "@" in name:
             continue
+        if _INTERNAL_BODY.search(macro.body):
+            # TeX programming, not notation: its uses vanish (arguments included) rather
+            # than leave a command nobody can read.
+            macro = Macro(macro.nargs, "", macro.default)
         if kw.startswith("\\provide") and name in macros:
             continue
         macros[name] = macro
@@ -543,9 +547,13 @@ def parse_macros(text: str, limit: int = 2000) -> dict[str, Macro]:
 
 def _simplify(macro: Macro) -> Macro:
     """Common harmless idioms in author macros: `\\ifmmode A\\else B\\fi` (we read math
-    as math) and `\\xspace`."""
+    as math), `\\ensuremath`, `\\mbox{$x$}` and `\\xspace`."""
     body = re.sub(r"\\ifmmode(.*?)\\else.*?\\fi(?![A-Za-z])", r"\1", macro.body, flags=re.S)
-    body = re.sub(r"\\(?:xspace|protect)(?![A-Za-z])\s*", "", body)
+    body = re.sub(r"\\(?:xspace|protect)(?![A-Za-z])\s*|\\@(?![A-Za-z@])", "", body)
+    # \ensuremath{x} and \mbox{$x$}: math either way once expanded into math; nested $
+    # signs would break every reader of the text downstream.
+    body = re.sub(r"\\ensuremath(?![A-Za-z])\s*", "", body)
+    body = re.sub(r"\\(?:mbox|hbox|text)\s*\{\s*\$([^${}]*)\$\s*\}", r"{\1}", body)
     return macro if body == macro.body else Macro(macro.nargs, body, macro.default)
 
 
@@ -762,12 +770,12 @@ _BARE_INTERNALS = re.compile(
 
 
 def strip_internals(text: str) -> str:
-    """Remove what is TeX programming, not paper: definitions left in the body,
-    `\\makeatletter` blocks, page and counter set-up, `@`-names and primitives.
+    """Remove what is TeX programming, not paper: definitions left in the body, page and
+    counter set-up, `@`-names and primitives (a `\\makeatletter` is often never closed, so
+    it is the tokens that go, not the text after it).
 
     One left-to-right loop per kind of thing, each bounded by the text's length.
     """
-    text = re.sub(r"\\makeatletter.*?(?:\\makeatother|\Z)", " ", text, flags=re.S)
     # Definitions in the body (their uses were already expanded).
     out: list[str] = []
     pos = 0
