@@ -38,6 +38,7 @@ class Equation:
     eid: str = ""  # "E1".. for the chosen ones: how the LLM refers to them
     where: str = ""  # the raw "where ..." clause right after it (LaTeX), for the glossary
     statement: str = ""  # heading of the theorem-like statement it sits in, if any
+    undefined: list[str] = field(default_factory=list)  # main symbols the paper never defines
 
 
 @dataclass(slots=True)
@@ -422,20 +423,39 @@ def _is_symbol(sym: str) -> bool:
 def _meaning_text(raw: str) -> str:
     """A meaning as plain Unicode text: no LaTeX left, inline math turned into symbols."""
     raw = _CITE.sub("", raw)
+    raw = re.sub(
+        r"(?:Eq(?:uation)?s?\.?|Fig(?:ure)?s?\.?|Sec(?:tion)?s?\.?|Table|Appendix)\s*~?\s*\(?\s*"
+        r"(?=\\(?:eq|c|C|auto)?ref)",
+        "",
+        raw,
+    )
     raw = _REF.sub("", raw)
+    raw = re.sub(r"\(\s*\)", "", raw)
     text = unicode_text(raw)
     text = re.sub(r"\\[A-Za-z]+\*?|[{}$]", "", text)
     return re.sub(r"\s+", " ", text).strip(" ,;:")
 
 
+# Where one meaning ends: a sentence end, a semicolon, or the next symbol being defined
+# (", $y$ the label", " and $z$ is ..."), or a new clause (", and let", ", therefore").
+_NEXT_SYMBOL = r"(?:,\s*(?:and\s+|while\s+|whereas\s+)?|\s+and\s+)\$[^$]{1,60}\$\s*,?\s*(?:" + _VERB
+_MEANING_END = re.compile(
+    r"\.(?=\s|$)|;|\n\s*\n|" + _NEXT_SYMBOL + r"|" + _ARTICLE + r")"
+    r"|,\s*(?:and\s+)?(?:let|therefore|thus|hence|so that|which|where)\b"
+    r"|(?:,\s*|\s+)and\s+\$[^$]*(?:=|\\equiv)[^$]*\$"  # ", and $\alpha = (a, c)$"
+    r"|\s+and\s+\$[^$]{1,40}\$\s*,\s*\$"  # " and $\epsilon$, $A$ ...": a list of symbols
+    r"|,\s*and\s+(?:the\s+)?[A-Za-z]+\s+\$[^$]{1,40}\$\s+(?:is|are)\b"  # ", and the map $f$ is"
+)
+
+
 def _cut_meaning(raw: str) -> str:
-    end = re.search(r"\.(?=\s|$)|;|\n\s*\n|,\s*(?:and\s+|while\s+|whereas\s+)?\$|\s+and\s+\$", raw)
+    end = _MEANING_END.search(raw)
     meaning = raw[: end.start()] if end else raw
     return re.sub(r"(?:,|;)?\s*(?:and|while|with|respectively)?\s*$", "", meaning.strip())
 
 
-def _collect(pattern: re.Pattern[str], text: str, limit: int) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
+def _collect(pattern: re.Pattern[str], text: str, limit: int) -> list[tuple[str, str, int]]:
+    out: list[tuple[str, str, int]] = []
     for m in pattern.finditer(text):
         raw_sym = next((g for g in m.groups() if g is not None), "")
         sym = _symbol_head(raw_sym)
@@ -448,7 +468,7 @@ def _collect(pattern: re.Pattern[str], text: str, limit: int) -> list[tuple[str,
             continue
         if re.match(r"(?:called|given|defined|as|by|then|also|not|in|on|at|to|of)\b", meaning):
             continue
-        out.append((sym.strip(), shorten(meaning, 140)))
+        out.append((sym.strip(), shorten(meaning, 140), m.start()))
         if len(out) >= limit:
             break
     return out
@@ -457,12 +477,12 @@ def _collect(pattern: re.Pattern[str], text: str, limit: int) -> list[tuple[str,
 def definitions(text: str, limit: int = 12) -> list[tuple[str, str]]:
     """(symbol LaTeX, meaning) from explicit definitions: "let $x$ be", "$y$ denotes",
     "$z$ is the ...", "we denote by $w$ the ...". Meanings are plain Unicode text."""
-    return _collect(_GLOBAL_DEF, text, limit)
+    return [(sym, meaning) for sym, meaning, _pos in _collect(_GLOBAL_DEF, text, limit)]
 
 
 def where_definitions(clause: str, limit: int = 12) -> list[tuple[str, str]]:
     """Definitions in an equation's own "where ..." clause (it may omit the verb)."""
-    return _collect(_WHERE_DEF, clause, limit)
+    return [(sym, meaning) for sym, meaning, _pos in _collect(_WHERE_DEF, clause, limit)]
 
 
 _DIFFERENTIAL = re.compile(
@@ -481,6 +501,39 @@ def _symbol_text(eq_latex: str) -> str:
     s = re.sub(r"(\\[A-Za-z]+)\s+(?=[A-Za-z])", r"\1 ", s)
     s = re.sub(r"(?<![A-Za-z])\s+|\s+(?![A-Za-z])", "", s)
     return s
+
+
+_GREEK = (
+    "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi "
+    "pi varpi rho varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta Theta "
+    "Lambda Xi Pi Sigma Upsilon Phi Psi Omega"
+)
+_VARIABLE = re.compile(
+    r"(?<![_^\\A-Za-z])(?:\\(?:mathcal|mathbf|mathbb|bm|boldsymbol)\{[A-Za-z]\}|\\(?:"
+    + _GREEK.replace(" ", "|")
+    + r")(?![A-Za-z])|[A-Za-z](?![A-Za-z]))"
+)
+
+
+def variables(eq_latex: str) -> list[str]:
+    """The main symbols of an equation, in order: letters, Greek letters and styled letters
+    outside scripts (x, \\theta, \\mathcal{L}); indices and function names are left out."""
+    body = _symbol_text(eq_latex)
+    body = re.sub(
+        r"\\(?:" + "|".join(sorted(_NOT_SYMBOLS, key=len, reverse=True)) + r")(?![A-Za-z])",
+        " ",
+        body,
+    )
+    body = re.sub(r"\\(?:begin|end)\{[^{}]*\}|\\mathbb\{[A-Za-z]\}", " ", body)
+    for _ in range(5):  # scripts, innermost first: indices are not the equation's symbols
+        body = re.sub(r"[_^]\{[^{}]*\}", " ", body)
+    seen: list[str] = []
+    for m in _VARIABLE.finditer(body):
+        if m.group(0) in ("e", "d", "i", "\\pi"):
+            continue  # Euler's number, a differential, an index or the imaginary unit
+        if m.group(0) not in seen:
+            seen.append(m.group(0))
+    return seen
 
 
 def _mentions(eq_latex: str, sym: str) -> bool:
@@ -932,13 +985,20 @@ def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analys
         eq.intro, eq.after, eq.where = intro, after, after
 
     chosen = choose(equations)
-    glossary_all = definitions(body, limit=400) if chosen else []
+    glossary_all = _collect(_GLOBAL_DEF, body, 400) if chosen else []
     explained: set[str] = set()
     for eq in chosen:
         local = [(s, m) for s, m in where_definitions(eq.where) if _mentions(eq.latex, s)]
-        for sym, meaning in glossary_all:
+        # A symbol defined more than once (papers reuse letters): the definition nearest
+        # to the equation is the one that speaks about it.
+        nearest: dict[str, tuple[int, str, str]] = {}
+        for sym, meaning, pos in glossary_all:
             if _mentions(eq.latex, sym):
-                local.append((sym, meaning))
+                key = _symbol_text(sym)
+                distance = abs(pos - eq.position)
+                if key not in nearest or distance < nearest[key][0]:
+                    nearest[key] = (distance, sym, meaning)
+        local += [(sym, meaning) for _d, sym, meaning in sorted(nearest.values())]
         entries: list[tuple[str, str]] = []
         for sym, meaning in local:
             key = _symbol_text(sym)
@@ -949,6 +1009,16 @@ def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analys
             if len(entries) >= 6:
                 break
         eq.glossary = entries
+        # Said plainly rather than guessed: the equation's main symbols the paper never defines.
+        defined = {_symbol_text(s) for s, _m, _p in glossary_all} | {
+            _symbol_text(s) for s, _m in where_definitions(eq.where)
+        }
+        defined_heads = {re.split(r"[_^(]", d)[0] for d in defined}
+        eq.undefined = [
+            v
+            for v in variables(eq.latex)
+            if _symbol_text(v) not in defined_heads and _symbol_text(v) not in explained
+        ][:4]
         eq.intro = shorten(prose(eq.intro, numbers), 400)
         eq.after = shorten(prose(eq.after, numbers), 400)
     result.equations = chosen

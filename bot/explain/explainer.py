@@ -400,6 +400,7 @@ class Explainer:
                     intro=e.intro,
                     after=e.after,
                     glossary=list(e.glossary),
+                    undefined=list(e.undefined),
                 )
                 for e in a.equations
             ],

@@ -40,6 +40,7 @@ class EquationView:
     intro: str = ""
     after: str = ""
     glossary: list[tuple[str, str]] = field(default_factory=list)
+    undefined: list[str] = field(default_factory=list)  # symbols the paper never defines
     meaning: str = ""  # LLM mode
     terms: list[tuple[str, str]] = field(default_factory=list)  # LLM mode
 
@@ -206,6 +207,12 @@ def build_reply(ex: Explanation, paper: Paper, *, images: bool) -> Reply:
                 blocks.append(ListBlock(tuple(_symbol_item(s, m) for s, m in terms)))
             elif eq.after and ex.mode == "offline":
                 blocks.append(Paragraph(_inl(eq.after)))
+            if eq.undefined and ex.mode == "offline":
+                missing: list[Inline] = [Italic((Text("Not defined in the paper: "),))]
+                for i, sym in enumerate(eq.undefined):
+                    missing += [Text(", ")] if i else []
+                    missing.append(Math(sym, latex_to_unicode(sym)))
+                blocks.append(Paragraph(tuple(missing)))
 
     for title_text, items in (
         ("How it works", ex.how_it_works),
