@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from pylatexenc.latex2text import LatexNodes2Text
 
 from bot.explain import latex
-from bot.explain.textutil import clean_text, sentences, shorten, strip_injections
+from bot.explain.textutil import (
+    clean_text,
+    sentences,
+    shorten,
+    strip_injections,
+)
+from bot.explain.textutil import upright_greek as _upright_greek
 from bot.explain.theorems import RESULT_KINDS, Statement, statements
 from bot.text import clean_text as unicode_text
 
@@ -39,6 +45,7 @@ class Equation:
     where: str = ""  # the raw "where ..." clause right after it (LaTeX), for the glossary
     statement: str = ""  # heading of the theorem-like statement it sits in, if any
     undefined: list[str] = field(default_factory=list)  # main symbols the paper never defines
+    boxed: bool = False  # the author framed it (\\boxed, \\fbox): a pointer to the result
 
 
 @dataclass(slots=True)
@@ -73,6 +80,9 @@ _CITE = re.compile(r"~?\\(?:cite[a-z]*|nocite)\*?\s*(?:\[[^\]]*\]\s*)*\{[^{}]*\}
 _DROP_WITH_ARG = re.compile(r"\\(?:footnote|label|thanks|vspace|hspace|index|marginpar)\*?\s*")
 
 
+_NUM = re.compile(r"\\num\s*(?:\[[^\]]*\])?\s*\{([^{}]*)\}")  # siunitx: \num{22028942}
+
+
 def prose(fragment: str, numbers: dict[str, str] | None = None) -> str:
     """LaTeX prose -> readable text; inline math stays as `$latex$` for the renderer."""
     numbers = numbers or {}
@@ -97,7 +107,8 @@ def prose(fragment: str, numbers: dict[str, str] | None = None) -> str:
             return f" Eq. ({joined})"
         return f" {joined}"
 
-    s = _MATH_INLINE.sub(keep_math, fragment)
+    s = _upright_greek(_NUM.sub(r"\1", fragment))
+    s = _MATH_INLINE.sub(keep_math, s)
     s = _REF.sub(ref, s)
     s = _CITE.sub("", s)
     s = _drop_commands_with_arg(s)
@@ -236,7 +247,11 @@ def clean_math(s: str) -> str:
     # A web address is never math (papers link equations to their code this way).
     s = re.sub(r"\{\s*(?:https?://|www\.)[^{}\s]*\s*\}|(?:https?://|www\.)[^\s{}]+", "", s)
     s = re.sub(r"\\(?:label|tag\*?)\s*\{[^{}]*\}", "", s)
+    s = _NUM.sub(r"\1", s)
+    s = _upright_greek(s)
+    s = re.sub(r"\\(?:hbox|mbox|textrm|textup)(?![A-Za-z])", r"\\text", s)
     s = re.sub(r"\\(?:nonumber|notag|displaystyle|allowdisplaybreaks)(?![A-Za-z])", "", s)
+    s = _unwrap(s, "boxed")
     s = re.sub(
         r"\\begin\s*\{(?:split|aligned|gathered)\}(?:\[[a-z]\])?|\\end\s*\{(?:split|aligned|gathered)\}",
         "",
@@ -247,6 +262,19 @@ def clean_math(s: str) -> str:
     s = re.sub(r"[ \t]*\n[ \t]*", " ", s)
     s = re.sub(r"\s{2,}", " ", s).strip()
     return s.rstrip(",.; ").strip()
+
+
+def _unwrap(s: str, command: str) -> str:
+    """`\\boxed{x}` -> `x` (the frame is layout; its content is the equation)."""
+    for _ in range(20):
+        m = re.search(r"\\" + command + r"\s*(?=\{)", s)
+        if not m:
+            break
+        g = latex.read_group(s, m.end())
+        if g is None:
+            break
+        s = s[: m.start()] + g[0] + s[g[1] :]
+    return s
 
 
 def _labels(s: str) -> list[str]:
@@ -335,6 +363,7 @@ def _equations(
                 position=m.start(),
             )
         )
+        out[-1].boxed = bool(re.search(r"\\(?:boxed|fbox|framebox)(?![A-Za-z])", content))
         out[-1].after = body[end : end + 700]
         out[-1].intro = body[max(0, m.start() - 700) : m.start()]
         # All labels of a multi-row display point to it, so refs to any row count.
@@ -361,9 +390,7 @@ _AFTER_START = re.compile(r"^\s*[,.;]?\s*(where|with|here|in which|such that|for
 
 def _after_clause(raw_after: str) -> str:
     raw_after = raw_after.lstrip()
-    chunk = re.split(
-        r"\n\s*\n|\\begin\s*\{(?:equation|align|gather|multline|figure|table)|\\\[|\$\$", raw_after
-    )[0]
+    chunk = re.split(r"\n\s*\n|\\begin\s*\{|\\\[|\$\$", raw_after)[0]
     chunk = re.sub(r"\s+", " ", chunk).strip()
     if not _AFTER_START.match(chunk):
         return ""
@@ -495,7 +522,7 @@ def _symbol_text(eq_latex: str) -> str:
     """The equation normalised for symbol matching: differentials (the d of dλ) and words
     in \\text{}/\\mathrm{} removed, single-character scripts braced, spaces removed
     except where they end a control word."""
-    s = _DIFFERENTIAL.sub(" ", eq_latex)
+    s = _DIFFERENTIAL.sub(" ", _upright_greek(eq_latex))
     s = _WORD_GROUP.sub(" ", s)
     s = re.sub(r"([_^])\s*([A-Za-z0-9])", r"\1{\2}", s)
     s = re.sub(r"(\\[A-Za-z]+)\s+(?=[A-Za-z])", r"\1 ", s)
@@ -515,6 +542,34 @@ _VARIABLE = re.compile(
 )
 
 
+_INLINE = re.compile(r"(?<!\\)\$([^$]{1,200})(?<!\\)\$")
+
+
+def _prose_math(body: str) -> str:
+    """All inline math of the prose, normalised, for "does the text ever mention x"."""
+    return " , ".join(m.group(1) for m in _INLINE.finditer(body))
+
+
+def _drop_scripts(s: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(s):
+        if s[i] in "_^":
+            arg = latex.read_arg(s, i + 1)
+            if arg is None:
+                i += 1
+                continue
+            i = arg[1]
+            while arg[0].startswith("\\") and (g := latex.read_group(s, i)) is not None:
+                i = g[1]  # ^\boldsymbol{\mathsf{T}}: the command's argument too
+                break
+            out.append(" ")
+            continue
+        out.append(s[i])
+        i += 1
+    return "".join(out)
+
+
 def variables(eq_latex: str) -> list[str]:
     """The main symbols of an equation, in order: letters, Greek letters and styled letters
     outside scripts (x, \\theta, \\mathcal{L}); indices and function names are left out."""
@@ -525,8 +580,7 @@ def variables(eq_latex: str) -> list[str]:
         body,
     )
     body = re.sub(r"\\(?:begin|end)\{[^{}]*\}|\\mathbb\{[A-Za-z]\}", " ", body)
-    for _ in range(5):  # scripts, innermost first: indices are not the equation's symbols
-        body = re.sub(r"[_^]\{[^{}]*\}", " ", body)
+    body = _drop_scripts(body)  # indices and transposes are not the equation's symbols
     seen: list[str] = []
     for m in _VARIABLE.finditer(body):
         if m.group(0) in ("e", "d", "i", "\\pi"):
@@ -652,13 +706,13 @@ def _score(
     after: str,
     appendix_at: int,
     *,
-    pointed: bool = False,
+    pointed: int = 0,
     in_main: bool = False,
     claim_words: set[str] | None = None,
 ) -> float:
     score = 0.0
     # An author who boxes an equation is pointing at it.
-    if re.search(r"\\(?:boxed|fbox|framebox)\b", eq.latex):
+    if eq.boxed:
         score += 4.0
     if _DERIVED.search(intro):
         score += 1.0
@@ -682,8 +736,8 @@ def _score(
     if _AFTER_START.match(after or ""):
         score += 1.0
     # What the paper itself points at as its result, and what it only quotes.
-    if pointed:
-        score += 4.0
+    if pointed:  # 2: by the abstract, contributions or a "main result" sentence; 1: conclusion
+        score += 4.0 if pointed == 2 else 2.5
     if _POINTER_WORDS.search(intro):
         score += 2.5
     if in_main:
@@ -761,11 +815,11 @@ def _spans(body: str, secs: list[tuple[int, int, bool, str]], pattern: re.Patter
 
 def _pointed_labels(
     body: str, raw_abstract: str, secs: list[tuple[int, int, bool, str]]
-) -> set[str]:
-    """Labels the paper points at as its result: referenced from the abstract, from the
-    introduction's contribution list, from the conclusion, or from any sentence that
-    says "main result" / "our objective" / "we propose"."""
-    places = [raw_abstract, _spans(body, secs, _CONCLUSION)]
+) -> tuple[set[str], set[str]]:
+    """Labels the paper points at as its result: (strongly) referenced from the abstract,
+    from the introduction's contribution list or from a sentence that says "main result",
+    "our objective", "we propose"; and (weakly) referenced from the conclusion."""
+    places = [raw_abstract]
     intro = _spans(body, secs, _INTRO)
     if not intro:
         tops = [p for p, lvl, _s, _t in secs if lvl == 1]
@@ -777,11 +831,16 @@ def _pointed_labels(
     for sentence in sentences(re.sub(r"\s+", " ", body)):
         if _POINTER_WORDS.search(sentence) and _REF.search(sentence):
             places.append(sentence)
-    found: set[str] = set()
-    for place in places:
-        for m in _REF.finditer(place):
-            found.update(k.strip() for k in m.group(2).split(",") if k.strip())
-    return found
+
+    def labels(texts: list[str]) -> set[str]:
+        found: set[str] = set()
+        for place in texts:
+            for m in _REF.finditer(place):
+                found.update(k.strip() for k in m.group(2).split(",") if k.strip())
+        return found
+
+    strong = labels(places)
+    return strong, labels([_spans(body, secs, _CONCLUSION)]) - strong
 
 
 def _strip_displays(text: str) -> str:
@@ -818,13 +877,19 @@ _MAIN_CUE = re.compile(r"\bmain\b|\bcentral\b|\bprincipal\b|\bkey\b", re.I)
 
 
 def _score_statement(
-    st: Statement, pointed: set[str], body: str, intro_end: int, appendix_at: int
+    st: Statement,
+    pointed: tuple[set[str], set[str]],
+    body: str,
+    intro_end: int,
+    appendix_at: int,
 ) -> float:
     score = {"theorem": 3.0, "proposition": 2.0, "corollary": 1.0, "claim": 0.5}.get(st.kind, 0.0)
     if _MAIN_CUE.search(st.name + " " + st.title + " " + (st.label or "")):
         score += 5.0
-    if st.label and st.label in pointed:
+    if st.label and st.label in pointed[0]:
         score += 3.0
+    elif st.label and st.label in pointed[1]:
+        score += 1.0
     lead = body[max(0, st.position - 300) : st.position]
     if _POINTER_WORDS.search(lead.split("\n\n")[-1]):
         score += 3.0
@@ -842,7 +907,10 @@ def _score_statement(
 
 
 def _main_results(
-    stmts: list[Statement], pointed: set[str], body: str, secs: list[tuple[int, int, bool, str]]
+    stmts: list[Statement],
+    pointed: tuple[set[str], set[str]],
+    body: str,
+    secs: list[tuple[int, int, bool, str]],
 ) -> list[Statement]:
     tops = [p for p, lvl, _s, _t in secs if lvl == 1]
     intro_end = tops[1] if len(tops) > 1 else len(body) // 4
@@ -854,10 +922,13 @@ def _main_results(
         st.score = _score_statement(st, pointed, body, intro_end, appendix_at)
         ranked.append(st)
     ranked.sort(key=lambda st: (-st.score, st.position))
-    if not ranked or ranked[0].score < 2.0:
+    # A statement is the paper's result when it is named so, stated in the introduction or
+    # pointed at; a technical lemma deep in the body is not, however often it is used.
+    floor = 4.0
+    if not ranked or ranked[0].score < floor:
         return []
     best = ranked[0].score
-    return [st for st in ranked[:3] if st.score >= max(2.0, best - 3.0)]
+    return [st for st in ranked[:3] if st.score >= max(floor, best - 3.0)]
 
 
 _CLAIM_VERBS = re.compile(
@@ -978,7 +1049,9 @@ def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analys
             intro,
             after,
             appendix_at,
-            pointed=any(k in pointed for k in keys),
+            pointed=2
+            if any(k in pointed[0] for k in keys)
+            else int(any(k in pointed[1] for k in keys)),
             in_main=in_main,
             claim_words=claim_words,
         )
@@ -986,6 +1059,7 @@ def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analys
 
     chosen = choose(equations)
     glossary_all = _collect(_GLOBAL_DEF, body, 400) if chosen else []
+    mentioned = _prose_math(body) if chosen else ""
     explained: set[str] = set()
     for eq in chosen:
         local = [(s, m) for s, m in where_definitions(eq.where) if _mentions(eq.latex, s)]
@@ -1009,16 +1083,15 @@ def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analys
             if len(entries) >= 6:
                 break
         eq.glossary = entries
-        # Said plainly rather than guessed: the equation's main symbols the paper never defines.
-        defined = {_symbol_text(s) for s, _m, _p in glossary_all} | {
-            _symbol_text(s) for s, _m in where_definitions(eq.where)
-        }
-        defined_heads = {re.split(r"[_^(]", d)[0] for d in defined}
-        eq.undefined = [
-            v
-            for v in variables(eq.latex)
-            if _symbol_text(v) not in defined_heads and _symbol_text(v) not in explained
-        ][:4]
+        # Said plainly rather than guessed: main symbols of the equation that the text never
+        # mentions at all (a symbol the prose talks about may be defined in words we miss).
+        # The left-hand side is what the equation itself defines.
+        lhs = re.split(r"=|\\equiv|\\coloneqq|\\triangleq|:=|\\approx|\\propto", eq.latex)[0]
+        eq.undefined = []
+        for v in variables(eq.latex):
+            if v not in eq.undefined and not _mentions(mentioned, v) and not _mentions(lhs, v):
+                eq.undefined.append(v)
+        eq.undefined = eq.undefined[:4]
         eq.intro = shorten(prose(eq.intro, numbers), 400)
         eq.after = shorten(prose(eq.after, numbers), 400)
     result.equations = chosen
@@ -1097,6 +1170,7 @@ def _quick_prose(s: str, numbers: dict[str, str]) -> str:
         return f" ({joined})" if joined else ""
 
     s = _REF.sub(ref, s)
+    s = _NUM.sub(r"\1", s)
     s = _CITE.sub("", s)
     s = _drop_commands_with_arg(s)
     s = re.sub(

@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bot.explain.textutil import latex_to_unicode, math_inlines, rich_inlines
+from bot.explain.textutil import latex_to_unicode, math_inlines, rich_inlines, upright_greek
 from bot.models import Paper
 from bot.text import (
     Block,
@@ -152,7 +152,7 @@ def _unlinked(nodes: tuple[Inline, ...]) -> tuple[Inline, ...]:
 
 
 def _symbol_item(sym: str, meaning: str) -> tuple[Inline, ...]:
-    return (Math(sym, latex_to_unicode(sym)), Text(" — "), *_inl(meaning))
+    return (Math(sym, latex_to_unicode(upright_greek(sym))), Text(" — "), *_inl(meaning))
 
 
 _KIND = {"objective": "objective / loss", "definition": "definition"}

@@ -9,6 +9,18 @@ from bot.text import Inline, Math, Text, latex_to_unicode, rich_inlines
 
 __all__ = ["latex_to_unicode", "math_inlines", "rich_inlines"]
 
+_UPGREEK = re.compile(
+    r"\\up(alpha|beta|gamma|delta|epsilon|zeta|eta|theta|iota|kappa|lambda|mu|nu|xi|pi|"
+    r"rho|sigma|tau|upsilon|phi|chi|psi|omega|Gamma|Delta|Theta|Lambda|Xi|Pi|Sigma|Upsilon|Phi|"
+    r"Psi|Omega)(?![A-Za-z])"
+)
+
+
+def upright_greek(s: str) -> str:
+    """upgreek's \\uptheta is a θ like any other, for every reader of the math."""
+    return _UPGREEK.sub(r"\\\1", s)
+
+
 _INLINE_MATH = re.compile(r"(?<!\\)\$([^$]+?)(?<!\\)\$", re.S)
 
 
@@ -24,7 +36,7 @@ def math_inlines(text: str) -> tuple[Inline, ...]:
         if m.start() > pos:
             nodes.append(Text(text[pos : m.start()]))
         src = m.group(1).strip()
-        nodes.append(Math(src, latex_to_unicode(src)))
+        nodes.append(Math(src, latex_to_unicode(upright_greek(src))))
         pos = m.end()
     if pos < len(text):
         nodes.append(Text(text[pos:]))
