@@ -876,16 +876,29 @@ def _displays_inline(content: str) -> str:
 _MAIN_CUE = re.compile(r"\bmain\b|\bcentral\b|\bprincipal\b|\bkey\b", re.I)
 
 
+def _title_terms(title: str) -> set[str]:
+    """What a paper's title is about: its acronyms and longer words."""
+    words = re.findall(r"[A-Za-z][A-Za-z-]+", title)
+    return {w.lower() for w in words if (w.isupper() and len(w) >= 2) or len(w) >= 6} - _STOP
+
+
 def _score_statement(
     st: Statement,
     pointed: tuple[set[str], set[str]],
     body: str,
     intro_end: int,
     appendix_at: int,
+    title_terms: set[str] | None = None,
 ) -> float:
     score = {"theorem": 3.0, "proposition": 2.0, "corollary": 1.0, "claim": 0.5}.get(st.kind, 0.0)
     if _MAIN_CUE.search(st.name + " " + st.title + " " + (st.label or "")):
         score += 5.0
+    if title_terms and st.title:
+        # "Theorem (PFR)" in a paper titled "PFR Blueprint": named after what the paper is about.
+        note = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z-]+", st.title)}
+        shared = note & title_terms
+        if shared:
+            score += 4.0 if note <= title_terms | _STOP | {"of", "the", "a"} else 2.0
     if st.label and st.label in pointed[0]:
         score += 3.0
     elif st.label and st.label in pointed[1]:
@@ -911,15 +924,17 @@ def _main_results(
     pointed: tuple[set[str], set[str]],
     body: str,
     secs: list[tuple[int, int, bool, str]],
+    title: str = "",
 ) -> list[Statement]:
     tops = [p for p, lvl, _s, _t in secs if lvl == 1]
+    terms = _title_terms(title)
     intro_end = tops[1] if len(tops) > 1 else len(body) // 4
     appendix_at = body.find("\\appendix")
     ranked = []
     for st in stmts:
         if st.kind not in RESULT_KINDS:
             continue
-        st.score = _score_statement(st, pointed, body, intro_end, appendix_at)
+        st.score = _score_statement(st, pointed, body, intro_end, appendix_at, terms)
         ranked.append(st)
     ranked.sort(key=lambda st: (-st.score, st.position))
     # A statement is the paper's result when it is named so, stated in the introduction or
@@ -1027,7 +1042,7 @@ def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analys
             ref_counts[k.strip()] = ref_counts.get(k.strip(), 0) + 1
 
     pointed = _pointed_labels(body, raw_abstract, secs)
-    results = _main_results(stmts, pointed, body, secs)
+    results = _main_results(stmts, pointed, body, secs, result.title)
     main = results[0] if results else None
     for eq in equations:
         inside = next((st for st in stmts if st.position < eq.position < st.end), None)

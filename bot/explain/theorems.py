@@ -158,7 +158,7 @@ _DEFAULT_ENVS = {
 }
 
 _BEGIN = re.compile(r"\\begin\s*\{([A-Za-z@]+\*?)\}")
-_SECTION = re.compile(r"\\section\*?\s*(?:\[[^\]]*\])?\s*\{|\\appendix(?![A-Za-z])")
+_SECTION = re.compile(r"\\(chapter|section)\*?\s*(?:\[[^\]]*\])?\s*\{|\\appendix(?![A-Za-z])")
 
 
 def statements(body: str, preamble: str = "") -> list[Statement]:
@@ -167,6 +167,7 @@ def statements(body: str, preamble: str = "") -> list[Statement]:
     if not envs:
         envs = {e: _Env(n, _kind_of(e, n) or e, "theorem") for e, n in _DEFAULT_ENVS.items()}
     counts: dict[str, int] = {}
+    chapter = 0
     section = 0
     appendix = False
     section_title = ""
@@ -183,14 +184,22 @@ def statements(body: str, preamble: str = "") -> list[Statement]:
             continue
         if what == "s":
             if m.group(0).startswith("\\appendix"):
-                appendix, section = True, 0
+                appendix, chapter, section = True, 0, 0
                 continue
             starred = "*" in m.group(0)
             title = latex.read_group(body, m.end() - 1)
+            level = m.group(1)
             if not starred:
-                section += 1
+                if level == "chapter":
+                    chapter, section = chapter + 1, 0
+                else:
+                    section += 1
                 for decl in envs.values():
-                    if decl.within == "section" and decl.counter:
+                    # A new chapter resets section-level counters too.
+                    resets = decl.within == level or (
+                        level == "chapter" and decl.within == "section"
+                    )
+                    if decl.counter and resets:
                         counts[decl.counter] = 0
             section_title = title[0] if title else ""
             continue
@@ -229,8 +238,11 @@ def statements(body: str, preamble: str = "") -> list[Statement]:
         if env.counter and not star:
             counts[env.counter] = counts.get(env.counter, 0) + 1
             n = counts[env.counter]
-            if env.within == "section":
-                prefix = chr(ord("A") + max(section, 1) - 1) if appendix else str(section)
+            if env.within in ("section", "chapter"):
+                top = chapter if chapter else section
+                prefix = chr(ord("A") + max(top, 1) - 1) if appendix else str(top)
+                if env.within == "section" and chapter:
+                    prefix += f".{section}"
                 number = f"{prefix}.{n}"
             else:
                 number = str(n)
