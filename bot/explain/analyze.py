@@ -981,8 +981,6 @@ def claim_sentences(abstract: str, most: int = 2, *, strict: bool = False) -> li
     results with numbers; background sentences rank last. In the abstract's order.
     `strict`: only sentences that make a claim (for text other than an abstract)."""
     parts = sentences(abstract)
-    if len(parts) <= most and not strict:
-        return parts
     scored = []
     for k, sent in enumerate(parts):
         score = 0.0
@@ -1182,7 +1180,9 @@ def _quick_prose(s: str, numbers: dict[str, str]) -> str:
     def ref(m: re.Match[str]) -> str:
         nums = [numbers.get(k.strip(), "") for k in m.group(2).split(",")]
         joined = ", ".join(n for n in nums if n)
-        return f" ({joined})" if joined else ""
+        if not joined:
+            return ""
+        return f" ({joined})" if m.group(1) == "eqref" else f" {joined}"
 
     s = _REF.sub(ref, s)
     s = _NUM.sub(r"\1", s)
