@@ -5,13 +5,17 @@ arXiv sources (amsart/acmart math papers, AASTeX, conference templates)."""
 
 from __future__ import annotations
 
-from bot.explain import latex
+from bot.config import Settings
+from bot.explain import Explainer, latex
 from bot.explain.analyze import analyze, claim_sentences, definitions, where_definitions
 from bot.explain.explainer import _notes
 from bot.explain.prompt import explain_prompt, parse_answer
 from bot.explain.source import ExtractReport, find_main, flatten
 from bot.explain.textutil import mark_urls, strip_injections
 from bot.explain.theorems import statements
+from bot.models import Paper
+from bot.text import block_text
+from tests.fakes.eprint import FakeEprint, fixture_html, gzip_single
 
 # ------------------------------------------------------------- 1. root file
 
@@ -352,3 +356,33 @@ def test_the_note_counts_what_was_stripped_with_correct_grammar() -> None:
     notes = _notes(three)
     assert notes[0].startswith("Note: 3 hidden instructions to AI tools were removed")
     assert notes[1].startswith("Note: 2 passages of hidden text were removed")
+
+
+# ------------------------------------------- 1. a body with nothing in it
+
+
+async def test_a_source_without_sections_or_display_math_gives_way_to_the_html() -> None:
+    pid = "2501.00003"
+    stub = (
+        r"\documentclass{article}\begin{document}"
+        + "This file only says that the paper is elsewhere. " * 40
+        + r"\end{document}"
+    )
+    async with FakeEprint() as arxiv:
+        arxiv.eprints[pid] = gzip_single(stub)
+        arxiv.html[pid] = fixture_html()
+        settings = Settings(
+            arxiv_eprint_url=arxiv.eprint_url,
+            arxiv_html_url=arxiv.html_url,
+            arxiv_delay_seconds=0.0,
+        )
+        ex = Explainer(settings)
+        sparse = Paper(
+            id=pid, title="Sparse Mixture Routing", abstract="We present SMR.", version=1
+        )
+        try:
+            reply = await ex.explain(sparse, user="u", chat="c")
+        finally:
+            await ex.aclose()
+    head = block_text(reply.messages[0].blocks[0])
+    assert "built from arXiv HTML" in head and "LaTeX" not in head
