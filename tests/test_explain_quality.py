@@ -9,6 +9,7 @@ from bot.config import Settings
 from bot.explain import Explainer, latex
 from bot.explain.analyze import analyze, claim_sentences, definitions, where_definitions
 from bot.explain.explainer import _notes
+from bot.explain.html import html_to_latex
 from bot.explain.prompt import explain_prompt, parse_answer
 from bot.explain.source import ExtractReport, find_main, flatten
 from bot.explain.textutil import mark_urls, strip_injections
@@ -386,3 +387,15 @@ async def test_a_source_without_sections_or_display_math_gives_way_to_the_html()
             await ex.aclose()
     head = block_text(reply.messages[0].blocks[0])
     assert "built from arXiv HTML" in head and "LaTeX" not in head
+
+
+def test_html_near_white_tiny_and_transparent_text_is_dropped() -> None:
+    page = (
+        '<p>A <span style="color:#fafafa">hidden one</span> B '
+        '<span style="color: rgb(250, 250, 250)">hidden two</span> C '
+        '<span style="font-size:1px">hidden three</span> D '
+        '<span style="opacity:0.01">hidden four</span> E '
+        '<span style="color:#333">shown</span> <span style="background-color:#fff">too</span></p>'
+    )
+    _title, text = html_to_latex(page)
+    assert "hidden" not in text and "shown" in text and "too" in text

@@ -33,11 +33,35 @@ _SKIP_CLASSES = re.compile(
     r"figure|table|float|dates|pagination|TOC|keywords|classification|acknowledgements?)\b"
 )
 _HIDDEN_STYLE = re.compile(
-    r"display\s*:\s*none|visibility\s*:\s*hidden|opacity\s*:\s*0(?:\.0*)?\s*(?:;|$)|"
-    r"font-size\s*:\s*0(?:\.\d+)?(?:px|pt|em|rem)?\s*(?:;|$)|"
-    r"(?<![-\w])color\s*:\s*(?:#fff(?:fff)?|white|rgb\(\s*255\s*,\s*255\s*,\s*255\s*\))",
+    r"display\s*:\s*none|visibility\s*:\s*hidden|opacity\s*:\s*0(?:\.0\d*)?\s*(?:;|$)|"
+    r"font-size\s*:\s*(?:0(?:\.\d+)?|1(?:\.\d+)?)(?:px|pt)?\s*(?:;|$)|font-size\s*:\s*0(?:\.0\d*)?(?:em|rem)",
     re.I,
 )
+_STYLE_COLOR = re.compile(
+    r"(?<![-\w])color\s*:\s*(#[0-9a-f]{3}(?:[0-9a-f]{3})?|white|rgba?\(\s*[\d.]+\s*,\s*[\d.]+\s*,"
+    r"\s*[\d.]+)",
+    re.I,
+)
+
+
+def _near_white_style(style: str) -> bool:
+    """Text coloured white or so close to it that a reader of the page cannot see it."""
+    m = _STYLE_COLOR.search(style)
+    if not m:
+        return False
+    value = m.group(1).lower()
+    if value == "white":
+        return True
+    if value.startswith("#"):
+        h = value[1:]
+        if len(h) == 3:
+            h = "".join(c * 2 for c in h)
+        channels = [float(int(h[i : i + 2], 16)) for i in (0, 2, 4)]
+    else:
+        channels = [float(v) for v in re.findall(r"[\d.]+", value)[:3]]
+    return all(c >= 230 for c in channels)
+
+
 _HEADINGS = {"h1": "title", "h2": "section", "h3": "subsection", "h4": "subsubsection"}
 
 
@@ -83,6 +107,7 @@ class _Reader(HTMLParser):
             or "hidden" in a
             or a.get("aria-hidden") == "true"
             or bool(_HIDDEN_STYLE.search(a.get("style", "")))
+            or _near_white_style(a.get("style", ""))
             or bool(_SKIP_CLASSES.search(cls))
         )
         if self.skip or hidden:
