@@ -7,6 +7,7 @@ to again, and notation follows an equation in a "where x is ..." clause.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -518,6 +519,7 @@ _DIFFERENTIAL = re.compile(
 _WORD_GROUP = re.compile(r"\\(?:text[a-z]*|mathrm|operatorname\*?|mbox|textrm)\s*\{[^{}]*\}")
 
 
+@functools.lru_cache(maxsize=4096)  # the same equations and symbols are compared many times
 def _symbol_text(eq_latex: str) -> str:
     """The equation normalised for symbol matching: differentials (the d of dλ) and words
     in \\text{}/\\mathrm{} removed, single-character scripts braced, spaces removed
@@ -1109,8 +1111,13 @@ def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analys
         eq.after = shorten(prose(eq.after, numbers), 400)
     result.equations = chosen
 
+    # Careful prose for the statements shown; a cheap reading for the rest (papers with
+    # hundreds of lemmas exist).
     for st in stmts:
-        st.text = shorten(prose(_displays_inline(st.latex), numbers), 900)
+        if st in results:
+            st.text = shorten(prose(_displays_inline(st.latex), numbers), 900)
+        else:
+            st.text = shorten(re.sub(r"\s+", " ", _quick_prose(st.latex, numbers)).strip(), 900)
     result.theorems = stmts
     result.results = [st for st in results if st.text]
 
