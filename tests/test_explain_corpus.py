@@ -2,7 +2,7 @@
 
 The corpus checks make sure the measuring stick itself is sound: every archive unpacks,
 every expected root file and label exists in the source. The threshold tests are issue
-#10's "done when" and stay xfail until the explainer meets them; the end-to-end test runs
+#10's "done when", which the explainer now meets; the end-to-end test runs
 the real /explain path on corpus archives served by the fake arXiv e-print server.
 """
 
@@ -121,13 +121,11 @@ def scores() -> list[PaperScore]:
     return [score_paper(p) for p in CORPUS]
 
 
-@pytest.mark.xfail(strict=False, reason="issue #10: explainer being improved")
 def test_root_file_right_on_every_paper(scores: list[PaperScore]) -> None:
     wrong = [(s.slug, s.observed.root) for s in scores if not s.root_ok]
     assert not wrong
 
 
-@pytest.mark.xfail(strict=False, reason="issue #10: explainer being improved")
 def test_main_result_among_key_items_on_ten_of_twelve(scores: list[PaperScore]) -> None:
     total = summarize(scores)
     assert total.main_expected >= 7
@@ -136,7 +134,6 @@ def test_main_result_among_key_items_on_ten_of_twelve(scores: list[PaperScore]) 
     ]
 
 
-@pytest.mark.xfail(strict=False, reason="issue #10: explainer being improved")
 def test_glossary_precision_at_least_80_percent(scores: list[PaperScore]) -> None:
     total = summarize(scores)
     assert total.glossary_checked >= total.papers  # precision over a handful means nothing
