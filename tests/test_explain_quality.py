@@ -399,3 +399,15 @@ def test_html_near_white_tiny_and_transparent_text_is_dropped() -> None:
     )
     _title, text = html_to_latex(page)
     assert "hidden" not in text and "shown" in text and "too" in text
+
+
+def test_section_references_get_numbers_and_dropped_citations_leave_no_commas() -> None:
+    a = analyze(
+        r"\section{Intro}\label{sec:intro} In \cref{sec:m} we derive it. Surveys such as "
+        r"\cite{a}, \cite{b}, and \cite{c} exist (see \citep{x}). We use a, b, and c."
+        "\n\\section{Method}\\label{sec:m} Text.\n\\subsection{Details}\\label{sec:d} More."
+    )
+    assert "## Intro\n" in a.text and "\n### Details\n" in a.text
+    assert "In 2 we derive it." in a.text
+    assert "Surveys such as exist." in a.text and "We use a, b, and c." in a.text
+    assert ", ," not in a.text and "(see )" not in a.text

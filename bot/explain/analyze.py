@@ -121,7 +121,16 @@ def prose(fragment: str, numbers: dict[str, str] | None = None) -> str:
         s = re.sub(r"\\[A-Za-z@]+\*?|[{}]", "", s)
     s = re.sub(r"\ue000(\d+)\ue001", lambda m: "$" + maths[int(m.group(1))] + "$", s)
     s = clean_text(s)
-    return re.sub(r"\s+", " ", s).strip()
+    return _tidy_residue(re.sub(r"\s+", " ", s).strip())
+
+
+def _tidy_residue(s: str) -> str:
+    """What dropped citations leave behind: "such as , , and ." -> "such as ."."""
+    s = re.sub(r"(?:[ \t]*,){2,}[ \t]*(?:(?:and|or)[ \t]+)?", " ", s)
+    s = re.sub(r"(?:[ \t]*,)+[ \t]*(?:(?:and|or)[ \t]*)?(?=[.;:)])", "", s)
+    s = re.sub(r"\(\s*(?:see|e\.g\.|cf\.|i\.e\.)?\s*[,;]?\s*\)|\[\s*\]", "", s)
+    s = re.sub(r"[ \t]+([,.;:])", r"\1", s)
+    return re.sub(r"[ \t]{2,}", " ", s).strip(" \t")
 
 
 def _drop_commands_with_arg(s: str) -> str:
@@ -145,6 +154,31 @@ _SECTION = re.compile(r"\\(section|subsection|subsubsection)(\*?)\s*(?:\[[^\]]*\
 _SKIP_SECTIONS = re.compile(
     r"acknowledg|reference|bibliograph|appendix|supplementa|checklist|broader impact", re.I
 )
+
+
+def _section_numbers(body: str, secs: list[tuple[int, int, bool, str]]) -> dict[str, str]:
+    """Section labels -> printed numbers ("sec:method" -> "3", after \\appendix "A.1"), so
+    "In \\cref{sec:method} we ..." reads "In 3 we ..." rather than "In we ..."."""
+    appendix_at = body.find("\\appendix")
+    numbers: dict[str, str] = {}
+    counts = [0, 0, 0]
+    in_appendix = False
+    for pos, level, starred, _title in secs:
+        if starred:
+            continue
+        if not in_appendix and appendix_at >= 0 and pos > appendix_at:
+            in_appendix, counts = True, [0, 0, 0]
+        counts[level - 1] += 1
+        counts[level:] = [0] * (3 - level)
+        top = chr(ord("A") + counts[0] - 1) if in_appendix else str(counts[0])
+        number = ".".join([top] + [str(c) for c in counts[1:level]])
+        m = _SECTION.match(body, pos)
+        g = latex.read_group(body, m.end()) if m else None
+        if g is not None:
+            label = re.match(r"\s*\\label\s*\{([^{}]*)\}", body[g[1] : g[1] + 300])
+            if label:
+                numbers[label.group(1).strip()] = number
+    return numbers
 
 
 def _sections(body: str) -> list[tuple[int, int, bool, str]]:
@@ -1036,6 +1070,8 @@ def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analys
     for st in stmts:
         if st.label and st.number:
             numbers[st.label] = st.number
+    for key, number in _section_numbers(body, secs).items():
+        numbers.setdefault(key, number)
     ref_counts: dict[str, int] = {}
     for m in _REF.finditer(body):
         for k in m.group(2).split(","):
@@ -1159,7 +1195,7 @@ def readable_text(body: str, numbers: dict[str, str], limit: int = 400_000) -> s
         body = body[: appendix.start()]
     body = _drop_sections(body, _SKIP_SECTIONS)
     body = body[: limit * 2]
-    body = _SECTION.sub(lambda m: "\n\n## " if m.group(1) == "section" else "\n\n### ", body)
+    body = _headings(body)
     pieces: list[str] = []
     pos = 0
     for m in _DISPLAY.finditer(body):
@@ -1203,12 +1239,27 @@ def _quick_prose(s: str, numbers: dict[str, str]) -> str:
     s = re.sub(
         r"\\(?:maketitle|centering|noindent|newpage|clearpage|appendix|small|footnotesize)\b", "", s
     )
-    s = s.replace("~", " ").replace("``", '"').replace("''", '"')
+    s = _tidy_residue(s.replace("~", " ").replace("``", '"').replace("''", '"'))
     # Whatever markup is left outside math is residue: keep the words, drop the commands.
     parts = re.split(r"((?<!\\)\$[^$]*(?<!\\)\$)", s)
     for k in range(0, len(parts), 2):
         parts[k] = re.sub(r"\\[A-Za-z@]+\*?|(?<!\\)[{}]", "", parts[k])
     return "".join(parts)
+
+
+def _headings(body: str) -> str:
+    """`\\section{Title}` -> a "## Title" line of its own."""
+    out: list[str] = []
+    pos = 0
+    for m in _SECTION.finditer(body):
+        g = latex.read_group(body, m.end())
+        if m.start() < pos or g is None:
+            continue
+        mark = "##" if m.group(1) == "section" else "###"
+        out += [body[pos : m.start()], f"\n\n{mark} {g[0].strip()}\n"]
+        pos = g[1]
+    out.append(body[pos:])
+    return "".join(out)
 
 
 def _drop_sections(body: str, pattern: re.Pattern[str]) -> str:
