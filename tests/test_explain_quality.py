@@ -411,3 +411,23 @@ def test_section_references_get_numbers_and_dropped_citations_leave_no_commas() 
     assert "In 2 we derive it." in a.text
     assert "Surveys such as exist." in a.text and "We use a, b, and c." in a.text
     assert ", ," not in a.text and "(see )" not in a.text
+
+
+def test_arxiv_html_theorems_keep_their_printed_numbers() -> None:
+    page = """<section class="ltx_section"><h2 class="ltx_title ltx_title_section">
+<span class="ltx_tag ltx_tag_section">1 </span>Introduction</h2>
+<div class="ltx_para"><p class="ltx_p">Our main result is the following.</p></div>
+<div class="ltx_theorem ltx_theorem_thm" id="Thmthm1">
+<h6 class="ltx_title ltx_runin ltx_title_theorem"><span class="ltx_tag ltx_tag_theorem">
+<span class="ltx_text ltx_font_bold">Theorem 1.1</span></span>
+<span class="ltx_text ltx_font_bold"> (Main bound).</span></h6>
+<div class="ltx_para"><p class="ltx_p">For all <math alttext="N\\geq 2" display="inline"></math>
+the sum is small.</p></div></div>
+<div class="ltx_theorem ltx_theorem_lem" id="Thmlem1">
+<h6 class="ltx_title ltx_runin ltx_title_theorem"><span class="ltx_tag ltx_tag_theorem">
+<span class="ltx_text ltx_font_bold">Lemma 1.2</span></span>.</h6>
+<div class="ltx_para"><p class="ltx_p">A lemma.</p></div></div></section>"""
+    a = analyze(html_to_latex(page)[1])
+    assert [s.heading for s in a.theorems] == ["Theorem 1.1 (Main bound)", "Lemma 1.2"]
+    assert a.results[0].heading == "Theorem 1.1 (Main bound)"
+    assert a.results[0].text == r"For all $N\geq 2$ the sum is small."

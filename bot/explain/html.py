@@ -148,6 +148,14 @@ class _Reader(HTMLParser):
             role = "ref"
             self.ref_href = a["href"][1:]
             self.ref_text = []
+        elif tag == "div" and re.search(r"\bltx_theorem\b", cls) and self.eq_rows is None:
+            # LaTeXML's theorem-like block: class ltx_theorem_<env>, an h6 title "Theorem 1.1".
+            env = re.search(r"\bltx_theorem_([A-Za-z]+)", cls)
+            role = "thm:" + (env.group(1) if env else "theorem")
+            self.emit(f"\n\\begin{{{role[4:]}}}")
+        elif tag == "h6" and self.stack and self.stack[-1][1].startswith("thm:"):
+            role = "thmtitle"
+            self.heading = []
         elif tag == "div" and "ltx_abstract" in cls:
             role = "abstract"
             self.emit("\n\\begin{abstract}\n")
@@ -203,6 +211,15 @@ class _Reader(HTMLParser):
             else:
                 self.emit(_escape(text))
             self.ref_href = ""
+        elif role == "thmtitle" and self.heading is not None:
+            title = re.sub(r"\s+", " ", "".join(self.heading)).strip().rstrip(".")
+            self.heading = None
+            m = re.match(r"[A-Za-z][\w ]*?\s+([\w.]+)\s*(?:\((.*)\))?$", title)
+            if m:
+                note = f"[{m.group(2)}]" if m.group(2) else ""
+                self.emit(f"{note}\\thmnumber{{{m.group(1)}}} ")
+        elif role.startswith("thm:"):
+            self.emit(f"\\end{{{role[4:]}}}\n")
         elif role == "abstract":
             self.emit("\n\\end{abstract}\n")
         elif role == "list":
@@ -214,6 +231,8 @@ class _Reader(HTMLParser):
         if self.skip or self.in_math:
             return
         if self.in_tag_span:
+            if self.heading is not None and any(r == "thmtitle" for _, r in self.stack):
+                self.heading.append(data)  # "Theorem 1.1": the statement's printed number
             if self.eq_rows is not None and self.eq_tags:
                 self.eq_tags[-1] += data
             return  # section numbers and equation tags: we number things ourselves

@@ -157,6 +157,9 @@ _DEFAULT_ENVS = {
     "assumption": "Assumption",
 }
 
+# What html.py writes for a LaTeXML theorem: \begin{thm}[note]\thmnumber{1.1} ...
+_HTML_ENVS = re.compile(r"\\begin\{([A-Za-z]+)\}\s*(?:\[[^\]]*\])?\s*\\thmnumber\{")
+_PRINTED_NUMBER = re.compile(r"\s*\\thmnumber\{([^{}]*)\}\s*")
 _BEGIN = re.compile(r"\\begin\s*\{([A-Za-z@]+\*?)\}")
 _SECTION = re.compile(r"\\(chapter|section)\*?\s*(?:\[[^\]]*\])?\s*\{|\\appendix(?![A-Za-z])")
 
@@ -164,6 +167,7 @@ _SECTION = re.compile(r"\\(chapter|section)\*?\s*(?:\[[^\]]*\])?\s*\{|\\appendix
 def statements(body: str, preamble: str = "") -> list[Statement]:
     """Every theorem-like statement of the body, numbered as the PDF numbers it."""
     envs = declarations(preamble + "\n" + body)
+    declared = bool(envs)
     if not envs:
         envs = {e: _Env(n, _kind_of(e, n) or e, "theorem") for e, n in _DEFAULT_ENVS.items()}
     counts: dict[str, int] = {}
@@ -223,6 +227,10 @@ def statements(body: str, preamble: str = "") -> list[Statement]:
             star = env_name.endswith("*")
             note_pre = ""
         env = envs.get(base) or envs.get(env_name)
+        if env is None and not declared and base in _HTML_ENVS.findall(body):
+            # arXiv HTML keeps the source's environment names ("thm", "prop") undeclared.
+            kind = _kind_of(base, "")
+            env = _Env(kind.capitalize(), kind, "theorem") if kind else None
         if env is None:
             continue
         end_m = re.compile(r"\\end\s*\{" + re.escape(env_name) + r"\}").search(body, i)
@@ -235,7 +243,10 @@ def statements(body: str, preamble: str = "") -> list[Statement]:
             note, i = opt[0], opt[1]
         content = body[i : end_m.start()]
         number: str | None = None
-        if env.counter and not star:
+        printed = _PRINTED_NUMBER.match(content)
+        if printed:  # the number as the HTML page prints it
+            number, content = printed.group(1), content[printed.end() :]
+        elif env.counter and not star:
             counts[env.counter] = counts.get(env.counter, 0) + 1
             n = counts[env.counter]
             if env.within in ("section", "chapter"):
