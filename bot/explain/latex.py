@@ -199,46 +199,51 @@ def strip_hidden(text: str, definitions: str = "") -> str:
 
 
 def strip_hidden_counted(text: str, definitions: str = "") -> tuple[str, int]:
-    """`strip_hidden`, and how many hidden passages were removed."""
+    """`strip_hidden`, and how many hidden passages were removed.
+
+    Three left-to-right passes (colours, commands with an argument, switches), each linear:
+    every match either is skipped or removes a span, and the scan goes on after it.
+    """
     names = near_white_names(definitions + "\n" + text)
     removed = 0
-    # \textcolor{white}{...} drops its argument; {\color{white} ...} hides to the group's end.
-    pos = 0
-    for _ in range(5000):
-        m = _COLOR_CMD.search(text, pos)
-        if not m:
-            break
-        found = _colour_at(text, m.end(), names)
+
+    def colour_end(t: str, m: re.Match[str]) -> tuple[int, int] | None:
+        # \textcolor{white}{...} drops its argument; {\color{white} ...} hides to group end.
+        found = _colour_at(t, m.end(), names)
         if found is None or not found[0]:
-            pos = m.end()
-            continue
+            return None
         if m.group(1) == "textcolor":
-            g = read_group(text, found[1])
-            end = g[1] if g is not None else found[1]
-        else:
-            end = _group_end(text, found[1], paragraph=True)
-        removed += _wordy(text[found[1] : end])
-        text = text[: m.start()] + text[end:]
-        pos = m.start()
-    for _ in range(5000):
-        m = _HIDE_WITH_ARG.search(text)
-        if not m:
-            break
-        if m.group(0).endswith("selectfont"):
-            # A font switch: hide until the enclosing group ends.
-            end = _group_end(text, m.end(), paragraph=True)
-        else:
-            g = read_group(text, m.end())
-            end = g[1] if g is not None else m.end()
-        removed += _wordy(text[m.end() : end])
-        text = text[: m.start()] + text[end:]
-    for _ in range(5000):
-        m = _HIDE_SWITCH.search(text)
-        if not m:
-            break
-        end = _group_end(text, m.end(), paragraph=True)
-        removed += _wordy(text[m.end() : end])
-        text = text[: m.start()] + text[end:]
+            g = read_group(t, found[1])
+            return found[1], g[1] if g is not None else found[1]
+        return found[1], _group_end(t, found[1], paragraph=True)
+
+    def command_end(t: str, m: re.Match[str]) -> tuple[int, int] | None:
+        if m.group(0).endswith("selectfont"):  # a font switch: hidden to the group's end
+            return m.end(), _group_end(t, m.end(), paragraph=True)
+        g = read_group(t, m.end())
+        return m.end(), g[1] if g is not None else m.end()
+
+    def switch_end(t: str, m: re.Match[str]) -> tuple[int, int] | None:
+        return m.end(), _group_end(t, m.end(), paragraph=True)
+
+    for pattern, end_of in (
+        (_COLOR_CMD, colour_end),
+        (_HIDE_WITH_ARG, command_end),
+        (_HIDE_SWITCH, switch_end),
+    ):
+        out: list[str] = []
+        pos = 0
+        for m in pattern.finditer(text):
+            if m.start() < pos:
+                continue  # inside a span already removed
+            span = end_of(text, m)
+            if span is None:
+                continue
+            removed += _wordy(text[span[0] : span[1]])
+            out.append(text[pos : m.start()])
+            pos = span[1]
+        out.append(text[pos:])
+        text = "".join(out)
     return text, removed
 
 
