@@ -431,3 +431,15 @@ the sum is small.</p></div></div>
     assert [s.heading for s in a.theorems] == ["Theorem 1.1 (Main bound)", "Lemma 1.2"]
     assert a.results[0].heading == "Theorem 1.1 (Main bound)"
     assert a.results[0].text == r"For all $N\geq 2$ the sum is small."
+
+
+def test_xparse_commands_are_author_macros() -> None:
+    macros = latex.parse_macros(
+        r"""\ProvideDocumentCommand{\CROCUS}{}{CROCUS\xspace}
+\NewDocumentCommand\pair{m m}{(#1,#2)}
+\NewDocumentCommand{\norm}{O{2} m}{\|#2\|_{#1}}
+\NewDocumentCommand{\starred}{s m}{unsupported}"""
+    )
+    assert "starred" not in macros
+    out = latex.expand_macros(r"we propose \CROCUS, $\pair{a}{b}$ $\norm{x}$ $\norm[1]{y}$", macros)
+    assert out == r"we propose CROCUS, $(a,b)$ $\|x\|_{2}$ $\|y\|_{1}$"

@@ -152,7 +152,10 @@ def _drop_commands_with_arg(s: str) -> str:
 
 _SECTION = re.compile(r"\\(section|subsection|subsubsection)(\*?)\s*(?:\[[^\]]*\])?\s*(?=\{)")
 _SKIP_SECTIONS = re.compile(
-    r"acknowledg|reference|bibliograph|appendix|supplementa|checklist|broader impact", re.I
+    r"acknowledg|reference|bibliograph|appendix|supplementa|checklist|broader impact|"
+    r"supporting information|author (?:statement|contribution)|credit\b|data availability|"
+    r"code availability|funding|competing interest|conflicts? of interest|ethics statement",
+    re.I,
 )
 
 
@@ -285,6 +288,7 @@ def clean_math(s: str) -> str:
     s = _NUM.sub(r"\1", s)
     s = _upright_greek(s)
     s = re.sub(r"\\(?:hbox|mbox|textrm|textup)(?![A-Za-z])", r"\\text", s)
+    s = re.sub(r"\\m(left|right)(?![A-Za-z])", r"\\\1", s)  # mleftright package
     s = re.sub(r"\\(?:nonumber|notag|displaystyle|allowdisplaybreaks)(?![A-Za-z])", "", s)
     s = _unwrap(s, "boxed")
     s = re.sub(
@@ -484,7 +488,7 @@ def _is_symbol(sym: str) -> bool:
 
 def _meaning_text(raw: str) -> str:
     """A meaning as plain Unicode text: no LaTeX left, inline math turned into symbols."""
-    raw = _CITE.sub("", raw)
+    raw = _NUM.sub(r"\1", _CITE.sub("", raw))
     raw = re.sub(
         r"(?:Eq(?:uation)?s?\.?|Fig(?:ure)?s?\.?|Sec(?:tion)?s?\.?|Table|Appendix)\s*~?\s*\(?\s*"
         r"(?=\\(?:eq|c|C|auto)?ref)",

@@ -476,7 +476,7 @@ _INTERNAL_BODY = re.compile(
 
 _DEF_START = re.compile(
     r"\\(?:(re|provide)?newcommand\*?|DeclareRobustCommand\*?|(DeclareMathOperator)(\*)?"
-    r"|(?:g|e|x)?def|let)(?![A-Za-z@])"
+    r"|(?:g|e|x)?def|let|(?:New|Renew|Provide|Declare)DocumentCommand)(?![A-Za-z@])"
 )
 
 
@@ -576,6 +576,27 @@ def _name_at(text: str, i: int) -> tuple[str, int] | None:
     return (m.group(1), m.end()) if m else None
 
 
+def _document_command(text: str, i: int, name: str) -> tuple[str, Macro, int] | None:
+    """xparse: \\NewDocumentCommand{\\name}{m m}{body}; mandatory arguments and one leading
+    optional one with a default (O{...}) are understood, anything fancier is skipped."""
+    spec = read_group(text, i)
+    if spec is None:
+        return None
+    g = read_group(text, spec[1])
+    if g is None:
+        return None
+    args = re.sub(r"\s+", "", spec[0])
+    default: str | None = None
+    opt = re.match(r"O\{([^{}]*)\}|o", args)
+    if opt:
+        default = opt.group(1) or ""
+        args = args[opt.end() :]
+    if not re.fullmatch(r"m*", args):
+        return None
+    nargs = len(args) + (1 if opt else 0)
+    return name, Macro(min(nargs, 9), g[0], default), g[1]
+
+
 def _parse_definition(
     text: str, i: int, kw: str, prefix: str | None, is_operator: bool
 ) -> tuple[str, Macro, int] | None:
@@ -588,6 +609,8 @@ def _parse_definition(
         if g is None:
             return None
         return name, Macro(0, r"\operatorname{" + g[0] + "}"), g[1]
+    if kw.endswith("DocumentCommand"):
+        return _document_command(text, i, name)
     if kw == "\\let":
         j = i
         while j < len(text) and text[j] in " =":

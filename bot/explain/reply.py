@@ -224,7 +224,7 @@ def build_reply(ex: Explanation, paper: Paper, *, images: bool) -> Reply:
     if ex.outline:
         blocks += [
             Heading((Text("Outline"),)),
-            ListBlock(tuple((Text(s),) for s in ex.outline)),
+            ListBlock(tuple(_inl(s) for s in ex.outline)),
         ]
     for note in ex.notes:
         blocks.append(Paragraph((Italic((Text(note),)),)))
