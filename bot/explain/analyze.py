@@ -712,7 +712,8 @@ _RECALL_WORDS = re.compile(
 
 _DERIVED = re.compile(
     r"\b(?:it follows that|we (?:obtain|find|arrive at|get|conclude)|which (?:gives|yields)|"
-    r"this (?:gives|yields)|is then (?:just|simply|given by))\b",
+    r"this (?:gives|yields)|is then (?:just|simply|given by)|(?:by )?(?:plugging|substituting|"
+    r"combining|inserting))\b",
     re.I,
 )
 _PROVES = re.compile(
@@ -756,6 +757,8 @@ def _score(
         score += 4.0
     if _DERIVED.search(intro):
         score += 1.0
+        if len(_REF.findall(intro)) >= 2:
+            score += 1.0  # it brings several earlier equations together: a culmination
     if _PROVES.search(after[:200]):
         score += 2.0
     if _HYPOTHETICAL.search(intro):
