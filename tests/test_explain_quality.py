@@ -443,3 +443,22 @@ def test_xparse_commands_are_author_macros() -> None:
     assert "starred" not in macros
     out = latex.expand_macros(r"we propose \CROCUS, $\pair{a}{b}$ $\norm{x}$ $\norm[1]{y}$", macros)
     assert out == r"we propose CROCUS, $(a,b)$ $\|x\|_{2}$ $\|y\|_{1}$"
+
+
+def test_an_equation_combining_earlier_ones_is_a_key_equation() -> None:
+    body = r"""
+\section{Derivations}
+The chirp mass is used often, see \eqref{eq:m} and \eqref{eq:m} and \eqref{eq:m}:
+\begin{equation} M = (m_1 m_2)^{3/5} (m_1 + m_2)^{-1/5} \label{eq:m} \end{equation}
+The separation follows Kepler's law
+\begin{equation} a^3 = G (m_1 + m_2) / (4 \pi^2 f^2) \label{eq:a} \end{equation}
+The power radiated is
+\begin{equation} P = \frac{32}{5} G^4 m_1^2 m_2^2 (m_1 + m_2) / a^5 \label{eq:p} \end{equation}
+The frequency drifts as
+\begin{equation} \dot{f} = \frac{96}{5} \pi^{8/3} M^{5/3} f^{11/3} \label{eq:fdot} \end{equation}
+We use \eqref{eq:a}, \eqref{eq:p} and \eqref{eq:fdot} throughout, and \eqref{eq:a} twice.
+Finally, by plugging Eq.~\ref{eq:p} and Eq.~\ref{eq:fdot} into the flux we obtain the strain
+\begin{equation} h = \frac{1}{\pi D} \sqrt{\frac{2 P}{\dot{f}}} \label{eq:h} \end{equation}
+"""
+    keys = [k for e in analyze(body).equations for k in e.keys]
+    assert "eq:h" in keys
