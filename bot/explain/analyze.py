@@ -7,6 +7,7 @@ to again, and notation follows an equation in a "where x is ..." clause.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from dataclasses import dataclass, field
@@ -1087,10 +1088,11 @@ def analyze(body: str, preamble: str = "", *, abstract_hint: str = "") -> Analys
     pointed = _pointed_labels(body, raw_abstract, secs)
     results = _main_results(stmts, pointed, body, secs, result.title)
     main = results[0] if results else None
+    starts = [st.position for st in stmts]  # in order, never nested
     for eq in equations:
-        inside = next((st for st in stmts if st.position < eq.position < st.end), None)
-        if inside is not None:
-            eq.statement = inside.heading
+        k = bisect.bisect_left(starts, eq.position) - 1
+        if k >= 0 and eq.position < stmts[k].end:
+            eq.statement = stmts[k].heading
 
     claim_words = _content_words(" ".join(claim_sentences(prose(raw_abstract))))
     appendix_at = body.find("\\appendix")

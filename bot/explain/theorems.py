@@ -164,7 +164,7 @@ _BEGIN = re.compile(r"\\begin\s*\{([A-Za-z@]+\*?)\}")
 _SECTION = re.compile(r"\\(chapter|section)\*?\s*(?:\[[^\]]*\])?\s*\{|\\appendix(?![A-Za-z])")
 
 
-def statements(body: str, preamble: str = "") -> list[Statement]:
+def statements(body: str, preamble: str = "", max_statements: int = 2000) -> list[Statement]:
     """Every theorem-like statement of the body, numbered as the PDF numbers it."""
     envs = declarations(preamble + "\n" + body)
     declared = bool(envs)
@@ -183,9 +183,12 @@ def statements(body: str, preamble: str = "") -> list[Statement]:
         key=lambda e: e[0],
     )
     skip_to = 0
+    unclosed = 0
     for pos, what, m in events:
         if pos < skip_to:
             continue
+        if len(out) >= max_statements:
+            break
         if what == "s":
             if m.group(0).startswith("\\appendix"):
                 appendix, chapter, section = True, 0, 0
@@ -235,6 +238,9 @@ def statements(body: str, preamble: str = "") -> list[Statement]:
             continue
         end_m = re.compile(r"\\end\s*\{" + re.escape(env_name) + r"\}").search(body, i)
         if end_m is None:
+            unclosed += 1  # each costs a scan to the end: a hostile source gets few
+            if unclosed > 20:
+                break
             continue
         skip_to = end_m.end()
         note = note_pre
