@@ -462,3 +462,12 @@ Finally, by plugging Eq.~\ref{eq:p} and Eq.~\ref{eq:fdot} into the flux we obtai
 """
     keys = [k for e in analyze(body).equations for k in e.keys]
     assert "eq:h" in keys
+
+
+def test_unclosed_braces_everywhere_are_read_once_not_once_per_command() -> None:
+    # Each of these used to rescan to the end of the text: minutes for a 200 kB source.
+    for hostile in (r"\def\a{ x ", r"\setlength{ x ", r"\textcolor{white}{ x ", r"\phantom{ x "):
+        text = hostile * 20_000
+        assert latex.parse_macros(text) == {} or hostile.startswith("\\def")
+        assert len(latex.strip_internals(text)) <= len(text)
+        assert len(latex.strip_hidden(text)) <= len(text)

@@ -28,6 +28,33 @@ def read_group(
     return (s[i + 1 : end], end + 1) if end < n and s[end : end + 1] == close else None
 
 
+class Groups:
+    """The matching braces of one text, found in a single pass, so that reading many
+    groups from it (every definition of a long preamble) costs O(1) each: a hostile source
+    full of unclosed braces cannot make each read scan to the end of the document."""
+
+    def __init__(self, s: str) -> None:
+        self.s = s
+        self.close: dict[int, int] = {}
+        stack: list[int] = []
+        for m in re.finditer(r"\\.|[{}]", s, re.S):
+            t = m.group(0)
+            if t == "{":
+                stack.append(m.start())
+            elif t == "}" and stack:
+                self.close[stack.pop()] = m.start()
+
+    def read(self, i: int, open_: str = "{", close: str = "}") -> tuple[str, int] | None:
+        """Like `read_group`; optional `[...]` arguments are short, read directly."""
+        if open_ != "{":
+            return read_group(self.s, i, open_, close, limit=500)
+        n = len(self.s)
+        while i < n and self.s[i] in " \t\n":
+            i += 1
+        end = self.close.get(i) if i < n and self.s[i] == "{" else None
+        return (self.s[i + 1 : end], end + 1) if end is not None else None
+
+
 def read_arg(s: str, i: int) -> tuple[str, int] | None:
     """One macro argument: a braced group, a control sequence or a single character."""
     n = len(s)
@@ -207,24 +234,24 @@ def strip_hidden_counted(text: str, definitions: str = "") -> tuple[str, int]:
     names = near_white_names(definitions + "\n" + text)
     removed = 0
 
-    def colour_end(t: str, m: re.Match[str]) -> tuple[int, int] | None:
+    def colour_end(g: Groups, m: re.Match[str]) -> tuple[int, int] | None:
         # \textcolor{white}{...} drops its argument; {\color{white} ...} hides to group end.
-        found = _colour_at(t, m.end(), names)
+        found = _colour_at(g.s, m.end(), names)
         if found is None or not found[0]:
             return None
         if m.group(1) == "textcolor":
-            g = read_group(t, found[1])
-            return found[1], g[1] if g is not None else found[1]
-        return found[1], _group_end(t, found[1], paragraph=True)
+            arg = g.read(found[1])
+            return found[1], arg[1] if arg is not None else found[1]
+        return found[1], _group_end(g.s, found[1], paragraph=True)
 
-    def command_end(t: str, m: re.Match[str]) -> tuple[int, int] | None:
+    def command_end(g: Groups, m: re.Match[str]) -> tuple[int, int] | None:
         if m.group(0).endswith("selectfont"):  # a font switch: hidden to the group's end
-            return m.end(), _group_end(t, m.end(), paragraph=True)
-        g = read_group(t, m.end())
-        return m.end(), g[1] if g is not None else m.end()
+            return m.end(), _group_end(g.s, m.end(), paragraph=True)
+        arg = g.read(m.end())
+        return m.end(), arg[1] if arg is not None else m.end()
 
-    def switch_end(t: str, m: re.Match[str]) -> tuple[int, int] | None:
-        return m.end(), _group_end(t, m.end(), paragraph=True)
+    def switch_end(g: Groups, m: re.Match[str]) -> tuple[int, int] | None:
+        return m.end(), _group_end(g.s, m.end(), paragraph=True)
 
     for pattern, end_of in (
         (_COLOR_CMD, colour_end),
@@ -233,10 +260,11 @@ def strip_hidden_counted(text: str, definitions: str = "") -> tuple[str, int]:
     ):
         out: list[str] = []
         pos = 0
+        groups = Groups(text)
         for m in pattern.finditer(text):
             if m.start() < pos:
                 continue  # inside a span already removed
-            span = end_of(text, m)
+            span = end_of(groups, m)
             if span is None:
                 continue
             removed += _wordy(text[span[0] : span[1]])
@@ -252,6 +280,14 @@ def _wordy(hidden: str) -> int:
     return 1 if re.search(r"[A-Za-z]{2,}[^A-Za-z]+[A-Za-z]{2,}", hidden) else 0
 
 
+_GROUP_TOKENS = {
+    ("{", "}", False): re.compile(r"[\\{}]"),
+    ("{", "}", True): re.compile(r"[\\{}]|\n\n"),
+    ("[", "]", False): re.compile(r"[\\\[\]]"),
+    ("[", "]", True): re.compile(r"[\\\[\]]|\n\n"),
+}
+
+
 def _group_end(
     s: str,
     i: int,
@@ -262,26 +298,34 @@ def _group_end(
     limit: int | None = None,
 ) -> int:
     """Index of the `close` ending the group that contains position i, skipping escaped
-    characters; len(s) if it never closes. With `paragraph`, a blank line ends it too.
-    With `limit`, a group longer than that counts as never closing (a work budget)."""
+    characters; len(s) if it never closes (or not within `limit` characters). With
+    `paragraph`, a blank line ends it too. Jumps between braces with a regex: linear, and
+    fast on long text."""
+    tokens = _GROUP_TOKENS.get((open_, close, paragraph))
+    if tokens is None:
+        tokens = re.compile(
+            "[\\\\" + re.escape(open_ + close) + "]" + ("|\n\n" if paragraph else "")
+        )
+    n = len(s)
+    stop = n if limit is None else min(n, i + limit)
     depth = 0
-    n = len(s) if limit is None else min(len(s), i + limit)
     j = i
-    while j < n:
-        c = s[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == open_:
+    while True:
+        m = tokens.search(s, j, stop)
+        if m is None:
+            return n
+        t = m.group(0)
+        j = m.end()
+        if t == "\\":
+            j += 1  # the escaped character
+        elif t == open_:
             depth += 1
-        elif c == close:
+        elif t == close:
             if depth == 0:
-                return j
+                return m.start()
             depth -= 1
-        elif paragraph and c == "\n" and depth == 0 and s.startswith("\n\n", j):
-            return j
-        j += 1
-    return n
+        elif depth == 0:  # a blank line ends a paragraph-long group
+            return m.start()
 
 
 # ------------------------------------------------------------------- includes
@@ -474,6 +518,10 @@ _INTERNAL_BODY = re.compile(
     r"everypar|mark|insert|vadjust|special|pdfliteral|makeatletter|makeatother)(?![A-Za-z])"
 )
 
+# A definition or set-up argument longer than this is not one (an unclosed brace in a
+# hostile source must not make every definition scan to the end of the document).
+_DEF_LIMIT = 20_000
+
 _DEF_START = re.compile(
     r"\\(?:(re|provide)?newcommand\*?|DeclareRobustCommand\*?|(DeclareMathOperator)(\*)?"
     r"|(?:g|e|x)?def|let|(?:New|Renew|Provide|Declare)DocumentCommand)(?![A-Za-z@])"
@@ -521,6 +569,7 @@ def parse_macros(text: str, limit: int = 2000) -> dict[str, Macro]:
     macros: dict[str, Macro] = {}
     scan = MAX_DEFINITION_SCAN
     checked = False
+    groups = Groups(text)
     for seen, m in enumerate(_DEF_START.finditer(text)):
         if len(macros) >= limit or seen >= MAX_DEFINITIONS_SEEN:
             break
@@ -528,7 +577,7 @@ def parse_macros(text: str, limit: int = 2000) -> dict[str, Macro]:
             raise WorkBudgetExceeded("too many macro definitions that never close")
         kw = m.group(0)
         i = m.end()
-        parsed = _parse_definition(text, i, kw, m.group(1), m.group(2) is not None)
+        parsed = _parse_definition(text, i, kw, m.group(1), m.group(2) is not None, groups)
         # What reading it may have cost: its body, or a whole window when it never closed.
         scan -= len(parsed[1].body) if parsed else min(MAX_DEFINITION_CHARS, len(text) - i)
         if parsed is None:
@@ -562,11 +611,11 @@ def _simplify(macro: Macro) -> Macro:
     return macro if body == macro.body else Macro(macro.nargs, body, macro.default)
 
 
-def _name_at(text: str, i: int) -> tuple[str, int] | None:
+def _name_at(text: str, i: int, groups: Groups) -> tuple[str, int] | None:
     while i < len(text) and text[i] in " \t\n":
         i += 1
     if text.startswith("{", i):
-        g = read_group(text, i, limit=MAX_DEFINITION_CHARS)
+        g = groups.read(i)
         if g is None:
             return None
         inner = g[0].strip()
@@ -576,13 +625,15 @@ def _name_at(text: str, i: int) -> tuple[str, int] | None:
     return (m.group(1), m.end()) if m else None
 
 
-def _document_command(text: str, i: int, name: str) -> tuple[str, Macro, int] | None:
+def _document_command(
+    text: str, i: int, name: str, groups: Groups
+) -> tuple[str, Macro, int] | None:
     """xparse: \\NewDocumentCommand{\\name}{m m}{body}; mandatory arguments and one leading
     optional one with a default (O{...}) are understood, anything fancier is skipped."""
-    spec = read_group(text, i)
+    spec = groups.read(i)
     if spec is None:
         return None
-    g = read_group(text, spec[1])
+    g = groups.read(spec[1])
     if g is None:
         return None
     args = re.sub(r"\s+", "", spec[0])
@@ -598,24 +649,24 @@ def _document_command(text: str, i: int, name: str) -> tuple[str, Macro, int] | 
 
 
 def _parse_definition(
-    text: str, i: int, kw: str, prefix: str | None, is_operator: bool
+    text: str, i: int, kw: str, prefix: str | None, is_operator: bool, groups: Groups
 ) -> tuple[str, Macro, int] | None:
-    named = _name_at(text, i)
+    named = _name_at(text, i, groups)
     if named is None:
         return None
     name, i = named
     if is_operator:
-        g = read_group(text, i, limit=MAX_DEFINITION_CHARS)
+        g = groups.read(i)
         if g is None:
             return None
         return name, Macro(0, r"\operatorname{" + g[0] + "}"), g[1]
     if kw.endswith("DocumentCommand"):
-        return _document_command(text, i, name)
+        return _document_command(text, i, name, groups)
     if kw == "\\let":
         j = i
         while j < len(text) and text[j] in " =":
             j += 1
-        target = _name_at(text, j)
+        target = _name_at(text, j, groups)
         if target is None:
             return None
         return name, Macro(0, "\\" + target[0]), target[1]
@@ -624,22 +675,22 @@ def _parse_definition(
         m = re.compile(r"((?:#\d)*)\s*\{").match(text, i)
         if not m:
             return None
-        g = read_group(text, m.end() - 1, limit=MAX_DEFINITION_CHARS)
+        g = groups.read(m.end() - 1)
         if g is None:
             return None
         return name, Macro(len(m.group(1)) // 2, g[0]), g[1]
     nargs = 0
     default: str | None = None
-    opt = read_group(text, i, "[", "]", limit=MAX_DEFINITION_CHARS)
+    opt = groups.read(i, "[", "]")
     if opt is not None:
         if not opt[0].strip().isdigit():
             return None
         nargs = min(int(opt[0].strip()), 9)
         i = opt[1]
-        opt2 = read_group(text, i, "[", "]", limit=MAX_DEFINITION_CHARS)
+        opt2 = groups.read(i, "[", "]")
         if opt2 is not None:
             default, i = opt2
-    g = read_group(text, i, limit=MAX_DEFINITION_CHARS)
+    g = groups.read(i)
     if g is None:
         return None
     return name, Macro(nargs, g[0], default), g[1]
@@ -675,7 +726,7 @@ def expand_macros(
             i = m.end()
             args: list[str] = []
             if macro.default is not None:
-                opt = read_group(text, i, "[", "]")
+                opt = read_group(text, i, "[", "]", limit=500)
                 if opt is not None and text[i : opt[1]].lstrip().startswith("["):
                     args.append(opt[0])
                     i = opt[1]
@@ -805,12 +856,15 @@ def strip_internals(text: str) -> str:
     One left-to-right loop per kind of thing, each bounded by the text's length.
     """
     # Definitions in the body (their uses were already expanded).
+    groups = Groups(text)
     out: list[str] = []
     pos = 0
     for m in _DEF_START.finditer(text):
         if m.start() < pos:
             continue
-        parsed = _parse_definition(text, m.end(), m.group(0), m.group(1), m.group(2) is not None)
+        parsed = _parse_definition(
+            text, m.end(), m.group(0), m.group(1), m.group(2) is not None, groups
+        )
         if parsed is None:
             continue
         out.append(text[pos : m.start()])
@@ -818,20 +872,21 @@ def strip_internals(text: str) -> str:
     out.append(text[pos:])
     text = "".join(out)
     # Set-up commands with their arguments.
+    groups = Groups(text)
     out = []
     pos = 0
     for m in _SETUP_CMD.finditer(text):
         if m.start() < pos:
             continue
         i = m.end()
-        opt = read_group(text, i, "[", "]")
+        opt = groups.read(i, "[", "]")
         if opt is not None:
             i = opt[1]
         for _ in range(_SETUP_COMMANDS[m.group(1)]):
-            opt = read_group(text, i, "[", "]")
+            opt = groups.read(i, "[", "]")
             if opt is not None:
                 i = opt[1]
-            g = read_group(text, i)
+            g = groups.read(i)
             if g is None:
                 break
             i = g[1]
