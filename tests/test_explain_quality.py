@@ -468,6 +468,9 @@ def test_unclosed_braces_everywhere_are_read_once_not_once_per_command() -> None
     # Each of these used to rescan to the end of the text: minutes for a 200 kB source.
     for hostile in (r"\def\a{ x ", r"\setlength{ x ", r"\textcolor{white}{ x ", r"\phantom{ x "):
         text = hostile * 20_000
-        assert latex.parse_macros(text) == {} or hostile.startswith("\\def")
+        try:  # the expander refuses such a preamble outright (its own work budget)
+            assert latex.parse_macros(text) == {}
+        except latex.WorkBudgetExceeded:
+            pass
         assert len(latex.strip_internals(text)) <= len(text)
         assert len(latex.strip_hidden(text)) <= len(text)
