@@ -10,7 +10,6 @@ import asyncio
 import itertools
 import logging
 import re
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -499,7 +498,6 @@ async def test_per_channel_pacing(
     await adapter.start()
     try:
         a, b = discord_server.channel_id, "5151"
-        started = time.monotonic()
         await asyncio.gather(
             *(adapter.send(ChatRef("discord", c), digest_message()) for c in (a, a, a, b))
         )
@@ -507,8 +505,9 @@ async def test_per_channel_pacing(
         assert len(times) == 3
         gaps = [t2 - t1 for t1, t2 in itertools.pairwise(times)]
         assert min(gaps) >= 0.14
-        # Another channel is not held up by the first one's pacing.
-        assert discord_server.send_times[b][0] - started < 0.1
+        # Another channel is not held up by the first one's pacing: it goes out before the
+        # first channel's second message (an order, not a wall-clock bound, on a busy machine).
+        assert discord_server.send_times[b][0] < times[1]
     finally:
         await adapter.stop()
 

@@ -249,7 +249,9 @@ def test_large_abstract_is_fast() -> None:
     start = time.perf_counter()
     result = clean_text(text)
     elapsed = time.perf_counter() - start
-    assert elapsed < 0.8
+    # A linear pass takes well under a second; the bound is loose for a busy machine and
+    # still catches a quadratic one (minutes on 100 kB).
+    assert elapsed < 8
     assert result.startswith(
         "We minimise ℒ(θ) = ∑ᵢ₌₁ⁿ ℓ(f_θ(xᵢ), yᵢ) over all θ ∈ ℝᵈ, improving 50%"
     )
