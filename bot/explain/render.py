@@ -42,6 +42,7 @@ from matplotlib.font_manager import FontProperties
 from PIL import Image
 
 from bot.explain import latex as latex_mod
+from bot.text import split_display_rows as split_top_rows
 
 log = logging.getLogger(__name__)
 
@@ -72,72 +73,26 @@ TEX = TexLimits()
 # ---------------------------------------------------------------- row structure
 
 
-def split_top_rows(latex: str) -> list[str]:
-    """Rows at `\\\\` outside any group or environment (a matrix keeps its rows)."""
-    rows: list[str] = []
-    depth = 0
-    start = 0
-    i = 0
-    n = len(latex)
-    while i < n:
-        c = latex[i]
-        if c == "\\":
-            if latex.startswith("\\\\", i):
-                if depth == 0:
-                    rows.append(latex[start:i])
-                    i += 2
-                    i = _skip_row_spacing(latex, i)
-                    start = i
-                    continue
-                i += 2
-                continue
-            m = _BEGIN_END.match(latex, i)
-            if m:
-                depth += 1 if m.group(1) == "begin" else -1
-                i = m.end()
-                continue
-            i += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-        i += 1
-    rows.append(latex[start:])
-    return [r.strip() for r in rows if r.strip()]
-
-
-_BEGIN_END = re.compile(r"\\(begin|end)\s*\{[^{}]*\}")
-_ROW_SPACING = re.compile(r"\s*\*?\s*\[\s*-?[\d.]+\s*[a-z]{2}\s*\]")
-
-
-def _skip_row_spacing(s: str, i: int) -> int:
-    """`\\\\[2pt]` and `\\\\*`: the spacing after a row break belongs to the break."""
-    m = _ROW_SPACING.match(s, i)
-    if m:
-        return m.end()
-    return i + 1 if s.startswith("*", i) else i
-
-
 # ---------------------------------------------------------------- TeX engine
 
 # Control words that read or write files, define or redefine macros, change category
 # codes, loop or branch, talk to the engine or the shell, or allocate registers.
-_TEX_FORBIDDEN = frozenset(
-    """input include includeonly InputIfFileExists IfFileExists endinput openin openout
+_TEX_FORBIDDEN_WORDS = """
+    input include includeonly InputIfFileExists IfFileExists endinput openin openout
     read readline write immediate closein closeout special shipout output jobname
     catcode lccode uccode sfcode mathcode delcode def edef gdef xdef let futurelet
     newcommand renewcommand providecommand DeclareRobustCommand DeclareMathOperator
-    newenvironment renewenvironment csname endcsname expandafter noexpand
-    usepackage RequirePackage documentclass LoadClass makeatletter makeatother
-    loop repeat afterassignment aftergroup errmessage errhelp message typeout
-    batchmode nonstopmode scrollmode errorstopmode dump font scantokens
-    detokenize unexpanded romannumeral number string meaning uppercase lowercase
-    setbox global long outer count dimen skip muskip toks advance multiply divide
-    fi else or unless directlua latelua luaexec ShellEscape write18 verb url href
-    include graphicspath includegraphics pagebreak clearpage newpage vadjust mark
-    insert vsplit lastbox unvbox unhbox box copy unskip penalty afterpage""".split()
-)
+    newenvironment renewenvironment csname endcsname expandafter noexpand usepackage
+    RequirePackage documentclass LoadClass makeatletter makeatother loop repeat
+    afterassignment aftergroup errmessage errhelp message typeout batchmode nonstopmode
+    scrollmode errorstopmode dump scantokens detokenize unexpanded romannumeral number
+    string meaning uppercase lowercase setbox global long outer count dimen skip muskip
+    toks advance multiply divide fi else or unless directlua latelua luaexec ShellEscape
+    write18 verb url href include graphicspath includegraphics pagebreak clearpage
+    newpage vadjust mark insert vsplit lastbox unvbox unhbox box copy unskip penalty
+    afterpage
+"""
+_TEX_FORBIDDEN = frozenset(_TEX_FORBIDDEN_WORDS.split())
 _TEX_FORBIDDEN_PREFIXES = ("new", "pdf", "tracing", "every", "if", "xe", "lua", "set", "tex")
 _TEX_ALLOWED_DESPITE_PREFIX = frozenset({"iff", "setminus", "texttt", "textrm", "textit"})
 _TEX_FORBIDDEN_ENVS = frozenset({"document", "filecontents", "filecontents*", "verbatim"})
@@ -153,9 +108,12 @@ def tex_safe(latex: str, limit: int = TEX.max_chars) -> bool:
         word = m.group(1)
         if "@" in word or word in _TEX_FORBIDDEN:
             return False
-        if word.startswith(_TEX_FORBIDDEN_PREFIXES) and word not in _TEX_ALLOWED_DESPITE_PREFIX:
-            if not word.startswith("text"):
-                return False
+        if (
+            word.startswith(_TEX_FORBIDDEN_PREFIXES)
+            and word not in _TEX_ALLOWED_DESPITE_PREFIX
+            and not word.startswith("text")
+        ):
+            return False
     depth = 0
     for m in re.finditer(r"\\.|[{}]", latex, re.S):
         tok = m.group(0)
@@ -180,10 +138,11 @@ def tex_safe(latex: str, limit: int = TEX.max_chars) -> bool:
 
 
 # Names the template itself uses: an author's macro must not redefine them.
-_TEMPLATE_NAMES = frozenset(
-    """begin end hbox vbox box displaystyle text typeout the wd ht dp shipout ifdim fi
-    setbox count gathered frac left right mathbb mathrm operatorname""".split()
-)
+_TEMPLATE_NAMES_WORDS = """
+    begin end hbox vbox box displaystyle text typeout the wd ht dp shipout ifdim fi
+    setbox count gathered frac left right mathbb mathrm operatorname
+"""
+_TEMPLATE_NAMES = frozenset(_TEMPLATE_NAMES_WORDS.split())
 
 
 def safe_macros(definitions: str, limit: int = 300) -> str:
@@ -202,7 +161,9 @@ def safe_macros(definitions: str, limit: int = 300) -> str:
             if not tex_safe(macro.default, 200):
                 continue
             args += f"[{macro.default}]"
-        out.append(f"\\providecommand{{\\{name}}}{{}}\\renewcommand{{\\{name}}}{args}{{{macro.body}}}")
+        out.append(
+            f"\\providecommand{{\\{name}}}{{}}\\renewcommand{{\\{name}}}{args}{{{macro.body}}}"
+        )
     return "\n".join(out)
 
 
@@ -233,6 +194,14 @@ _TEX_STANDINS = r"""
 \providecommand{\mathscr}[1]{\mathcal{#1}}
 \providecommand{\checkmark}{\surd}
 """
+_GREEK_WORDS = """
+alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu
+xi pi varpi rho varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta
+Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega
+"""
+_GREEK = _GREEK_WORDS.split()
+# upgreek's upright letters, drawn as the ordinary ones.
+_TEX_STANDINS += "".join(f"\\providecommand{{\\up{g}}}{{\\{g}}}\n" for g in _GREEK)
 
 
 def _tex_document(latexes: list[str], macros: str) -> str:
@@ -336,8 +305,21 @@ def _tex_batch(latexes: list[str], macros: str, timeout: float) -> dict[int, byt
         if not dvi.exists() or not any(verdicts.values()):
             return {i: None for i, ok in verdicts.items()}
         _run(
-            [dvipng_bin, "-T", "tight", "-D", str(TEX.dpi), "-bg", "White", "-z", "6", "-q"]
-            + ["-o", "eq%d.png", "eq.dvi"],
+            [
+                dvipng_bin,
+                "-T",
+                "tight",
+                "-D",
+                str(TEX.dpi),
+                "-bg",
+                "White",
+                "-z",
+                "6",
+                "-q",
+                "-o",
+                "eq%d.png",
+                "eq.dvi",
+            ],
             work,
             timeout,
         )
@@ -360,7 +342,7 @@ def _verdicts(log_text: str, n: int) -> dict[int, bool]:
             continue
         segment = log_text[begin:end]
         # "! Undefined control sequence." or, with -file-line-error, "eq.tex:12: ...".
-        bad = re.search(r"^(?:! |\./eq\.tex:\d+: |eq\.tex:\d+: )", segment, re.M)
+        bad = re.search(r"^(?:! |[^\s:]*\.tex:\d+: )", segment, re.M)
         out[i] = not bad and "PBEQ-TOOBIG" not in segment
     return out
 
@@ -408,10 +390,94 @@ def _single(body: str, macros: str, deadline: float) -> bytes | None:
 
 
 def _tex_body(latex: str) -> str:
-    """Numbering and labels are the reply's business, not the image's."""
+    """Numbering, labels and proof marks are the reply's business, not the image's."""
     s = re.sub(r"\\(?:label|tag\*?)\s*\{[^{}]*\}", "", latex)
-    s = re.sub(r"\\(?:nonumber|notag)(?![A-Za-z])", "", s)
-    return s.strip()
+    s = re.sub(r"\\(?:nonumber|notag|qedhere)(?![A-Za-z])", "", s)
+    return _normalize(s).strip()
+
+
+_QTY = re.compile(r"\\(?:qty|qquantity|pqty|bqty)\s*(?=[(\[{|])")
+_CLOSE = {"(": ")", "[": "]", "{": "}", "|": "|"}
+
+
+def _physics(s: str) -> str:
+    """The `physics` package's common commands (`\\qty(…)`, `\\dv`, `\\pdv`, `\\dd`) in
+    plain amsmath, so both engines draw them without the package."""
+    for _ in range(200):
+        m = _QTY.search(s)
+        if m is None:
+            break
+        open_ = s[m.end()]
+        end = _matching(s, m.end(), open_, _CLOSE[open_])
+        if end < 0:
+            s = s[: m.start()] + s[m.end() :]
+            continue
+        inner = s[m.end() + 1 : end]
+        left = "\\{" if open_ == "{" else open_
+        right = "\\}" if open_ == "{" else _CLOSE[open_]
+        s = f"{s[: m.start()]}\\left{left}{inner}\\right{right}{s[end + 1 :]}"
+    s = re.sub(r"\\dd(?![A-Za-z])", r"\\mathrm{d}", s)
+    s = re.sub(r"\\order(?![A-Za-z])", r"\\mathcal{O}", s)
+    for name, d in (("dv", r"\mathrm{d}"), ("pdv", r"\partial")):
+        for _ in range(50):
+            m = re.search(rf"\\{name}(?![A-Za-z])\s*(?:\[([^\]]*)\])?", s)
+            if m is None:
+                break
+            power = f"^{{{m.group(1)}}}" if m.group(1) else ""
+            a = latex_mod.read_arg(s, m.end())
+            if a is None:
+                s = s[: m.start()] + s[m.end() :]
+                continue
+            b = latex_mod.read_arg(s, a[1]) if s[a[1] :].lstrip().startswith("{") else None
+            if b is None:  # \dv{x}: the operator d/dx
+                out, end = rf"\frac{{{d}{power}}}{{{d} {a[0]}{power}}}", a[1]
+            else:
+                out, end = rf"\frac{{{d}{power} {a[0]}}}{{{d} {b[0]}{power}}}", b[1]
+            s = s[: m.start()] + out + s[end:]
+    return s
+
+
+def _matching(s: str, i: int, open_: str, close: str) -> int:
+    """Index of the delimiter closing the one at `i`, braces respected; -1 if none."""
+    depth = nested = 0
+    j = i + 1
+    while j < len(s):
+        c = s[j]
+        if c == "\\":
+            j += 2
+            continue
+        if open_ not in "{|" and c == open_:
+            nested += 1
+        elif c == close and depth == 0 and open_ != "{":
+            if nested == 0:
+                return j
+            nested -= 1
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            if depth == 0:
+                return j if open_ == "{" else -1
+            depth -= 1
+        j += 1
+    return -1
+
+
+_DANGLING = re.compile(r"\\(left|right)(?=\s*(?:\\\\|$))")
+
+
+_LINK = re.compile(r"\\href\s*\{[^{}]*\}|\\url\s*\{[^{}]*\}|\{\s*https?://[^{}\s]*\s*\}")
+
+
+def _normalize(s: str) -> str:
+    """Shared by both engines: links out (an icon link beside an equation is not math),
+    `physics` commands in plain amsmath, dangling delimiters closed."""
+    return _close_delimiters(_physics(_LINK.sub("", s)))
+
+
+def _close_delimiters(s: str) -> str:
+    """`\\right` left without its delimiter (a row's final period taken as punctuation)
+    gets the invisible one back."""
+    return _DANGLING.sub(lambda m: "\\" + m.group(1) + ".", s)
 
 
 # ---------------------------------------------------------------- mathtext engine
@@ -419,7 +485,8 @@ def _tex_body(latex: str) -> str:
 # Commands mathtext lacks, mapped to ones it has (or dropped when purely cosmetic).
 _REWRITES: list[tuple[str, str]] = [
     (r"\\(?:label|tag\*?)\s*\{[^{}]*\}", ""),
-    (r"\\(?:nonumber|notag)(?![A-Za-z])", ""),
+    (r"\\(?:nonumber|notag|qedhere)(?![A-Za-z])", ""),
+    (r"\\up(" + "|".join(_GREEK) + r")(?![A-Za-z])", r"\\\1"),
     (r"\\(?:boldsymbol|bm|mathbold|pmb)(?![A-Za-z])", r"\\mathbf"),
     (r"\\(?:mathbbm|mathds)(?![A-Za-z])", r"\\mathbb"),
     (r"\\(?:dfrac|tfrac|cfrac)(?![A-Za-z])", r"\\frac"),
@@ -637,7 +704,7 @@ def _text_math(s: str) -> str:
 
 def for_mathtext(latex: str) -> list[str]:
     """One display equation as the rows mathtext is asked to draw."""
-    s = latex
+    s = _normalize(latex)
     for pattern, repl in _COMPILED:
         s = pattern.sub(repl, s)
     s = _rewrite_args(s)

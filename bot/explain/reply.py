@@ -25,6 +25,7 @@ from bot.text import (
     Paragraph,
     Reply,
     Text,
+    display_unicode,
 )
 
 BUILT_FROM = {"latex": "LaTeX source", "html": "arXiv HTML", "abstract": "abstract only"}
@@ -46,7 +47,7 @@ class EquationView:
 
     @property
     def unicode(self) -> str:
-        return "\n".join(latex_to_unicode(row) for row in re.split(r"\s*\\\\\s*", self.latex))
+        return display_unicode(self.latex)
 
 
 @dataclass(slots=True)
