@@ -295,6 +295,12 @@ class Explainer:
         self._docs.set_now(key, result, ttl)
         return result
 
+    async def paper_analysis(self, paper: Paper) -> Analysis | None:
+        """The offline analysis of a paper built from its LaTeX source (or HTML), shared with
+        /explain's cache; None when only the abstract could be had."""
+        doc = await self._document(paper)
+        return None if doc.built_from == "abstract" else doc.analysis
+
     async def _load_document(self, paper: Paper) -> PaperText:
         limits = self.options.source_limits
         vid = paper.versioned_id

@@ -1,0 +1,144 @@
+"""The math line of a digest paper (`/settings explain on`): its key equation in Unicode on
+one line, and one sentence on what it says, built offline from the paper's LaTeX source.
+
+One `MathLines` per process serves every chat: a paper's source is fetched once a day
+(through the explainer, so through the shared arXiv gate, 1 request / 3 s), a round
+fetches at most `per_round` new sources and waits at most `wait` seconds for them; a
+paper whose line is not ready gets none in that digest, and its fetch goes on in the
+background so the next chat or round has it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.explain.cache import MemoryCache
+from bot.explain.textutil import sentences, shorten
+from bot.models import Paper
+from bot.text import display_unicode
+
+if TYPE_CHECKING:
+    from bot.explain.analyze import Analysis
+    from bot.explain.explainer import Explainer
+
+log = logging.getLogger(__name__)
+
+MAX_FORMULA = 160
+NONE = "none"  # cached for papers without a line
+MAX_SENTENCE = 220
+
+
+@dataclass(frozen=True, slots=True)
+class DigestLine:
+    formula: str  # Unicode, one line
+    sentence: str  # what it says
+
+    @property
+    def text(self) -> str:
+        return f"{self.formula} — {self.sentence}" if self.sentence else self.formula
+
+
+_CLAIM = re.compile(
+    r"\b(?:we|this paper|this work|our)\b[^.]{0,40}\b(?:show|prove|propose|obtain|derive|"
+    r"introduce|present|find|establish|demonstrate)",
+    re.I,
+)
+
+
+def line_from(analysis: Analysis, abstract: str = "") -> DigestLine | None:
+    """The key equation (the best-scored one the analysis chose) and a sentence about it:
+    the sentence that leads into it, else the abstract's first claim. None without one."""
+    if not analysis.equations:
+        return None
+    eq = max(analysis.equations, key=lambda e: (e.kind == "objective", e.score))
+    formula = " ".join(display_unicode(eq.latex).split())
+    if not formula:
+        return None
+    sentence = _plain(eq.intro)
+    if len(sentence) < 25:
+        claims = [s for s in sentences(abstract or analysis.abstract) if _CLAIM.search(s)]
+        sentence = claims[0] if claims else sentence
+    return DigestLine(shorten(formula, MAX_FORMULA), shorten(_plain(sentence), MAX_SENTENCE))
+
+
+def _plain(text: str) -> str:
+    """Inline `$math$` of a sentence as Unicode, and the sentence on one line."""
+    text = re.sub(r"\$([^$]+)\$", lambda m: display_unicode(m.group(1)), text or "")
+    return " ".join(text.split()).rstrip(" :")
+
+
+class MathLines:
+    """Per-paper digest lines, cached for a day, fetched politely and never waited on long."""
+
+    def __init__(
+        self,
+        explainer: Explainer,
+        *,
+        per_round: int = 8,
+        wait: float = 20.0,
+        ttl: float = 86400.0,
+    ) -> None:
+        self.explainer = explainer
+        self.per_round = per_round
+        self.wait = wait
+        self.ttl = ttl
+        # Paper -> its line, or NONE when the paper has none (known, not to be fetched again).
+        self._lines = MemoryCache(max_entries=4096)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.fetches = 0
+
+    @staticmethod
+    def key(paper: Paper) -> str:
+        return paper.versioned_id
+
+    def ready(self, papers: Iterable[Paper]) -> dict[str, DigestLine]:
+        """Lines already known, by paper id (what a digest shows now)."""
+        out: dict[str, DigestLine] = {}
+        for p in papers:
+            line = self._lines.get_now(self.key(p))
+            if isinstance(line, DigestLine):
+                out[p.id] = line
+        return out
+
+    async def prepare(self, papers: Iterable[Paper]) -> Mapping[str, DigestLine]:
+        """Start fetching up to `per_round` unknown papers, wait up to `wait` s for them,
+        and return every line ready by then."""
+        wanted = list({self.key(p): p for p in papers}.values())
+        started = 0
+        for p in wanted:
+            k = self.key(p)
+            if self._lines.get_now(k) is not None or k in self._tasks:
+                continue
+            if started >= self.per_round:
+                break
+            self._tasks[k] = asyncio.create_task(self._fetch(p), name=f"math-line {k}")
+            started += 1
+        pending = [self._tasks[self.key(p)] for p in wanted if self.key(p) in self._tasks]
+        if pending:
+            await asyncio.wait(pending, timeout=self.wait)
+        return self.ready(wanted)
+
+    async def _fetch(self, paper: Paper) -> None:
+        k = self.key(paper)
+        try:
+            self.fetches += 1
+            analysis = await self.explainer.paper_analysis(paper)
+            line = None if analysis is None else line_from(analysis, paper.abstract)
+            self._lines.set_now(k, line or NONE, self.ttl)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # one broken paper must not cost the digest its other lines
+            log.exception("math line for %s failed", k)
+            self._lines.set_now(k, NONE, self.ttl)
+        finally:
+            self._tasks.pop(k, None)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
