@@ -416,6 +416,19 @@ def _physics(s: str) -> str:
         left = "\\{" if open_ == "{" else open_
         right = "\\}" if open_ == "{" else _CLOSE[open_]
         s = f"{s[: m.start()]}\\left{left}{inner}\\right{right}{s[end + 1 :]}"
+    s = re.sub(r"\\vb\*?(?![A-Za-z])", r"\\mathbf", s)
+    s = re.sub(r"\\vu\*?\s*\{([^{}]*)\}", r"\\hat{\\mathbf{\1}}", s)
+    for _ in range(50):
+        m = re.search(r"\\[mpb]?mqty\s*(?=[(\[])", s)
+        if m is None:
+            break
+        open_ = s[m.end()]
+        end = _matching(s, m.end(), open_, _CLOSE[open_])
+        if end < 0:
+            break
+        env = "pmatrix" if open_ == "(" else "bmatrix"
+        inner = s[m.end() + 1 : end]
+        s = f"{s[: m.start()]}\\begin{{{env}}}{inner}\\end{{{env}}}{s[end + 1 :]}"
     s = re.sub(r"\\dd(?![A-Za-z])", r"\\mathrm{d}", s)
     s = re.sub(r"\\order(?![A-Za-z])", r"\\mathcal{O}", s)
     for name, d in (("dv", r"\mathrm{d}"), ("pdv", r"\partial")):
@@ -468,10 +481,38 @@ _DANGLING = re.compile(r"\\(left|right)(?=\s*(?:\\\\|$))")
 _LINK = re.compile(r"\\href\s*\{[^{}]*\}|\\url\s*\{[^{}]*\}|\{\s*https?://[^{}\s]*\s*\}")
 
 
+_RESIDUE = re.compile(
+    r"\\@ifnextchar\s*\\bgroup\s*\{\\gobblenextarg\}\s*\{\}"  # an xspace-like idiom
+    r"|\\(?:def|renewcommand)\s*\{?\\arraystretch\}?\s*\{[^{}]*\}"  # table spacing
+    r"|\\(?:eqref|ref|cref|Cref|autoref)\s*\{[^{}]*\}"  # a number the image cannot know
+    r"|\\xspace(?![A-Za-z])"
+)
+_PAIRED = re.compile(r"\\(abs|norm|floor|ceil|set)\*?\s*(?=\{)")
+_PAIRS = {
+    "abs": (r"\left|", r"\right|"),
+    "norm": (r"\left\|", r"\right\|"),
+    "floor": (r"\left\lfloor", r"\right\rfloor"),
+    "ceil": (r"\left\lceil", r"\right\rceil"),
+    "set": (r"\left\{", r"\right\}"),
+}
+
+
 def _normalize(s: str) -> str:
     """Shared by both engines: links out (an icon link beside an equation is not math),
-    `physics` commands in plain amsmath, dangling delimiters closed."""
-    return _close_delimiters(_physics(_LINK.sub("", s)))
+    leftover macro internals out, `physics` commands and mathtools' paired delimiters
+    (`\\abs*{x}`, the author's `\\DeclarePairedDelimiter`) in plain amsmath, dangling
+    delimiters closed."""
+    s = _RESIDUE.sub("", _LINK.sub("", s))
+    for _ in range(200):
+        m = _PAIRED.search(s)
+        if m is None:
+            break
+        g = latex_mod.read_group(s, m.end())
+        if g is None:
+            break
+        left, right = _PAIRS[m.group(1)]
+        s = f"{s[: m.start()]}{left} {g[0]} {right}{s[g[1] :]}"
+    return _close_delimiters(_physics(s))
 
 
 def _close_delimiters(s: str) -> str:
@@ -486,6 +527,17 @@ def _close_delimiters(s: str) -> str:
 _REWRITES: list[tuple[str, str]] = [
     (r"\\(?:label|tag\*?)\s*\{[^{}]*\}", ""),
     (r"\\(?:nonumber|notag|qedhere)(?![A-Za-z])", ""),
+    # Old font switches: {\rm orb}, {\cal I}, and \mathcal I without braces.
+    (r"\{\s*\\(rm|bf|it|sf|tt)\s+([^{}]*)\}", r"{\\math\1{\2}}"),
+    (r"\{\s*\\cal\s+([^{}]*)\}", r"{\\mathcal{\1}}"),
+    (
+        r"\\(mathcal|mathbb|mathbf|mathrm|mathfrak|mathsf|mathit|mathscr)\s+([A-Za-z0-9])",
+        r"\\\1{\2}",
+    ),
+    (r"\\hskip\s*\\fontdimen\d\\font", r"\\ "),
+    (r"\\(?:hskip|kern|mkern|hspace\*?)\s*-?[\d.]+\s*(?:pt|em|ex|mu|cm|mm|in)", r"\\ "),
+    (r"\\degr(?![A-Za-z])", r"^\\circ"),
+    (r"\\displaylimits(?![A-Za-z])", ""),
     (r"\\up(" + "|".join(_GREEK) + r")(?![A-Za-z])", r"\\\1"),
     (r"\\(?:boldsymbol|bm|mathbold|pmb)(?![A-Za-z])", r"\\mathbf"),
     (r"\\(?:mathbbm|mathds)(?![A-Za-z])", r"\\mathbb"),
@@ -694,12 +746,28 @@ def _balance_delimiters(row: str) -> str:
 
 
 def _text_math(s: str) -> str:
-    """`\\text{if $x>0$}` -> `\\text{if }x>0`: mathtext's \\text holds no math of its own."""
-    return re.sub(
-        r"\\text\s*\{([^{}$]*)\$([^{}$]*)\$([^{}$]*)\}",
-        lambda m: r"\text{" + m.group(1) + "}" + m.group(2) + r"\text{" + m.group(3) + "}",
-        s,
-    )
+    """`\\text{if $x>0$}` -> `\\text{if }x>0`: mathtext's \\text holds no math of its own
+    (and no size switches)."""
+    out: list[str] = []
+    pos = 0
+    for m in re.finditer(r"\\text\s*(?=\{)", s):
+        if m.start() < pos:
+            continue
+        g = latex_mod.read_group(s, m.end())
+        if g is None or "$" not in g[0]:
+            continue
+        parts = re.split(r"(?<!\\)\$", g[0])
+        pieces = []
+        for i, part in enumerate(parts):
+            if i % 2:
+                pieces.append("{" + part + "}")
+            else:
+                text = re.sub(r"\\(?:normalsize|small|large|footnotesize|scriptsize)\b", "", part)
+                pieces.append(r"\text{" + text + "}" if text.strip() else "")
+        out.append(s[pos : m.start()] + "".join(pieces))
+        pos = g[1]
+    out.append(s[pos:])
+    return "".join(out)
 
 
 def for_mathtext(latex: str) -> list[str]:
@@ -715,7 +783,11 @@ def for_mathtext(latex: str) -> list[str]:
             break
         s = new
     rows = [_balance_delimiters(r) for r in split_top_rows(s)]
-    return [re.sub(r"\s+", " ", r).strip() for r in rows if r.strip()]
+    # A row break left inside a group (a two-line subscript) becomes a space; a trailing
+    # backslash (from "\ " at the end) would escape mathtext's closing $.
+    rows = [re.sub(r"\\\\", r"\\ ", r) for r in rows]
+    rows = [re.sub(r"\\\s*$", "", re.sub(r"\s+", " ", r).strip()) for r in rows]
+    return [r for r in rows if r]
 
 
 def render_mathtext(latex: str, *, dpi: int = 200, fontsize: int = 14) -> bytes | None:
