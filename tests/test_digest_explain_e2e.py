@@ -20,6 +20,7 @@ from bot.commands import apply_setting
 from bot.config import Settings
 from bot.delivery import Dispatcher, scheduler_tick
 from bot.explain import Explainer
+from bot.explain.digest_line import MathLines
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
 from bot.service import Paperboy, feed_day
 from bot.sources.arxiv import ArxivSource
@@ -27,6 +28,7 @@ from bot.sources.hf import HuggingFaceSource
 from bot.store.sqlite import SQLiteStore
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.eprint import MINIMAL_MAIN, FakeEprint, gzip_single
+from tests.fakes.llm import FakeLLM
 from tests.fakes.telegram import FakeTelegram
 
 FEED = "arxiv:cs.LG"
@@ -62,6 +64,7 @@ async def eprints() -> AsyncIterator[FakeEprint]:
 
 def _settings(eprints: FakeEprint, **extra: Any) -> Settings:
     dead = "http://127.0.0.1:9"  # the feed is stored already: no listing is asked
+    extra.setdefault("llm_provider", "")
     return Settings(
         database_url="sqlite:///:memory:",
         arxiv_api_url=dead,
@@ -70,7 +73,6 @@ def _settings(eprints: FakeEprint, **extra: Any) -> Settings:
         arxiv_eprint_url=eprints.eprint_url,
         arxiv_html_url=eprints.html_url,
         arxiv_delay_seconds=0.0,
-        llm_provider="",
         delivery_chat_rate_per_second=100.0,
         **extra,
     )
@@ -89,7 +91,14 @@ async def _app(settings: Settings) -> Paperboy:
     await store.upsert_papers(papers)
     await store.save_feed(FEED, feed_day(FEED, now), date.today(), [p.id for p in papers])
     arxiv = ArxivSource(settings)
-    return Paperboy(store, arxiv, HuggingFaceSource(settings), Explainer(settings))
+    explainer = Explainer(settings, arxiv_gate=arxiv.gate)
+    app = Paperboy(store, arxiv, HuggingFaceSource(settings), explainer)
+    app.math_lines = MathLines(
+        explainer,
+        per_round=settings.digest_explain_per_round,
+        wait=settings.digest_explain_wait_seconds,
+    )
+    return app
 
 
 async def _due(app: Paperboy, chat: ChatRef, explain: bool) -> None:
@@ -209,3 +218,69 @@ async def test_settings_explain_is_saved_and_described(eprints: FakeEprint) -> N
     finally:
         await app.aclose()
         await app.store.close()
+
+
+async def _console_digest(app: Paperboy, settings: Settings) -> str:
+    out = io.StringIO()
+    await _deliver(app, {"console": ConsoleChat(app, out=out)}, settings)
+    return out.getvalue()
+
+
+async def test_a_round_fetches_a_bounded_number_and_the_rest_next_time(
+    eprints: FakeEprint,
+) -> None:
+    settings = _settings(eprints, digest_explain_per_round=1)
+    app = await _app(settings)
+    try:
+        await _due(app, CONSOLE_CHAT, explain=True)
+        first = await _console_digest(app, settings)
+        assert first.count("🧮") == 1 and eprints.count("e-print") == 1
+        # The next digest (another chat, or tomorrow's run) finds both lines; the first
+        # source is not fetched again.
+        other = ChatRef("telegram", "77")
+        await _due(app, other, explain=True)
+        await scheduler_tick(app)
+        bodies = await app.store.db.execute_fetchall("SELECT body FROM outbox_bodies")
+        assert any(str(b[0]).count("🧮") == 2 for b in bodies)
+        assert eprints.count("e-print") == 2
+    finally:
+        await app.aclose()
+        await app.store.close()
+
+
+async def test_a_slow_source_never_holds_the_digest(eprints: FakeEprint) -> None:
+    eprints.delay = 5.0
+    settings = _settings(eprints, digest_explain_wait_seconds=0.3)
+    app = await _app(settings)
+    try:
+        await _due(app, CONSOLE_CHAT, explain=True)
+        started = asyncio.get_running_loop().time()
+        text = await _console_digest(app, settings)
+        assert asyncio.get_running_loop().time() - started < 4
+        assert "Paper 2506.00001" in text and "🧮" not in text
+    finally:
+        await app.aclose()
+        await app.store.close()
+
+
+async def test_with_an_llm_the_sentence_is_the_models(eprints: FakeEprint, llm: FakeLLM) -> None:
+    llm.answer = {"sentence": "The loss averages the squared reconstruction error over images."}
+    settings = _settings(
+        eprints,
+        llm_provider="openai",
+        llm_base_url=f"{llm.url}/v1",
+        llm_api_key=llm.api_key,
+        llm_model="digest-model",
+    )
+    app = await _app(settings)
+    try:
+        await _due(app, CONSOLE_CHAT, explain=True)
+        text = await _console_digest(app, settings)
+    finally:
+        await app.aclose()
+        await app.store.close()
+    assert text.count("The loss averages the squared reconstruction error") == 2
+    assert "ℒ(θ) = 1/N ∑" in text
+    # Title, abstract and key equation went to the model, fenced as data.
+    prompt = llm.calls[0].body["messages"][-1]["content"]
+    assert "Paper 2506.0000" in prompt and "We propose a method." in prompt and r"\frac" in prompt

@@ -301,6 +301,28 @@ class Explainer:
         doc = await self._document(paper)
         return None if doc.built_from == "abstract" else doc.analysis
 
+    async def ask_llm(self, system: str, user: str, *, max_tokens: int) -> str | None:
+        """One short JSON completion within the daily token budget (digest math lines);
+        None when no LLM is configured, the budget is spent or the call fails."""
+        llm = self._llm
+        if llm is None:
+            return None
+        estimate = (len(system) + len(user)) // 3 + max_tokens
+        if not self.budget.reserve(estimate):
+            return None
+        used = 0
+        try:
+            self.stats.llm_calls += 1
+            completion = await llm.complete(system, user, max_tokens=max_tokens, json_mode=True)
+            used = completion.tokens or estimate
+            return completion.text
+        except LLMError as exc:
+            log.warning("short LLM completion failed: %s", exc)
+            return None
+        finally:
+            self.budget.settle(estimate, used)
+            self.stats.llm_tokens += used
+
     async def _load_document(self, paper: Paper) -> PaperText:
         limits = self.options.source_limits
         vid = paper.versioned_id
