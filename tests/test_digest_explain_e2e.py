@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from adapters.console import CONSOLE_CHAT, ConsoleChat, render_reply
+from adapters.console import CONSOLE_CHAT, ConsoleChat, render_message, render_reply
 from adapters.discord import DiscordAdapter
 from adapters.telegram import TelegramAdapter
 from bot.commands import apply_setting
 from bot.config import Settings
 from bot.delivery import Dispatcher, scheduler_tick
+from bot.digest import build_digest
 from bot.explain import Explainer
 from bot.explain.digest_line import MathLines
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
@@ -237,11 +238,10 @@ async def test_a_round_fetches_a_bounded_number_and_the_rest_next_time(
         assert first.count("🧮") == 1 and eprints.count("e-print") == 1
         # The next digest (another chat, or tomorrow's run) finds both lines; the first
         # source is not fetched again.
-        other = ChatRef("telegram", "77")
-        await _due(app, other, explain=True)
-        await scheduler_tick(app)
-        bodies = await app.store.db.execute_fetchall("SELECT body FROM outbox_bodies")
-        assert any(str(b[0]).count("🧮") == 2 for b in bodies)
+        other = ChatSettings(ChatRef("telegram", "77"), count=5, explain=True)
+        subs = [Subscription(other.chat, FEED)]
+        messages = await build_digest(app, other, subs, datetime.now(UTC))
+        assert "".join(render_message(m) for m in messages).count("🧮") == 2
         assert eprints.count("e-print") == 2
     finally:
         await app.aclose()
