@@ -172,12 +172,13 @@ class MathLines:
                 said = await llm_sentence(self.explainer, paper, eq.latex)
                 if said:
                     line = DigestLine(line.formula, said)
-            self._lines.set_now(k, line or NONE, self.ttl)
+            # No line: maybe no source today (arXiv busy); asked again in an hour, not a day.
+            self._lines.set_now(k, line or NONE, self.ttl if line else min(self.ttl, 3600.0))
         except asyncio.CancelledError:
             raise
         except Exception:  # one broken paper must not cost the digest its other lines
             log.exception("math line for %s failed", k)
-            self._lines.set_now(k, NONE, self.ttl)
+            self._lines.set_now(k, NONE, min(self.ttl, 600.0))
         finally:
             self._tasks.pop(k, None)
 
