@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.explain.cache import MemoryCache
+from bot.explain.mathfix import normalize
 from bot.explain.prompt import BadAnswer, load_json_object
 from bot.explain.textutil import sentences, shorten, strip_foreign_links
 from bot.models import Paper
@@ -65,7 +66,7 @@ def line_from(analysis: Analysis, abstract: str = "") -> DigestLine | None:
     eq = key_equation(analysis)
     if eq is None:
         return None
-    formula = " ".join(display_unicode(eq.latex).split())
+    formula = " ".join(display_unicode(normalize(eq.latex)).split())
     if not formula:
         return None
     sentence = _plain(eq.intro)
@@ -106,7 +107,7 @@ async def llm_sentence(explainer: Explainer, paper: Paper, equation: str) -> str
 
 def _plain(text: str) -> str:
     """Inline `$math$` of a sentence as Unicode, and the sentence on one line."""
-    text = re.sub(r"\$([^$]+)\$", lambda m: display_unicode(m.group(1)), text or "")
+    text = re.sub(r"\$([^$]+)\$", lambda m: display_unicode(normalize(m.group(1))), text or "")
     return " ".join(text.split()).rstrip(" :")
 
 

@@ -42,6 +42,7 @@ from matplotlib.font_manager import FontProperties
 from PIL import Image
 
 from bot.explain import latex as latex_mod
+from bot.explain.mathfix import normalize
 from bot.text import split_display_rows as split_top_rows
 
 log = logging.getLogger(__name__)
@@ -194,14 +195,6 @@ _TEX_STANDINS = r"""
 \providecommand{\mathscr}[1]{\mathcal{#1}}
 \providecommand{\checkmark}{\surd}
 """
-_GREEK_WORDS = """
-alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu
-xi pi varpi rho varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta
-Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega
-"""
-_GREEK = _GREEK_WORDS.split()
-# upgreek's upright letters, drawn as the ordinary ones.
-_TEX_STANDINS += "".join(f"\\providecommand{{\\up{g}}}{{\\{g}}}\n" for g in _GREEK)
 
 
 def _tex_document(latexes: list[str], macros: str) -> str:
@@ -393,132 +386,7 @@ def _tex_body(latex: str) -> str:
     """Numbering, labels and proof marks are the reply's business, not the image's."""
     s = re.sub(r"\\(?:label|tag\*?)\s*\{[^{}]*\}", "", latex)
     s = re.sub(r"\\(?:nonumber|notag|qedhere)(?![A-Za-z])", "", s)
-    return _normalize(s).strip()
-
-
-_QTY = re.compile(r"\\(?:qty|qquantity|pqty|bqty)\s*(?=[(\[{|])")
-_CLOSE = {"(": ")", "[": "]", "{": "}", "|": "|"}
-
-
-def _physics(s: str) -> str:
-    """The `physics` package's common commands (`\\qty(…)`, `\\dv`, `\\pdv`, `\\dd`) in
-    plain amsmath, so both engines draw them without the package."""
-    for _ in range(200):
-        m = _QTY.search(s)
-        if m is None:
-            break
-        open_ = s[m.end()]
-        end = _matching(s, m.end(), open_, _CLOSE[open_])
-        if end < 0:
-            s = s[: m.start()] + s[m.end() :]
-            continue
-        inner = s[m.end() + 1 : end]
-        left = "\\{" if open_ == "{" else open_
-        right = "\\}" if open_ == "{" else _CLOSE[open_]
-        s = f"{s[: m.start()]}\\left{left}{inner}\\right{right}{s[end + 1 :]}"
-    s = re.sub(r"\\vb\*?(?![A-Za-z])", r"\\mathbf", s)
-    s = re.sub(r"\\vu\*?\s*\{([^{}]*)\}", r"\\hat{\\mathbf{\1}}", s)
-    for _ in range(50):
-        m = re.search(r"\\[mpb]?mqty\s*(?=[(\[])", s)
-        if m is None:
-            break
-        open_ = s[m.end()]
-        end = _matching(s, m.end(), open_, _CLOSE[open_])
-        if end < 0:
-            break
-        env = "pmatrix" if open_ == "(" else "bmatrix"
-        inner = s[m.end() + 1 : end]
-        s = f"{s[: m.start()]}\\begin{{{env}}}{inner}\\end{{{env}}}{s[end + 1 :]}"
-    s = re.sub(r"\\dd(?![A-Za-z])", r"\\mathrm{d}", s)
-    s = re.sub(r"\\order(?![A-Za-z])", r"\\mathcal{O}", s)
-    for name, d in (("dv", r"\mathrm{d}"), ("pdv", r"\partial")):
-        for _ in range(50):
-            m = re.search(rf"\\{name}(?![A-Za-z])\s*(?:\[([^\]]*)\])?", s)
-            if m is None:
-                break
-            power = f"^{{{m.group(1)}}}" if m.group(1) else ""
-            a = latex_mod.read_arg(s, m.end())
-            if a is None:
-                s = s[: m.start()] + s[m.end() :]
-                continue
-            b = latex_mod.read_arg(s, a[1]) if s[a[1] :].lstrip().startswith("{") else None
-            if b is None:  # \dv{x}: the operator d/dx
-                out, end = rf"\frac{{{d}{power}}}{{{d} {a[0]}{power}}}", a[1]
-            else:
-                out, end = rf"\frac{{{d}{power} {a[0]}}}{{{d} {b[0]}{power}}}", b[1]
-            s = s[: m.start()] + out + s[end:]
-    return s
-
-
-def _matching(s: str, i: int, open_: str, close: str) -> int:
-    """Index of the delimiter closing the one at `i`, braces respected; -1 if none."""
-    depth = nested = 0
-    j = i + 1
-    while j < len(s):
-        c = s[j]
-        if c == "\\":
-            j += 2
-            continue
-        if open_ not in "{|" and c == open_:
-            nested += 1
-        elif c == close and depth == 0 and open_ != "{":
-            if nested == 0:
-                return j
-            nested -= 1
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            if depth == 0:
-                return j if open_ == "{" else -1
-            depth -= 1
-        j += 1
-    return -1
-
-
-_DANGLING = re.compile(r"\\(left|right)(?=\s*(?:\\\\|$))")
-
-
-_LINK = re.compile(r"\\href\s*\{[^{}]*\}|\\url\s*\{[^{}]*\}|\{\s*https?://[^{}\s]*\s*\}")
-
-
-_RESIDUE = re.compile(
-    r"\\@ifnextchar\s*\\bgroup\s*\{\\gobblenextarg\}\s*\{\}"  # an xspace-like idiom
-    r"|\\(?:def|renewcommand)\s*\{?\\arraystretch\}?\s*\{[^{}]*\}"  # table spacing
-    r"|\\(?:eqref|ref|cref|Cref|autoref)\s*\{[^{}]*\}"  # a number the image cannot know
-    r"|\\xspace(?![A-Za-z])"
-)
-_PAIRED = re.compile(r"\\(abs|norm|floor|ceil|set)\*?\s*(?=\{)")
-_PAIRS = {
-    "abs": (r"\left|", r"\right|"),
-    "norm": (r"\left\|", r"\right\|"),
-    "floor": (r"\left\lfloor", r"\right\rfloor"),
-    "ceil": (r"\left\lceil", r"\right\rceil"),
-    "set": (r"\left\{", r"\right\}"),
-}
-
-
-def _normalize(s: str) -> str:
-    """Shared by both engines: links out (an icon link beside an equation is not math),
-    leftover macro internals out, `physics` commands and mathtools' paired delimiters
-    (`\\abs*{x}`, the author's `\\DeclarePairedDelimiter`) in plain amsmath, dangling
-    delimiters closed."""
-    s = _RESIDUE.sub("", _LINK.sub("", s))
-    for _ in range(200):
-        m = _PAIRED.search(s)
-        if m is None:
-            break
-        g = latex_mod.read_group(s, m.end())
-        if g is None:
-            break
-        left, right = _PAIRS[m.group(1)]
-        s = f"{s[: m.start()]}{left} {g[0]} {right}{s[g[1] :]}"
-    return _close_delimiters(_physics(s))
-
-
-def _close_delimiters(s: str) -> str:
-    """`\\right` left without its delimiter (a row's final period taken as punctuation)
-    gets the invisible one back."""
-    return _DANGLING.sub(lambda m: "\\" + m.group(1) + ".", s)
+    return normalize(s).strip()
 
 
 # ---------------------------------------------------------------- mathtext engine
@@ -538,7 +406,6 @@ _REWRITES: list[tuple[str, str]] = [
     (r"\\(?:hskip|kern|mkern|hspace\*?)\s*-?[\d.]+\s*(?:pt|em|ex|mu|cm|mm|in)", r"\\ "),
     (r"\\degr(?![A-Za-z])", r"^\\circ"),
     (r"\\displaylimits(?![A-Za-z])", ""),
-    (r"\\up(" + "|".join(_GREEK) + r")(?![A-Za-z])", r"\\\1"),
     (r"\\(?:boldsymbol|bm|mathbold|pmb)(?![A-Za-z])", r"\\mathbf"),
     (r"\\(?:mathbbm|mathds)(?![A-Za-z])", r"\\mathbb"),
     (r"\\(?:dfrac|tfrac|cfrac)(?![A-Za-z])", r"\\frac"),
@@ -772,7 +639,7 @@ def _text_math(s: str) -> str:
 
 def for_mathtext(latex: str) -> list[str]:
     """One display equation as the rows mathtext is asked to draw."""
-    s = _normalize(latex)
+    s = normalize(latex)
     for pattern, repl in _COMPILED:
         s = pattern.sub(repl, s)
     s = _rewrite_args(s)

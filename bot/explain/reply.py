@@ -7,6 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bot.explain.mathfix import normalize
 from bot.explain.textutil import latex_to_unicode, math_inlines, rich_inlines, upright_greek
 from bot.models import Paper
 from bot.text import (
@@ -47,7 +48,7 @@ class EquationView:
 
     @property
     def unicode(self) -> str:
-        return display_unicode(self.latex)
+        return display_unicode(normalize(self.latex))
 
 
 @dataclass(slots=True)
