@@ -189,3 +189,17 @@ def test_unicode_fallback_keeps_a_matrix_on_one_line() -> None:
 def test_equation_view_unicode_splits_only_top_level_rows() -> None:
     view = EquationView("E1", r"A = \begin{pmatrix} a & b \\ c & d \end{pmatrix} \\ B = 1", "1")
     assert view.unicode == "A = (a, b; c, d)\nB = 1"
+
+
+def test_normalize_reads_package_and_macro_leftovers_for_every_reader() -> None:
+    from bot.explain.mathfix import normalize
+
+    assert normalize(r"\qty(\frac{a}{b}) + \abs*{x} + \uptheta") == (
+        r"\left(\frac{a}{b}\right) + \left| x \right| + \theta"
+    )
+    assert normalize(r"\dv{f}{x} = \pdv[2]{g}{y}") == (
+        r"\frac{\mathrm{d} f}{\mathrm{d} x} = \frac{\partial^{2} g}{\partial y^{2}}"
+    )
+    assert normalize(r"a = b \hskip\fontdimen3\font \eqref{eq:1}").strip() == "a = b"
+    view = EquationView("E1", r"Y(\uptheta) = \floor*{n} \ ", "1")
+    assert view.unicode == "Y(θ) = ⌊ n ⌋"
