@@ -62,12 +62,12 @@ def main() -> None:
     print(f"{total} display equations from {len(papers)} real papers")
     engines: list[render.Engine] = ["mathtext"]
     if render.tex_available():
-        engines.insert(0, "auto")
+        engines[:0] = ["auto", "tex"]
     else:
         print("TeX (latex + dvipng) is not installed: measuring mathtext only")
     for engine in engines:
         drawn, total, elapsed, failed = measure(papers, engine)
-        label = "TeX, then mathtext" if engine == "auto" else "mathtext alone"
+        label = {"auto": "TeX, then mathtext", "tex": "TeX alone"}.get(engine, "mathtext alone")
         share = 100.0 * drawn / total
         per = 1000.0 * elapsed / total
         print(f"{label:>20}: {drawn}/{total} drawn = {share:.1f}%, {per:.0f} ms/equation")
