@@ -195,11 +195,14 @@ def test_normalize_reads_package_and_macro_leftovers_for_every_reader() -> None:
     from bot.explain.mathfix import normalize
 
     assert normalize(r"\qty(\frac{a}{b}) + \abs*{x} + \uptheta") == (
-        r"\left(\frac{a}{b}\right) + \left| x \right| + \theta"
+        r"\left(\frac{a}{b}\right) + \left|{x}\right| + \theta"
     )
     assert normalize(r"\dv{f}{x} = \pdv[2]{g}{y}") == (
         r"\frac{\mathrm{d} f}{\mathrm{d} x} = \frac{\partial^{2} g}{\partial y^{2}}"
     )
     assert normalize(r"a = b \hskip\fontdimen3\font \eqref{eq:1}").strip() == "a = b"
     view = EquationView("E1", r"Y(\uptheta) = \floor*{n} \ ", "1")
-    assert view.unicode == "Y(θ) = ⌊ n ⌋"
+    assert view.unicode == "Y(θ) = ⌊n⌋"
+    assert (
+        normalize(r"\Ket{\psi} = \bra{0}") == r"\left|{\psi}\right\rangle = \left\langle{0}\right|"
+    )

@@ -117,13 +117,17 @@ _RESIDUE = re.compile(
     r"|\\xspace(?![A-Za-z])"
     r"|\\hskip\s*\\fontdimen\d\\font"  # an inter-word space, spelled out by a macro
 )
-_PAIRED = re.compile(r"\\(abs|norm|floor|ceil|set)\*?\s*(?=\{)")
+_PAIRED = re.compile(r"\\(abs|norm|floor|ceil|set|[kK]et|[bB]ra|[bB]raket)\*?\s*(?=\{)")
 _PAIRS = {
     "abs": (r"\left|", r"\right|"),
     "norm": (r"\left\|", r"\right\|"),
     "floor": (r"\left\lfloor", r"\right\rfloor"),
     "ceil": (r"\left\lceil", r"\right\rceil"),
     "set": (r"\left\{", r"\right\}"),
+    # braket / physics: |ψ⟩, ⟨φ|, ⟨φ|ψ⟩
+    "ket": (r"\left|", r"\right\rangle"),
+    "bra": (r"\left\langle", r"\right|"),
+    "braket": (r"\left\langle", r"\right\rangle"),
 }
 
 
@@ -142,8 +146,8 @@ def normalize(s: str) -> str:
         g = latex_mod.read_group(s, m.end())
         if g is None:
             break
-        left, right = _PAIRS[m.group(1)]
-        s = f"{s[: m.start()]}{left} {g[0]} {right}{s[g[1] :]}"
+        left, right = _PAIRS[m.group(1).lower()]
+        s = f"{s[: m.start()]}{left}{{{g[0]}}}{right}{s[g[1] :]}"
     return _close_delimiters(_physics(s))
 
 
