@@ -117,7 +117,7 @@ _RESIDUE = re.compile(
     r"|\\xspace(?![A-Za-z])"
     r"|\\hskip\s*\\fontdimen\d\\font"  # an inter-word space, spelled out by a macro
 )
-_PAIRED = re.compile(r"\\(abs|norm|floor|ceil|set|[kK]et|[bB]ra|[bB]raket)\*?\s*(?=\{)")
+_PAIRED = re.compile(r"\\(abs|norm|floor|ceil|set|[kK]et|[bB]ra|[bB]raket|ev|expval)\*?\s*(?=\{)")
 _PAIRS = {
     "abs": (r"\left|", r"\right|"),
     "norm": (r"\left\|", r"\right\|"),
@@ -128,6 +128,8 @@ _PAIRS = {
     "ket": (r"\left|", r"\right\rangle"),
     "bra": (r"\left\langle", r"\right|"),
     "braket": (r"\left\langle", r"\right\rangle"),
+    "ev": (r"\left\langle", r"\right\rangle"),  # physics: expectation value
+    "expval": (r"\left\langle", r"\right\rangle"),
 }
 
 
