@@ -685,7 +685,7 @@ COMMANDS: dict[str, Command] = {
             (
                 Arg(
                     "key",
-                    "time, timezone, count, format, days, quality, cadence, topic, forget or explain",
+                    "time, timezone, count, format, days, quality, cadence, topic, forget, explain",
                     kind="choice",
                     required=False,
                     choices=SETTING_KEYS,

@@ -59,11 +59,13 @@ class Round:
         self.shared = Shared()
         self.lines: dict[str, DigestLine] = {}  # math lines ready this round, by paper id
 
-    async def load_lines(self, papers: Iterable[Paper]) -> None:
-        """Math lines for chats with `explain` on: fetched (bounded, waited on briefly) by
-        the app's one cache; papers whose line is not ready get none in this round."""
+    async def load_lines(self, papers: Iterable[Paper], *, wait: bool = True) -> None:
+        """Math lines for chats with `explain` on: fetched (bounded, waited on briefly, or
+        not at all with `wait=False`) by the app's one cache; papers whose line is not
+        ready get none in this round, and theirs is fetched for the next."""
         if self.app.math_lines is not None:
-            self.lines.update(await self.app.math_lines.prepare(papers))
+            ready = await self.app.math_lines.prepare(papers, wait=None if wait else 0.0)
+            self.lines.update(ready)
 
     async def feed(self, feed: str) -> FeedFetch | None:
         if feed not in self.feeds:
@@ -137,7 +139,7 @@ class Round:
         key = (settings.format, title, tuple(p.id for p in papers), shown)
         done = self._rendered.get(key)
         if done is None:
-            messages = render_digest(settings, papers, title, lines)
+            messages = render_digest(settings, papers, title, lines=lines)
             bodies = [message_to_json(m) for m in messages]
             done = self._rendered[key] = (bodies, [base_id(p.id) for p in papers])
         return done
@@ -370,4 +372,4 @@ async def build_digest(
     papers = choose(rnd.feeds, subs, delivered, settings.count) or []
     if settings.explain:
         await rnd.load_lines(papers)
-    return render_digest(settings, papers, digest_title(settings, now), rnd.lines)
+    return render_digest(settings, papers, digest_title(settings, now), lines=rnd.lines)

@@ -144,9 +144,11 @@ class MathLines:
                 out[p.id] = line
         return out
 
-    async def prepare(self, papers: Iterable[Paper]) -> Mapping[str, DigestLine]:
-        """Start fetching up to `per_round` unknown papers, wait up to `wait` s for them,
-        and return every line ready by then."""
+    async def prepare(
+        self, papers: Iterable[Paper], *, wait: float | None = None
+    ) -> Mapping[str, DigestLine]:
+        """Start fetching up to `per_round` unknown papers, wait up to `wait` s (default:
+        the configured wait; 0: not at all) for them, and return every line ready by then."""
         wanted = list({self.key(p): p for p in papers}.values())
         started = 0
         for p in wanted:
@@ -158,8 +160,9 @@ class MathLines:
             self._tasks[k] = asyncio.create_task(self._fetch(p), name=f"math-line {k}")
             started += 1
         pending = [self._tasks[self.key(p)] for p in wanted if self.key(p) in self._tasks]
-        if pending:
-            await asyncio.wait(pending, timeout=self.wait)
+        timeout = self.wait if wait is None else wait
+        if pending and timeout > 0:
+            await asyncio.wait(pending, timeout=timeout)
         return self.ready(wanted)
 
     async def _fetch(self, paper: Paper) -> None:
