@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from bot.config import ConfigError, Settings
 from bot.delivery import run_delivery
 from bot.explain import Explainer, ExplainOptions, LimitSettings
+from bot.explain.digest_line import MathLines
 from bot.rank import features
 from bot.sending import Adapter
 from bot.service import Paperboy
@@ -39,6 +40,11 @@ async def paperboy(settings: Settings) -> AsyncIterator[Paperboy]:
     explainer = Explainer(settings, options=ExplainOptions(limits=limits), arxiv_gate=arxiv.gate)
     app = Paperboy(
         store, arxiv, hf, explainer, interactive_deadline=settings.interactive_deadline_seconds
+    )
+    app.math_lines = MathLines(
+        explainer,
+        per_round=settings.digest_explain_per_round,
+        wait=settings.digest_explain_wait_seconds,
     )
     try:
         yield app

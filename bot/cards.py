@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from bot.models import ChatSettings, Paper
 from bot.text import (
     Block,
     Bold,
     Button,
+    Code,
     Heading,
     Inline,
     Italic,
@@ -21,6 +23,9 @@ from bot.text import (
     clean_text,
     rich_inlines,
 )
+
+if TYPE_CHECKING:
+    from bot.explain.digest_line import DigestLine
 
 MAX_AUTHORS = 5
 COMPACT_ABSTRACT_CHARS = 220
@@ -116,6 +121,14 @@ def links(paper: Paper) -> tuple[Inline, ...]:
     return tuple(nodes)
 
 
+def math_line(line: DigestLine) -> tuple[Inline, ...]:
+    """A digest paper's key equation and what it says (`/settings explain on`)."""
+    nodes: list[Inline] = [Text("🧮 "), Code(line.formula)]
+    if line.sentence:
+        nodes.append(Italic((Text(f" — {line.sentence}"),)))
+    return tuple(nodes)
+
+
 def paper_message(
     paper: Paper,
     *,
@@ -124,6 +137,7 @@ def paper_message(
     number: int | None = None,
     note: str | None = None,
     votes: bool = False,
+    line: DigestLine | None = None,
 ) -> Message:
     """One paper as one message: the card of /paper, and of full-format digests."""
     title: tuple[Inline, ...] = rich_inlines(paper.title)
@@ -141,6 +155,8 @@ def paper_message(
     if paper.abstract:
         abstract = paper.abstract if detail else _shorten(paper.abstract, 600)
         blocks.append(Paragraph(rich_inlines(abstract)))
+    if line is not None:
+        blocks.append(Paragraph(math_line(line)))
     if detail and paper.comment:
         blocks.append(Paragraph((Italic((Text(paper.comment),)),)))
     if note:
@@ -160,6 +176,7 @@ def paper_list(
     feed: str | None = None,
     notes: Sequence[str] | None = None,
     votes: bool = False,
+    lines: Mapping[str, DigestLine] | None = None,
 ) -> Reply:
     """A numbered list in one message (compact digests, /trending, /today, /search)."""
     shown = list(papers[:limit])
@@ -176,6 +193,9 @@ def paper_list(
         blurb = paper.ai_summary or paper.abstract
         if blurb:
             item += [Text("\n"), *rich_inlines(_shorten(blurb, COMPACT_ABSTRACT_CHARS))]
+        line = (lines or {}).get(paper.id)
+        if line is not None:
+            item += [Text("\n"), *math_line(line)]
         item += [
             Text("\n"),
             Link(paper.versioned_id, paper.abs_url),
@@ -214,7 +234,8 @@ def describe_settings(settings: ChatSettings) -> str:
         days = "every day"
     else:
         days = ", ".join(_DAY_NAMES[d] for d in sorted(settings.weekdays))
+    explain = "; each with its key equation" if settings.explain else ""
     return (
         f"Digest at {settings.delivery_time:%H:%M} {settings.timezone}, {days}; "
-        f"up to {settings.count} papers, {settings.format} format."
+        f"up to {settings.count} papers, {settings.format} format{explain}."
     )

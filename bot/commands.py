@@ -479,6 +479,7 @@ SETTING_KEYS = (
     "cadence",
     "topic",
     "forget",
+    "explain",
 )
 
 
@@ -502,6 +503,8 @@ async def _settings(ctx: Context, args: dict[str, ArgValue]) -> Reply:
                     Code("/settings format full"),
                     Text(", "),
                     Code("/settings days mon-fri"),
+                    Text(", "),
+                    Code("/settings explain on"),
                     Text("."),
                 )
             ),
@@ -540,6 +543,12 @@ def apply_setting(settings: ChatSettings, key: str, value: str) -> None:
         settings.format = "compact" if value.lower() == "compact" else "full"
     elif key == "days":
         settings.weekdays = parse_weekdays(value)
+    elif key == "explain":
+        if value.lower() not in ("on", "off"):
+            raise UsageError(
+                "Explain is on (a key equation and one sentence under each digest paper) or off."
+            )
+        settings.explain = value.lower() == "on"
     else:
         raise UsageError(f"Unknown setting. Settings are: {', '.join(SETTING_KEYS)}.")
 
@@ -671,12 +680,12 @@ COMMANDS: dict[str, Command] = {
         Command("subscriptions", "What this chat follows", _subscriptions),
         Command(
             "settings",
-            "Delivery time, time zone, count, format, days, quality, cadence, topic, forget",
+            "Delivery time, time zone, count, format, days, quality, cadence, topic, math lines",
             _settings,
             (
                 Arg(
                     "key",
-                    "time, timezone, count, format, days, quality, cadence, topic or forget",
+                    "time, timezone, count, format, days, quality, cadence, topic, forget, explain",
                     kind="choice",
                     required=False,
                     choices=SETTING_KEYS,

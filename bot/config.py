@@ -90,6 +90,10 @@ class Settings:
     explain_user_per_minute: int = 6
     explain_chat_per_minute: int = 20
     llm_daily_tokens: int = 500_000  # in + out, per UTC day; 0 = unlimited
+    # Digest math lines (/settings explain on): new paper sources a round fetches at most,
+    # and how long it waits for them (a line not ready is left out, fetched for next time).
+    digest_explain_per_round: int = 8
+    digest_explain_wait_seconds: float = 20.0
     http_timeout_seconds: float = 30.0  # connect/read/write/pool, each
     # Upstreams (arXiv, Hugging Face): one attempt, body included, never takes longer than
     # this; a Retry-After longer than the cap is not waited for (the user is told when to

@@ -158,6 +158,11 @@ async def _digests(
     except Exception:  # learning must never cost a chat its digest: the shared one goes
         log.exception("per-chat ranking unavailable this round")
         taught = {}
+    # Math lines (`/settings explain on`): the top papers of those chats' rankings, once.
+    explaining = {id(r): r for d in due if d.settings.explain and (r := ranked[d.settings.chat])}
+    if explaining:
+        most = max(d.settings.count for d in due if d.settings.explain)
+        await rnd.load_lines(p for r in explaining.values() for _, p in r[:most])
     out: list[Enqueue] = []
     runs: dict[datetime, str] = {}
     for d in due:

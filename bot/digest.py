@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bot import cards
 from bot.models import ChatSettings, Paper, Subscription
@@ -23,6 +24,9 @@ from bot.serialize import message_to_json
 from bot.service import Paperboy, feed_day, merge_hf
 from bot.sources.base import FeedFetch, SourceError
 from bot.text import Message
+
+if TYPE_CHECKING:
+    from bot.explain.digest_line import DigestLine
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,15 @@ class Round:
         self._fresh: dict[tuple[object, ...], tuple[list[str], list[str]]] = {}
         self._ranked: dict[tuple[object, ...], list[tuple[str, Paper]] | None] = {}
         self.shared = Shared()
+        self.lines: dict[str, DigestLine] = {}  # math lines ready this round, by paper id
+
+    async def load_lines(self, papers: Iterable[Paper], *, wait: bool = True) -> None:
+        """Math lines for chats with `explain` on: fetched (bounded, waited on briefly, or
+        not at all with `wait=False`) by the app's one cache; papers whose line is not
+        ready get none in this round, and theirs is fetched for the next."""
+        if self.app.math_lines is not None:
+            ready = await self.app.math_lines.prepare(papers, wait=None if wait else 0.0)
+            self.lines.update(ready)
 
     async def feed(self, feed: str) -> FeedFetch | None:
         if feed not in self.feeds:
@@ -105,7 +118,7 @@ class Round:
             papers = unseen(best, delivered, settings.count)
             return self.rendered(settings, papers) if papers else ([], [])
         # `best` lives in self._ranked until `trim` clears both: its id stays its own.
-        key = (id(best), settings.count, settings.format, settings.timezone)
+        key = (id(best), settings.count, settings.format, settings.timezone, settings.explain)
         done = self._fresh.get(key)
         if done is None:
             papers = unseen(best, delivered, settings.count)
@@ -121,10 +134,13 @@ class Round:
         title = self._titles.get(settings.timezone)
         if title is None:
             title = self._titles[settings.timezone] = digest_title(settings, self.now)
-        key = (settings.format, title, tuple(p.id for p in papers))
+        lines = {p.id: self.lines[p.id] for p in papers if p.id in self.lines}
+        shown = tuple(lines) if settings.explain else ()
+        key = (settings.format, title, tuple(p.id for p in papers), shown)
         done = self._rendered.get(key)
         if done is None:
-            bodies = [message_to_json(m) for m in render_digest(settings, papers, title)]
+            messages = render_digest(settings, papers, title, lines=lines)
+            bodies = [message_to_json(m) for m in messages]
             done = self._rendered[key] = (bodies, [base_id(p.id) for p in papers])
         return done
 
@@ -310,20 +326,27 @@ def render_digest(
     papers: Sequence[Paper],
     title: str | None = None,
     notes: Sequence[str] | None = None,
+    lines: Mapping[str, DigestLine] | None = None,
 ) -> list[Message]:
     """Compact: one numbered message with Explain and vote buttons. Full: one message per
-    paper. Each paper says why it is there (`notes`; by default where it is new)."""
+    paper. Each paper says why it is there (`notes`; by default where it is new), and with
+    `explain` on carries its math line (`lines`, by paper id) when one is ready."""
     if not papers:
         return []
     why = list(notes) if notes is not None else [plain_reason(p) for p in papers]
+    lines = lines if settings.explain else None
     if settings.format == "full":
         messages = [
-            cards.paper_message(p, number=i, note=why[i - 1], votes=True)
+            cards.paper_message(
+                p, number=i, note=why[i - 1], votes=True, line=(lines or {}).get(p.id)
+            )
             for i, p in enumerate(papers, 1)
         ]
     else:
         heading = title or "📰 Your papers"
-        messages = cards.paper_list(heading, papers, limit=len(papers), notes=why).messages
+        messages = cards.paper_list(
+            heading, papers, limit=len(papers), notes=why, lines=lines
+        ).messages
         # Votes after the digest row: where rows are capped (Discord: 5), Unsubscribe and
         # Settings stay; the /like and /dislike commands always work.
         messages[-1].buttons.append(cards.digest_buttons())
@@ -347,4 +370,6 @@ async def build_digest(
     found = candidates(rnd.feeds, subs) or {}
     delivered = await app.store.delivered_ids(settings.chat, found)
     papers = choose(rnd.feeds, subs, delivered, settings.count) or []
-    return render_digest(settings, papers, digest_title(settings, now))
+    if settings.explain:
+        await rnd.load_lines(papers)
+    return render_digest(settings, papers, digest_title(settings, now), lines=rnd.lines)

@@ -177,7 +177,10 @@ class Lesson:
         chosen = day.rank(self.profile, settings.count, delivered)
         if not chosen:
             return [], []
-        messages = render_digest(settings, [r.paper for r in chosen], title, _notes(chosen))
+        papers = [r.paper for r in chosen]
+        if settings.explain:  # lines already fetched this round; the others start now
+            await rnd.load_lines(papers, wait=False)
+        messages = render_digest(settings, papers, title, _notes(chosen), lines=rnd.lines)
         return [message_to_json(m) for m in messages], [base_id(r.paper.id) for r in chosen]
 
 

@@ -88,6 +88,7 @@ class ChatSettings:
     weekdays: frozenset[int] | None = None  # 0=Monday..6=Sunday; None = every day
     active: bool = True
     title: str | None = None  # chat or channel name, for logs and admin views
+    explain: bool = False  # a math line (key equation + one sentence) under each digest paper
 
 
 @dataclass(slots=True)

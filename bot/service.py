@@ -29,6 +29,7 @@ from bot.text import Reply
 if TYPE_CHECKING:
     from bot.commands import Context
     from bot.explain import Explainer
+    from bot.explain.digest_line import MathLines
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ class Paperboy:
         self.hf = hf
         self.explainer = explainer
         self.interactive_deadline = interactive_deadline
+        # Digest math lines (`/settings explain on`): set by `bot.app.paperboy`, one cache
+        # for every chat; without it digests carry no math lines.
+        self.math_lines: MathLines | None = None
         # One arXiv lookup per unknown paper however many ask at once: each lookup waits
         # its turn at arXiv's polite gate, so 100 of them would take minutes.
         self._lookups: SingleFlight[Paper | None] = SingleFlight()
@@ -241,6 +245,8 @@ class Paperboy:
         return paper
 
     async def aclose(self) -> None:
+        if self.math_lines is not None:
+            await self.math_lines.aclose()
         fetches = list(self._fetches.values())
         for task in fetches:
             task.cancel()

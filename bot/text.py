@@ -324,7 +324,11 @@ def _script(arg: str, table: dict[str, str], mark: str) -> str:
 
 def _fraction(num: str, den: str) -> str:
     num, den = num.strip(), den.strip()
-    return f"{num if _is_atom(num) else f'({num})'}/{den if _is_atom(den) else f'({den})'}"
+    # A denominator mixing digits and letters is a product: 1/(12N), not 1/12N.
+    den_atom = _is_atom(den) and (
+        den.isdigit() or not any(c.isdigit() for c in den) or len(den) <= 1
+    )
+    return f"{num if _is_atom(num) else f'({num})'}/{den if den_atom else f'({den})'}"
 
 
 class _Reader:
@@ -461,6 +465,9 @@ class _MathReader(_Reader):
             return self._arg(depth)
         if name in _PLAIN_ARG:
             return self._arg(depth)
+        if name == "begin":
+            env = self._raw_group().strip()
+            return self._array(env, depth) if env.rstrip("*") in _ARRAYS else ""
         if name in _DROP_WITH_ARG:
             self._raw_group()
             return ""
@@ -485,6 +492,67 @@ class _MathReader(_Reader):
             args.append(self.render(depth + 1, closing=True).strip())
         return f"{name}({', '.join(args)})" if args else name
 
+    def _array(self, env: str, depth: int) -> str:
+        """A matrix, cases or aligned block on one line: `(a, b; c, d)`, `[w, x, y]ᵀ`."""
+        if env == "array" or env.startswith("alignedat"):
+            self._raw_group()  # the column spec / column count
+        self._skip_ws()
+        if self._peek() == "[":  # [t], [c]: placement only
+            while self.pos < len(self.toks) and self.toks[self.pos] != "]":
+                self.pos += 1
+            self.pos += 1
+        rows: list[list[str]] = [[]]
+        cell: list[str] = []
+        nest = level = 0
+        while self.pos < len(self.toks):
+            tok = self.toks[self.pos]
+            self.pos += 1
+            if tok == "\\begin":
+                nest += 1
+            elif tok == "\\end":
+                if nest == 0:
+                    self._raw_group()
+                    break
+                nest -= 1
+            elif tok in "{}":
+                level += 1 if tok == "{" else -1
+            elif nest == 0 and level == 0 and tok in ("&", "\\\\"):
+                rows[-1].append("".join(cell))
+                cell = []
+                if tok != "&":
+                    rows.append([])
+                continue
+            cell.append(tok)
+        rows[-1].append("".join(cell))
+        text = [[_math_unicode(c, depth + 1) for c in r] for r in rows]
+        text = [r for r in text if any(r)]
+        return _array_text(env.rstrip("*"), text)
+
+
+def _array_text(env: str, rows: list[list[str]]) -> str:
+    left, right, cell_sep = _ARRAYS[env]
+    if env in ("aligned", "gathered", "split", "alignedat", "multlined"):
+        lines = [" ".join(c for c in r if c) for r in rows]
+        out = lines[0] if lines else ""
+        for line in lines[1:]:
+            out += (" " if line[:1] in _RELATIONS else "; ") + line
+        return out
+    if left and len(rows) > 1 and all(len(r) == 1 for r in rows):
+        return left + ", ".join(r[0] for r in rows) + right + "ᵀ"  # a column vector
+    return left + "; ".join(cell_sep.join(r) for r in rows) + right
+
+
+# Environment -> (opening, closing, between cells) for the one-line form.
+_ARRAYS = {
+    "matrix": ("", "", ", "), "smallmatrix": ("", "", ", "), "array": ("", "", ", "),
+    "pmatrix": ("(", ")", ", "), "bmatrix": ("[", "]", ", "), "Bmatrix": ("{", "}", ", "),
+    "vmatrix": ("|", "|", ", "), "Vmatrix": ("‖", "‖", ", "), "cases": ("{", "}", " "),
+    "dcases": ("{", "}", " "), "rcases": ("{", "}", " "), "aligned": ("", "", " "),
+    "gathered": ("", "", " "), "split": ("", "", " "), "alignedat": ("", "", " "),
+    "multlined": ("", "", " "), "subarray": ("", "", ", "),
+}  # fmt: skip
+_RELATIONS = frozenset("=<>≤≥≈≠≡∼≃≅∝→⇒⟹⇔⟺∈⊂⊆:")
+
 
 _INNER_SPACE = re.compile(r"(?<=[(\[{]) | (?=[)\]}])")
 
@@ -493,6 +561,52 @@ def _math_unicode(latex: str, depth: int) -> str:
     text = _WS.sub(" ", _MathReader(latex).render(depth)).strip()
     # "\left( x \right)" spaces its delimiters for the source's sake, not the reader's.
     return _INNER_SPACE.sub("", text)
+
+
+def split_display_rows(latex: str) -> list[str]:
+    """Rows of a display at `\\\\` outside any group or environment (a matrix keeps its rows)."""
+    rows: list[str] = []
+    depth = start = i = 0
+    n = len(latex)
+    while i < n:
+        c = latex[i]
+        if c == "\\":
+            if latex.startswith("\\\\", i):
+                if depth == 0:
+                    rows.append(latex[start:i])
+                    m = _ROW_SPACING.match(latex, i + 2)
+                    i = start = m.end() if m else i + 2
+                    continue
+                i += 2
+                continue
+            m = _ENV_EDGE.match(latex, i)
+            if m:
+                depth += 1 if m.group(1) == "begin" else -1
+                i = m.end()
+                continue
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+        i += 1
+    rows.append(latex[start:])
+    return [r.strip() for r in rows if r.strip()]
+
+
+_ENV_EDGE = re.compile(r"\\(begin|end)\s*\{[^{}]*\}")
+_ROW_SPACING = re.compile(r"\*?\s*(?:\[\s*-?[\d.]+\s*[a-z]{2}\s*\])?")
+
+
+def display_unicode(latex: str) -> str:
+    """A display equation as readable Unicode: one line per top-level row, a matrix or
+    cases block inside a row kept on its line, continuation rows (`= …`) indented."""
+    lines = []
+    for i, row in enumerate(split_display_rows(latex)):
+        text = latex_to_unicode(row)
+        lines.append(("    " + text) if i and text[:1] in _RELATIONS else text)
+    return "\n".join(line for line in lines if line)
 
 
 def latex_to_unicode(latex: str) -> str:

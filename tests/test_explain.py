@@ -661,7 +661,7 @@ async def test_unrenderable_math_keeps_unicode(
     body = r"""
 We minimize the loss
 \begin{equation}
-  \mathcal{L} = \begin{cases} 1 & x > 0 \\ 0 & \text{else} \end{cases} \label{a}
+  \mathcal{L} = \begin{tikzcd} A \arrow[r] & B \end{tikzcd} \label{a}
 \end{equation}
 Eq.~\eqref{a} and \eqref{a}.
 """

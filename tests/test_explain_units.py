@@ -252,4 +252,4 @@ def test_explanation_round_trips_for_a_store_cache() -> None:
 def test_render_png_and_failure() -> None:
     png = render_png(r"\frac{a}{b} + \boldsymbol{x}^\top W")
     assert png is not None and png.startswith(b"\x89PNG")
-    assert render_png(r"\begin{pmatrix} a \end{pmatrix}") is None
+    assert render_png(r"\begin{tikzcd} a \arrow[r] & b \end{tikzcd}") is None

@@ -251,6 +251,9 @@ def _end_of_display(body: str, m: re.Match[str]) -> tuple[str, int] | None:
     return body[m.end() : e], e + len(marker)
 
 
+_ENV_EDGE = re.compile(r"\\(begin|end)\s*\{[^{}]*\}")
+
+
 def _split_rows(content: str) -> list[str]:
     """Rows of an align-like environment (top-level `\\\\` only)."""
     rows: list[str] = []
@@ -269,6 +272,11 @@ def _split_rows(content: str) -> list[str]:
                 if g is not None and content[i:].lstrip().startswith("["):
                     i = g[1]
                 start = i
+                continue
+            env = _ENV_EDGE.match(content, i)  # a matrix inside a row keeps its rows
+            if env:
+                depth += 1 if env.group(1) == "begin" else -1
+                i = env.end()
                 continue
             i += 2
             continue
@@ -297,7 +305,7 @@ def clean_math(s: str) -> str:
         "",
         s,
     )
-    s = re.sub(r"(?<!\\)&", " ", s)
+    s = _drop_alignment(s)
     s = re.sub(r"\\qquad|\\quad", " ", s)
     s = re.sub(r"[ \t]*\n[ \t]*", " ", s)
     s = re.sub(r"\s{2,}", " ", s).strip()
@@ -315,6 +323,22 @@ def _unwrap(s: str, command: str) -> str:
             break
         s = s[: m.start()] + g[0] + s[g[1] :]
     return s
+
+
+def _drop_alignment(s: str) -> str:
+    """Alignment `&`s go; those inside a matrix, cases or array separate cells and stay."""
+    out: list[str] = []
+    depth = 0
+    for m in re.finditer(r"\\(?:begin|end)\s*\{[^{}]*\}|\\.|[{}&]|[^\\{}&]+", s, re.S):
+        tok = m.group(0)
+        if tok.startswith(("\\begin", "{")):
+            depth += 1
+        elif tok.startswith(("\\end", "}")):
+            depth -= 1
+        elif tok == "&" and depth <= 0:
+            tok = " "
+        out.append(tok)
+    return "".join(out)
 
 
 def _labels(s: str) -> list[str]:

@@ -295,6 +295,38 @@ class Explainer:
         self._docs.set_now(key, result, ttl)
         return result
 
+    async def paper_analysis(self, paper: Paper) -> Analysis | None:
+        """The offline analysis of a paper built from its LaTeX source (or HTML), shared with
+        /explain's cache; None when only the abstract could be had."""
+        doc = await self._document(paper)
+        return None if doc.built_from == "abstract" else doc.analysis
+
+    async def ask_llm(self, system: str, user: str, *, max_tokens: int) -> str | None:
+        """One short JSON completion within the daily token budget (digest math lines);
+        None when no LLM is configured, the provider is backed off, the budget is spent or
+        the call fails (which backs the provider off like any other failure)."""
+        llm = self._llm
+        if llm is None or self._backoff.blocked(self._provider_key) is not None:
+            return None
+        estimate = (len(system) + len(user)) // 3 + max_tokens
+        if not self.budget.reserve(estimate):
+            return None
+        used = 0
+        try:
+            self.stats.llm_calls += 1
+            completion = await llm.complete(system, user, max_tokens=max_tokens, json_mode=True)
+            used = completion.tokens or estimate
+            self._backoff.succeeded(self._provider_key)
+            return completion.text
+        except LLMError as exc:
+            log.warning("short LLM completion failed: %s", exc)
+            if not exc.request_specific:
+                self._backoff.failed(self._provider_key, str(exc))
+            return None
+        finally:
+            self.budget.settle(estimate, used)
+            self.stats.llm_tokens += used
+
     async def _load_document(self, paper: Paper) -> PaperText:
         limits = self.options.source_limits
         vid = paper.versioned_id

@@ -7,6 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bot.explain.mathfix import normalize
 from bot.explain.textutil import latex_to_unicode, math_inlines, rich_inlines, upright_greek
 from bot.models import Paper
 from bot.text import (
@@ -25,6 +26,7 @@ from bot.text import (
     Paragraph,
     Reply,
     Text,
+    display_unicode,
 )
 
 BUILT_FROM = {"latex": "LaTeX source", "html": "arXiv HTML", "abstract": "abstract only"}
@@ -46,7 +48,7 @@ class EquationView:
 
     @property
     def unicode(self) -> str:
-        return "\n".join(latex_to_unicode(row) for row in re.split(r"\s*\\\\\s*", self.latex))
+        return display_unicode(normalize(self.latex))
 
 
 @dataclass(slots=True)

@@ -56,7 +56,9 @@ _SELECT_PAPERS = (
     f"SELECT {', '.join(c for c, _ in _PAPER_COLUMNS)} FROM papers WHERE id = ANY($1::text[])"
 )
 
-_CHAT_SETTINGS = "timezone, delivery_time, count, format, language, weekdays, active, title"
+_CHAT_SETTINGS = (
+    "timezone, delivery_time, count, format, language, weekdays, active, title, explain_digest"
+)
 _CHAT_WHERE = "platform = $1 AND chat_id = $2 AND thread_id = $3"
 _SUB_COLUMNS = "id, feed, keywords, exclude, authors, created_at"
 # No earlier row of the same chat is still to send (dead rows do not hold a chat back).
@@ -287,12 +289,13 @@ class PostgresStore(PostgresLearning):
         async with self.transaction() as conn:
             await conn.execute(
                 f"INSERT INTO chats (platform, chat_id, thread_id, {_CHAT_SETTINGS})"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
                 " ON CONFLICT (platform, chat_id, thread_id) DO UPDATE SET"
                 " timezone = excluded.timezone, delivery_time = excluded.delivery_time,"
                 " count = excluded.count, format = excluded.format,"
                 " language = excluded.language, weekdays = excluded.weekdays,"
-                " title = excluded.title, updated_at = now()",
+                " title = excluded.title, explain_digest = excluded.explain_digest,"
+                " updated_at = now()",
                 *records.key(settings.chat),
                 *values,
             )

@@ -132,6 +132,7 @@ def settings_row(s: ChatSettings) -> tuple[Any, ...]:
         weekdays_to_text(s.weekdays),
         bool(s.active),  # sqlite3 stores a bool as 1/0
         opt_text(s.title),
+        bool(s.explain),
     )
 
 
@@ -146,6 +147,7 @@ def settings_from(chat: ChatRef, row: Row) -> ChatSettings:
         weekdays=weekdays_from_text(row["weekdays"]),
         active=bool(row["active"]),
         title=row["title"],
+        explain=bool(row["explain_digest"]),
     )
 
 

@@ -59,7 +59,9 @@ _UPSERT_PAPER = (
 )
 _SELECT_PAPER = f"SELECT {', '.join(c for c, _ in _PAPER_COLUMNS)} FROM papers"
 
-_CHAT_SETTINGS = "timezone, delivery_time, count, format, language, weekdays, active, title"
+_CHAT_SETTINGS = (
+    "timezone, delivery_time, count, format, language, weekdays, active, title, explain_digest"
+)
 
 
 def _now() -> str:
@@ -377,12 +379,13 @@ class SQLiteStore(SQLiteLearning):
         async with self.transaction() as db:
             await db.execute(
                 f"INSERT INTO chats (platform, chat_id, thread_id, {_CHAT_SETTINGS},"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (platform, chat_id, thread_id) DO UPDATE SET"
                 " timezone = excluded.timezone, delivery_time = excluded.delivery_time,"
                 " count = excluded.count, format = excluded.format,"
                 " language = excluded.language, weekdays = excluded.weekdays,"
-                " title = excluded.title, updated_at = excluded.updated_at",
+                " title = excluded.title, explain_digest = excluded.explain_digest,"
+                " updated_at = excluded.updated_at",
                 (
                     *records.key(chat),
                     *values,
