@@ -6,7 +6,7 @@
 1b. the realistic mix next to the uniform one: 100,000 chats (PAPERBOY_BENCH_MIX_CHATS),
    two subscriptions each over several feeds, a third of them with keyword, negative
    keyword or author filters, counts 5/10, a tenth in full format, six time zones; one
-   worker on one core (goal: within 10 s and 200 MB);
+   worker on one core (goal: within 10 s and 200 MB); on PostgreSQL and on SQLite;
 2. delivery: two `paperboy deliver --now` workers against the fake Telegram server with
    its limits enforced (scaled up to PAPERBOY_BENCH_RATE msg/s, default 300): achieved
    rate as a share of the limit, and 429s.
@@ -23,6 +23,7 @@ import os
 import random
 import resource
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -36,6 +37,7 @@ import asyncpg
 from bot.delivery import scheduler_tick
 from bot.models import Paper
 from bot.service import Paperboy, feed_day
+from bot.store import open_store, records
 from bot.store.postgres import PostgresStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,18 +84,7 @@ async def seed(url: str, chats: int, now: datetime) -> None:
     workers' partition grace, so each worker schedules its share)."""
     async with PostgresStore(url) as store:
         for n, feed in enumerate(FEEDS):
-            papers = [
-                Paper(
-                    f"2601.{n:01d}{i:04d}",
-                    f"Paper {n}/{i}",
-                    ["A. Author", "B. Author"],
-                    "An abstract of moderate length. " * 8,
-                    ["cs.LG"],
-                    announce_type="new",
-                    upvotes=i,
-                )
-                for i in range(PAPERS_PER_FEED)
-            ]
+            papers = _uniform_papers(n)
             await store.upsert_papers(papers)
             await store.save_feed(feed, feed_day(feed, now), date.today(), [p.id for p in papers])
         async with store.transaction() as conn:
@@ -195,12 +186,34 @@ def _mix_filters(rng: random.Random) -> tuple[list[str], list[str], list[str]]:
     return [rng.choice(WORDS)], [rng.choice(WORDS)], []
 
 
+MIX_FEEDS = ("hf:daily", *FEEDS[:5])
+
+
+def _mix_chats(rng: random.Random, chats: int) -> list[tuple[str, str, str, int, str]]:
+    """(platform, chat id, time zone, count, format) of each chat of the mix."""
+    return [
+        (
+            "telegram",
+            str(-(10**12) - n if n % 10 == 0 else 10**6 + n),
+            rng.choice(ZONES),
+            rng.choice((5, 10)),
+            "full" if n % 10 == 3 else "compact",
+        )
+        for n in range(chats)
+    ]
+
+
+def _mix_subscriptions(
+    rng: random.Random, ids: Sequence[int]
+) -> list[tuple[int, str, list[str], list[str], list[str]]]:
+    return [(pk, feed, *_mix_filters(rng)) for pk in ids for feed in rng.sample(MIX_FEEDS, 2)]
+
+
 async def seed_mix(url: str, chats: int, now: datetime) -> None:
     """`chats` chats, two subscriptions each with the realistic filters above, due 10 s ago."""
     rng = random.Random(13)
-    feeds = ("hf:daily", *FEEDS[:5])
     async with PostgresStore(url) as store:
-        for n, feed in enumerate(feeds):
+        for n, feed in enumerate(MIX_FEEDS):
             papers = _mix_papers(60, n)
             await store.upsert_papers(papers)
             await store.save_feed(feed, feed_day(feed, now), date.today(), [p.id for p in papers])
@@ -209,27 +222,72 @@ async def seed_mix(url: str, chats: int, now: datetime) -> None:
             await conn.copy_records_to_table(
                 "chats",
                 columns=["platform", "chat_id", "timezone", "count", "format"],
-                records=[
-                    (
-                        "telegram",
-                        str(-(10**12) - n if n % 10 == 0 else 10**6 + n),
-                        rng.choice(ZONES),
-                        rng.choice((5, 10)),
-                        "full" if n % 10 == 3 else "compact",
-                    )
-                    for n in range(chats)
-                ],
+                records=_mix_chats(rng, chats),
             )
             ids = [row["id"] for row in await conn.fetch("SELECT id FROM chats ORDER BY id")]
             await conn.copy_records_to_table(
                 "subscriptions",
                 columns=["chat", "feed", "keywords", "exclude", "authors"],
-                records=[
-                    (pk, feed, *_mix_filters(rng)) for pk in ids for feed in rng.sample(feeds, 2)
-                ],
+                records=_mix_subscriptions(rng, ids),
             )
             await conn.execute("ALTER TABLE subscriptions ENABLE TRIGGER subscriptions_first")
         await reset(url, now)
+
+
+def _uniform_papers(n: int) -> list[Paper]:
+    return [
+        Paper(
+            f"2601.{n:01d}{i:04d}",
+            f"Paper {n}/{i}",
+            ["A. Author", "B. Author"],
+            "An abstract of moderate length. " * 8,
+            ["cs.LG"],
+            announce_type="new",
+            upvotes=i,
+        )
+        for i in range(PAPERS_PER_FEED)
+    ]
+
+
+async def seed_sqlite(url: str, chats: int, now: datetime, *, mix: bool) -> None:
+    """The same chats, feeds and papers as `seed` or `seed_mix`, in a SQLite file."""
+    from bot.store.sqlite import CODEC, SQLiteStore, _ts
+
+    rng = random.Random(13)
+    feeds = MIX_FEEDS if mix else FEEDS
+    stamp, due = _ts(now), _ts(now - timedelta(seconds=10))
+    store = open_store(url)
+    assert isinstance(store, SQLiteStore)
+    async with store:
+        for n, feed in enumerate(feeds):
+            papers = _mix_papers(60, n) if mix else _uniform_papers(n)
+            await store.upsert_papers(papers)
+            await store.save_feed(feed, feed_day(feed, now), date.today(), [p.id for p in papers])
+        if mix:
+            rows = _mix_chats(rng, chats)
+        else:
+            rows = [("telegram", str(1000000 + n), "UTC", 5, "compact") for n in range(chats)]
+        async with store.transaction() as db:
+            await db.executemany(
+                "INSERT INTO chats (platform, chat_id, thread_id, timezone, count, format,"
+                " created_at, updated_at) VALUES (?, ?, '', ?, ?, ?, ?, ?)",
+                [(*row, stamp, stamp) for row in rows],
+            )
+            ids = [r[0] for r in await db.execute_fetchall("SELECT id FROM chats ORDER BY id")]
+            if mix:
+                subs = _mix_subscriptions(rng, ids)
+            else:
+                subs = [(pk, FEEDS[pk % len(FEEDS)], [], [], []) for pk in ids]
+            await db.executemany(
+                "INSERT INTO subscriptions (chat, feed, keywords, exclude, authors, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (pk, feed, *(records.texts(CODEC, words) for words in lists), stamp)
+                    for pk, feed, *lists in subs
+                ],
+            )
+            await db.execute("UPDATE chats SET next_run_at = ?", (due,))
+            await db.execute("ANALYZE")
 
 
 # ----------------------------------------------------------------------- enqueue
@@ -237,8 +295,8 @@ async def seed_mix(url: str, chats: int, now: datetime) -> None:
 
 def _enqueue_worker(url: str, index: int, count: int, now: datetime, out: Connection) -> None:
     async def run() -> tuple[float, float, int, int]:
-        store = PostgresStore(url)
-        if count > 1:
+        store = open_store(url)
+        if isinstance(store, PostgresStore) and count > 1:
             store.set_worker(index, count)
         await store.open()
         try:
@@ -312,12 +370,19 @@ async def bench_enqueue(subscriptions: int) -> None:
 
 
 async def bench_mix(chats: int) -> None:
-    """The realistic mix and the uniform one, the same number of chats, one worker."""
+    """The realistic mix and the uniform one, the same number of chats, one worker, on
+    PostgreSQL and on SQLite."""
     now = datetime.now(UTC)
     for name, seeding in (("uniform", seed), ("realistic mix", seed_mix)):
-        print(f"enqueue, {name}: {chats:,} chats", flush=True)
+        print(f"enqueue, {name}: {chats:,} chats, PostgreSQL", flush=True)
         async with schema() as url:
             await seeding(url, chats, now)
+            await asyncio.to_thread(enqueue, url, 1, now)
+    for name, mix in (("uniform", False), ("realistic mix", True)):
+        print(f"enqueue, {name}: {chats:,} chats, SQLite", flush=True)
+        with tempfile.TemporaryDirectory() as folder:
+            url = f"sqlite:///{folder}/bench.db"
+            await seed_sqlite(url, chats, now, mix=mix)
             await asyncio.to_thread(enqueue, url, 1, now)
 
 

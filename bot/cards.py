@@ -168,6 +168,43 @@ def paper_message(
     return Message(blocks, buttons)
 
 
+def list_item(
+    paper: Paper, note: str | None = None, line: DigestLine | None = None
+) -> tuple[Inline, ...]:
+    """One paper as an item of a numbered list (the same wherever the list is), with
+    its math line if `line` and why it is there if `note`."""
+    item: list[Inline] = [
+        Bold(rich_inlines(paper.title)),
+        Text("\n"),
+        Text(authors_line(paper, 3)),
+    ]
+    meta = meta_line(paper)
+    if meta:
+        item.append(Text(f" · {meta}"))
+    blurb = paper.ai_summary or paper.abstract
+    if blurb:
+        item += [Text("\n"), *rich_inlines(_shorten(blurb, COMPACT_ABSTRACT_CHARS))]
+    if line is not None:
+        item += [Text("\n"), *math_line(line)]
+    item += [
+        Text("\n"),
+        Link(paper.versioned_id, paper.abs_url),
+        Text(" · "),
+        Link("pdf", paper.pdf_url),
+    ]
+    if note:
+        item += [Text("\n"), Italic((Text(f"Why: {note}"),))]
+    return tuple(item)
+
+
+def explain_rows(papers: Sequence[Paper]) -> list[list[Button]]:
+    # Numbered Explain buttons, five to a row, so each paper is one tap away.
+    explain = [
+        Button(f"💡 {i}", command="explain", arg=p.id, item=i) for i, p in enumerate(papers, 1)
+    ]
+    return [explain[i : i + 5] for i in range(0, len(explain), 5)]
+
+
 def paper_list(
     title: str,
     papers: Sequence[Paper],
@@ -180,39 +217,18 @@ def paper_list(
 ) -> Reply:
     """A numbered list in one message (compact digests, /trending, /today, /search)."""
     shown = list(papers[:limit])
-    items: list[tuple[Inline, ...]] = []
-    for n, paper in enumerate(shown):
-        item: list[Inline] = [
-            Bold(rich_inlines(paper.title)),
-            Text("\n"),
-            Text(authors_line(paper, 3)),
-        ]
-        meta = meta_line(paper)
-        if meta:
-            item.append(Text(f" · {meta}"))
-        blurb = paper.ai_summary or paper.abstract
-        if blurb:
-            item += [Text("\n"), *rich_inlines(_shorten(blurb, COMPACT_ABSTRACT_CHARS))]
-        line = (lines or {}).get(paper.id)
-        if line is not None:
-            item += [Text("\n"), *math_line(line)]
-        item += [
-            Text("\n"),
-            Link(paper.versioned_id, paper.abs_url),
-            Text(" · "),
-            Link("pdf", paper.pdf_url),
-        ]
-        if notes and n < len(notes) and notes[n]:
-            item += [Text("\n"), Italic((Text(f"Why: {notes[n]}"),))]
-        items.append(tuple(item))
-    blocks: list[Block] = [Heading((Text(title),)), ListBlock(tuple(items), ordered=True)]
+    items = tuple(
+        list_item(
+            paper,
+            notes[n] if notes and n < len(notes) else None,
+            (lines or {}).get(paper.id),
+        )
+        for n, paper in enumerate(shown)
+    )
+    blocks: list[Block] = [Heading((Text(title),)), ListBlock(items, ordered=True)]
     if len(papers) > len(shown):
         blocks.append(Paragraph((Text(f"…and {len(papers) - len(shown)} more."),)))
-    # Numbered Explain buttons, five to a row, so each paper is one tap away.
-    explain = [
-        Button(f"💡 {i}", command="explain", arg=p.id, item=i) for i, p in enumerate(shown, 1)
-    ]
-    rows = [explain[i : i + 5] for i in range(0, len(explain), 5)]
+    rows = explain_rows(shown)
     if votes:
         rows += vote_rows(shown)
     if feed:

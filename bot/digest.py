@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from bot import cards
@@ -20,10 +22,16 @@ from bot.models import ChatSettings, Paper, Subscription
 from bot.models import _word_in as word_in
 from bot.rank.ranker import plain_reason
 from bot.schedule import local_date, next_run
-from bot.serialize import message_to_json
+from bot.serialize import (
+    button_to_json,
+    item_to_json,
+    list_message_rest,
+    list_message_to_json,
+    message_to_json,
+)
 from bot.service import Paperboy, feed_day, merge_hf
 from bot.sources.base import FeedFetch, SourceError
-from bot.text import Message
+from bot.text import Button, Heading, Message, Text
 
 if TYPE_CHECKING:
     from bot.explain.digest_line import DigestLine
@@ -58,6 +66,11 @@ class Round:
         self._ranked: dict[tuple[object, ...], list[tuple[str, Paper]] | None] = {}
         self.shared = Shared()
         self.lines: dict[str, DigestLine] = {}  # math lines ready this round, by paper id
+        # By id: the round's papers (in `feeds` and `shared`) live as long as it does.
+        self._items: dict[int, str] = {}
+        self._cards: dict[tuple[int, int, bool], str] = {}
+        self._buttons: dict[Button, str] = {}
+        self._lists: dict[tuple[int, ...], str] = {}  # a compact digest after its heading
 
     async def load_lines(self, papers: Iterable[Paper], *, wait: bool = True) -> None:
         """Math lines for chats with `explain` on: fetched (bounded, waited on briefly, or
@@ -87,9 +100,64 @@ class Round:
         same feeds and filters; None if every feed failed. Call `prefetch` first."""
         key = tuple(filter_key(s) for s in subs)
         if key not in self._ranked:
-            found = candidates(self.feeds, subs, self.shared)
-            self._ranked[key] = None if found is None else rank(found)
+            self._ranked[key] = self._rank(subs)
         return self._ranked[key]
+
+    def _rank(self, subs: Sequence[Subscription]) -> list[tuple[str, Paper]] | None:
+        """`rank(candidates(...))` without a candidate per paper: each subscription's hits
+        carry their sort key, worked out once a round; only papers that several of them
+        pick (merged, counted twice) get theirs again. Sorting the hits concatenated in
+        subscription order is stable, so ties fall as `rank`'s insertion order does."""
+        picks: list[Picks] = []
+        failed = 0
+        for sub in subs:
+            fetch = self.feeds.get(sub.feed)
+            if fetch is None:
+                failed += 1
+            elif fetch.announced is not None:  # no announcement: nothing to add
+                picks.append(self.shared.keyed(fetch, sub))
+        if subs and failed == len(subs):
+            return None
+        if len(picks) == 1 and picks[0].distinct:
+            return picks[0].ranked
+        seen: frozenset[str] = frozenset()
+        for pick in picks:
+            if not pick.distinct or not seen.isdisjoint(pick.ids):
+                hits = self._merged([pick.hits for pick in picks])
+                break
+            seen |= pick.ids
+        else:
+            # Each list already sorted: the stable sort merges the runs, ties to the first.
+            hits = [hit for pick in picks for hit in pick.ordered]
+        hits.sort(key=_first)
+        return [pair for _, pair in hits]  # the round's own pairs: no new object per paper
+
+    def _merged(self, lists: list[list[_Keyed]]) -> list[_Keyed]:
+        """The hits with each paper picked more than once merged into one candidate, at
+        its first place, keyed as `rank` keys it."""
+        counts = Counter(hit[1][0] for found in lists for hit in found)
+        out: list[_Keyed] = []
+        merged: dict[str, tuple[int, _Candidate]] = {}
+        for found in lists:
+            for hit in found:
+                key, paper = hit[1]
+                if counts[key] == 1:
+                    out.append(hit)
+                    continue
+                position, fresh = int(hit[0][4]), hit[0][2] == 0  # as `keyed` keyed it
+                if key not in merged:
+                    merged[key] = (len(out), _Candidate(paper, position=position))
+                    out.append(hit)  # its place, re-keyed below
+                else:
+                    cand = merged[key][1]
+                    cand.paper = self.shared.merge(cand.paper, paper)
+                    cand.position = min(cand.position, position)
+                cand = merged[key][1]
+                cand.matches += 1
+                cand.fresh = cand.fresh or fresh
+        for key, (at, cand) in merged.items():
+            out[at] = (_rank_key(cand), (key, cand.paper))
+        return out
 
     def trim(self) -> None:
         """Between batches: forget rankings and digests once there are many (memory stays
@@ -99,6 +167,7 @@ class Round:
             self._ranked.clear()
             self._fresh.clear()
             self._rendered.clear()
+            self._lists.clear()
 
     def next_run(self, settings: ChatSettings) -> datetime:
         """`schedule.next_run` after this round, once per distinct schedule."""
@@ -134,14 +203,69 @@ class Round:
         title = self._titles.get(settings.timezone)
         if title is None:
             title = self._titles[settings.timezone] = digest_title(settings, self.now)
-        lines = {p.id: self.lines[p.id] for p in papers if p.id in self.lines}
-        shown = tuple(lines) if settings.explain else ()
-        key = (settings.format, title, tuple(p.id for p in papers), shown)
+        # By the papers themselves, not their ids: the same id merged from other feeds
+        # can differ (HF upvotes, a newer version). Feed papers and merged ones live for
+        # the whole round (in `feeds` and `shared`), so their ids stay their own.
+        papers_key = tuple(map(id, papers))
+        if settings.explain:  # math lines: the few chats who asked, the plain way
+            lines = {p.id: self.lines[p.id] for p in papers if p.id in self.lines}
+            key: tuple[object, ...] = (settings.format, title, papers_key, tuple(lines))
+            done = self._rendered.get(key)
+            if done is None:
+                messages = render_digest(settings, papers, title, lines=lines)
+                bodies = [message_to_json(m) for m in messages]
+                done = self._rendered[key] = (bodies, [base_id(p.id) for p in papers])
+            return done
+        full = settings.format == "full"
+        key = (settings.format, "" if full else title, papers_key)  # cards name no date
         done = self._rendered.get(key)
         if done is None:
-            messages = render_digest(settings, papers, title, lines=lines)
-            bodies = [message_to_json(m) for m in messages]
+            if full:
+                last = len(papers)
+                bodies = [self._card(p, i, i == last) for i, p in enumerate(papers, 1)]
+            else:
+                rest = self._lists.get(papers_key)
+                if rest is None:
+                    # render_digest's rows: Explain, the digest's own, then votes.
+                    rows = [
+                        *cards.explain_rows(papers),
+                        cards.digest_buttons(),
+                        *cards.vote_rows(papers),
+                    ]
+                    rest = self._lists[papers_key] = list_message_rest(
+                        [self._item(p) for p in papers],
+                        [[self._button(b) for b in row] for row in rows],
+                    )
+                bodies = [list_message_to_json(Heading((Text(title),)), rest)]
             done = self._rendered[key] = (bodies, [base_id(p.id) for p in papers])
+        return done
+
+    # `render_digest`'s messages from pieces each encoded once a round: a paper's list
+    # item, its numbered card, a button (tests hold the two ways byte-identical).
+
+    def _item(self, paper: Paper) -> str:
+        done = self._items.get(id(paper))
+        if done is None:
+            item = cards.list_item(paper, plain_reason(paper))
+            done = self._items[id(paper)] = item_to_json(item)
+        return done
+
+    def _button(self, button: Button) -> str:
+        done = self._buttons.get(button)
+        if done is None:
+            done = self._buttons[button] = button_to_json(button)
+        return done
+
+    def _card(self, paper: Paper, number: int, last: bool) -> str:
+        key = (id(paper), number, last)
+        done = self._cards.get(key)
+        if done is None:
+            message = cards.paper_message(
+                paper, number=number, note=plain_reason(paper), votes=True
+            )
+            if last:
+                message.buttons.append(cards.digest_buttons())
+            done = self._cards[key] = message_to_json(message)
         return done
 
 
@@ -161,6 +285,23 @@ def filter_key(sub: Subscription) -> tuple[object, ...]:
 
 # (base id, position in the feed, paper, fresh) of one paper a subscription picks.
 _Hit = tuple[str, int, Paper, bool]
+# (rank's sort key as if one subscription picked it, (base id, paper)) of such a paper.
+_Keyed = tuple[tuple[float, ...], tuple[str, Paper]]
+_first = itemgetter(0)
+
+
+class Picks:
+    """One (feed, filters)' hits keyed, in feed order and best first (a stable sort keeps
+    feed order among ties), with their base ids."""
+
+    __slots__ = ("distinct", "hits", "ids", "ordered", "ranked")
+
+    def __init__(self, hits: list[_Keyed]) -> None:
+        self.hits = hits
+        self.ordered = sorted(hits, key=_first)
+        self.ranked = [pair for _, pair in self.ordered]
+        self.ids = frozenset(pair[0] for _, pair in hits)
+        self.distinct = len(self.ids) == len(hits)  # no paper twice (two versions)
 
 
 class Shared:
@@ -173,27 +314,54 @@ class Shared:
         self._looks: dict[tuple[str, str, str], frozenset[int]] = {}
         self._texts: dict[str, list[str]] = {}
         self._merged: dict[tuple[int, int], Paper] = {}
+        self._keyed: dict[tuple[object, ...], Picks] = {}
+        self._feeds: dict[str, tuple[list[_Hit], list[_Keyed]]] = {}
+
+    def keyed(self, fetch: FeedFetch, sub: Subscription) -> Picks:
+        """`hits`, each with the key `rank` gives a paper that only this subscription picks."""
+        key = filter_key(sub)
+        found = self._keyed.get(key)
+        if found is None:
+            every = self._every(sub.feed, fetch)[1]
+            found = self._keyed[key] = Picks([every[i] for i in self._chosen(fetch, sub)])
+        return found
 
     def hits(self, fetch: FeedFetch, sub: Subscription) -> list[_Hit]:
         key = filter_key(sub)
         found = self._hits.get(key)
         if found is None:
-            papers = fetch.papers
-            keep: Iterable[int] = range(len(papers))
-            if sub.keywords or sub.exclude or sub.authors:
-                chosen = set(keep)
-                if sub.keywords:
-                    chosen &= self._any(sub.feed, fetch, "word", sub.keywords)
-                if sub.authors:
-                    chosen &= self._any(sub.feed, fetch, "author", sub.authors)
-                if sub.exclude:
-                    chosen -= self._any(sub.feed, fetch, "word", sub.exclude)
-                keep = sorted(chosen)
-            found = self._hits[key] = [
-                (base_id(papers[i].id), i, papers[i], papers[i].announce_type != "cross")
-                for i in keep
-            ]
+            every = self._every(sub.feed, fetch)[0]
+            found = self._hits[key] = [every[i] for i in self._chosen(fetch, sub)]
         return found
+
+    def _every(self, feed: str, fetch: FeedFetch) -> tuple[list[_Hit], list[_Keyed]]:
+        """Every paper of a feed as a hit and keyed, once a round."""
+        done = self._feeds.get(feed)
+        if done is None:
+            hits = [
+                (base_id(paper.id), i, paper, paper.announce_type != "cross")
+                for i, paper in enumerate(fetch.papers)
+            ]
+            keyed = [
+                (_rank_key(_Candidate(paper, 1, i, fresh)), (base, paper))
+                for base, i, paper, fresh in hits
+            ]
+            done = self._feeds[feed] = (hits, keyed)
+        return done
+
+    def _chosen(self, fetch: FeedFetch, sub: Subscription) -> Iterable[int]:
+        """The positions of the feed's papers the subscription's filters let through."""
+        keep: Iterable[int] = range(len(fetch.papers))
+        if sub.keywords or sub.exclude or sub.authors:
+            chosen = set(keep)
+            if sub.keywords:
+                chosen &= self._any(sub.feed, fetch, "word", sub.keywords)
+            if sub.authors:
+                chosen &= self._any(sub.feed, fetch, "author", sub.authors)
+            if sub.exclude:
+                chosen -= self._any(sub.feed, fetch, "word", sub.exclude)
+            keep = sorted(chosen)
+        return keep
 
     def _any(self, feed: str, fetch: FeedFetch, kind: str, terms: Sequence[str]) -> set[int]:
         out: set[int] = set()
@@ -276,18 +444,18 @@ def rank(cands: dict[str, _Candidate]) -> list[tuple[str, Paper]]:
     """(base id, paper), best first: HF upvotes, then how many subscriptions picked it,
     arXiv new before cross-list, the most recent, then upstream order."""
 
-    def key(item: tuple[str, _Candidate]) -> tuple[float, ...]:
-        c = item[1]
-        when = c.paper.published or c.paper.updated
-        return (
-            -(c.paper.upvotes or 0),
-            -c.matches,
-            0 if c.fresh else 1,
-            -(when.timestamp() if when else 0.0),
-            c.position,
-        )
+    return [(k, c.paper) for k, c in sorted(cands.items(), key=lambda kc: _rank_key(kc[1]))]
 
-    return [(k, c.paper) for k, c in sorted(cands.items(), key=key)]
+
+def _rank_key(c: _Candidate) -> tuple[float, ...]:
+    when = c.paper.published or c.paper.updated
+    return (
+        -(c.paper.upvotes or 0),
+        -c.matches,
+        0 if c.fresh else 1,
+        -(when.timestamp() if when else 0.0),
+        c.position,
+    )
 
 
 def choose(

@@ -106,16 +106,42 @@ def _button(button: Button) -> list[Any]:
     return data if button.item is None else [*data, button.item]  # older rows have no item
 
 
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
 def message_to_json(message: Message) -> str:
-    return json.dumps(
+    return _dumps(
         {
             "v": FORMAT_VERSION,
             "blocks": [_block(b) for b in message.blocks],
             "buttons": [[_button(b) for b in row] for row in message.buttons],
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
+        }
     )
+
+
+def item_to_json(item: tuple[Inline, ...]) -> str:
+    """One item of a ListBlock, encoded for `list_message_to_json`."""
+    return _dumps([_inline(c) for c in item])
+
+
+def button_to_json(button: Button) -> str:
+    """One button, encoded for `list_message_to_json`."""
+    return _dumps(_button(button))
+
+
+def list_message_to_json(heading: Heading, rest: str) -> str:
+    """`message_to_json(Message([heading, ListBlock(items, ordered=True)], buttons))`
+    with `rest = list_message_rest(items, buttons)`: the very same text, from pieces
+    that many messages share (JSON of a list is its items' JSON joined by commas)."""
+    return f'{{"v":{FORMAT_VERSION},"blocks":[{_dumps(_block(heading))},{rest}'
+
+
+def list_message_rest(items: list[str], buttons: list[list[str]]) -> str:
+    """What follows the heading in `list_message_to_json`, each item and button already
+    encoded by `item_to_json` and `button_to_json` (the same for every heading)."""
+    rows = "[" + ",".join("[" + ",".join(row) + "]" for row in buttons) + "]"
+    return f'["l",[{",".join(items)}],true,1]],"buttons":{rows}}}'
 
 
 def message_from_json(text: str) -> Message:

@@ -207,3 +207,90 @@ def test_a_rounds_shared_filtering_chooses_what_each_subscription_would() -> Non
         )
         expected = [p.id for p in papers if sub.matches(p)]
         assert [hit[2].id for hit in shared.hits(fetch, sub)] == expected, sub.describe()
+
+
+async def test_a_rounds_fast_path_gives_every_chat_the_straightforward_digest(
+    app: Paperboy,
+) -> None:
+    """Round ranks from keys worked out once per (feed, filters) and renders once per
+    content; for random mixes (papers in several feeds, two versions in one feed, tied
+    keys, failed and quiet feeds) every chat's digest must be byte for byte the one
+    worked out for it alone: choose + render_digest."""
+    import random
+
+    from bot.digest import candidates, digest_title, rank, render_digest
+
+    rng = random.Random(13)
+    words = ["graph", "diffusion", "agents", "privacy", "sparse"]
+    names = ["Ada Chen", "Li Ito", "Omar Singh"]
+    times = [None, datetime(2025, 6, 2, tzinfo=UTC), datetime(2025, 6, 3, tzinfo=UTC)]
+    pool = [f"2506.{i:05d}" for i in range(30)]
+
+    def feed_papers(hf: bool, overlap: bool) -> list[Paper]:
+        # Feeds that share papers, or (as often) not, each with or without two versions.
+        ids = (
+            rng.sample(pool, 12)
+            if overlap
+            else [f"2507.{rng.randrange(10**5):05d}" for _ in range(12)]
+        )
+        if rng.random() < 0.5:
+            ids.append(f"{ids[0]}v{rng.choice((1, 2))}")  # a second version, same base id
+        return [
+            Paper(
+                pid,
+                f"{rng.choice(words).title()} {rng.choice(words)}",
+                rng.sample(names, 2),
+                " ".join(rng.choices(words, k=6)),
+                ["cs.LG"],
+                version=rng.choice((None, 1, 2, 3)),
+                published=rng.choice(times),
+                updated=rng.choice(times),
+                announce_type=None if hf else rng.choice(("new", "cross", "replace")),
+                upvotes=rng.choice((None, 0, 3, 3, 7)) if hf else None,
+                ai_summary=rng.choice((None, "In short.")) if hf else None,
+            )
+            for pid in ids
+        ]
+
+    for trial in range(20):
+        overlap = trial % 2 == 0
+        fetches: dict[str, FeedFetch | None] = {
+            "hf:daily": FeedFetch(feed_papers(True, overlap), date(2025, 6, 4)),
+            "arxiv:cs.LG": FeedFetch(feed_papers(False, overlap), date(2025, 6, 4)),
+            "arxiv:cs.AI": FeedFetch(feed_papers(False, overlap), date(2025, 6, 4)),
+            "arxiv:cs.CV": FeedFetch(
+                feed_papers(False, overlap), None if trial % 3 == 0 else NOW.date()
+            ),
+            "arxiv:cs.CL": None,  # failed this round
+        }
+        rnd = Round(app, NOW)
+        rnd.feeds = dict(fetches)
+        for _ in range(60):
+            chat_subs = [
+                Subscription(
+                    CHAT,
+                    feed,
+                    keywords=rng.sample(words, rng.choice((0, 0, 1, 2))),
+                    exclude=rng.sample(words, rng.choice((0, 0, 0, 1))),
+                    authors=[n.split()[-1] for n in rng.sample(names, rng.choice((0, 0, 0, 1)))],
+                )
+                for feed in rng.choices(list(fetches), k=rng.choice((1, 2, 2, 3)))
+            ]
+            settings = ChatSettings(
+                CHAT,
+                count=rng.choice((1, 5, 10)),
+                format=rng.choice(("compact", "full")),
+                explain=rng.random() < 0.2,  # the plain way (no math lines ready here)
+                timezone=rng.choice(("UTC", "Asia/Tokyo", "Pacific/Honolulu")),  # two dates
+            )
+            delivered = set(rng.sample(pool, rng.choice((0, 0, 3))))
+            found = candidates(fetches, chat_subs)
+            best = rnd.ranked(chat_subs)
+            if found is None:
+                assert best is None
+                continue
+            assert best == rank(found)
+            papers = choose(fetches, chat_subs, delivered, settings.count) or []
+            title = digest_title(settings, NOW)
+            expected = [message_to_json(m) for m in render_digest(settings, papers, title)]
+            assert rnd.digest(settings, best, delivered)[0] == expected

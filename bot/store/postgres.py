@@ -584,6 +584,9 @@ class PostgresStore(PostgresLearning):
             ]
             inserted = 0
             if messages:
+                # Chats with the same digest share its body strings: clean each once.
+                bodies = {id(m[4]): m[4] for m in messages}
+                clean = {key: clean_text(body) for key, body in bodies.items()}
                 status = await conn.execute(
                     "INSERT INTO outbox (idem_key, chat, platform, seq, body, next_attempt_at,"
                     " created_at) SELECT m.key, m.chat, m.platform, m.seq, m.body, $6, $6"
@@ -594,7 +597,7 @@ class PostgresStore(PostgresLearning):
                     [m[1] for m in messages],
                     [m[2] for m in messages],
                     [m[3] for m in messages],
-                    [clean_text(m[4]) for m in messages],
+                    [clean[id(m[4])] for m in messages],
                     stamp,
                 )
                 inserted = int(status.rsplit(" ", 1)[-1])
