@@ -33,12 +33,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from matplotlib import mathtext
-from matplotlib.font_manager import FontProperties
 from PIL import Image
 
 from bot.explain import latex as latex_mod
@@ -662,6 +656,14 @@ def render_mathtext(latex: str, *, dpi: int = 200, fontsize: int = 14) -> bytes 
     rows = for_mathtext(latex)
     if not rows or len(rows) > 16 or any(len(r) > 1500 for r in rows):
         return None
+    # matplotlib is imported here, not at module top: it costs ~40 MB of RSS that a process
+    # which never draws with mathtext (TeX installed, or a delivery worker) should not pay.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import mathtext
+    from matplotlib.font_manager import FontProperties
+
     with _LOCK:
         images: list[Image.Image] = []
         for row in rows:
