@@ -596,7 +596,8 @@ def split_display_rows(latex: str) -> list[str]:
 
 
 _ENV_EDGE = re.compile(r"\\(begin|end)\s*\{[^{}]*\}")
-_ROW_SPACING = re.compile(r"\*?\s*(?:\[\s*-?[\d.]+\s*[a-z]{2}\s*\])?")
+# `\\*` and its optional spacing argument, `\\[2pt]` or `\\[\baselineskip]`, as LaTeX reads it.
+_ROW_SPACING = re.compile(r"\*?\s*(?:\[[^\[\]]*\])?")
 
 
 def display_unicode(latex: str) -> str:

@@ -24,6 +24,7 @@ from bot.explain.textutil import (
 from bot.explain.textutil import upright_greek as _upright_greek
 from bot.explain.theorems import RESULT_KINDS, Statement, statements
 from bot.text import clean_text as unicode_text
+from bot.text import split_display_rows
 
 # ------------------------------------------------------------------ results
 
@@ -251,44 +252,6 @@ def _end_of_display(body: str, m: re.Match[str]) -> tuple[str, int] | None:
     return body[m.end() : e], e + len(marker)
 
 
-_ENV_EDGE = re.compile(r"\\(begin|end)\s*\{[^{}]*\}")
-
-
-def _split_rows(content: str) -> list[str]:
-    """Rows of an align-like environment (top-level `\\\\` only)."""
-    rows: list[str] = []
-    depth = 0
-    start = 0
-    i = 0
-    n = len(content)
-    while i < n:
-        c = content[i]
-        if c == "\\":
-            if depth == 0 and content.startswith("\\\\", i):
-                rows.append(content[start:i])
-                i += 2
-                # Skip an optional spacing argument: \\[2pt]
-                g = latex.read_group(content, i, "[", "]")
-                if g is not None and content[i:].lstrip().startswith("["):
-                    i = g[1]
-                start = i
-                continue
-            env = _ENV_EDGE.match(content, i)  # a matrix inside a row keeps its rows
-            if env:
-                depth += 1 if env.group(1) == "begin" else -1
-                i = env.end()
-                continue
-            i += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-        i += 1
-    rows.append(content[start:])
-    return [r for r in rows if r.strip()]
-
-
 def clean_math(s: str) -> str:
     """Display math without the bits that are about layout, not content."""
     # A web address is never math (papers link equations to their code this way).
@@ -396,7 +359,7 @@ def _equations(
             si += 1
         env = m.group(1) or "displaymath"
         numbered = env in _NUMBERED_ENVS and not m.group(2)
-        rows = _split_rows(content) if env in _ROW_ENVS else [content]
+        rows = split_display_rows(content) if env in _ROW_ENVS else [content]
         numbers: list[str] = []
         keys: list[str] = []
         for row in rows:
@@ -933,7 +896,7 @@ def _displays_inline(content: str) -> str:
             continue
         inner, end = found
         env = m.group(1) or ""
-        rows = _split_rows(inner) if env in _ROW_ENVS else [inner]
+        rows = split_display_rows(inner) if env in _ROW_ENVS else [inner]
         math = ", ".join(r for r in (clean_math(r) for r in rows) if r)
         out.append(content[pos : m.start()] + (f" ${math}$ " if math else " "))
         pos = end
