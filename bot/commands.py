@@ -459,7 +459,11 @@ async def _subscriptions(ctx: Context, args: dict[str, ArgValue]) -> Reply:
             )
         )
     settings = await ctx.app.chat_settings(ctx.chat)
-    items = tuple((Code(sub.describe()),) for sub in subs)
+    topics = await ctx.app.store.chat_topics(ctx.chat)
+    items = tuple(
+        (Code(" ".join([sub.describe(), *(f'topic:"{t}"' for t in topics.get(sub.feed, []))])),)
+        for sub in subs
+    )
     return Reply.of(
         Paragraph((Bold((Text("Subscriptions"),)),)),
         ListBlock(items),

@@ -249,3 +249,10 @@ async def test_a_version_arxiv_does_not_have_is_pointed_out(chat: ConsoleChat) -
     assert "arXiv has no v9 of 1605.08386; this is the latest, v1." in text
     assert "Heat-bath" in text
     assert "arXiv has no" not in await _say(chat, "/paper 1605.08386v1")
+
+
+async def test_subscriptions_show_plain_words_topics(chat: ConsoleChat) -> None:
+    text = await _say(chat, '/subscribe hf:trending topic:"graph neural networks"')
+    assert "graph neural networks" in text
+    text = await _say(chat, "/subscriptions")
+    assert 'hf:trending topic:"graph neural networks"' in text
