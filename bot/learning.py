@@ -10,6 +10,7 @@ through `preview`, the very same code, without marking anything delivered.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,9 +25,12 @@ from bot.rank.ranker import Day, Profile, Ranked, Topic, topic
 from bot.schedule import local_date
 from bot.serialize import message_from_json, message_to_json
 from bot.service import Paperboy, feed_day
-from bot.sources.base import FeedFetch
+from bot.sources import hf
+from bot.sources.base import FeedFetch, SourceError
 from bot.store.learning import LearnState
 from bot.text import Message
+
+log = logging.getLogger(__name__)
 
 MAX_LIKED = 5  # liked papers kept with the model, for "close to <title> you liked"
 IGNORED_WINDOW = 200  # latest deliveries looked at for ignored papers
@@ -234,10 +238,23 @@ async def week_ranking(
                 ids += stored[1]
         papers = await store.get_papers(list(dict.fromkeys(ids)))
         listed = [papers[i] for i in dict.fromkeys(ids) if i in papers]
+        if feed.startswith("hf:"):
+            listed += await _hf_week(rnd, {p.id for p in listed})
         for paper in listed:
             paper.announce_type = paper.announce_type or "new"
         fetches[feed] = FeedFetch(listed, announced)
     return rank(candidates(fetches, subs) or {}), fetches
+
+
+async def _hf_week(rnd: Round, known: set[str]) -> list[Paper]:
+    """Hugging Face's list of the week's papers, beyond the days stored: fetched once a day
+    for every weekly chat (a stored feed day), and left out if Hugging Face fails."""
+    try:
+        week = await rnd.app.feed(f"hf:{hf.WEEKLY}", background=True)
+    except SourceError as e:
+        log.warning("weekly digests: Hugging Face's weekly list is unavailable (%s)", e)
+        return []
+    return [p for p in week.papers if p.id not in known]
 
 
 async def lessons(app: Paperboy, chats: Sequence[ChatRef]) -> dict[ChatRef, Lesson]:

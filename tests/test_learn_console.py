@@ -18,6 +18,7 @@ from bot.config import Settings
 from bot.delivery import deliver_once
 from bot.models import ChatSettings, Subscription
 from bot.service import Paperboy
+from tests.fakes.hf import FakeHF, load_daily_fixtures
 from tests.learn_data import FACE_3D, MEMORIZATION, MRI, PATHOLOGY, cs_cv_papers, seed_feed
 
 
@@ -130,3 +131,30 @@ async def test_weekly_cadence_sends_once_a_week_with_the_weeks_best(
         at(days[-1] + timedelta(hours=3)),
     )
     assert again.sent == 0
+
+
+async def test_weekly_digest_adds_hugging_faces_list_of_the_week(
+    paperboy_app: Paperboy, hf_server: FakeHF
+) -> None:
+    """A weekly hf:daily chat gets the papers Hugging Face listed earlier this week, though
+    no round stored those days: they come from `/daily_papers?week=`, fetched once."""
+    items = load_daily_fixtures()["2026-06-12"]
+    today = datetime.now(UTC).date()
+    # Another day of this ISO week than today: Monday, or Tuesday when today is Monday.
+    other = today - timedelta(days=today.weekday()) + timedelta(days=today.weekday() == 0)
+    hf_server.days = {today.isoformat(): items[:1], other.isoformat(): items[1:4]}
+    earlier = {item["paper"]["title"] for item in items[1:4]}
+    chat = ConsoleChat(paperboy_app, out=io.StringIO())
+    await say(chat, "/subscribe hf:daily")
+    await say(chat, "/settings cadence weekly")
+    text = await say(chat, "/digest")
+    assert "Your week's best papers" in text
+    shown = set(titles(text))
+    assert earlier <= shown  # listed on another day of the week, reached only by the weekly list
+    assert items[0]["paper"]["title"] in shown
+    weekly = [r for r in hf_server.requests if "week" in r.query]
+    assert [r.query["week"] for r in weekly] == [
+        f"{today.isocalendar()[0]}-W{today.isocalendar()[1]:02d}"
+    ]
+    await say(chat, "/digest")  # the week's list is stored with the day: not asked again
+    assert len([r for r in hf_server.requests if "week" in r.query]) == 1

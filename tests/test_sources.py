@@ -465,7 +465,7 @@ async def test_hf_trending(hf: HuggingFaceSource, hf_server: FakeHF) -> None:
 
 async def test_hf_unknown_feed(hf: HuggingFaceSource, hf_server: FakeHF) -> None:
     with pytest.raises(SourceError, match="Unknown Hugging Face feed"):
-        await hf.feed("weekly")
+        await hf.feed("monthly")
     assert hf_server.requests == []
 
 

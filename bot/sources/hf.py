@@ -31,6 +31,7 @@ from bot.sources.http import Fetched, Upstream, make_client
 log = logging.getLogger(__name__)
 
 FEEDS = ("daily", "trending")
+WEEKLY = "weekly"  # `/daily_papers?week=YYYY-Www`: read by weekly digests, not subscribable
 _CONCURRENT_LOOKUPS = 4
 MAX_BYTES = 10_000_000  # a daily list of 50 papers is ~300 KB
 
@@ -79,6 +80,12 @@ class HuggingFaceSource:
         if name == "trending":
             items = await self._get_list("/daily_papers", {"sort": "trending"})
             papers = _items_to_papers(items, "trending")
+            return FeedFetch(papers, self._today() if papers else None)
+        if name == WEEKLY:
+            # The week's daily papers, for weekly digests only (not a feed to subscribe to).
+            year, week, _ = self._today().isocalendar()
+            items = await self._get_list("/daily_papers", {"week": f"{year}-W{week:02d}"})
+            papers = _items_to_papers(items, "weekly")
             return FeedFetch(papers, self._today() if papers else None)
         raise SourceError(f"Unknown Hugging Face feed: {name} (try one of: {', '.join(FEEDS)})")
 

@@ -6,9 +6,10 @@
         fake.fail_next(503)
         fake.requests                            # path, query, time, User-Agent
 
-Routes: `/api/daily_papers` (`date=YYYY-MM-DD`, `sort=trending`, `limit`), `/api/papers/{id}`
-(the bare paper object, 404 when unknown), `/api/papers/search?q=`. Daily items come from
-`tests/fixtures/hf/*.json`, grouped by the day they were listed (`submittedOnDailyAt`).
+Routes: `/api/daily_papers` (`date=YYYY-MM-DD`, `week=YYYY-Www`, `sort=trending`, `limit`),
+`/api/papers/{id}` (the bare paper object, 404 when unknown), `/api/papers/search?q=`.
+Daily items come from `tests/fixtures/hf/*.json`, grouped by the day they were listed
+(`submittedOnDailyAt`).
 Items are served as stored, so a test can append a malformed one.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 from collections import deque
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,13 @@ class FakeHF(FakeServer):
                 items = sorted(self.all_items(), key=_upvotes, reverse=True)
         elif "date" in q:
             items = self.days.get(q["date"], [])
+        elif "week" in q:  # ISO week, as the real API takes it: 2026-W49
+            items = [
+                item
+                for day, listed in sorted(self.days.items())
+                if _iso_week(day) == q["week"]
+                for item in listed
+            ]
         else:
             items = self.days[max(self.days)] if self.days else []
         return web.json_response(items[:limit])
@@ -133,3 +142,8 @@ def _upvotes(item: Any) -> int:
     paper = item.get("paper") if isinstance(item, dict) else None
     votes = paper.get("upvotes") if isinstance(paper, dict) else None
     return votes if isinstance(votes, int) else 0
+
+
+def _iso_week(day: str) -> str:
+    year, week, _ = date.fromisoformat(day).isocalendar()
+    return f"{year}-W{week:02d}"
