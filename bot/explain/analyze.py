@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pylatexenc.latex2text import LatexNodes2Text
@@ -252,6 +253,19 @@ def _end_of_display(body: str, m: re.Match[str]) -> tuple[str, int] | None:
     return body[m.end() : e], e + len(marker)
 
 
+def _displays(body: str) -> Iterator[tuple[re.Match[str], str, int]]:
+    """Each closed display in order: its opening match, its content, the index past its end.
+    An opening inside an earlier display, or one never closed, is passed over."""
+    pos = 0
+    for m in _DISPLAY.finditer(body):
+        if m.start() < pos:
+            continue
+        found = _end_of_display(body, m)
+        if found is not None:
+            yield m, found[0], found[1]
+            pos = found[1]
+
+
 def clean_math(s: str) -> str:
     """Display math without the bits that are about layout, not content."""
     # A web address is never math (papers link equations to their code this way).
@@ -337,17 +351,7 @@ def _equations(
     section_starts = [(p, t) for p, lvl, starred, t in sections if lvl == 1 and not starred]
     si = 0
     current_section = ""
-    pos = 0
-    while True:
-        m = _DISPLAY.search(body, pos)
-        if not m:
-            break
-        found = _end_of_display(body, m)
-        if found is None:
-            pos = m.end()
-            continue
-        content, end = found
-        pos = end
+    for m, content, end in _displays(body):
         while si < len(section_starts) and section_starts[si][0] < m.start():
             counters.section += 1
             current_section = section_starts[si][1]
@@ -888,13 +892,7 @@ def _displays_inline(content: str) -> str:
     """Display math inside a statement as `$...$`, so one line of prose can carry it."""
     out: list[str] = []
     pos = 0
-    for m in _DISPLAY.finditer(content):
-        if m.start() < pos:
-            continue
-        found = _end_of_display(content, m)
-        if found is None:
-            continue
-        inner, end = found
+    for m, inner, end in _displays(content):
         env = m.group(1) or ""
         rows = split_display_rows(inner) if env in _ROW_ENVS else [inner]
         math = ", ".join(r for r in (clean_math(r) for r in rows) if r)
@@ -1194,13 +1192,7 @@ def readable_text(body: str, numbers: dict[str, str], limit: int = 400_000) -> s
     body = _headings(body)
     pieces: list[str] = []
     pos = 0
-    for m in _DISPLAY.finditer(body):
-        if m.start() < pos:
-            continue
-        found = _end_of_display(body, m)
-        if found is None:
-            continue
-        content, end = found
+    for m, content, end in _displays(body):
         pieces.append(_quick_prose(body[pos : m.start()], numbers))
         label = _labels(content)
         num = numbers.get(label[0], "") if label else ""
