@@ -8,6 +8,7 @@ A subclass adds its routes in `_routes`, and may answer in place of them in `_an
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -73,3 +74,24 @@ class FakeServer:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+
+class RollingWindow:
+    """At most `limit` requests in any `period` seconds: a rolling window, as Telegram and
+    Discord measure, not a bucket that refills. The fakes' own, apart from the bot's pacer,
+    so that a test against them checks the bot rather than agreeing with it."""
+
+    __slots__ = ("limit", "period", "times")
+
+    def __init__(self, limit: float, period: float) -> None:
+        self.limit = max(1, int(limit))
+        self.period = period
+        self.times: deque[float] = deque()
+
+    def wait(self, now: float) -> float:
+        """0 if a request may go now, else how long until one may."""
+        while self.times and self.times[0] <= now - self.period:
+            self.times.popleft()
+        if len(self.times) < self.limit:
+            return 0.0
+        return self.times[-self.limit] + self.period - now

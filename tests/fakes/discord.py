@@ -25,13 +25,15 @@ import json
 import math
 import re
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.fakes.base import RollingWindow
 
 DISCORD_EPOCH_MS = 1420070400000
 API_PREFIX = "/api/v10"
@@ -92,22 +94,6 @@ class RateLimits:
     channel_messages: int = 5
     channel_window: float = 5.0
     scale: float = 1.0
-
-
-class _Window:
-    __slots__ = ("limit", "period", "times")
-
-    def __init__(self, limit: float, period: float) -> None:
-        self.limit = max(1, int(limit))
-        self.period = period
-        self.times: deque[float] = deque()
-
-    def wait(self, now: float) -> float:
-        while self.times and self.times[0] <= now - self.period:
-            self.times.popleft()
-        if len(self.times) < self.limit:
-            return 0.0
-        return self.times[-self.limit] + self.period - now
 
 
 _CHANNEL_MESSAGES = re.compile(re.escape(API_PREFIX) + r"/channels/(\d+)/messages$")
@@ -211,8 +197,9 @@ class FakeDiscord:
     ) -> None:
         self.token = token
         self.rate_limits = rate_limits or RateLimits()
-        self._global_window = _Window(self.rate_limits.global_per_second, self.rate_limits.scale)
-        self._channel_windows: dict[str, _Window] = {}
+        limits = self.rate_limits
+        self._global_window = RollingWindow(limits.global_per_second, limits.scale)
+        self._channel_windows: dict[str, RollingWindow] = {}
         self.rate_limited = 0  # 429s our limits gave (not the scripted ones)
         self.refused: list[tuple[float, str, str]] = []  # (when, path, which limit)
         self.shards = shards
@@ -778,7 +765,7 @@ class FakeDiscord:
             if rule["left"] > 0 and rule["match"] in path:
                 rule["left"] -= 1
                 return _rate_limited(rule["retry_after"], rule["global"])
-        bucket: _Window | None = None
+        bucket: RollingWindow | None = None
         if path.startswith(API_PREFIX) and self.rate_limits.enabled:
             limited, bucket = self._enforce(request.method, path)
             if limited is not None:
@@ -808,7 +795,7 @@ class FakeDiscord:
         self._changed.set()
         return response
 
-    def _enforce(self, method: str, path: str) -> tuple[web.Response | None, _Window | None]:
+    def _enforce(self, method: str, path: str) -> tuple[web.Response | None, RollingWindow | None]:
         """Count a request in its windows, or the 429 Discord would answer instead."""
         now = time.monotonic()
         limits = self.rate_limits
@@ -817,7 +804,7 @@ class FakeDiscord:
         if match is not None:
             bucket = self._channel_windows.get(match.group(1))
             if bucket is None:
-                bucket = self._channel_windows[match.group(1)] = _Window(
+                bucket = self._channel_windows[match.group(1)] = RollingWindow(
                     limits.channel_messages, limits.channel_window * limits.scale
                 )
         wait = self._global_window.wait(now)

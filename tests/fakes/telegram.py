@@ -36,6 +36,8 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
+from tests.fakes.base import RollingWindow
+
 DEFAULT_TOKEN = "7012345678:AAHfAkE-tOkEn_For_Tests-0123456789abcd"
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
@@ -309,33 +311,14 @@ class RateLimits:
     scale: float = 1.0
 
 
-class _Window:
-    """At most `limit` requests in any `period` seconds: a rolling window, as Telegram
-    measures, not a bucket that refills."""
-
-    __slots__ = ("limit", "period", "times")
-
-    def __init__(self, limit: float, period: float) -> None:
-        self.limit = max(1, int(limit))
-        self.period = period
-        self.times: deque[float] = deque()
-
-    def wait(self, now: float) -> float:
-        while self.times and self.times[0] <= now - self.period:
-            self.times.popleft()
-        if len(self.times) < self.limit:
-            return 0.0
-        return self.times[-self.limit] + self.period - now
-
-
 class _Limiter:
     def __init__(self, limits: RateLimits, clock: Callable[[], float]) -> None:
         self.limits = limits
         self.clock = clock
-        self._global: _Window | None = None
-        self._paid: _Window | None = None
-        self._chats: dict[int | str, _Window] = {}
-        self._groups: dict[int | str, _Window] = {}
+        self._global: RollingWindow | None = None
+        self._paid: RollingWindow | None = None
+        self._chats: dict[int | str, RollingWindow] = {}
+        self._groups: dict[int | str, RollingWindow] = {}
         self.refused: list[tuple[float, int | str, str]] = []  # (when, chat, which limit)
 
     def check(self, chat_id: int | str, *, paid: bool = False) -> int:
@@ -348,23 +331,25 @@ class _Limiter:
         scale = limits.scale
         if paid:
             if self._paid is None:
-                self._paid = _Window(limits.paid_per_second, scale)
+                self._paid = RollingWindow(limits.paid_per_second, scale)
             shared = self._paid
         else:
             if self._global is None:
-                self._global = _Window(limits.global_per_second, scale)
+                self._global = RollingWindow(limits.global_per_second, scale)
             shared = self._global
         windows = [shared]
         names = ["paid" if paid else "global", "chat", "group"]
         chat = self._chats.get(chat_id)
         if chat is None:
             burst = limits.per_chat_burst
-            chat = self._chats[chat_id] = _Window(burst, scale * burst / limits.per_chat_per_second)
+            period = scale * burst / limits.per_chat_per_second
+            chat = self._chats[chat_id] = RollingWindow(burst, period)
         windows.append(chat)
         if _is_group(chat_id):
             group = self._groups.get(chat_id)
             if group is None:
-                group = self._groups[chat_id] = _Window(limits.per_group_per_minute, 60 * scale)
+                per_minute = limits.per_group_per_minute
+                group = self._groups[chat_id] = RollingWindow(per_minute, 60 * scale)
             windows.append(group)
         waits = [w.wait(now) for w in windows]
         wait = max(waits)
