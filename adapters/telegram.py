@@ -22,14 +22,14 @@ import json
 import logging
 import time
 import warnings
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
+from cachetools import LRUCache, TTLCache
 from telegram import (
     BotCommand,
     BotCommandScopeAllChatAdministrators,
@@ -58,13 +58,22 @@ from telegram.ext import (
     filters,
 )
 
-from bot import cards, learning, sending
-from bot.commands import COMMANDS, ChatKind, Context, run_text, split_command_line
+from bot import learning, sending
+from bot.commands import COMMANDS, ChatKind, Command, Context, run_text, split_command_line
 from bot.config import USER_AGENT
-from bot.ids import InvalidArxivId, parse_arxiv_id
+from bot.conversation import (
+    FOLLOW_UP,
+    Conversation,
+    button_data,
+    fit_button,
+    follow_up,
+    paper_of,
+    parse_button_data,
+)
 from bot.logs import install_redaction, quiet_http_loggers, redact
 from bot.models import ChatRef
 from bot.pacing import Pacer, SendLimits
+from bot.sending import Sent
 from bot.startup import PlatformError, describe, retrying
 from bot.text import (
     Block,
@@ -98,9 +107,6 @@ MAX_TEXT = 4096  # UTF-16 code units, after entity parsing
 MAX_CAPTION = 1024
 MAX_CALLBACK_DATA = 64  # bytes
 MAX_ALERT = 200  # answerCallbackQuery text
-# Long callback data is saved to the store again after this long, which keeps the rows of
-# buttons still being sent from being pruned (bot/delivery.py prunes after 30 days).
-CALLBACK_RESAVE_SECONDS = 86_400.0
 # chat_member: someone's rights changed in a chat where we are admin (drops the admin cache).
 # message_reaction: 👍/👎 on a one-paper message is a vote (issue 14; in groups Telegram
 # sends them only to bots that are admins).
@@ -330,31 +336,9 @@ def render_html(message: Message, limit: int = MAX_TEXT) -> list[str]:
 # ============================================================== buttons and keys
 
 
-def callback_data(command: str, arg: str) -> str:
-    return f"{command}:{arg}"
-
-
-def parse_callback_data(data: str) -> tuple[str, str] | None:
-    command, sep, arg = data.partition(":")
-    return (command, arg) if sep and command else None
-
-
-def callback_key(data: str) -> str:
-    """The short key that stands for callback data longer than Telegram allows. Derived from
-    the data alone, so every worker (and every restart) computes the same key."""
-    return hashlib.sha256(data.encode()).hexdigest()[:24]
-
-
-def _callback(button: Button, long: dict[str, str]) -> str:
-    """A button's callback data; data longer than Telegram allows becomes `~:<key>`, with
-    the data in `long` under that key (the adapter saves it to the store before sending)."""
-    assert button.command is not None
-    data = callback_data(button.command, button.arg)
-    if len(data.encode("utf-8")) <= MAX_CALLBACK_DATA:
-        return data
-    key = callback_key(data)
-    long[key] = data
-    return f"~:{key}"
+# Button data as the core encodes it (bot/conversation.py); the names stay for tests.
+callback_data = button_data
+parse_callback_data = parse_button_data
 
 
 @dataclass(slots=True)
@@ -482,20 +466,6 @@ def _telegram_chat_id(chat: ChatRef) -> int | str:
         return chat.chat_id  # "@channelusername"
 
 
-class _Bounded(OrderedDict[Any, Any]):
-    """An LRU-ish dict that forgets its oldest entries beyond `size`."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def put(self, key: Any, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
-
-
 # ==================================================================== the adapter
 
 
@@ -533,13 +503,11 @@ class TelegramAdapter:
         self._conflict_last = 0.0
         self.username: str | None = None
         self._application: Application[Any, Any, Any, Any, Any, Any] | None = None
-        # Two caches in front of the store, which holds the truth for every worker:
-        # (chat id, message id) of explanations we sent -> paper id, for follow-up replies,
-        self._explained = _Bounded(20_000)
-        # and the short key of long callback data -> (data, when to save it again).
-        self._long_callbacks = _Bounded(10_000)
-        self._admins = _Bounded(10_000)  # (chat id, user id) -> (is admin, expires at)
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Replies, message -> paper memory and long button data: the core's (with the store
+        # behind it, which holds the truth for every worker).
+        self.conversation = Conversation(app.store, max_wait=max_wait_seconds)
+        # (chat id, user id) -> is admin
+        self._admins: TTLCache[tuple[int, int], bool] = TTLCache(10_000, admin_cache_seconds)
         # Digests go out through httpx directly (see `send`); PTB does the rest.
         self._http: httpx.AsyncHTTPTransport | None = None
         base = f"{settings.telegram_api_base_url}{settings.telegram_bot_token}"
@@ -549,7 +517,7 @@ class TelegramAdapter:
         # id(message) -> (message, plan): a digest is shared by many chats, and the outbox
         # hands out one Message object per distinct body. Holding the message keeps its
         # id from being reused while the entry lives.
-        self._plans = _Bounded(512)
+        self._plans: LRUCache[int, tuple[Message, _Plan]] = LRUCache(512)
         # Every message we post, digest or reply, waits for its slot here (bot/pacing.py).
         self.limits = send_limits(settings)
         self.pacer = Pacer(self.limits)
@@ -710,9 +678,7 @@ class TelegramAdapter:
             await application.updater.stop()
         if application.running:
             await application.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.conversation.close()
         await application.shutdown()
         self._application = None
 
@@ -734,8 +700,8 @@ class TelegramAdapter:
             plan: _Plan = cached[1]
         else:
             plan = self._prepare(message, lean=True)
-            self._plans.put(id(message), (message, plan))
-        return await self._send_plan(chat, plan, patient=False)
+            self._plans[id(message)] = (message, plan)
+        return await self._send_plan(chat, plan, paid=self.settings.telegram_paid_broadcast)
 
     def _prepare(self, message: Message, *, lean: bool = False) -> _Plan:
         callbacks: dict[str, str] = {}
@@ -830,61 +796,30 @@ class TelegramAdapter:
                     if button.url.lower().startswith(_BUTTON_SCHEMES):
                         buttons.append(InlineKeyboardButton(label, url=button.url))
                 elif button.command:
-                    buttons.append(
-                        InlineKeyboardButton(label, callback_data=_callback(button, callbacks))
-                    )
+                    data = fit_button(button.command, button.arg, MAX_CALLBACK_DATA, callbacks)
+                    buttons.append(InlineKeyboardButton(label, callback_data=data))
             if buttons:
                 keyboard.append(buttons)
         return InlineKeyboardMarkup(keyboard) if keyboard else None
-
-    async def _save_callbacks(self, callbacks: dict[str, str]) -> None:
-        """Put long callback data in the store (the cache skips what was saved lately)."""
-        now = time.monotonic()
-        fresh = {}
-        for key, data in callbacks.items():
-            cached = self._long_callbacks.get(key)
-            if cached is None or cached[1] <= now:
-                fresh[key] = data
-        if not fresh:
-            return
-        try:
-            await self.app.store.save_callbacks(fresh)
-        except Exception as e:
-            # Without its data a button would not work: send the message later instead.
-            raise sending.TransientError(f"cannot save button data ({type(e).__name__})") from e
-        for key, data in fresh.items():
-            self._long_callbacks.put(key, (data, now + CALLBACK_RESAVE_SECONDS))
-
-    async def _load_callback(self, key: str) -> tuple[str, str] | None:
-        cached = self._long_callbacks.get(key)
-        if cached is not None:
-            return parse_callback_data(cached[0])
-        data = await self.app.store.load_callback(key)
-        if data is None:
-            return None
-        # Saved by another worker (or before a restart): recent, no need to save it again.
-        self._long_callbacks.put(key, (data, time.monotonic() + CALLBACK_RESAVE_SECONDS))
-        return parse_callback_data(data)
 
     async def _send_plan(
         self,
         chat: ChatRef,
         plan: _Plan,
         *,
-        patient: bool,
         reply_to: int | None = None,
+        paid: bool = False,
     ) -> list[str]:
-        """Send every part. `patient` (interactive replies) sits out flood waits itself;
-        otherwise a RetryAfter before anything went out is the caller's to schedule, and
-        one after the first part is waited out here so a retry never repeats parts."""
+        """Send every part. A RetryAfter before anything went out is the caller's to act on
+        (bot/conversation.py for replies, the outbox for digests); one after the first part
+        is sat out here, so a retry never repeats parts."""
         bot = self.application.bot
         parts, markup = plan.parts, plan.markup
         if plan.callbacks:
-            await self._save_callbacks(plan.callbacks)
+            await self.conversation.save_buttons(plan.callbacks)
         chat_id = _telegram_chat_id(chat)
         thread = int(chat.thread_id) if chat.thread_id else None
         group = is_group(chat)
-        paid = self.settings.telegram_paid_broadcast and not patient  # digests only
         ids: list[str] = []
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
@@ -923,7 +858,7 @@ class TelegramAdapter:
                     break
                 except tg_error.RetryAfter as e:
                     wait = retry_after_seconds(e)
-                    if (patient or ids) and wait <= self.max_wait_seconds:
+                    if ids and wait <= self.max_wait_seconds:
                         log.info("telegram: flood wait %.0fs in %s", wait, chat.key)
                         await asyncio.sleep(wait)
                         continue
@@ -933,6 +868,8 @@ class TelegramAdapter:
             ids.append(str(sent if isinstance(sent, int) else sent.message_id))
         return ids
 
+    # ------------------------------------------- replies (bot.sending.Outbound)
+
     async def reply(
         self,
         chat: ChatRef,
@@ -941,84 +878,26 @@ class TelegramAdapter:
         reply_to: int | None = None,
         paper: str | None = None,
     ) -> list[str]:
-        """Send a command's reply, dealing with what the chat's state tells us on the way;
-        a reply with an update (the LLM's explanation to come) is edited when it arrives."""
-        ids: list[str] = []
-        shown: list[tuple[_Plan, list[str]]] = []
-        for message in reply.messages:
-            for _attempt in range(3):
-                plan = self._prepare(message)
-                try:
-                    sent = await self._send_plan(chat, plan, patient=True, reply_to=reply_to)
-                except sending.ChatMoved as e:
-                    log.info("telegram: %s moved to %s", chat.key, e.new_chat.key)
-                    await self.app.store.migrate_chat(chat, e.new_chat)
-                    chat, reply_to = e.new_chat, None
-                    continue
-                except sending.ChatGone as e:
-                    log.info("telegram: deactivating %s: %s", chat.key, e)
-                    await self.app.store.set_chat_active(chat, False)
-                    return ids
-                except sending.TransientError as e:
-                    log.warning("telegram: sending to %s failed, retrying: %s", chat.key, e)
-                    await asyncio.sleep(1.0)
-                    continue
-                except sending.SendError as e:
-                    log.error("telegram: could not send to %s: %s", chat.key, e)
-                    return ids
-                ids.extend(sent)
-                shown.append((plan, sent))
-                # A one-paper card with vote buttons: reactions to it vote on that paper.
-                about = paper or cards.voted_paper(message)
-                if about:
-                    await self._remember_paper(chat, sent, about)
-                if message.document is not None:
-                    ids.extend(await self._send_document(chat, message.document))
-                break
-            reply_to = None
-        if reply.update is not None and shown:
-            # In the background: the handler returns, the edit comes when the update does.
-            task = asyncio.create_task(self._edit_later(chat, shown, reply.update, paper))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return ids
+        """Send a command's reply by the core's policy (bot/conversation.py)."""
+        return await self.conversation.reply(
+            self,
+            chat,
+            reply,
+            reply_to=str(reply_to) if reply_to is not None else None,
+            paper=paper,
+        )
 
-    async def _edit_later(
-        self,
-        chat: ChatRef,
-        shown: list[tuple[_Plan, list[str]]],
-        update: Callable[[], Awaitable[Reply]],
-        paper: str | None,
-    ) -> None:
-        """Edit a sent reply into its update: what lines up is edited in place, old parts
-        left over are deleted, new parts left over are sent below."""
-        try:
-            better = await update()
-            new_ids: list[str] = []
-            for index, message in enumerate(better.messages):
-                old = shown[index] if index < len(shown) else None
-                new_ids += await self._edit_message(chat, old, message)
-            for _plan, ids in shown[len(better.messages) :]:
-                for message_id in ids:
-                    await self._tg_call(chat, "deleteMessage", message_id=int(message_id))
-            if paper and new_ids:
-                await self._remember_paper(chat, new_ids, paper)
-        except asyncio.CancelledError:
-            raise
-        except (tg_error.TelegramError, sending.SendError) as e:
-            log.info("telegram: could not edit a reply in %s: %s", chat.key, redact(str(e)))
-        except Exception:
-            log.exception("telegram: editing a reply in %s failed", chat.key)
+    async def post(self, chat: ChatRef, message: Message, *, reply_to: str | None) -> Sent:
+        plan = self._prepare(message)
+        ids = await self._send_plan(chat, plan, reply_to=int(reply_to) if reply_to else None)
+        return Sent(ids, plan)
 
-    async def _edit_message(
-        self, chat: ChatRef, old: tuple[_Plan, list[str]] | None, message: Message
-    ) -> list[str]:
-        """Edit one sent message (its parts) into `message`; returns the ids of parts sent
-        anew."""
+    async def edit(self, chat: ChatRef, sent: Sent, message: Message) -> Sent:
         plan = self._prepare(message)
         if plan.callbacks:
-            await self._save_callbacks(plan.callbacks)
-        old_plan, old_ids = old if old is not None else (_Plan([], None), [])
+            await self.conversation.save_buttons(plan.callbacks)
+        old_plan: _Plan = sent.state
+        old_ids = sent.ids
         last_old, last_new = len(old_ids) - 1, len(plan.parts) - 1
         kept = 0
         for index, (was, part) in enumerate(zip(old_plan.parts, plan.parts, strict=False)):
@@ -1041,10 +920,27 @@ class TelegramAdapter:
             kept += 1
         for message_id in old_ids[kept:]:
             await self._tg_call(chat, "deleteMessage", message_id=int(message_id))
-        if kept >= len(plan.parts):
-            return []
-        rest = _Plan(plan.parts[kept:], plan.markup)
-        return await self._send_plan(chat, rest, patient=True)
+        ids = old_ids[:kept]
+        if kept < len(plan.parts):
+            rest = _Plan(plan.parts[kept:], plan.markup)
+            ids = ids + await self._send_plan(chat, rest)
+        return Sent(ids, plan)
+
+    async def delete(self, chat: ChatRef, sent: Sent) -> None:
+        for message_id in sent.ids:
+            await self._tg_call(chat, "deleteMessage", message_id=int(message_id))
+
+    async def attach(self, chat: ChatRef, document: Document) -> list[str]:
+        """A file (a .bib export) as a Telegram document, uploaded as multipart."""
+        try:
+            sent = await self.application.bot.send_document(
+                _telegram_chat_id(chat),
+                InputFile(document.data, filename=document.filename),
+                message_thread_id=int(chat.thread_id) if chat.thread_id else None,
+            )
+        except tg_error.TelegramError as e:
+            raise map_error(e, chat) from None
+        return [str(sent.message_id)]
 
     async def _tg_call(self, chat: ChatRef, method: str, **kwargs: Any) -> None:
         """editMessageText / deleteMessage, sitting out short flood waits; "not modified"
@@ -1058,31 +954,15 @@ class TelegramAdapter:
             except tg_error.RetryAfter as e:
                 wait = retry_after_seconds(e)
                 if wait > self.max_wait_seconds:
-                    raise
+                    raise sending.RetryAfter(wait) from None
                 await asyncio.sleep(wait)
-            except tg_error.BadRequest as e:
-                text = str(e).lower()
-                if "not modified" in text or "message to delete not found" in text:
-                    return
-                raise
-
-    async def _send_document(self, chat: ChatRef, document: Document) -> list[str]:
-        """A file (a .bib export) as a Telegram document, uploaded as multipart."""
-        for _attempt in range(3):
-            try:
-                sent = await self.application.bot.send_document(
-                    _telegram_chat_id(chat),
-                    InputFile(document.data, filename=document.filename),
-                    message_thread_id=int(chat.thread_id) if chat.thread_id else None,
-                )
-            except tg_error.RetryAfter as e:  # right after the note: the chat's flood limit
-                await asyncio.sleep(min(retry_after_seconds(e), 30.0))
-                continue
             except tg_error.TelegramError as e:
-                log.error("telegram: could not send %s to %s: %s", document.filename, chat.key, e)
-                return []
-            return [str(sent.message_id)]
-        return []
+                text = str(e).lower()
+                if isinstance(e, tg_error.BadRequest) and (
+                    "not modified" in text or "message to delete not found" in text
+                ):
+                    return
+                raise map_error(e, chat) from None
 
     async def _on_reaction(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """👍/👎 (❤, 🔥, 💩) on a one-paper message votes on it; ✍ saves it."""
@@ -1107,28 +987,12 @@ class TelegramAdapter:
         except Exception:
             log.exception("telegram: a reaction in %s could not be counted", chat.key)
 
-    async def _remember_paper(self, chat: ChatRef, message_ids: list[str], paper: str) -> None:
-        """A reply to any of these messages, on any worker, asks about `paper`."""
-        for message_id in message_ids:
-            self._explained.put((chat.chat_id, message_id), paper)
-        try:
-            await self.app.store.remember_message_papers(chat, message_ids, paper)
-        except Exception:
-            # The reply went out; only follow-ups reaching another worker will miss it.
-            log.exception("telegram: cannot remember the paper of messages in %s", chat.key)
-
     async def _replied_paper(self, chat: ChatRef, replied: TgMessage) -> str | None:
-        """The paper of the message replied to, if it is one of our explanations."""
+        """The paper of the message replied to, if it is one of ours about a paper."""
         author = replied.from_user
         if author is not None and author.id != self.application.bot.id:
             return None  # someone else's message: no need to ask the store
-        message_id = str(replied.message_id)
-        paper: str | None = self._explained.get((chat.chat_id, message_id))
-        if paper is None:
-            paper = await self.app.store.message_paper(chat, message_id)
-            if paper is not None:
-                self._explained.put((chat.chat_id, message_id), paper)
-        return paper
+        return await self.conversation.paper_replied_to(chat, str(replied.message_id))
 
     # ---------------------------------------------------------------- inbound
 
@@ -1139,27 +1003,30 @@ class TelegramAdapter:
     async def _is_admin(self, chat_id: int, user_id: int) -> bool:
         key = (chat_id, user_id)
         cached = self._admins.get(key)
-        now = time.monotonic()
-        if cached is not None and cached[1] > now:
-            return bool(cached[0])
+        if cached is not None:
+            return cached
         try:
             member = await self.application.bot.get_chat_member(chat_id, user_id)
             is_admin = member.status in _ADMIN_STATUSES
         except tg_error.TelegramError as e:
             log.info("telegram: cannot check admin rights in %s: %s", chat_id, redact(str(e)))
             return False  # not cached: the next try may work
-        self._admins.put(key, (is_admin, now + self.admin_cache_seconds))
+        self._admins[key] = is_admin
         return is_admin
 
     async def _context(
-        self, message: TgMessage, chat: ChatRef, command: str | None, presser: User | None = None
+        self,
+        message: TgMessage,
+        chat: ChatRef,
+        command: Command | None,
+        presser: User | None = None,
     ) -> Context:
         """Who runs `command` where. `presser`: whoever pressed a button under `message`."""
         tg_chat = message.chat
         kind = _chat_kind(tg_chat.type)
         user = presser or message.from_user
         sender_chat = None if presser else message.sender_chat
-        needs_admin = command in COMMANDS and COMMANDS[command].admin_only
+        needs_admin = command is not None and command.admin_only
         if kind == "private":
             is_admin = True  # a private chat is its user's
         elif presser is not None:
@@ -1198,12 +1065,12 @@ class TelegramAdapter:
         private = message.chat.type == ChatType.PRIVATE
         if invocation.name not in COMMANDS and not (private or mention):
             return  # in groups, unknown commands are likely another bot's
-        ctx = await self._context(message, chat, invocation.name)
         command = COMMANDS.get(invocation.name)
+        ctx = await self._context(message, chat, command)
         if command is not None and command.slow:
             await self._typing(chat)
         reply = await run_text(ctx, invocation.name, invocation.text)
-        paper = _paper_of(invocation.name, invocation.text)
+        paper = paper_of(invocation.name, invocation.text)
         reply_to = None if private else message.message_id
         await self.reply(chat, reply, reply_to=reply_to, paper=paper)
 
@@ -1215,10 +1082,9 @@ class TelegramAdapter:
         paper = await self._replied_paper(chat, replied)
         if paper is None:
             return
-        ctx = await self._context(message, chat, "ask")
-        ctx.reply_to_paper = paper
+        ctx = await self._context(message, chat, FOLLOW_UP)
         await self._typing(chat)
-        reply = await run_text(ctx, "ask", f"{paper} {message.text}")
+        reply = await follow_up(ctx, paper, message.text or "")
         reply_to = None if message.chat.type == ChatType.PRIVATE else message.message_id
         await self.reply(chat, reply, reply_to=reply_to, paper=paper)
 
@@ -1237,9 +1103,7 @@ class TelegramAdapter:
             return
         answered = False
         try:
-            parsed = parse_callback_data(query.data or "")
-            if parsed and parsed[0] == "~":
-                parsed = await self._load_callback(parsed[1])
+            parsed = await self.conversation.button(query.data or "")
             message = query.message
             if parsed is None or parsed[0] not in COMMANDS or not isinstance(message, TgMessage):
                 await query.answer("This button no longer works. Try the command instead.")
@@ -1248,7 +1112,7 @@ class TelegramAdapter:
             name, arg = parsed
             chat = self._chat_ref(message)
             # The presser, not the message's author (our bot), runs the command.
-            ctx = await self._context(message, chat, name, presser=query.from_user)
+            ctx = await self._context(message, chat, COMMANDS[name], presser=query.from_user)
             if COMMANDS[name].slow:
                 await query.answer("Working on it…")
                 answered = True
@@ -1262,7 +1126,7 @@ class TelegramAdapter:
             if not answered:
                 await query.answer()
                 answered = True
-            paper = _paper_of(name, arg)
+            paper = paper_of(name, arg)
             await self.reply(chat, reply, paper=paper)
         finally:
             if not answered:
@@ -1284,7 +1148,7 @@ class TelegramAdapter:
         if change.new_chat_member.status == ChatMemberStatus.RESTRICTED:
             present = bool(getattr(change.new_chat_member, "is_member", True))
         log.info("telegram: bot %s in %s", "present" if present else "gone", chat.key)
-        await self.app.store.set_chat_active(chat, present)
+        await self.conversation.present(chat, present)
 
     async def _on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -1293,7 +1157,7 @@ class TelegramAdapter:
         old = ChatRef(PLATFORM, str(message.chat.id))
         new = ChatRef(PLATFORM, str(message.migrate_to_chat_id))
         log.info("telegram: %s became %s", old.key, new.key)
-        await self.app.store.migrate_chat(old, new)
+        await self.conversation.moved(old, new)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         error = context.error
@@ -1301,16 +1165,6 @@ class TelegramAdapter:
             log.warning("telegram: network trouble: %s", redact(str(error)))
             return
         log.error("telegram: handling an update failed", exc_info=error)
-
-
-def _paper_of(command: str, text: str) -> str | None:
-    """The paper an explain/ask reply is about, so replies to it can ask follow-ups."""
-    if command not in ("explain", "ask") or not text.strip():
-        return None
-    try:
-        return parse_arxiv_id(text.split()[0]).id
-    except InvalidArxivId:
-        return None
 
 
 def _short_alert(reply: Reply) -> str | None:
