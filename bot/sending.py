@@ -55,7 +55,11 @@ class Sender(Protocol):
     platform: str
 
     async def send(self, chat: ChatRef, message: Message) -> list[str]:
-        """Send one message (the renderer may split it); returns platform message ids."""
+        """Send one message (the renderer may split it); returns platform message ids.
+
+        `message` is shared and read-only: the outbox hands out one Message object per
+        distinct row body while it is in use (many chats get the same digest), so a sender
+        may memoise its rendering per object (adapters/telegram/fastpath.py does)."""
         ...
 
 
