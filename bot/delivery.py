@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from bot import cards, learning
 from bot.config import Settings
 from bot.digest import Round
+from bot.doc import Message
 from bot.models import ChatRef
 from bot.schedule import next_run
 from bot.sending import (
@@ -44,7 +45,6 @@ from bot.sending import (
 from bot.serialize import message_from_json
 from bot.service import Paperboy
 from bot.store.base import DueChat, Enqueue, OutboxItem, Store
-from bot.text import Message
 
 log = logging.getLogger(__name__)
 

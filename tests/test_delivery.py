@@ -12,12 +12,12 @@ import pytest
 
 from bot.config import Settings
 from bot.delivery import Dispatcher, deliver_once, scheduler_tick
+from bot.doc import Message
 from bot.models import ChatRef, ChatSettings, DigestFormat, Subscription
 from bot.sending import ChatGone, ChatMoved, PermanentError, RetryAfter, TransientError
 from bot.service import Paperboy
 from bot.sources.base import FeedFetch
 from bot.store.sqlite import SQLiteStore
-from bot.text import Message
 from tests.test_digest import StubSource, paper
 
 FAST = Settings(
@@ -137,7 +137,7 @@ async def test_tick_enqueues_advances_and_marks_delivered_together(app: Paperboy
 
 
 def plain_text(message: Message) -> str:
-    from bot.text import block_text
+    from bot.doc import block_text
 
     return "\n".join(block_text(b) for b in message.blocks)
 
