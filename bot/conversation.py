@@ -39,6 +39,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from bot import cards
 from bot.commands import COMMANDS, Command, Context, run_args
+from bot.doc import Document, Message, Reply
 from bot.ids import InvalidArxivId, parse_arxiv_id
 from bot.logs import redact
 from bot.models import ChatRef
@@ -51,7 +52,6 @@ from bot.sending import (
     Sent,
     TransientError,
 )
-from bot.text import Document, Message, Reply
 
 if TYPE_CHECKING:
     from bot.store.base import Store

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bot.doc import Document, Message
 from bot.models import ChatRef
-from bot.text import Document, Message
 
 
 class SendError(Exception):

@@ -53,12 +53,12 @@ from adapters.telegram.render import Plan, plan
 from bot import sending
 from bot.commands import COMMANDS
 from bot.conversation import Conversation
+from bot.doc import Document, Message, Reply
 from bot.logs import install_redaction, quiet_http_loggers
 from bot.models import ChatRef
 from bot.pacing import Pacer
 from bot.sending import Sent
 from bot.startup import PlatformError, describe, retrying
-from bot.text import Document, Message, Reply
 
 if TYPE_CHECKING:
     from bot.config import Settings

@@ -35,8 +35,8 @@ from adapters.telegram.chats import telegram_chat_id, thread_id
 from adapters.telegram.errors import api_error
 from adapters.telegram.render import Plan, plan
 from bot.config import USER_AGENT
+from bot.doc import Message
 from bot.models import ChatRef
-from bot.text import Message
 
 if TYPE_CHECKING:
     from bot.config import Settings

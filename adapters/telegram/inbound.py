@@ -23,9 +23,9 @@ from adapters.telegram.chats import PLATFORM, chat_kind, telegram_chat_id, threa
 from bot import learning
 from bot.commands import COMMANDS, Command, Context, run_text, split_command_line
 from bot.conversation import FOLLOW_UP, follow_up, paper_of
+from bot.doc import Reply, block_text
 from bot.logs import redact
 from bot.models import ChatRef
-from bot.text import Reply, block_text
 
 if TYPE_CHECKING:
     from adapters.telegram.adapter import TelegramAdapter

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.conversation import button_data, fit_button, parse_button_data
-from bot.text import (
+from bot.doc import (
     Block,
     Bold,
     Button,
