@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cachetools import TTLCache
 from telegram import Message as TgMessage
-from telegram import ReactionTypeEmoji, Update, User
+from telegram import Bot, ReactionTypeEmoji, Update, User
 from telegram import error as tg_error
 from telegram.constants import ChatAction, ChatMemberStatus, ChatType
 from telegram.ext import ContextTypes
@@ -51,7 +51,7 @@ class Inbound:
         self._admins: TTLCache[tuple[int, int], bool] = TTLCache(10_000, admin_cache_seconds)
 
     @property
-    def bot(self) -> Any:
+    def bot(self) -> Bot:
         return self.adapter.application.bot
 
     async def on_reaction(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
