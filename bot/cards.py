@@ -58,7 +58,7 @@ def meta_line(paper: Paper) -> str:
     return " · ".join(parts)
 
 
-def _shorten(text: str, limit: int) -> str:
+def shorten(text: str, limit: int) -> str:
     text = " ".join(text.split())
     if len(text) <= limit:
         return text
@@ -152,7 +152,7 @@ def paper_message(
     if paper.ai_summary:
         blocks.append(Paragraph((Bold((Text("TL;DR "),)), *rich_inlines(paper.ai_summary))))
     if paper.abstract:
-        abstract = paper.abstract if detail else _shorten(paper.abstract, 600)
+        abstract = paper.abstract if detail else shorten(paper.abstract, 600)
         blocks.append(Paragraph(rich_inlines(abstract)))
     if line is not None:
         blocks.append(Paragraph(math_line(line)))
@@ -182,7 +182,7 @@ def list_item(
         item.append(Text(f" · {meta}"))
     blurb = paper.ai_summary or paper.abstract
     if blurb:
-        item += [Text("\n"), *rich_inlines(_shorten(blurb, COMPACT_ABSTRACT_CHARS))]
+        item += [Text("\n"), *rich_inlines(shorten(blurb, COMPACT_ABSTRACT_CHARS))]
     if line is not None:
         item += [Text("\n"), *math_line(line)]
     item += [

@@ -11,7 +11,7 @@ The builders keep replies short to write: `p("Try ", code("/help"), ".")` is
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 # ---------------------------------------------------------------- inline nodes
@@ -218,6 +218,16 @@ def heading(*parts: Part) -> Heading:
 def section(title: str) -> Paragraph:
     """A bold title line over the blocks that follow ("Commands", "Settings")."""
     return p(b(title))
+
+
+def joined(parts: Iterable[Part], sep: str) -> tuple[Part, ...]:
+    """Parts with `sep` between them: `p("Try ", *joined(map(code, cmds), ", "), ".")`."""
+    out: list[Part] = []
+    for part in parts:
+        if out:
+            out.append(sep)
+        out.append(part)
+    return tuple(out)
 
 
 def bullets(*items: Part | tuple[Part, ...]) -> ListBlock:
