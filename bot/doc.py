@@ -187,8 +187,8 @@ Part = str | Inline  # a str is plain text
 
 
 def inlines(*parts: Part) -> tuple[Inline, ...]:
-    """Parts as inline nodes: each str becomes Text (empty ones are dropped)."""
-    return tuple(Text(part) if isinstance(part, str) else part for part in parts if part != "")
+    """Parts as inline nodes: each str becomes Text."""
+    return tuple(Text(part) if isinstance(part, str) else part for part in parts)
 
 
 def p(*parts: Part) -> Paragraph:

@@ -73,7 +73,7 @@ async def _saved(service: Paperboy, ctx: Context, args: Args) -> Reply:
     papers = await service.saved_papers(ctx.chat)
     if not papers:
         return Reply.text("This chat's library is empty. Save a paper with 💾 or /save <id>.")
-    found = [p for p in papers if matches(p, words)] if words else papers
+    found = [paper for paper in papers if matches(paper, words)] if words else papers
     if not found:
         return Reply.text(f"No saved paper matches “{words}”.")
     title = f"Saved papers matching “{words}”" if words else "Saved papers"
