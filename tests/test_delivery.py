@@ -408,9 +408,9 @@ async def test_senders_survive_the_outbox_being_unreadable_for_a_while(
     app: Paperboy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A database hiccup (a PostgreSQL restart) must not stop delivery for good."""
-    import bot.delivery
+    import bot.delivery.dispatch
 
-    monkeypatch.setattr(bot.delivery, "OUTBOX_RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(bot.delivery.dispatch, "OUTBOX_RETRY_SECONDS", 0.05)
     await add_chat(app, "1")
     announce(app, date(2025, 6, 3))
     store: SQLiteStore = app.store  # type: ignore[assignment]
