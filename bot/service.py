@@ -282,7 +282,7 @@ class Paperboy:
 
     async def explain(self, text: str, chat: ChatRef, user: str, *, images: bool) -> Reply:
         """A paper explained in the chat's language (`/settings language`)."""
-        paper = await self._paper_or_reply(text)
+        paper = await self.paper_or_reply(text)
         if isinstance(paper, Reply):
             return paper
         if self.explainer is None:
@@ -293,7 +293,7 @@ class Paperboy:
         )
 
     async def ask(self, text: str, question: str, chat: ChatRef, user: str) -> Reply:
-        paper = await self._paper_or_reply(text)
+        paper = await self.paper_or_reply(text)
         if isinstance(paper, Reply):
             return paper
         if self.explainer is None:
@@ -303,7 +303,8 @@ class Paperboy:
             paper, question, user=user, chat=chat.key, language=language
         )
 
-    async def _paper_or_reply(self, text: str) -> Paper | Reply:
+    async def paper_or_reply(self, text: str) -> Paper | Reply:
+        """The paper, or the reply that says why there is none."""
         try:
             paper = await self.paper(text)
         except InvalidArxivId as e:

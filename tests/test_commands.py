@@ -207,7 +207,7 @@ async def test_a_chats_language_reaches_the_llm_prompt(
             chat = ChatRef("console", "lang")
             ctx = Context(chat, user_id="u")
             saved = await run_text(service, ctx, "settings", "language DE")
-            assert "Saved." in plain_reply(saved)
+            assert "explanations in German" in plain_reply(saved)
             assert (await service.chat_settings(chat)).language == "de"
             bad = await run_text(service, ctx, "settings", "language klingon")
             assert "Language is one of" in plain_reply(bad)

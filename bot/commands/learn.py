@@ -52,9 +52,9 @@ async def _dislike(service: Paperboy, ctx: Context, args: Args) -> Reply:
 
 
 async def _save(service: Paperboy, ctx: Context, args: Args) -> Reply:
-    paper = await service.paper(str(args["id"]))
-    if paper is None:
-        return Reply.text(f"I couldn't find arXiv paper {args['id']}. Is the id right?")
+    paper = await service.paper_or_reply(str(args["id"]))
+    if isinstance(paper, Reply):
+        return paper
     new = await service.save_paper(ctx.chat, paper.id)
     title = cards.shorten(paper.title, 80)
     if not new:
@@ -108,7 +108,7 @@ async def _train(service: Paperboy, ctx: Context, args: Args) -> Reply:
     voted = await service.voted_papers(ctx.chat)
     space = await features.space()
     day = await asyncio.to_thread(Day, space, best)  # vectors: CPU, off the loop
-    picks = [p for _, p in day.explore(TRAIN_COUNT, voted)]
+    picks = [paper for _, paper in day.explore(TRAIN_COUNT, voted)]
     if not picks:
         return Reply.text("You have rated every paper of today's feeds already. Thanks!")
     reply = cards.paper_list(

@@ -11,9 +11,9 @@ from bot.sources.base import FeedFetch
 
 
 async def _paper(service: Paperboy, ctx: Context, args: Args) -> Reply:
-    paper = await service.paper(str(args["id"]))
-    if paper is None:
-        return Reply.text(f"I couldn't find arXiv paper {args['id']}. Is the id right?")
+    paper = await service.paper_or_reply(str(args["id"]))
+    if isinstance(paper, Reply):
+        return paper
     message = cards.paper_message(paper, detail=True)
     wanted = parse_arxiv_id(str(args["id"])).version
     if wanted and paper.version and wanted > paper.version:
