@@ -9,9 +9,11 @@ import contextlib
 
 from bot.config import Settings
 from bot.explain import Explainer, latex
-from bot.explain.analyze import analyze, claim_sentences, definitions, where_definitions
+from bot.explain.analyze import analyze
+from bot.explain.claims import claim_sentences
 from bot.explain.explainer import _notes
 from bot.explain.html import html_to_latex
+from bot.explain.notation import definitions, where_definitions
 from bot.explain.prompt import explain_prompt, parse_answer
 from bot.explain.source import ExtractReport, find_main, flatten
 from bot.explain.textutil import mark_urls, strip_injections

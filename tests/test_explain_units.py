@@ -6,15 +6,17 @@ import asyncio
 
 import pytest
 
-from bot.explain import analyze as analyze_mod
 from bot.explain import latex
-from bot.explain.analyze import analyze, definitions
+from bot.explain.analyze import analyze
 from bot.explain.cache import CacheKey, MemoryCache, SingleFlight
+from bot.explain.equations import find_equations
 from bot.explain.html import html_to_latex
 from bot.explain.limits import LimitSettings, RateLimiter, TokenBudget
+from bot.explain.notation import definitions
 from bot.explain.prompt import BadAnswer, parse_answer, parse_followup
 from bot.explain.render import render_png
 from bot.explain.reply import EquationView, Explanation
+from bot.explain.sections import find_sections
 from bot.explain.textutil import math_inlines, strip_foreign_links, strip_injections
 from bot.text import Link, Math, Text
 
@@ -110,15 +112,15 @@ We minimize the loss
 \begin{equation} x = y + z \label{e4} \end{equation}
 See \eqref{e4}, \eqref{e4}, \eqref{star}, \eqref{e3}.
 """
-    sections = analyze_mod._sections(body)
-    numbers = {e.latex: e.number for e in analyze_mod._equations(body, True, sections)}
+    sections = find_sections(body)
+    numbers = {e.latex: e.number for e in find_equations(body, True, sections)}
     assert numbers == {
         "a = b": "1.1",
         r"c = d \\ e = f \\ g = h": "1.2–1.3",
         r"\mathcal{L} = \sum_i \ell_i": r"$\star$",
         "x = y + z": "2.1",
     }
-    numbers = {e.latex: e.number for e in analyze_mod._equations(body, False, sections)}
+    numbers = {e.latex: e.number for e in find_equations(body, False, sections)}
     assert numbers["x = y + z"] == "4"
     # The objective is chosen; trivial one-liners are not.
     chosen = analyze(body).equations

@@ -26,7 +26,8 @@ from bot.models import Paper
 from bot.text import display_unicode
 
 if TYPE_CHECKING:
-    from bot.explain.analyze import Analysis, Equation
+    from bot.explain.analyze import Analysis
+    from bot.explain.equations import Equation
     from bot.explain.explainer import Explainer
 
 log = logging.getLogger(__name__)

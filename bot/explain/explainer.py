@@ -26,6 +26,7 @@ from bot.config import USER_AGENT, Settings
 from bot.explain import analyze as analysis_mod
 from bot.explain.analyze import Analysis
 from bot.explain.cache import CacheKey, ExplanationCache, MemoryCache, SingleFlight
+from bot.explain.claims import claim_sentences
 from bot.explain.html import html_to_latex
 from bot.explain.limits import Backoff, LimitSettings, RateLimiter, TokenBudget
 from bot.explain.llm import LLMClient, LLMError, config_from_settings, make_client
@@ -402,7 +403,7 @@ class Explainer:
         else:
             # What the paper claims ("we prove ...", numbers), not the background it opens with.
             abstract = paper.abstract or a.abstract
-            claims = analysis_mod.claim_sentences(abstract) if abstract else a.claims
+            claims = claim_sentences(abstract) if abstract else a.claims
             tldr, tldr_from = " ".join(claims), "from the abstract"
         outline: list[str] = []
         for s in a.sections:
