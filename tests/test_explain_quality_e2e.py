@@ -13,7 +13,7 @@ import pytest
 from adapters.telegram import TelegramAdapter
 from bot.app import paperboy
 from bot.config import Settings
-from bot.explain.latex import internals_share
+from bot.explain.tex_internals import internals_share
 from tests.fakes.arxiv import FakeArxiv, FakePaper
 from tests.fakes.eprint import FakeEprint, tar_gz
 from tests.fakes.hf import FakeHF

@@ -10,8 +10,11 @@ from bot.explain import latex
 from bot.explain.analyze import analyze
 from bot.explain.cache import CacheKey, MemoryCache, SingleFlight
 from bot.explain.equations import find_equations
+from bot.explain.hidden import strip_hidden
 from bot.explain.html import html_to_latex
+from bot.explain.includes import expand_includes
 from bot.explain.limits import LimitSettings, RateLimiter, TokenBudget
+from bot.explain.macros import expand_macros, parse_macros
 from bot.explain.notation import definitions
 from bot.explain.prompt import BadAnswer, parse_answer, parse_followup
 from bot.explain.render import render_png
@@ -24,7 +27,7 @@ from bot.text import Link, Math, Text
 
 
 def expand(defs: str, text: str) -> str:
-    return latex.expand_macros(text, latex.parse_macros(defs))
+    return expand_macros(text, parse_macros(defs))
 
 
 def test_macros() -> None:
@@ -55,7 +58,7 @@ def test_recursive_and_exponential_macros_stop() -> None:
     bomb = "\n".join(
         f"\\newcommand{{\\m{chr(97 + i)}}}{{\\m{chr(98 + i)}\\m{chr(98 + i)}}}" for i in range(30)
     )
-    out = latex.expand_macros(r"\ma", latex.parse_macros(bomb), max_chars=100_000)
+    out = expand_macros(r"\ma", parse_macros(bomb), max_chars=100_000)
     assert len(out) <= 100_000
 
 
@@ -70,7 +73,7 @@ def test_comments_iffalse_and_hidden_text() -> None:
         r"D \textcolor[rgb]{1,1,1}{hidden4} E {\fontsize{0.1pt}{0.1pt}\selectfont hidden5} F "
         r"\textcolor{red}{visible} {\fontsize{10pt}{12pt}\selectfont big}"
     )
-    out = latex.strip_hidden(hidden)
+    out = strip_hidden(hidden)
     assert "hidden" not in out
     assert all(c in out for c in "ABCDEF") and "visible" in out and "big" in out
 
@@ -93,7 +96,7 @@ def test_include_resolution_relative_and_import() -> None:
         "chap/b.tex": r"in-b \input{c}",
         "chap/c.tex": "in-c",
     }
-    text, report = latex.expand_includes(files, "main.tex")
+    text, report = expand_includes(files, "main.tex")
     assert "in-a" in text and "in-b" in text and "in-c" in text
     assert report.missing == ["missing"]
 

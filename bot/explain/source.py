@@ -21,6 +21,10 @@ import httpx
 
 from bot.config import USER_AGENT
 from bot.explain import latex
+from bot.explain.hidden import strip_hidden_counted
+from bot.explain.includes import IncludeReport, expand_includes, includes_in, resolve
+from bot.explain.macros import expand_macros, parse_macros
+from bot.explain.tex_internals import strip_internals
 from bot.sources.http import (
     RETRY_STATUSES,
     BadBody,
@@ -71,7 +75,7 @@ class LatexSource:
     body: str  # includes and macros expanded, comments and hidden text removed
     files: int
     report: ExtractReport
-    includes: latex.IncludeReport
+    includes: IncludeReport
     hidden_removed: int = 0  # passages of hidden text (white, transparent, tiny) dropped
 
 
@@ -335,7 +339,7 @@ def include_graph(files: dict[str, str]) -> dict[str, list[str]]:
             continue
         text = latex.strip_comments(text)
         targets = []
-        for target in latex.includes_in(files, path, text):
+        for target in includes_in(files, path, text):
             if target != path and target not in targets:
                 targets.append(target)
         graph[path] = targets
@@ -399,7 +403,7 @@ def flatten(files: dict[str, str], report: ExtractReport, limits: Limits = Limit
     if main is None:
         raise SourceUnavailable("no main LaTeX file in the source")
     clean = {p: latex.strip_iffalse(latex.strip_comments(t)) for p, t in files.items()}
-    text, includes = latex.expand_includes(
+    text, includes = expand_includes(
         clean, main, max_depth=limits.max_include_depth, max_chars=limits.max_document_chars
     )
     preamble, body = latex.split_document(text)
@@ -409,13 +413,13 @@ def flatten(files: dict[str, str], report: ExtractReport, limits: Limits = Limit
     defs = preamble
     for pkg in re.findall(r"\\usepackage(?:\[[^\]]*\])?\{([^}]*)\}", preamble):
         for name in pkg.split(","):
-            path = latex.resolve(clean, posixpath.dirname(main), name.strip() + ".sty")
+            path = resolve(clean, posixpath.dirname(main), name.strip() + ".sty")
             if path and not _STYLE_CODE.search(clean[path]):
                 defs += "\n" + clean[path]
-    macros = latex.parse_macros(defs + "\n" + body)
-    body = latex.expand_macros(body, macros, max_chars=limits.max_document_chars * 2)
-    body, hidden = latex.strip_hidden_counted(body, preamble)
-    body = latex.strip_internals(body)
+    macros = parse_macros(defs + "\n" + body)
+    body = expand_macros(body, macros, max_chars=limits.max_document_chars * 2)
+    body, hidden = strip_hidden_counted(body, preamble)
+    body = strip_internals(body)
     return LatexSource(
         main=main,
         preamble=preamble,
