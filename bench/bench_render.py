@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from bot.explain import render
+from bot.explain import render, tex_engine
 from bot.explain.equations import find_equations
 from bot.explain.sections import find_sections
 from bot.explain.source import SourceUnavailable, extract
@@ -63,7 +63,7 @@ def main() -> None:
         return
     print(f"{total} display equations from {len(papers)} real papers")
     engines: list[render.Engine] = ["mathtext"]
-    if render.tex_available():
+    if tex_engine.tex_available():
         engines[:0] = ["auto", "tex"]
     else:
         print("TeX (latex + dvipng) is not installed: measuring mathtext only")
