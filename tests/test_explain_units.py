@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from bot.doc import Link, Math, Text
 from bot.explain import latex
 from bot.explain.analyze import analyze
 from bot.explain.cache import CacheKey, MemoryCache, SingleFlight
@@ -21,7 +22,6 @@ from bot.explain.render import render_png
 from bot.explain.reply import EquationView, Explanation
 from bot.explain.sections import find_sections
 from bot.explain.textutil import math_inlines, strip_foreign_links, strip_injections
-from bot.text import Link, Math, Text
 
 # ------------------------------------------------------------------ LaTeX
 

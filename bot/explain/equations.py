@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from bot.explain import latex
 from bot.explain.prose import NUM
 from bot.explain.textutil import sentences, upright_greek
-from bot.text import split_display_rows
+from bot.latex import split_display_rows
 
 
 @dataclass(slots=True)

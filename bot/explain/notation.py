@@ -9,7 +9,7 @@ import re
 from bot.explain import latex
 from bot.explain.prose import CITE, NUM, REF
 from bot.explain.textutil import shorten, upright_greek
-from bot.text import clean_text as unicode_text
+from bot.latex import clean_text as unicode_text
 
 # ---------------------------------------------------------------- glossary
 
