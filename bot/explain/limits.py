@@ -19,6 +19,15 @@ class LimitSettings:
     daily_tokens: int = 500_000  # LLM tokens (in + out) per UTC day; 0 = unlimited
 
 
+@dataclass(slots=True)
+class Stats:
+    eprint_fetches: int = 0
+    html_fetches: int = 0
+    llm_calls: int = 0
+    llm_tokens: int = 0
+    cache_hits: int = 0
+
+
 class SlidingWindow:
     """At most `limit` events per `window` seconds for each key."""
 
