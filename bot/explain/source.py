@@ -18,6 +18,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from bot.config import USER_AGENT
 from bot.explain import latex
@@ -30,6 +31,7 @@ from bot.sources.http import (
     BadBody,
     BodyTooLarge,
     PoliteGate,
+    RetryAfterOrBackoff,
     parse_retry_after,
     read_capped,
 )
@@ -99,32 +101,77 @@ async def polite_get(
     that asked us to wait pushes every arXiv request out (`gate.back_off`). Returns the
     body, or None on 404.
     """
-    for attempt in range(max(1, attempts)):
-        await gate.start()
-        try:
-            async with (
-                asyncio.timeout(deadline),
-                http.stream(
-                    "GET",
-                    url,
-                    headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
-                    follow_redirects=True,
-                ) as resp,
-            ):
-                if resp.status_code == 404:
-                    return None
-                if resp.status_code not in RETRY_STATUSES or attempt + 1 >= attempts:
-                    return await _read_capped(resp, max_bytes)
-                wait = parse_retry_after(resp.headers.get("retry-after"), max_wait)
-                retry_in = wait if wait is not None else min(max_wait, 2.0 * 2**attempt)
-        except TimeoutError:
-            raise SourceUnavailable(
-                f"arXiv sent nothing complete within {deadline:g}s", transient=True
-            ) from None
+    attempts = max(1, attempts)
+
+    def backed_off(state: RetryCallState) -> None:
+        busy = state.outcome.exception() if state.outcome else None
+        retry_in = state.next_action.sleep if state.next_action else 0.0
         gate.back_off(retry_in)
-        log.info("arXiv busy (HTTP %s), retrying in %.1fs", resp.status_code, retry_in)
-        await asyncio.sleep(retry_in)
-    raise AssertionError("unreachable: the last attempt returns or raises")
+        log.info("arXiv busy (HTTP %s), retrying in %.1fs", getattr(busy, "status", "?"), retry_in)
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        # Retry-After when arXiv sends one, else 2 s doubling per attempt, both capped.
+        wait=RetryAfterOrBackoff(2.0, max_wait),
+        retry=retry_if_exception_type(_Busy),
+        before_sleep=backed_off,
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await _get_once(
+                http,
+                gate,
+                url,
+                max_bytes,
+                deadline,
+                max_wait,
+                last=attempt.retry_state.attempt_number >= attempts,
+            )
+    raise AssertionError("unreachable: tenacity either returns or raises")
+
+
+class _Busy(Exception):
+    """arXiv answered 429/5xx on an attempt that is not the last: try again."""
+
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after  # read by RetryAfterOrBackoff
+
+
+async def _get_once(
+    http: httpx.AsyncClient,
+    gate: PoliteGate,
+    url: str,
+    max_bytes: int,
+    deadline: float,
+    max_wait: float,
+    *,
+    last: bool,
+) -> bytes | None:
+    await gate.start()
+    try:
+        async with (
+            asyncio.timeout(deadline),
+            http.stream(
+                "GET",
+                url,
+                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
+                follow_redirects=True,
+            ) as resp,
+        ):
+            if resp.status_code == 404:
+                return None
+            if resp.status_code not in RETRY_STATUSES or last:
+                return await _read_capped(resp, max_bytes)
+            raise _Busy(
+                resp.status_code, parse_retry_after(resp.headers.get("retry-after"), max_wait)
+            )
+    except TimeoutError:
+        raise SourceUnavailable(
+            f"arXiv sent nothing complete within {deadline:g}s", transient=True
+        ) from None
 
 
 async def _read_capped(resp: httpx.Response, max_bytes: int) -> bytes:
