@@ -9,7 +9,7 @@ import pytest
 from bot.doc import Link, Math, Text
 from bot.explain import latex
 from bot.explain.analyze import analyze
-from bot.explain.cache import CacheKey, MemoryCache, SingleFlight
+from bot.explain.cache import CacheKey, ExpiringCache, SingleFlight
 from bot.explain.equations import find_equations
 from bot.explain.hidden import strip_hidden
 from bot.explain.html import html_to_latex
@@ -192,15 +192,15 @@ def test_links_and_markup_in_llm_text_stay_text() -> None:
 
 async def test_memory_cache_ttl_and_lru() -> None:
     now = [0.0]
-    cache = MemoryCache(max_entries=2, clock=lambda: now[0])
+    cache = ExpiringCache(max_entries=2, clock=lambda: now[0])
     k1, k2, k3 = (CacheKey(str(i), 1, "offline", "", "") for i in range(3))
-    await cache.set(k1, "a", ttl=10)
-    await cache.set(k2, "b", ttl=1)
-    assert await cache.get(k1) == "a"
-    await cache.set(k3, "c", ttl=10)  # evicts k2, the least recently used
-    assert await cache.get(k2) is None and await cache.get(k1) == "a"
+    cache.set(k1, "a", ttl=10)
+    cache.set(k2, "b", ttl=1)
+    assert cache.get(k1) == "a"
+    cache.set(k3, "c", ttl=10)  # evicts k2, the least recently used
+    assert cache.get(k2) is None and cache.get(k1) == "a"
     now[0] = 11
-    assert await cache.get(k1) is None
+    assert cache.get(k1) is None
 
 
 async def test_single_flight_survives_a_cancelled_caller() -> None:

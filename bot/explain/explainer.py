@@ -25,7 +25,7 @@ import httpx
 from bot.config import USER_AGENT, Settings
 from bot.doc import Reply
 from bot.explain.analyze import Analysis
-from bot.explain.cache import CacheKey, ExplanationCache, MemoryCache, SingleFlight
+from bot.explain.cache import CacheKey, ExpiringCache, SingleFlight
 from bot.explain.limits import Backoff, LimitSettings, RateLimiter, Stats, TokenBudget
 from bot.explain.llm import LLMClient, LLMError, config_from_settings, make_client
 from bot.explain.offline import offline_explanation
@@ -80,7 +80,6 @@ class Explainer:
         self,
         settings: Settings,
         http: httpx.AsyncClient | None = None,
-        cache: ExplanationCache | None = None,
         *,
         options: ExplainOptions | None = None,
         arxiv_gate: PoliteGate | None = None,
@@ -93,8 +92,8 @@ class Explainer:
         self._http = http or httpx.AsyncClient(
             timeout=settings.http_timeout_seconds, headers={"User-Agent": USER_AGENT}
         )
-        self._cache: ExplanationCache = cache or MemoryCache()
-        self._docs = MemoryCache(max_entries=128)
+        self._cache = ExpiringCache()
+        self._docs = ExpiringCache(max_entries=128)
         self._flight: SingleFlight[object] = SingleFlight()
         self._llm_flight: SingleFlight[Explanation] = SingleFlight()  # one LLM call per key
         self._gate = arxiv_gate or PoliteGate(settings.arxiv_delay_seconds)
@@ -158,7 +157,7 @@ class Explainer:
         llm = self._llm
         if llm is not None:
             key = CacheKey(paper.id, version, "llm", llm.model, language)
-            done = await self._cache.get(key)
+            done = self._cache.get(key)
             if isinstance(done, Explanation):
                 self.stats.cache_hits += 1
                 return await self._reply(done, key, paper, render_images)
@@ -238,7 +237,7 @@ class Explainer:
     async def _offline_explanation(
         self, paper: Paper, key: CacheKey, *, count_hit: bool
     ) -> Explanation:
-        ex = await self._cache.get(key)
+        ex = self._cache.get(key)
         if isinstance(ex, Explanation):
             self.stats.cache_hits += count_hit
             return ex
@@ -250,7 +249,7 @@ class Explainer:
         doc = await self._document(paper)
         ex = offline_explanation(paper, doc)
         ttl = self.options.failure_ttl_seconds if doc.transient else self.options.ttl_seconds
-        await self._cache.set(key, ex, ttl)
+        self._cache.set(key, ex, ttl)
         return ex
 
     async def _render(self, ex: Explanation) -> None:
@@ -276,13 +275,13 @@ class Explainer:
 
     async def _document(self, paper: Paper) -> PaperText:
         key = ("doc", paper.id, paper.version or 0)
-        doc = self._docs.get_now(key)
+        doc = self._docs.get(key)
         if isinstance(doc, PaperText):
             return doc
         result = await self._flight.do(key, lambda: self._load_document(paper))
         assert isinstance(result, PaperText)
         ttl = self.options.failure_ttl_seconds if result.transient else self.options.ttl_seconds
-        self._docs.set_now(key, result, ttl)
+        self._docs.set(key, result, ttl)
         return result
 
     async def paper_analysis(self, paper: Paper) -> Analysis | None:
@@ -444,7 +443,7 @@ class Explainer:
             tokens=used,
         )
         ttl = self.options.failure_ttl_seconds if doc.transient else self.options.ttl_seconds
-        await self._cache.set(key, ex, ttl)
+        self._cache.set(key, ex, ttl)
         return ex
 
     # ------------------------------------------------------------ follow-up
@@ -476,7 +475,7 @@ class Explainer:
             )
         norm = re.sub(r"\s+", " ", question.casefold())[:500]
         key = CacheKey(paper.id, paper.version or 0, "followup:" + norm, llm.model, language)
-        cached = await self._cache.get(key)
+        cached = self._cache.get(key)
         if isinstance(cached, str):
             return answer_reply(paper, question, cached, llm.model)
         try:
@@ -538,7 +537,7 @@ class Explainer:
         links = paper_links(paper, doc.built_from)
         allowed = {url_key(u) for _, u in links}
         answer = parse_followup(completion.text, allowed)
-        await self._cache.set(key, answer, self.options.ttl_seconds)
+        self._cache.set(key, answer, self.options.ttl_seconds)
         return answer
 
 
