@@ -35,8 +35,6 @@ class Equation:
     boxed: bool = False  # the author framed it (\\boxed, \\fbox): a pointer to the result
 
 
-# ---------------------------------------------------------------- equations
-
 _DISPLAY = re.compile(
     r"\\begin\s*\{(equation|align|gather|multline|eqnarray|flalign|alignat|displaymath|dmath)"
     r"(\*?)\}|\\\[|\$\$"

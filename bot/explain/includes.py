@@ -8,8 +8,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-# ------------------------------------------------------------------- includes
-
 _INCLUDE = re.compile(
     r"\\(?:input|include|subfile|InputIfFileExists)\*?\s*(?:\{([^{}\n]*)\}|([^\s{}\\*]+))"
     r"|\\(?:sub)?(?:import|inputfrom|includefrom)\*?\s*\{([^{}\n]*)\}\s*\{([^{}\n]*)\}"

@@ -18,8 +18,6 @@ from bot.explain.latex import (
     read_group,
 )
 
-# --------------------------------------------------------------------- macros
-
 
 @dataclass(frozen=True, slots=True)
 class Macro:

@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 # mathtext's parser and font caches are shared state; one render at a time is plenty.
 _LOCK = threading.Lock()
 
-# ---------------------------------------------------------------- mathtext engine
 
 # Commands mathtext lacks, mapped to ones it has (or dropped when purely cosmetic).
 _REWRITES: list[tuple[str, str]] = [

@@ -11,8 +11,6 @@ from bot.explain.prose import CITE, NUM, REF
 from bot.explain.textutil import shorten, upright_greek
 from bot.latex import clean_text as unicode_text
 
-# ---------------------------------------------------------------- glossary
-
 # One symbol: a letter or a control word (\theta, \mathcal{L}), maybe with scripts, primes,
 # accents or an argument list: x, x_i, \hat{y}_t, \mathcal{L}_{\rm CE}, f(x), p_\theta(x|z).
 _ONE_SYMBOL = re.compile(

@@ -10,8 +10,6 @@ from pylatexenc.latex2text import LatexNodes2Text
 from bot.explain import latex
 from bot.explain.textutil import clean_text, upright_greek
 
-# -------------------------------------------------------------- prose text
-
 _L2T = LatexNodes2Text(math_mode="verbatim", strict_latex_spaces=True)
 _MATH_INLINE = re.compile(r"(?<!\\)\$(?!\$)((?:\\.|[^$\\])+?)(?<!\\)\$|\\\((.+?)\\\)", re.S)
 REF = re.compile(r"~?\\(eqref|ref|cref|Cref|autoref|labelcref)\*?\s*\{([^{}]*)\}")

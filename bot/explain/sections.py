@@ -7,8 +7,6 @@ import re
 
 from bot.explain import latex
 
-# ----------------------------------------------------------------- sections
-
 _SECTION = re.compile(r"\\(section|subsection|subsubsection)(\*?)\s*(?:\[[^\]]*\])?\s*(?=\{)")
 SKIP_SECTIONS = re.compile(
     r"acknowledg|reference|bibliograph|appendix|supplementa|checklist|broader impact|"

@@ -37,8 +37,6 @@ class TexLimits:
 TEX = TexLimits()
 
 
-# ---------------------------------------------------------------- TeX engine
-
 # Control words that read or write files, define or redefine macros, change category
 # codes, loop or branch, talk to the engine or the shell, or allocate registers.
 _TEX_FORBIDDEN_WORDS = """

@@ -8,8 +8,6 @@ import re
 from bot.explain.latex import Groups
 from bot.explain.macros import DEF_START, parse_definition
 
-# ------------------------------------------------------------- TeX internals
-
 # Commands that set up the page or talk to TeX, with how many braced arguments they take.
 # None of them is content; left in, they are noise for a reader and for a model.
 _SETUP_COMMANDS = {
