@@ -190,7 +190,7 @@ def test_links_and_markup_in_llm_text_stay_text() -> None:
 # ----------------------------------------------------------- cache, limits
 
 
-async def test_memory_cache_ttl_and_lru() -> None:
+async def test_expiring_cache_ttl_and_lru() -> None:
     now = [0.0]
     cache = ExpiringCache(max_entries=2, clock=lambda: now[0])
     k1, k2, k3 = (CacheKey(str(i), 1, "offline", "", "") for i in range(3))

@@ -22,6 +22,8 @@ class LimitSettings:
 
 @dataclass(slots=True)
 class Stats:
+    """Upstream work and cache use since start (read by tests and benchmarks)."""
+
     eprint_fetches: int = 0
     html_fetches: int = 0
     llm_calls: int = 0
