@@ -34,6 +34,7 @@ import yarl
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
+from adapters.split import Mark, Run, Style, cut, merge, render, split, utf16_len
 from bot import cards, learning
 from bot.commands import (
     COMMANDS,
@@ -150,12 +151,8 @@ class RenderedMessage:
     menus: list[list[Button]] = field(default_factory=list)
 
 
-def dlen(text: str) -> int:
-    """Length as Discord counts it, conservatively: UTF-16 code units (astral = 2)."""
-    if text.isascii():
-        return len(text)
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
-
+# Discord counts length in UTF-16 code units (astral = 2), conservatively.
+dlen = utf16_len
 
 # Every character Discord's markdown gives a meaning to, wherever it stands: emphasis,
 # strike, spoiler, code, quotes, headings and list markers, masked links, and the `<…>`
@@ -204,144 +201,61 @@ def _safe_url(url: str) -> str | None:
     return url
 
 
-# An atom is a piece of markdown that is never cut: an escaped word, a whitespace run,
-# a code span, a link. `wrap` is the stack of emphasis markers around it.
-@dataclass(frozen=True, slots=True)
-class _Atom:
-    text: str
-    wrap: tuple[str, ...] = ()
-
-    @property
-    def blank(self) -> bool:
-        return not self.text.strip()
+# Discord's markdown for adapters/split.py: the limit counts the markers, a cut never
+# separates a backslash from what it escapes, and emphasis markers must touch words.
+MARKDOWN = Style(length=dlen, counts_markup=True, unit=re.compile(r"\\.|.", re.DOTALL), tight=True)
+BOLD: Mark = ("**", "**")
+ITALIC: Mark = ("*", "*")
 
 
-_WORDS = re.compile(r"\s+|\S+")
-_UNITS = re.compile(r"\\.|.", re.DOTALL)  # never separate a backslash from what it escapes
-
-
-def _atoms(nodes: Sequence[Inline], wrap: tuple[str, ...], piece: int, links: bool) -> list[_Atom]:
-    out: list[_Atom] = []
+def _runs(nodes: Sequence[Inline], marks: tuple[Mark, ...], piece: int, links: bool) -> list[Run]:
+    """Inline nodes -> escaped markdown runs; links and code spans up to `piece` long are
+    kept whole."""
+    out: list[Run] = []
     for node in nodes:
         match node:
             case Text(text):
-                for word in _WORDS.findall(escape(text)):
-                    out += [_Atom(part, wrap) for part in _cut(word, piece)]
+                if text:
+                    out.append(Run(escape(text), marks))
             case Bold(children):
-                out += _atoms(children, (*wrap, "**"), piece, links)
+                out += _runs(children, (*marks, BOLD), piece, links)
             case Italic(children):
-                out += _atoms(children, (*wrap, "*"), piece, links)
+                out += _runs(children, (*marks, ITALIC), piece, links)
             case Code(text):
-                out += _code_atoms(text, wrap, piece)
+                out += _code_runs(text, marks, piece)
             case Math(latex, uni):
-                out += _code_atoms(uni or latex, wrap, piece)
+                out += _code_runs(uni or latex, marks, piece)
             case Link(text, url):
                 safe = _safe_url(url)
                 label = escape(text or url)
                 md = f"[{label}](<{safe}>)" if links else f"[{label}]({safe})"
                 if safe is None or dlen(md) > piece:
-                    out += _atoms((Text(text or url),), wrap, piece, links)
+                    out += _runs((Text(text or url),), marks, piece, links)
                     if safe is not None and text and text != url:
-                        out += [_Atom(" ", wrap), *(_Atom(p, wrap) for p in _cut(safe, piece))]
+                        out += [Run(" ", marks), Run(safe, marks)]
                 else:
-                    out.append(_Atom(md, wrap))
+                    out.append(Run(md, marks, whole=True))
     return out
 
 
-def _code_atoms(text: str, wrap: tuple[str, ...], piece: int) -> list[_Atom]:
+def _code_runs(text: str, marks: tuple[Mark, ...], piece: int) -> list[Run]:
     span = code_span(text)
     if dlen(span) <= piece:
-        return [_Atom(span, wrap)] if span else []
-    return [_Atom(code_span(part), wrap) for part in _cut(span[1:-1], piece - 2)]
-
-
-def _cut(text: str, limit: int) -> list[str]:
-    """Split `text` into parts of at most `limit` (Discord-counted), between escape units."""
-    if dlen(text) <= limit:
-        return [text]
-    parts: list[str] = []
-    current: list[str] = []
-    size = 0
-    for unit in _UNITS.findall(text):
-        width = dlen(unit)
-        if current and size + width > limit:
-            parts.append("".join(current))
-            current, size = [], 0
-        current.append(unit)
-        size += width
-    if current:
-        parts.append("".join(current))
-    return parts
-
-
-def _common(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return a[:n]
-
-
-def _join(atoms: list[_Atom]) -> str:
-    """Atoms -> markdown, opening and closing emphasis only where the stack changes.
-
-    Whitespace takes the emphasis its neighbours share, so markers always touch words
-    (`*word *` would show its asterisks).
-    """
-    while atoms and atoms[0].blank:
-        atoms = atoms[1:]
-    while atoms and atoms[-1].blank:
-        atoms = atoms[:-1]
-    solid = [a.wrap for a in atoms if not a.blank]
-    out: list[str] = []
-    stack: tuple[str, ...] = ()
-    k = 0  # index into `solid` of the next non-blank atom
-    for atom in atoms:
-        if atom.blank:
-            wrap = _common(stack, solid[k]) if k < len(solid) else ()
-        else:
-            wrap = atom.wrap
-            k += 1
-        keep = _common(stack, wrap)
-        out.extend(reversed(stack[len(keep) :]))
-        out.extend(wrap[len(keep) :])
-        out.append(atom.text)
-        stack = wrap
-    out.extend(reversed(stack))
-    return "".join(out)
-
-
-def _overhead(wrap: tuple[str, ...]) -> int:
-    return 2 * sum(len(w) for w in wrap)
-
-
-def _pack(atoms: list[_Atom], limit: int, prefix: str = "") -> list[str]:
-    """Greedy: as many atoms per chunk as fit in `limit` with their emphasis markers."""
-    chunks: list[str] = []
-    current: list[_Atom] = []
-    size = dlen(prefix)
-    for atom in atoms:
-        cost = dlen(atom.text) + _overhead(atom.wrap)
-        if current and size + cost > limit:
-            chunks.append(_join(current))
-            current, size = [], 0
-        if not current and atom.blank:
-            continue
-        current.append(atom)
-        size += cost
-    if current:
-        chunks.append(_join(current))
-    chunks = [c for c in chunks if c]
-    if prefix:
-        chunks = [prefix + chunks[0], *chunks[1:]] if chunks else [prefix.rstrip()]
-    return chunks
+        return [Run(span, marks, whole=True)] if span else []
+    return [
+        Run(code_span(part), marks, whole=True) for part in cut(span[1:-1], piece - 2, MARKDOWN)
+    ]
 
 
 def render_inlines(
     nodes: Sequence[Inline], limit: int, *, prefix: str = "", links_quiet: bool = False
 ) -> list[str]:
     """Inline nodes -> markdown chunks of at most `limit` characters each."""
-    piece = max(16, limit // 2)
-    return _pack(_atoms(nodes, (), piece, links_quiet), limit, prefix)
+    runs = _runs(nodes, (), max(16, limit // 2), links_quiet)
+    if prefix:
+        runs.insert(0, Run(prefix))
+    chunks = [render(part, MARKDOWN) for part in split(runs, limit, MARKDOWN)]
+    return [c for c in chunks if c]
 
 
 def render_block(block: Block, limit: int, *, links_quiet: bool = False) -> list[str]:
@@ -352,37 +266,24 @@ def render_block(block: Block, limit: int, *, links_quiet: bool = False) -> list
         case Heading(children):
             return render_inlines((Bold(children),), limit, links_quiet=links_quiet)
         case ListBlock(items, ordered, start):
-            chunks: list[str] = []
+            lines: list[str] = []
             for n, item in enumerate(items, start):
                 bullet = f"{n}\\. " if ordered else "• "
-                chunks += render_inlines(item, limit, prefix=bullet, links_quiet=links_quiet)
-            return _merge(chunks, limit, "\n")
+                lines += render_inlines(item, limit, prefix=bullet, links_quiet=links_quiet)
+            return merge(lines, limit, "\n", MARKDOWN)
         case CodeBlock(text):
-            lines: list[str] = []
-            for line in text.split("\n"):
-                lines += _cut(line, limit - 12)
-            return [_fence(body) for body in _merge(lines, limit - 12, "\n")]
+            lines = [p for line in text.split("\n") for p in cut(line, limit - 12, MARKDOWN)]
+            return [_fence(body) for body in merge(lines, limit - 12, "\n", MARKDOWN)]
         case MathBlock(latex, uni, label, _):
             shown = uni or latex
             tail = f"    ({escape(label)})" if label else ""
             if "\n" in shown:
                 return render_block(CodeBlock(shown), limit) + ([tail.strip()] if tail else [])
-            chunks = [a.text for a in _code_atoms(shown, (), limit - dlen(tail))]
+            chunks = [r.text for r in _code_runs(shown, (), limit - dlen(tail))]
             if tail:
                 chunks = [*chunks[:-1], chunks[-1] + tail] if chunks else [tail.strip()]
             return chunks
     raise TypeError(f"unknown block {block!r}")
-
-
-def _merge(parts: list[str], limit: int, sep: str) -> list[str]:
-    """Join consecutive parts with `sep` while they fit in `limit`."""
-    out: list[str] = []
-    for part in parts:
-        if out and dlen(out[-1]) + dlen(sep) + dlen(part) <= limit:
-            out[-1] += sep + part
-        else:
-            out.append(part)
-    return out
 
 
 class _EmbedPacker:
