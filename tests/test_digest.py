@@ -8,12 +8,12 @@ from datetime import UTC, date, datetime
 import pytest
 
 from bot.digest import Round, build_digest, choose
+from bot.doc import ListBlock, plain
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
 from bot.serialize import message_from_json, message_to_json
 from bot.service import Paperboy, feed_day
 from bot.sources.base import FeedFetch
 from bot.store.sqlite import SQLiteStore
-from bot.text import ListBlock, plain
 
 CHAT = ChatRef("telegram", "42")
 NOW = datetime(2025, 6, 4, 9, 0, tzinfo=UTC)
