@@ -19,6 +19,7 @@ from typing import Any
 import discord
 
 from adapters.split import Mark, Run, Style, cut, merge, render, split, utf16_len
+from bot.cards import is_explain
 from bot.doc import (
     Block,
     Bold,
@@ -375,7 +376,7 @@ def _with_buttons(
 def _option_label(button: Button, titles: dict[int, str]) -> str:
     title = titles.get(button.item or 0, "")
     # Several commands may share a menu (💡, 👍, 👎 of one digest): their mark tells them apart.
-    mark = "" if button.command == "explain" else button.label.split(" ", 1)[0] + " "
+    mark = "" if is_explain(button) else button.label.split(" ", 1)[0] + " "
     label = f"{mark}{button.item}. {title}" if title else button.label
     return label if len(label) <= OPTION_LABEL_MAX else label[: OPTION_LABEL_MAX - 1] + "…"
 
@@ -417,7 +418,7 @@ def build_view(
         return None
     view = discord.ui.View(timeout=None)
     for m, menu in enumerate(menus):
-        explain = all(b.command == "explain" for b in menu)
+        explain = all(is_explain(b) for b in menu)
         first, end = menu[0].item, menu[-1].item
         span = f" {first}–{end}" if first is not None and end is not None else ""
         options = [
@@ -438,7 +439,7 @@ def build_view(
             else:
                 style = (
                     discord.ButtonStyle.primary
-                    if b.command == "explain"
+                    if is_explain(b)
                     else (discord.ButtonStyle.secondary)
                 )
                 view.add_item(
