@@ -54,6 +54,7 @@ from bot.sending import (
 )
 
 if TYPE_CHECKING:
+    from bot.service import Paperboy
     from bot.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -111,10 +112,11 @@ def paper_of(command: str, args: str | Mapping[str, object]) -> str | None:
         return None
 
 
-async def follow_up(ctx: Context, paper: str, text: str) -> Reply:
+async def follow_up(service: Paperboy, ctx: Context, paper: str, text: str) -> Reply:
     """Someone replied `text` to a message about `paper`: a question about that paper."""
     paper_arg, question_arg = FOLLOW_UP.args
-    return await run_args(ctx, FOLLOW_UP.name, {paper_arg.name: paper, question_arg.name: text})
+    values = {paper_arg.name: paper, question_arg.name: text}
+    return await run_args(service, ctx, FOLLOW_UP.name, values)
 
 
 # ------------------------------------------------------------------ button keys

@@ -13,8 +13,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from cachetools import TTLCache
+from telegram import Bot, ReactionTypeEmoji, Update, User
 from telegram import Message as TgMessage
-from telegram import ReactionTypeEmoji, Update, User
 from telegram import error as tg_error
 from telegram.constants import ChatAction, ChatMemberStatus, ChatType
 from telegram.ext import ContextTypes
@@ -51,7 +51,7 @@ class Inbound:
         self._admins: TTLCache[tuple[int, int], bool] = TTLCache(10_000, admin_cache_seconds)
 
     @property
-    def bot(self) -> Any:
+    def bot(self) -> Bot:
         return self.adapter.application.bot
 
     async def on_reaction(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -129,12 +129,10 @@ class Inbound:
         else:
             is_admin = False  # only admin-only commands ask; the rest do not care
         return Context(
-            app=self.app,
             chat=chat,
             user_id=str(user.id if user else (sender_chat or tg_chat).id),
             chat_kind=kind,
             is_admin=is_admin,
-            user_name=user.full_name if user else (tg_chat.title or ""),
             images=True,
         )
 
@@ -157,7 +155,7 @@ class Inbound:
         ctx = await self._context(message, chat, command)
         if command is not None and command.slow:
             await self._typing(chat)
-        reply = await run_text(ctx, invocation.name, invocation.text)
+        reply = await run_text(self.app, ctx, invocation.name, invocation.text)
         paper = paper_of(invocation.name, invocation.text)
         reply_to = None if private else message.message_id
         await self.adapter.reply(chat, reply, reply_to=reply_to, paper=paper)
@@ -172,7 +170,7 @@ class Inbound:
             return
         ctx = await self._context(message, chat, FOLLOW_UP)
         await self._typing(chat)
-        reply = await follow_up(ctx, paper, message.text or "")
+        reply = await follow_up(self.app, ctx, paper, message.text or "")
         reply_to = None if message.chat.type == ChatType.PRIVATE else message.message_id
         await self.adapter.reply(chat, reply, reply_to=reply_to, paper=paper)
 
@@ -202,7 +200,7 @@ class Inbound:
             if COMMANDS[name].slow:
                 await query.answer("Working on it…")
                 answered = True
-            reply = await run_text(ctx, name, arg)
+            reply = await run_text(self.app, ctx, name, arg)
             alert = _short_alert(reply)
             if alert is not None and not answered:
                 # Refusals and usage errors go only to the presser, not to the whole chat.
