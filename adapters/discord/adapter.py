@@ -17,7 +17,7 @@ from discord import app_commands
 from adapters.discord.client import (
     POST_PERMISSIONS,
     UNREACHABLE,
-    _Client,
+    Client,
     map_error,
     missing_permissions,
     pacing_trace,
@@ -27,10 +27,10 @@ from adapters.discord.client import (
 from adapters.discord.render import (
     NO_MENTIONS,
     RenderedMessage,
-    _edit_kwargs,
-    _forget_view,
-    _send_kwargs,
+    edit_kwargs,
+    forget_view,
     render_discord,
+    send_kwargs,
 )
 from adapters.discord.slash import build_app_command, commands_hash
 from bot import learning
@@ -84,7 +84,7 @@ class DiscordAdapter:
         self.start_backoff = start_backoff  # first wait when Discord is unreachable at start
         self.synced = False  # whether the last start pushed the command set to Discord
         self.receiving = True  # False: started to send only (no gateway, no command sync)
-        self.client: _Client | None = None
+        self.client: Client | None = None
         self._task: asyncio.Task[None] | None = None
         self.conversation = Conversation(app.store)
         # Channels whose admins were told lately that their digests are paused.
@@ -152,8 +152,8 @@ class DiscordAdapter:
             raise PlatformError("Discord did not become ready in time")
         log.info("discord ready as %s in %d guild(s)", client.user, len(client.guilds))
 
-    def _new_client(self) -> _Client:
-        client = _Client(
+    def _new_client(self) -> Client:
+        client = Client(
             self, guild_ready_timeout=self.guild_ready_timeout, http_trace=pacing_trace(self.pacer)
         )
         for command in COMMANDS.values():
@@ -161,7 +161,7 @@ class DiscordAdapter:
         self.client = client
         return client
 
-    async def _choose_shards(self, client: _Client) -> bool:
+    async def _choose_shards(self, client: Client) -> bool:
         """With several workers, connect only this worker's shards (i % workers == index).
 
         Returns False when no shard falls to this worker. One worker with no pinned count
@@ -329,7 +329,7 @@ class DiscordAdapter:
         channel = client.get_partial_messageable(channel_id)
         ids: list[str] = []
         for part in render_discord(message):
-            kwargs = _send_kwargs(part)
+            kwargs = send_kwargs(part)
             try:
                 sent = await channel.send(**kwargs)
             except Exception as exc:
@@ -338,7 +338,7 @@ class DiscordAdapter:
                     self._tell_admins(channel_id, str(error))
                 raise error from exc
             finally:
-                _forget_view(kwargs)
+                forget_view(kwargs)
             ids.append(str(sent.id))
         return ids
 
@@ -467,7 +467,7 @@ class InteractionReply:
 
     async def _send(self, part: RenderedMessage) -> _Shown:
         interaction = self.interaction
-        kwargs = _send_kwargs(part)
+        kwargs = send_kwargs(part)
         try:
             if not interaction.response.is_done():
                 answered = await interaction.response.send_message(
@@ -478,7 +478,7 @@ class InteractionReply:
             sent = await interaction.followup.send(ephemeral=self.ephemeral, wait=True, **kwargs)
             return sent, str(sent.id)
         finally:
-            _forget_view(kwargs)
+            forget_view(kwargs)
 
     async def edit(self, chat: ChatRef, sent: Sent, message: Message) -> Sent:
         """Part by part: extra old parts are deleted, extra new ones sent as follow-ups."""
@@ -490,7 +490,7 @@ class InteractionReply:
                 if index >= len(old):
                     shown.append(await self._send(part))
                     continue
-                kwargs = _edit_kwargs(part)
+                kwargs = edit_kwargs(part)
                 target = old[index][0]
                 try:
                     if target is None:
@@ -498,7 +498,7 @@ class InteractionReply:
                     else:
                         await target.edit(**kwargs)
                 finally:
-                    _forget_view(kwargs)
+                    forget_view(kwargs)
                 shown.append(old[index])
             await self.delete(chat, _sent(old[len(parts) :]))
         except discord.DiscordException as exc:

@@ -137,7 +137,10 @@ def use_api_base(url: str) -> None:
     discord.http.Route.BASE = url.rstrip("/")
 
 
-class _Client(discord.AutoShardedClient):
+class Client(discord.AutoShardedClient):
+    """discord.py's sharded client, with the adapter it calls back (`adapter`) and the
+    command tree built from the table."""
+
     def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
         # Paperboy never joins voice: skip discord.py's startup warnings about voice libraries.
         discord.VoiceClient.warn_nacl = False
@@ -151,7 +154,7 @@ class _Client(discord.AutoShardedClient):
             **options,
         )
         self.adapter = adapter
-        self.tree: app_commands.CommandTree[_Client] = app_commands.CommandTree(self)
+        self.tree: app_commands.CommandTree[Client] = app_commands.CommandTree(self)
         self.tree.on_error = adapter.on_tree_error  # type: ignore[method-assign]
         # discord.py falls back to its built-in gateway URL whenever it starts a session
         # afresh (a pinned shard count, a reconnect, a non-resumable INVALID_SESSION):

@@ -448,7 +448,7 @@ def build_view(
     return view
 
 
-def _send_kwargs(part: RenderedMessage) -> dict[str, Any]:
+def send_kwargs(part: RenderedMessage) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"allowed_mentions": NO_MENTIONS}
     if part.content:
         kwargs["content"] = part.content
@@ -464,7 +464,7 @@ def _send_kwargs(part: RenderedMessage) -> dict[str, Any]:
     return kwargs
 
 
-def _edit_kwargs(part: RenderedMessage) -> dict[str, Any]:
+def edit_kwargs(part: RenderedMessage) -> dict[str, Any]:
     """An edit that makes a sent message `part`: every field given, so what the new part
     lacks is cleared (attachments are replaced by the part's files)."""
     return {
@@ -476,7 +476,7 @@ def _edit_kwargs(part: RenderedMessage) -> dict[str, Any]:
     }
 
 
-def _forget_view(kwargs: dict[str, Any]) -> None:
+def forget_view(kwargs: dict[str, Any]) -> None:
     # discord.py keeps every sent view in memory; the dynamic item answers presses instead.
     view = kwargs.get("view")
     if isinstance(view, discord.ui.View):
