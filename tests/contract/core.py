@@ -28,7 +28,9 @@ class ContractExplainer:
         return Reply.of(
             Heading((Text(f"Explaining {paper.title}"),)),
             Paragraph((Text("The idea, in short: a walk that mixes fast."),)),
-            MathBlock("a^2+b^2=c^2", "a² + b² = c²", label="1", image=PNG if render_images else None),
+            MathBlock(
+                "a^2+b^2=c^2", "a² + b² = c²", label="1", image=PNG if render_images else None
+            ),
             Paragraph((Text("Reply to this message to ask a question."),)),
         )
 

@@ -163,7 +163,7 @@ CONVERSATION: tuple[Scene, ...] = (
         say("/today cs.AI"),
         expect_contains("New in cs.AI", "Chain-of-Agents"),
         say("/search heat-bath author:Windisch"),
-        expect_contains(f"arXiv search: heat-bath author:Windisch", TITLE),
+        expect_contains("arXiv search: heat-bath author:Windisch", TITLE),
     ),
     scene(
         "subscriptions and settings",

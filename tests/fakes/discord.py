@@ -83,7 +83,6 @@ AUTOCOMPLETE_RESULT = 8
 EPHEMERAL = 1 << 6
 
 
-
 # ------------------------------------------------------------ what users see
 
 # Discord's markdown, as its client shows it: `\X` shows X; a fence or a code span shows

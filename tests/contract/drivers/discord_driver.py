@@ -5,10 +5,10 @@ text of the interactions' answers and of the channel's messages (markdown render
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from adapters.discord import DiscordAdapter
 from bot.config import Settings
@@ -33,7 +33,7 @@ async def start_adapter(app: Paperboy, settings: Settings, state_dir: Path) -> D
 
 class DiscordDriver(Driver):
     name = "discord"
-    not_applicable = {
+    not_applicable: ClassVar[Mapping[str, str]] = {
         "reply": "the bot reads no message content on Discord (no privileged intent), so a "
         "reply to an explanation is not seen; /ask <id> <question> asks instead",
         "chat_moves": "a Discord channel keeps its id for life: nothing like Telegram's "
@@ -96,10 +96,7 @@ class DiscordDriver(Driver):
         shown = [m for it in self.fake.interactions.values() for m in it.shown.values()]
         message = next(m for m in reversed(shown) if has_button(m))
         [button] = [
-            c
-            for row in message["components"]
-            for c in row["components"]
-            if c.get("label") == label
+            c for row in message["components"] for c in row["components"] if c.get("label") == label
         ]
         it = await self.fake.press(
             button["custom_id"], message=message, admin=True, channel_id=self.channel

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import ClassVar
 
 from adapters.console import ConsoleChat
 from bot.config import Settings
@@ -26,7 +27,7 @@ def start_chat(app: Paperboy, out: io.StringIO, files_dir: Path) -> ConsoleChat:
 
 class TerminalDriver(Driver):
     name = "terminal"
-    not_applicable = {
+    not_applicable: ClassVar[Mapping[str, str]] = {
         "reply": "a terminal has no replies to a message; /ask <id> <question> asks instead",
         "chat_moves": "the terminal is one local chat: it has no id to change",
         "chat_gone": "nobody can block the bot or delete the terminal: output cannot be refused",
