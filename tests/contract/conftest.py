@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.contract.core import warm_ranking
 from tests.contract.drivers.base import Driver
 from tests.contract.drivers.discord_driver import DiscordDriver, discord_driver
 from tests.contract.drivers.telegram_driver import TelegramDriver, telegram_driver
@@ -27,5 +28,6 @@ async def driver(
         "discord": lambda: discord_driver(arxiv_server, hf_server, tmp_path),
         "terminal": lambda: terminal_driver(arxiv_server, hf_server, tmp_path),
     }[request.param]()
+    await warm_ranking()
     async with opened as each:
         yield each

@@ -12,6 +12,7 @@ from typing import Any
 from bot.app import paperboy
 from bot.config import Settings
 from bot.models import Paper
+from bot.rank import features
 from bot.service import Paperboy
 from bot.text import Heading, MathBlock, Paragraph, Reply, Text
 from tests.fakes.arxiv import FakeArxiv
@@ -51,6 +52,13 @@ def core_settings(arxiv: FakeArxiv, hf: FakeHF, **platform: Any) -> Settings:
         delivery_group_rate_per_minute=0.0,
     )
     return dataclasses.replace(settings, **platform)
+
+
+async def warm_ranking() -> None:
+    """Build the ranking's feature space now (once per process, ~20 s of CPU on a busy
+    machine): the first vote would otherwise wait for it, and every answer of the
+    conversation can then be held to the same short deadline."""
+    await features.space()
 
 
 @asynccontextmanager
