@@ -35,13 +35,7 @@ from adapters.discord import (
 )
 from bot.commands import COMMANDS
 from bot.config import Settings
-from bot.models import ChatRef, ChatSettings, Paper
-from bot.sending import ChatGone, PermanentError, RetryAfter, TransientError
-from bot.service import Paperboy
-from bot.sources.arxiv import ArxivSource
-from bot.sources.hf import HuggingFaceSource
-from bot.store.sqlite import SQLiteStore
-from bot.text import (
+from bot.doc import (
     Block,
     Bold,
     Button,
@@ -59,6 +53,12 @@ from bot.text import (
     Text,
     block_text,
 )
+from bot.models import ChatRef, ChatSettings, Paper
+from bot.sending import ChatGone, PermanentError, RetryAfter, TransientError
+from bot.service import Paperboy
+from bot.sources.arxiv import ArxivSource
+from bot.sources.hf import HuggingFaceSource
+from bot.store.sqlite import SQLiteStore
 from tests.fakes.arxiv import FakeArxiv
 from tests.fakes.discord import DEFERRED_CHANNEL_MESSAGE, EPHEMERAL, FakeDiscord
 from tests.fakes.hf import FakeHF
@@ -75,7 +75,9 @@ class StubExplainer:
         self.delay = delay
         self.calls: list[str] = []
 
-    async def explain(self, paper: Paper, *, user: str, chat: str, render_images: bool) -> Reply:
+    async def explain(
+        self, paper: Paper, *, user: str, chat: str, language: str = "en", render_images: bool
+    ) -> Reply:
         await asyncio.sleep(self.delay)
         self.calls.append(paper.id)
         blocks: list[Block] = [
@@ -85,7 +87,9 @@ class StubExplainer:
         ]
         return Reply.of(*blocks)
 
-    async def follow_up(self, paper: Paper, question: str, *, user: str, chat: str) -> Reply:
+    async def follow_up(
+        self, paper: Paper, question: str, *, user: str, chat: str, language: str = "en"
+    ) -> Reply:
         return Reply.text(f"About {paper.id}: {question}")
 
     async def aclose(self) -> None:

@@ -28,11 +28,11 @@ import yaml
 
 from bot import metrics
 from bot.config import Settings
+from bot.doc import Message
 from bot.logs import JsonFormatter, install_redaction
 from bot.models import ChatRef
 from bot.sending import ChatGone, RetryAfter
 from bot.store.sqlite import SQLiteStore
-from bot.text import Message
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -144,12 +144,12 @@ async def test_healthz_times_out_a_hanging_store() -> None:
 async def test_serve_starts_the_endpoint_and_reports_adapters(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.app
+    import bot.runtime
 
     async def no_background(*args: Any) -> list[asyncio.Task[None]]:
         return []
 
-    monkeypatch.setattr(bot.app, "start_background", no_background)
+    monkeypatch.setattr(bot.runtime, "start_background", no_background)
 
     class Adapter:
         platform = "telegram"
@@ -166,7 +166,7 @@ async def test_serve_starts_the_endpoint_and_reports_adapters(
         port = probe.getsockname()[1]
     settings = Settings(metrics_port=port, metrics_host="127.0.0.1")
     app = SimpleNamespace(store=store)
-    task = asyncio.create_task(bot.app.serve(app, settings, [Adapter()]))  # type: ignore[arg-type, list-item]
+    task = asyncio.create_task(bot.runtime.serve(app, settings, [Adapter()]))  # type: ignore[arg-type, list-item]
     try:
         async with httpx.AsyncClient() as client:
             for _ in range(100):
@@ -192,7 +192,7 @@ async def test_serve_does_not_outlive_its_delivery_loop(
 ) -> None:
     """A dead delivery loop means no more digests: serve ends (and the service manager
     restarts the bot) instead of answering commands as if all were well."""
-    import bot.app
+    import bot.runtime
 
     async def dies() -> None:
         await asyncio.sleep(0.05)
@@ -201,7 +201,7 @@ async def test_serve_does_not_outlive_its_delivery_loop(
     async def failing_background(*args: Any) -> list[asyncio.Task[None]]:
         return [asyncio.create_task(dies())]
 
-    monkeypatch.setattr(bot.app, "start_background", failing_background)
+    monkeypatch.setattr(bot.runtime, "start_background", failing_background)
     stopped: list[str] = []
 
     class Adapter:
@@ -214,7 +214,7 @@ async def test_serve_does_not_outlive_its_delivery_loop(
 
     app = SimpleNamespace(store=store)
     with pytest.raises(RuntimeError, match="delivery broke"):
-        await asyncio.wait_for(bot.app.serve(app, Settings(), [Adapter()]), 5)  # type: ignore[arg-type, list-item]
+        await asyncio.wait_for(bot.runtime.serve(app, Settings(), [Adapter()]), 5)  # type: ignore[arg-type, list-item]
     assert stopped == ["telegram"]
 
 
