@@ -1,5 +1,5 @@
 """The Paperboy core every driver talks to: the real one (store, sources, delivery) from
-`bot.app.paperboy`, against the fake arXiv and Hugging Face, with an explainer whose
+`bot.runtime.open_service`, against the fake arXiv and Hugging Face, with an explainer whose
 answers are known, so the script can read them on every platform."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from bot.app import paperboy
 from bot.config import Settings
+from bot.doc import Heading, MathBlock, Paragraph, Reply, Text
 from bot.models import Paper
 from bot.rank import features
+from bot.runtime import open_service
 from bot.service import Paperboy
-from bot.text import Heading, MathBlock, Paragraph, Reply, Text
 from tests.fakes.arxiv import FakeArxiv
 from tests.fakes.hf import FakeHF
 
@@ -63,7 +63,7 @@ async def warm_ranking() -> None:
 
 @asynccontextmanager
 async def open_core(settings: Settings) -> AsyncIterator[Paperboy]:
-    async with paperboy(settings) as app:
+    async with open_service(settings) as app:
         real, app.explainer = app.explainer, ContractExplainer()  # type: ignore[assignment]
         try:
             yield app
