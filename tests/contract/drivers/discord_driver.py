@@ -5,6 +5,7 @@ text of the interactions' answers and of the channel's messages (markdown render
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -105,6 +106,7 @@ class DiscordDriver(Driver):
 
     async def _answered(self, it: FakeInteraction) -> None:
         await it.wait_done(seconds=ANSWER_WITHIN)
+        self.answered_at = time.monotonic()
         await quiet(lambda: len(self.visible()))
 
     def _posts_tried(self) -> int:

@@ -83,7 +83,7 @@ class TelegramDriver(Driver):
         await self._answered()
 
     async def _answered(self) -> None:
-        await settle(self._seen)
+        self.answered_at = await settle(self._seen)
         if self._moving_to is not None:
             # The answer reached the chat's new id; the user talks there from now on.
             assert {m.chat_id for m in self.tg.sent[self._mark :]} == {self._moving_to}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -53,6 +54,7 @@ class TerminalDriver(Driver):
 
     async def say(self, text: str) -> None:
         reply = await self.chat.handle(text)
+        self.answered_at = time.monotonic()
         assert reply is not None, f"no answer to {text!r}"
         self.chat.show(reply)
         await self.chat.settle()
