@@ -44,3 +44,16 @@ async def test_the_conversation(driver: Driver) -> None:
     await play(driver, CONVERSATION)
     # Every command really ran on this platform (none only in a skipped scene).
     assert set(COMMANDS) <= driver.commands, sorted(set(COMMANDS) - driver.commands)
+
+
+def test_discord_visible_text_reads_markdown_as_a_user_does() -> None:
+    from tests.fakes.discord import visible_text
+
+    message = {
+        "content": r"**Subscribed:** `arxiv:cs.AI -survey`\. 1\. a\_b [x\_y](<https://e.x/a_b>)",
+        "embeds": [{"title": "*Digest*", "description": "```\nk_1 = 2\n```"}],
+        "attachments": [{"filename": "paperboy-library.bib"}],
+    }
+    assert visible_text(message) == (
+        "Subscribed: arxiv:cs.AI -survey. 1. a_b x_y\nDigest\nk_1 = 2\npaperboy-library.bib"
+    )

@@ -89,7 +89,7 @@ EPHEMERAL = 1 << 6
 # its inside as typed; emphasis, strike and spoiler markers vanish; `[label](<url>)`
 # shows its label. Enough to read a bot's answer as a person does.
 _SHOWN = re.compile(
-    r"```(?:[a-z]*\n)?(?P<fence>.*?)```"
+    r"```(?:[a-z]*\n)?(?P<fence>.*?)\n?```"
     r"|`(?P<code>[^`]*)`"
     r"|\\(?P<escaped>[!-/:-@\[-`{-~])"
     r"|\[(?P<label>(?:\\.|[^\]\\])*)\]\(<?[^)>]*>?\)"
