@@ -119,6 +119,14 @@ async def follow_up(service: Paperboy, ctx: Context, paper: str, text: str) -> R
     return await run_args(service, ctx, FOLLOW_UP.name, values)
 
 
+SHOW_PAPER: Command = COMMANDS["paper"]  # what an arXiv link or id pasted alone runs
+
+
+async def show_paper(service: Paperboy, ctx: Context, paper: str) -> Reply:
+    """Someone pasted an arXiv link or id on its own: show that paper."""
+    return await run_args(service, ctx, SHOW_PAPER.name, {SHOW_PAPER.args[0].name: paper})
+
+
 # ------------------------------------------------------------------ button keys
 
 
