@@ -26,7 +26,7 @@ from bot.models import ChatRef, ChatSettings, Paper, Subscription
 from bot.service import Paperboy, feed_day
 from bot.sources.arxiv import ArxivSource
 from bot.sources.hf import HuggingFaceSource
-from bot.store.sqlite import SQLiteStore
+from bot.store.sql import SQLStore
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.eprint import MINIMAL_MAIN, FakeEprint, gzip_single
 from tests.fakes.llm import FakeLLM
@@ -80,7 +80,7 @@ def _settings(eprints: FakeEprint, **extra: Any) -> Settings:
 
 
 async def _app(settings: Settings) -> Paperboy:
-    store = SQLiteStore(":memory:")
+    store = SQLStore(sqlite_path=":memory:")
     await store.open()
     now = datetime.now(UTC)
     papers = [

@@ -40,7 +40,7 @@ from bot.sending import ChatGone, PermanentError, RetryAfter, TransientError
 from bot.service import Paperboy
 from bot.sources.arxiv import ArxivSource
 from bot.sources.hf import HuggingFaceSource
-from bot.store.sqlite import SQLiteStore
+from bot.store.sql import SQLStore
 from bot.text import (
     Block,
     Bold,
@@ -95,7 +95,7 @@ class StubExplainer:
 @pytest.fixture
 async def core(arxiv_server: FakeArxiv, hf_server: FakeHF) -> AsyncIterator[Paperboy]:
     settings = arxiv_server.settings(hf_api_url=hf_server.api_url)
-    store = SQLiteStore(":memory:")
+    store = SQLStore(sqlite_path=":memory:")
     await store.open()
     explainer: Any = StubExplainer(delay=0.3)
     app = Paperboy(store, ArxivSource(settings), HuggingFaceSource(settings), explainer)

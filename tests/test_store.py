@@ -221,6 +221,7 @@ def test_revisions_are_one_numbered_chain() -> None:
     assert [r.revision for r in chain] == [f"{n:04d}" for n in range(1, len(chain) + 1)]
     assert chain[0].down_revision is None
     assert all(r.module.__file__.rsplit("/", 1)[-1].startswith(r.revision) for r in chain)
+    assert chain[-1].revision == migrate.HEAD
 
 
 # papers

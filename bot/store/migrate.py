@@ -16,15 +16,18 @@ from __future__ import annotations
 import asyncio
 import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 FOLDER = Path(__file__).with_name("migrations")
+# The newest revision (a test checks it against versions/): a database already there opens
+# without importing Alembic at all, which keeps a restarted worker's start short.
+HEAD = "0002"
 # The last old numbered migration of each database, which revision 0001 reproduces.
 LEGACY_FINAL = {"sqlite": 9, "postgresql": 8}
 LEGACY_REVISION = "0001"
@@ -33,6 +36,8 @@ _LOCK = 0x7061_7065_7262_6F79  # "paperboy"
 
 
 def _config(folder: Path) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(folder))
     return config
@@ -41,6 +46,8 @@ def _config(folder: Path) -> Config:
 @functools.cache
 def load_script(folder: Path = FOLDER) -> ScriptDirectory:
     """The revisions, read and imported. Blocking: call it through `asyncio.to_thread`."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(_config(folder))
     script.revision_map.get_revisions("heads")  # imports every revision file now
     return script
@@ -49,13 +56,23 @@ def load_script(folder: Path = FOLDER) -> ScriptDirectory:
 async def upgrade(conn: Any, folder: Path | None = None) -> None:
     """Bring the database under `conn` (an AsyncConnection inside a write transaction) to
     the newest revision of `folder` (default: FOLDER)."""
-    script = await asyncio.to_thread(load_script, folder or FOLDER)
     if conn.dialect.name == "postgresql":
         await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
+    if folder is None and await conn.run_sync(_revision) == HEAD:
+        return
+    script = await asyncio.to_thread(load_script, folder or FOLDER)
     await conn.run_sync(_upgrade, script)
 
 
+def _revision(conn: sa.Connection) -> str | None:
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
 def _upgrade(conn: sa.Connection, script: ScriptDirectory) -> None:
+    from alembic.runtime.environment import EnvironmentContext
+
     _adopt_legacy(conn, script)
 
     def steps(revision: Any, _context: Any) -> Any:
@@ -68,6 +85,8 @@ def _upgrade(conn: sa.Connection, script: ScriptDirectory) -> None:
 
 
 def _adopt_legacy(conn: sa.Connection, script: ScriptDirectory) -> None:
+    from alembic.runtime.migration import MigrationContext
+
     inspector = sa.inspect(conn)
     if not inspector.has_table("schema_version") or inspector.has_table("alembic_version"):
         return
