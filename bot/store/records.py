@@ -7,14 +7,18 @@ the way in (see `clean_text`), so one odd paper never fails a batch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime, time
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from bot.models import ChatRef, ChatSettings, DigestFormat, Paper, Subscription
 from bot.store.text import clean_text, weekdays_from_text, weekdays_to_text
 
-Row = Mapping[str, Any]
+
+class Row(Protocol):
+    """A result row's mapping (SQLAlchemy's RowMapping): columns by name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
 
 # The papers table's columns with how a re-fetch merges each one (see papers.py): "keep"
 # fields hold their stored value when a later fetch lacks them.

@@ -100,7 +100,8 @@ class SQLBase(Database):
                 " AND c.thread_id = k.thread_id",
                 ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
             )
-            return {(r[1], r[2], r[3]): int(r[0]) for r in result}
+            found: list[Any] = list(result)
+            return {(r[1], r[2], r[3]): int(r[0]) for r in found}
         for chunk in chunks(keys, 300):
             values = ", ".join("(?, ?, ?)" for _ in chunk)
             # CROSS JOIN fixes the join order: each key looked up by the unique index.
@@ -110,6 +111,7 @@ class SQLBase(Database):
                 " AND c.thread_id = k.column3",
                 tuple(v for key in chunk for v in key),
             )
-            for r in result:
+            rows: list[Any] = list(result)
+            for r in rows:
                 pks[(r[1], r[2], r[3])] = int(r[0])
         return pks

@@ -1,7 +1,7 @@
 """The tables as the queries see them (SQLAlchemy Core).
 
 The schema itself is made and changed by the Alembic revisions in bot/store/migrations/;
-a change here goes with a new revision there (tests/test_store_schema.py compares them).
+a change here goes with a new revision there (tests/test_store.py compares them).
 """
 
 from __future__ import annotations

@@ -32,9 +32,9 @@ def upgrade() -> None:
     def row_id() -> sa.Column[int]:
         return sa.Column("id", RowId, sa.Identity(always=True), primary_key=True)
 
-    def chat_fk(**kw: bool) -> sa.Column[int]:
+    def chat_fk(primary_key: bool = False) -> sa.Column[int]:
         fk = sa.ForeignKey("chats.id", ondelete="CASCADE")
-        return sa.Column("chat", RowId, fk, nullable=False, **kw)
+        return sa.Column("chat", RowId, fk, nullable=False, primary_key=primary_key)
 
     op.create_table(
         "papers",
@@ -161,18 +161,17 @@ def upgrade() -> None:
         sa.Column("created_at", Instant, nullable=False),
         sa.Column("sent_at", Instant),
     )
+
     # Claims look for work by status and time; done rows are not indexed.
-    where = {
-        "postgresql_where": sa.text("status = 'pending'"),
-        "sqlite_where": sa.text("status = 'pending'"),
-    }
-    op.create_index("outbox_ready", "outbox", ["platform", "next_attempt_at", "id"], **where)
-    where = {k: sa.text("status = 'sending'") for k in where}
-    op.create_index("outbox_leased", "outbox", ["platform", "lease_until", "id"], **where)
+    def partial(name: str, columns: list[str], where: str) -> None:
+        clause = sa.text(where)
+        op.create_index(name, "outbox", columns, postgresql_where=clause, sqlite_where=clause)
+
+    partial("outbox_ready", ["platform", "next_attempt_at", "id"], "status = 'pending'")
+    partial("outbox_leased", ["platform", "lease_until", "id"], "status = 'sending'")
     op.create_index("outbox_chat", "outbox", ["chat", "status"])
     # A chat's first unsent row (its messages go out in order) is one probe here.
-    where = {k: sa.text("status IN ('pending', 'sending')") for k in where}
-    op.create_index("outbox_unsent", "outbox", ["chat", "id"], **where)
+    partial("outbox_unsent", ["chat", "id"], "status IN ('pending', 'sending')")
 
     # Message memory: no foreign key to chats, one-off commands create no chat row.
     op.create_table(
