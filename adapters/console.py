@@ -18,11 +18,7 @@ from bot.commands import (
     run_text,
     split_command_line,
 )
-from bot.ids import find_arxiv_ids
-from bot.models import ChatRef
-from bot.service import Paperboy
-from bot.sources.clean import inert
-from bot.text import (
+from bot.doc import (
     Block,
     Bold,
     Code,
@@ -40,6 +36,10 @@ from bot.text import (
     Reply,
     Text,
 )
+from bot.ids import find_arxiv_ids
+from bot.models import ChatRef
+from bot.service import Paperboy
+from bot.sources.clean import inert
 
 CONSOLE_CHAT = ChatRef("console", "local")
 PROMPT = "you> "

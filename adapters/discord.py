@@ -45,20 +45,7 @@ from bot.commands import (
     suggest_feeds,
 )
 from bot.config import Settings
-from bot.logs import install_redaction, redact
-from bot.models import ChatRef
-from bot.pacing import Pacer, SendLimits
-from bot.sending import (
-    ChatGone,
-    PermanentError,
-    RetryAfter,
-    SendError,
-    TransientError,
-)
-from bot.service import Paperboy
-from bot.sources.categories import category_name, suggest_categories
-from bot.startup import PlatformError, describe, retrying
-from bot.text import (
+from bot.doc import (
     Block,
     Bold,
     Button,
@@ -77,6 +64,19 @@ from bot.text import (
     Text,
     plain,
 )
+from bot.logs import install_redaction, redact
+from bot.models import ChatRef
+from bot.pacing import Pacer, SendLimits
+from bot.sending import (
+    ChatGone,
+    PermanentError,
+    RetryAfter,
+    SendError,
+    TransientError,
+)
+from bot.service import Paperboy
+from bot.sources.categories import category_name, suggest_categories
+from bot.startup import PlatformError, describe, retrying
 
 log = logging.getLogger(__name__)
 

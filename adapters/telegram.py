@@ -61,12 +61,7 @@ from telegram.ext import (
 from bot import cards, learning, sending
 from bot.commands import COMMANDS, ChatKind, Context, run_text, split_command_line
 from bot.config import USER_AGENT
-from bot.ids import InvalidArxivId, parse_arxiv_id
-from bot.logs import install_redaction, quiet_http_loggers, redact
-from bot.models import ChatRef
-from bot.pacing import Pacer, SendLimits
-from bot.startup import PlatformError, describe, retrying
-from bot.text import (
+from bot.doc import (
     Block,
     Bold,
     Button,
@@ -86,6 +81,11 @@ from bot.text import (
     Text,
     block_text,
 )
+from bot.ids import InvalidArxivId, parse_arxiv_id
+from bot.logs import install_redaction, quiet_http_loggers, redact
+from bot.models import ChatRef
+from bot.pacing import Pacer, SendLimits
+from bot.startup import PlatformError, describe, retrying
 
 if TYPE_CHECKING:
     from bot.config import Settings

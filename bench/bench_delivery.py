@@ -252,9 +252,9 @@ async def bench_send(path: Path, *, limits_on: bool, rate: float) -> None:
 async def bench_discord_send(path: Path, channels: int, scale: float = 0.5) -> None:
     """Every channel one digest, through discord.py, against the fake's rolling windows."""
     from adapters.discord import DiscordAdapter
+    from bot.doc import Message, Paragraph, Text
     from bot.serialize import message_to_json
     from bot.store.base import Enqueue
-    from bot.text import Message, Paragraph, Text
     from tests.fakes.discord import FakeDiscord
     from tests.fakes.discord import RateLimits as DiscordLimits
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from bot.models import ChatSettings, Paper
-from bot.text import (
+from bot.doc import (
     Block,
     Bold,
     Button,
@@ -20,9 +19,9 @@ from bot.text import (
     Paragraph,
     Reply,
     Text,
-    clean_text,
-    rich_inlines,
 )
+from bot.latex import clean_text, rich_inlines
+from bot.models import ChatSettings, Paper
 
 if TYPE_CHECKING:
     from bot.explain.digest_line import DigestLine

@@ -20,11 +20,7 @@ from typing import TYPE_CHECKING, Literal
 from zoneinfo import available_timezones
 
 from bot import cards
-from bot.ids import InvalidArxivId, parse_arxiv_id
-from bot.models import HF_FEEDS, ChatRef, ChatSettings, Subscription
-from bot.sources.base import FeedFetch, SourceError
-from bot.sources.categories import CATEGORIES, canonical_category, category_name
-from bot.text import (
+from bot.doc import (
     Block,
     Bold,
     Button,
@@ -37,6 +33,10 @@ from bot.text import (
     Reply,
     Text,
 )
+from bot.ids import InvalidArxivId, parse_arxiv_id
+from bot.models import HF_FEEDS, ChatRef, ChatSettings, Subscription
+from bot.sources.base import FeedFetch, SourceError
+from bot.sources.categories import CATEGORIES, canonical_category, category_name
 
 if TYPE_CHECKING:
     from bot.service import Paperboy

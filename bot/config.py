@@ -116,7 +116,7 @@ class Settings:
     # Discord gateway shards, split across workers (shard i runs on worker i % worker_count);
     # 0 = the count Discord recommends.
     discord_shard_count: int = 0
-    # Delivery (bot/delivery.py). A rate of 0 turns that limit off.
+    # Delivery (bot/delivery/). A rate of 0 turns that limit off.
     # Our pace, in rolling windows, with headroom under the platforms' own limits
     # (bot/pacing.py): Telegram allows 30/s, Discord 50/s, a Telegram group 20/min.
     telegram_rate_per_second: float = 28.0

@@ -18,6 +18,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from bot import cards
+from bot.doc import Button, Heading, Message, Text
 from bot.models import ChatSettings, Paper, Subscription
 from bot.models import _word_in as word_in
 from bot.rank.ranker import plain_reason
@@ -31,7 +32,6 @@ from bot.serialize import (
 )
 from bot.service import Paperboy, feed_day, merge_hf
 from bot.sources.base import FeedFetch, SourceError
-from bot.text import Button, Heading, Message, Text
 
 if TYPE_CHECKING:
     from bot.explain.digest_line import DigestLine

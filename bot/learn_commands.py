@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from bot import cards, learning
 from bot.commands import COMMANDS, Arg, ArgValue, Command, Context, UsageError
 from bot.digest import Round
+from bot.doc import Bold, Code, Document, Message, Paragraph, Reply, Text
 from bot.library import bibtex, matches
 from bot.models import Paper
 from bot.rank import features
 from bot.rank.ranker import FLOORS, TOPIC_THRESHOLD, Day
-from bot.text import Bold, Code, Document, Message, Paragraph, Reply, Text
 
 TRAIN_COUNT = 5  # one row each of 💡, 👍 and 👎: within Discord's 5 rows of 5 buttons
 LEARN_KEYS = ("quality", "cadence", "topic", "forget")

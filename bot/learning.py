@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from bot.digest import Round, base_id, candidates, digest_title, rank, render_digest
+from bot.doc import Message
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
 from bot.rank import features
 from bot.rank.features import Space
@@ -28,7 +29,6 @@ from bot.service import Paperboy, feed_day
 from bot.sources import hf
 from bot.sources.base import FeedFetch, SourceError
 from bot.store.learning import LearnState
-from bot.text import Message
 
 log = logging.getLogger(__name__)
 

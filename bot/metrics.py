@@ -35,10 +35,10 @@ from prometheus_client import (
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from bot.doc import Message
 from bot.models import ChatRef
 from bot.sending import ChatGone, ChatMoved, PermanentError, RetryAfter, Sender, TransientError
 from bot.store.base import Store
-from bot.text import Message
 
 log = logging.getLogger(__name__)
 

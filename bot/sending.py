@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from bot.doc import Message
 from bot.models import ChatRef
-from bot.text import Message
 
 
 class SendError(Exception):

@@ -10,7 +10,7 @@ import base64
 import json
 from typing import Any
 
-from bot.text import (
+from bot.doc import (
     Block,
     Bold,
     Button,

@@ -19,12 +19,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from bot.doc import Reply
 from bot.explain.cache import SingleFlight
 from bot.ids import InvalidArxivId, parse_arxiv_id
 from bot.models import ChatRef, ChatSettings, Paper
 from bot.sources.base import FeedFetch, Source, SourceError
 from bot.store.base import Store
-from bot.text import Reply
 
 if TYPE_CHECKING:
     from bot.commands import Context

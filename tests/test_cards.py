@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bot import cards
+from bot.doc import Button, block_text
 from bot.models import Paper
-from bot.text import Button, block_text
 
 
 def test_authors_are_shortened_and_tex_accents_become_letters() -> None:

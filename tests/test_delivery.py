@@ -12,12 +12,12 @@ import pytest
 
 from bot.config import Settings
 from bot.delivery import Dispatcher, deliver_once, scheduler_tick
+from bot.doc import Message
 from bot.models import ChatRef, ChatSettings, DigestFormat, Subscription
 from bot.sending import ChatGone, ChatMoved, PermanentError, RetryAfter, TransientError
 from bot.service import Paperboy
 from bot.sources.base import FeedFetch
 from bot.store.sql import SQLStore
-from bot.text import Message
 from tests.test_digest import StubSource, paper
 
 FAST = Settings(
@@ -137,7 +137,7 @@ async def test_tick_enqueues_advances_and_marks_delivered_together(app: Paperboy
 
 
 def plain_text(message: Message) -> str:
-    from bot.text import block_text
+    from bot.doc import block_text
 
     return "\n".join(block_text(b) for b in message.blocks)
 
@@ -408,9 +408,9 @@ async def test_senders_survive_the_outbox_being_unreadable_for_a_while(
     app: Paperboy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A database hiccup (a PostgreSQL restart) must not stop delivery for good."""
-    import bot.delivery
+    import bot.delivery.dispatch
 
-    monkeypatch.setattr(bot.delivery, "OUTBOX_RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(bot.delivery.dispatch, "OUTBOX_RETRY_SECONDS", 0.05)
     await add_chat(app, "1")
     announce(app, date(2025, 6, 3))
     store: SQLStore = app.store  # type: ignore[assignment]

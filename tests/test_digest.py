@@ -8,12 +8,12 @@ from datetime import UTC, date, datetime
 import pytest
 
 from bot.digest import Round, build_digest, choose
+from bot.doc import ListBlock, plain
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
 from bot.serialize import message_from_json, message_to_json
 from bot.service import Paperboy, feed_day
 from bot.sources.base import FeedFetch
 from bot.store.sql import SQLStore
-from bot.text import ListBlock, plain
 from tests.test_store import mark_delivered
 
 CHAT = ChatRef("telegram", "42")

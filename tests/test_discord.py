@@ -35,13 +35,7 @@ from adapters.discord import (
 )
 from bot.commands import COMMANDS
 from bot.config import Settings
-from bot.models import ChatRef, ChatSettings, Paper
-from bot.sending import ChatGone, PermanentError, RetryAfter, TransientError
-from bot.service import Paperboy
-from bot.sources.arxiv import ArxivSource
-from bot.sources.hf import HuggingFaceSource
-from bot.store.sql import SQLStore
-from bot.text import (
+from bot.doc import (
     Block,
     Bold,
     Button,
@@ -59,6 +53,12 @@ from bot.text import (
     Text,
     block_text,
 )
+from bot.models import ChatRef, ChatSettings, Paper
+from bot.sending import ChatGone, PermanentError, RetryAfter, TransientError
+from bot.service import Paperboy
+from bot.sources.arxiv import ArxivSource
+from bot.sources.hf import HuggingFaceSource
+from bot.store.sql import SQLStore
 from tests.fakes.arxiv import FakeArxiv
 from tests.fakes.discord import DEFERRED_CHANNEL_MESSAGE, EPHEMERAL, FakeDiscord
 from tests.fakes.hf import FakeHF

@@ -23,9 +23,9 @@ from bot.cards import digest_buttons
 from bot.config import Settings
 from bot.delivery import deliver_once
 from bot.digest import render_digest
+from bot.doc import Block, Bold, Button, Heading, ListBlock, Message, Paragraph, Text
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
 from bot.service import Paperboy
-from bot.text import Block, Bold, Button, Heading, ListBlock, Message, Paragraph, Text
 from tests.fakes.discord import (
     ATTACH_FILES,
     EMBED_LINKS,

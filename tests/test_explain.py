@@ -13,9 +13,9 @@ import pytest
 
 from bot.app import paperboy
 from bot.config import USER_AGENT, Settings
+from bot.doc import Heading, Link, MathBlock, Reply, block_text
 from bot.explain import Explainer, ExplainOptions, Limits, LimitSettings
 from bot.models import Paper
-from bot.text import Heading, Link, MathBlock, Reply, block_text
 from tests.fakes.arxiv import FakeArxiv
 from tests.fakes.eprint import (
     MINIMAL_MAIN,

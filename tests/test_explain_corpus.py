@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.app import paperboy
+from bot.doc import Reply
 from bot.service import Paperboy
-from bot.text import Reply
 from tests.corpus.score import (
     ONLY_FILE,
     CorpusPaper,

@@ -24,9 +24,9 @@ from adapters.telegram import TelegramAdapter
 from bot.app import paperboy
 from bot.commands import Context, run_text
 from bot.config import Settings
+from bot.doc import Reply, block_text
 from bot.explain import Explainer, ExplainOptions
 from bot.models import ChatRef, Paper
-from bot.text import Reply, block_text
 from tests.fakes.arxiv import FakeArxiv, FakePaper
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.eprint import FakeEprint, fixture_paper

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 
 from bot.config import Settings
+from bot.doc import block_text
 from bot.explain import Explainer, latex
 from bot.explain.analyze import analyze, claim_sentences, definitions, where_definitions
 from bot.explain.explainer import _notes
@@ -17,7 +18,6 @@ from bot.explain.source import ExtractReport, find_main, flatten
 from bot.explain.textutil import mark_urls, strip_injections
 from bot.explain.theorems import statements
 from bot.models import Paper
-from bot.text import block_text
 from tests.fakes.eprint import FakeEprint, fixture_html, gzip_single
 
 # ------------------------------------------------------------- 1. root file

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from bot.doc import Link, Math, Text
 from bot.explain import analyze as analyze_mod
 from bot.explain import latex
 from bot.explain.analyze import analyze, definitions
@@ -16,7 +17,6 @@ from bot.explain.prompt import BadAnswer, parse_answer, parse_followup
 from bot.explain.render import render_png
 from bot.explain.reply import EquationView, Explanation
 from bot.explain.textutil import math_inlines, strip_foreign_links, strip_injections
-from bot.text import Link, Math, Text
 
 # ------------------------------------------------------------------ LaTeX
 

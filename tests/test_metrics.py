@@ -28,11 +28,11 @@ import yaml
 
 from bot import metrics
 from bot.config import Settings
+from bot.doc import Message
 from bot.logs import JsonFormatter, install_redaction
 from bot.models import ChatRef
 from bot.sending import ChatGone, RetryAfter
 from bot.store.sql import SQLStore
-from bot.text import Message
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -13,7 +13,7 @@ from PIL import Image
 
 from bot.explain import render
 from bot.explain.reply import EquationView
-from bot.text import display_unicode
+from bot.latex import display_unicode
 
 needs_tex = pytest.mark.skipif(
     not render.tex_available(), reason="latex and dvipng are not installed (apt: see .ci/run)"

@@ -16,6 +16,7 @@ from adapters.telegram import TelegramAdapter, utf16_len
 from bot import cards, sending
 from bot.commands import COMMANDS
 from bot.config import Settings
+from bot.doc import Button, Heading, MathBlock, Message, Paragraph, Reply, Text
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
 from bot.pacing import Pacer, SendLimits
 from bot.service import Paperboy
@@ -23,7 +24,6 @@ from bot.sources.arxiv import ArxivSource
 from bot.sources.hf import HuggingFaceSource
 from bot.store import open_store
 from bot.store.base import Store
-from bot.text import Button, Heading, MathBlock, Message, Paragraph, Reply, Text
 from tests.fakes.arxiv import FakeArxiv, FakePaper
 from tests.fakes.hf import FakeHF
 from tests.fakes.telegram import FakeTelegram, SentMessage, parse_html

@@ -15,7 +15,7 @@ from adapters.telegram import (
     render_html,
     utf16_len,
 )
-from bot.text import (
+from bot.doc import (
     Block,
     Bold,
     Button,

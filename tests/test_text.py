@@ -6,19 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.text import (
-    Bold,
-    Code,
-    Inline,
-    Italic,
-    Link,
-    Math,
-    Text,
-    clean_text,
-    latex_to_unicode,
-    plain,
-    rich_inlines,
-)
+from bot.doc import Bold, Code, Inline, Italic, Link, Math, Text, plain
+from bot.latex import clean_text, latex_to_unicode, rich_inlines
 
 # ------------------------------------------------------------ latex_to_unicode
 

@@ -21,9 +21,9 @@ from aiohttp import ClientSession, web
 
 from adapters.telegram import TelegramAdapter
 from bot.app import paperboy
+from bot.doc import Button, Message, Paragraph, Reply, Text
 from bot.models import ChatRef, Paper
 from bot.service import Paperboy
-from bot.text import Button, Message, Paragraph, Reply, Text
 from tests.fakes.arxiv import FakeArxiv
 from tests.fakes.hf import FakeHF
 from tests.fakes.telegram import FakeTelegram, SentMessage

@@ -24,8 +24,8 @@ from bot.explain.textutil import (
 )
 from bot.explain.textutil import upright_greek as _upright_greek
 from bot.explain.theorems import RESULT_KINDS, Statement, statements
-from bot.text import clean_text as unicode_text
-from bot.text import split_display_rows
+from bot.latex import clean_text as unicode_text
+from bot.latex import split_display_rows
 
 # ------------------------------------------------------------------ results
 

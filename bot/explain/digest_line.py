@@ -22,8 +22,8 @@ from bot.explain.cache import MemoryCache
 from bot.explain.mathfix import normalize
 from bot.explain.prompt import BadAnswer, load_json_object
 from bot.explain.textutil import sentences, shorten, strip_foreign_links
+from bot.latex import display_unicode
 from bot.models import Paper
-from bot.text import display_unicode
 
 if TYPE_CHECKING:
     from bot.explain.analyze import Analysis, Equation

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import httpx
 
 from bot.config import USER_AGENT, Settings
+from bot.doc import Bold, Italic, Link, Message, Paragraph, Reply, Text
 from bot.explain import analyze as analysis_mod
 from bot.explain.analyze import Analysis
 from bot.explain.cache import CacheKey, ExplanationCache, MemoryCache, SingleFlight
@@ -50,7 +51,6 @@ from bot.explain.source import Limits, SourceUnavailable, polite_get
 from bot.explain.textutil import math_inlines, url_key
 from bot.models import Paper
 from bot.sources.http import PoliteGate
-from bot.text import Bold, Italic, Link, Message, Paragraph, Reply, Text
 
 log = logging.getLogger(__name__)
 

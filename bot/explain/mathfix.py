@@ -2,7 +2,7 @@
 
 Papers lean on packages (physics, mathtools' paired delimiters, upgreek) and on author
 macros whose expansion leaves TeX residue behind. `normalize` rewrites those into plain
-amsmath that both image engines and `bot.text.display_unicode` understand. Cheap and
+amsmath that both image engines and `bot.latex.display_unicode` understand. Cheap and
 pure: no TeX, no matplotlib.
 """
 

@@ -37,7 +37,7 @@ from PIL import Image
 
 from bot.explain import latex as latex_mod
 from bot.explain.mathfix import normalize
-from bot.text import split_display_rows as split_top_rows
+from bot.latex import split_display_rows as split_top_rows
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bot.explain.mathfix import normalize
-from bot.explain.textutil import latex_to_unicode, math_inlines, rich_inlines, upright_greek
-from bot.models import Paper
-from bot.text import (
+from bot.doc import (
     Block,
     Bold,
     Button,
@@ -26,8 +23,11 @@ from bot.text import (
     Paragraph,
     Reply,
     Text,
-    display_unicode,
 )
+from bot.explain.mathfix import normalize
+from bot.explain.textutil import latex_to_unicode, math_inlines, rich_inlines, upright_greek
+from bot.latex import display_unicode
+from bot.models import Paper
 
 BUILT_FROM = {"latex": "LaTeX source", "html": "arXiv HTML", "abstract": "abstract only"}
 OFFLINE_NO_LLM = "Offline explanation — no LLM configured"

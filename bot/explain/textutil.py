@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from bot.text import Inline, Math, Text, latex_to_unicode, rich_inlines
+from bot.doc import Inline, Math, Text
+from bot.latex import latex_to_unicode, rich_inlines
 
 __all__ = ["latex_to_unicode", "math_inlines", "rich_inlines"]
 

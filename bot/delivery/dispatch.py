@@ -1,15 +1,11 @@
-"""Daily digests through an outbox: schedule, enqueue, send with flood control, retry.
-
-The scheduler (`scheduler_tick`) finds chats whose next run has come, builds their
-digests and, in one store transaction per batch, writes the messages to the outbox,
-marks the papers delivered and advances each chat's next run. Nothing is sent there.
+"""Dispatch: send outbox rows with flood control, retry, record.
 
 The dispatcher leases outbox rows (`claim_outbox`: each chat's first unsent row only, so
 a chat's messages go out in order), sends them through the chat's platform, whose
-adapter paces every request (bot/pacing.py), and marks them sent. Leases are short and
-renewed while this process lives; after a crash they expire within seconds and each
-chat resumes at its first unsent row, so no digest is lost and at most the one message
-per chat in flight at the crash goes out twice.
+adapter paces every request under the limits it declares (bot/pacing.py), and marks them
+sent. Leases are short and renewed while this process lives; after a crash they expire
+within seconds and each chat resumes at its first unsent row, so no digest is lost and
+at most the one message per chat in flight at the crash goes out twice.
 """
 
 from __future__ import annotations
@@ -23,15 +19,13 @@ import random
 import socket
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot import cards, learning
+from bot import cards
 from bot.config import Settings
-from bot.digest import Round
-from bot.models import ChatRef
-from bot.schedule import next_run
+from bot.doc import Message
 from bot.sending import (
     ChatGone,
     ChatMoved,
@@ -42,21 +36,10 @@ from bot.sending import (
     TransientError,
 )
 from bot.serialize import message_from_json
-from bot.service import Paperboy
-from bot.store.base import DueChat, Enqueue, OutboxItem, Store
-from bot.text import Message
+from bot.store.base import OutboxItem, Store
 
 log = logging.getLogger(__name__)
 
-SCHEDULE_BATCH = 5000
-# When every feed of a chat failed, try again soon, but not forever: after a while the
-# run is given up and the chat waits for its next day.
-FEED_RETRY = timedelta(minutes=15)
-FEED_GIVE_UP = timedelta(hours=6)
-PRUNE_AFTER = timedelta(days=14)
-# Which sent message was about which paper, and long button data: a reply or a press on
-# a message older than this is answered as stale.
-MESSAGE_MEMORY_AFTER = timedelta(days=30)
 SENT_FLUSH_SECONDS = 0.02
 LEASE_RENEWALS = 3  # renewals per lease: one missed beat does not lose the lease
 SENT_FLUSH_RETRY_SECONDS = 1.0  # after the store failed to record sent rows
@@ -66,144 +49,6 @@ OUTBOX_RETRY_SECONDS = 5.0  # after the outbox could not be read (the database i
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-# ---------------------------------------------------------------------- scheduler
-
-
-@dataclass(slots=True)
-class TickStats:
-    chats: int = 0  # due chats handled
-    digests: int = 0  # chats that got a digest
-    messages: int = 0  # outbox rows written
-    empty: int = 0  # due, but nothing new to send
-    postponed: int = 0  # every feed failed: tried again soon
-    feeds: list[str] = field(default_factory=list)  # feeds asked for this round
-
-
-async def schedule_new(store: Store, now: datetime) -> int:
-    """Give a next run to chats that have none (new, or their time just changed)."""
-    done = 0
-    while True:
-        rows = await store.unscheduled_chats(1000)
-        if not rows:
-            return done
-        await store.set_next_runs([(s.chat, next_run(s, since)) for s, since in rows])
-        done += len(rows)
-        if len(rows) < 1000:
-            return done
-
-
-async def scheduler_tick(
-    app: Paperboy, now: datetime | None = None, *, batch: int = SCHEDULE_BATCH
-) -> TickStats:
-    """Enqueue the digests of every chat due at `now`; returns what it did."""
-    now = now or utcnow()
-    store = app.store
-    stats = TickStats()
-    await schedule_new(store, now)
-    rnd = Round(app, now)
-    seen: set[ChatRef] = set()
-    while True:
-        due = await store.due_chats(now, batch)
-        fresh_due = [d for d in due if d.settings.chat not in seen]
-        if not fresh_due:
-            break  # nothing left (or only chats whose schedule changed under us)
-        seen.update(d.settings.chat for d in fresh_due)
-        await _enqueue_as_ready(store, rnd, fresh_due, stats)
-        rnd.trim()
-    stats.feeds = list(rnd.feeds)
-    return stats
-
-
-async def _enqueue_as_ready(
-    store: Store, rnd: Round, due: Sequence[DueChat], stats: TickStats
-) -> None:
-    """Fetch every feed these chats follow at once, and enqueue each chat's digest as soon
-    as its own feeds are in: a slow feed delays only the chats that follow it."""
-    feeds = dict.fromkeys(sub.feed for d in due for sub in d.subscriptions)
-    fetching = {feed: asyncio.ensure_future(rnd.feed(feed)) for feed in feeds}
-    waiting = list(due)
-    try:
-        while waiting:
-            ready = [d for d in waiting if all(fetching[s.feed].done() for s in d.subscriptions)]
-            if not ready:
-                busy = [t for t in fetching.values() if not t.done()]
-                await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            for task in fetching.values():
-                if task.done():
-                    task.result()  # a bug or a store failure ends the tick, as it always did
-            taken = {id(d) for d in ready}
-            waiting = [d for d in waiting if id(d) not in taken]
-            await store.enqueue_digests(await _digests(store, rnd, ready, stats), rnd.now)
-    finally:
-        for task in fetching.values():
-            task.cancel()
-
-
-async def _digests(
-    store: Store, rnd: Round, due: Sequence[DueChat], stats: TickStats
-) -> list[Enqueue]:
-    now = rnd.now
-    ranked = {d.settings.chat: rnd.ranked(d.subscriptions) for d in due}
-    # Each distinct ranking once: chats following the same feeds share one list.
-    lists = {id(r): r for r in ranked.values() if r}
-    wanted = {key for r in lists.values() for key, _ in r}
-    chats = [chat for chat, r in ranked.items() if r]
-    delivered = await store.delivered_among(chats, sorted(wanted)) if wanted else {}
-    # Chats that learned from votes or chose topics, a quality floor or weekly digests.
-    try:
-        taught = await learning.lessons(rnd.app, chats)
-    except Exception:  # learning must never cost a chat its digest: the shared one goes
-        log.exception("per-chat ranking unavailable this round")
-        taught = {}
-    # Math lines (`/settings explain on`): the top papers of those chats' rankings, once.
-    explaining = {id(r): r for d in due if d.settings.explain and (r := ranked[d.settings.chat])}
-    if explaining:
-        most = max(d.settings.count for d in due if d.settings.explain)
-        await rnd.load_lines(p for r in explaining.values() for _, p in r[:most])
-    out: list[Enqueue] = []
-    runs: dict[datetime, str] = {}
-    for d in due:
-        chat = d.settings.chat
-        stats.chats += 1
-        upcoming = rnd.next_run(d.settings)
-        best = ranked[chat]
-        if best is None:  # every feed failed this round
-            stats.postponed += 1
-            if now - d.due_at < FEED_GIVE_UP:
-                upcoming = min(upcoming, now + FEED_RETRY)
-            out.append(Enqueue(chat, d.due_at, upcoming))
-            continue
-        lesson = taught.get(chat)
-        built: tuple[list[str], list[str]] | None = None
-        if lesson is not None:
-            try:
-                built = await lesson.digest(
-                    rnd, d.settings, d.subscriptions, best, delivered.get(chat, set())
-                )
-            except Exception:  # a learning bug must not cost the chat its digest
-                log.exception("per-chat ranking of %s failed: the shared digest goes", chat.key)
-        if built is None:
-            built = rnd.digest(d.settings, best, delivered.get(chat, set()))
-        bodies, paper_ids = built
-        if not bodies:
-            stats.empty += 1
-            out.append(Enqueue(chat, d.due_at, upcoming))
-            continue
-        # The key names the scheduled run, so the same run can never be enqueued twice.
-        run = runs.get(d.due_at)
-        if run is None:
-            run = runs[d.due_at] = d.due_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-        messages = [(f"{chat.key}:{run}:{seq}", body) for seq, body in enumerate(bodies)]
-        out.append(Enqueue(chat, d.due_at, upcoming, messages, paper_ids))
-        stats.digests += 1
-        stats.messages += len(messages)
-    return out
-
-
-# ---------------------------------------------------------------------- dispatcher
 
 
 @dataclass(slots=True)
@@ -500,56 +345,3 @@ def _decode(body: str) -> Message:
     # Many chats get the very same digest: decode each distinct body once. Renderers only
     # read messages, and the nodes are frozen.
     return message_from_json(body)
-
-
-# -------------------------------------------------------------------- entry points
-
-
-def senders_for(adapters: Sequence[Sender]) -> dict[str, Sender]:
-    return {adapter.platform: adapter for adapter in adapters}
-
-
-async def deliver_once(
-    app: Paperboy,
-    settings: Settings,
-    adapters: Sequence[Sender],
-    clock: Callable[[], datetime] = utcnow,
-) -> tuple[TickStats, SendStats]:
-    """One scheduler round, then send until the outbox is drained (`paperboy deliver --now`).
-
-    Rows left from earlier runs (a crash, a retry) are sent too.
-    """
-    stats = await scheduler_tick(app, clock())
-    dispatcher = Dispatcher(app.store, senders_for(adapters), settings, clock=clock)
-    deadline = asyncio.get_running_loop().time() + settings.delivery_drain_seconds
-    await dispatcher.run(until_idle=True, deadline=deadline)
-    return stats, dispatcher.stats
-
-
-async def run_delivery(app: Paperboy, settings: Settings, adapters: Sequence[Sender]) -> None:
-    """The background loop of `paperboy run`: a scheduler tick every so often, senders always."""
-    dispatcher = Dispatcher(app.store, senders_for(adapters), settings)
-    sending = asyncio.create_task(dispatcher.run(), name="delivery senders")
-    pruned = utcnow() - timedelta(days=1)
-    try:
-        while True:
-            try:
-                stats = await scheduler_tick(app)
-                if stats.messages:
-                    log.info("enqueued %d messages for %d chats", stats.messages, stats.digests)
-                    dispatcher.notify()
-                if utcnow() - pruned > timedelta(hours=12):
-                    pruned = utcnow()
-                    await app.store.prune_outbox(pruned - PRUNE_AFTER)
-                    await app.store.prune_message_memory(pruned - MESSAGE_MEMORY_AFTER)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the next tick tries again; the outbox keeps what was enqueued
-                log.exception("delivery scheduler tick failed")
-            if sending.done():
-                sending.result()  # the senders died: surface it
-            await asyncio.sleep(settings.delivery_tick_seconds)
-    finally:
-        sending.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sending

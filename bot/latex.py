@@ -1,334 +1,50 @@
-"""The platform-neutral document model, and LaTeX math made readable.
+"""LaTeX in titles and abstracts made readable: math as Unicode, text-mode markup as
+document nodes.
 
-The core builds `Reply` values out of these nodes; each adapter owns one renderer
-(Telegram HTML, Discord markdown/embeds, terminal text) and is the only place that
-escapes anything. Text in nodes is always raw, never pre-escaped.
+pylatexenc's own LatexNodes2Text is not used whole: it flattens x^2 and \\frac, drops
+unknown macros and reads a bare % as a comment, which loses text in abstracts. So the
+structure (math delimiters, scripts, fractions, text-mode markup) is parsed here by two
+small readers that cannot raise, bound their nesting, and stay linear on hostile input.
+The symbol tables they share are in `bot.latex_symbols`. (`bot.explain.latex` is another
+thing: it cleans a paper's e-print source.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+import re
+from bisect import bisect_left
+from functools import lru_cache
 
-# ---------------------------------------------------------------- inline nodes
-
-
-@dataclass(frozen=True, slots=True)
-class Text:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Bold:
-    children: tuple[Inline, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Italic:
-    children: tuple[Inline, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Code:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    text: str
-    url: str
-
-
-@dataclass(frozen=True, slots=True)
-class Math:
-    """Inline math: `latex` as the author wrote it, `unicode` as readable text."""
-
-    latex: str
-    unicode: str
-
-
-Inline = Text | Bold | Italic | Code | Link | Math
-
-# ----------------------------------------------------------------- block nodes
-
-
-@dataclass(frozen=True, slots=True)
-class Paragraph:
-    children: tuple[Inline, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Heading:
-    children: tuple[Inline, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ListBlock:
-    items: tuple[tuple[Inline, ...], ...]
-    ordered: bool = False
-    start: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class CodeBlock:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class MathBlock:
-    """A display equation; `image` is a PNG rendering when one was made (see bot.explain)."""
-
-    latex: str
-    unicode: str
-    label: str | None = None
-    image: bytes | None = None
-
-
-Block = Paragraph | Heading | ListBlock | CodeBlock | MathBlock
-
-# ------------------------------------------------------------------- replies
-
-
-@dataclass(frozen=True, slots=True)
-class Button:
-    """A button under a message: either a link, or a command run with an argument.
-
-    Command buttons are encoded by adapters as compact callback data
-    (Telegram allows 64 bytes), so `arg` must stay short: an arXiv id or a feed name.
-    """
-
-    label: str
-    url: str | None = None
-    command: str | None = None
-    arg: str = ""
-    # The numbered list item this button is about: a renderer that splits a long message
-    # puts the button under the part that shows that item.
-    item: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Document:
-    """A file sent with a message (/export bibtex): a document on Telegram, an attachment
-    on Discord, a file path in the terminal. Only in command replies, never in the outbox."""
-
-    filename: str
-    data: bytes
-    mime: str = "application/octet-stream"
-
-
-@dataclass(slots=True)
-class Message:
-    blocks: list[Block] = field(default_factory=list)
-    buttons: list[list[Button]] = field(default_factory=list)  # rows of buttons
-    document: Document | None = None
-
-
-@dataclass(slots=True)
-class Reply:
-    """What a command (or a digest) sends: one or more messages, in order."""
-
-    messages: list[Message] = field(default_factory=list)
-    ephemeral: bool = False  # Discord: only the caller sees it (errors, usage lines)
-    # A better reply still on its way (the LLM's explanation after the offline one): once
-    # this reply is sent, adapters await it and edit the sent messages into what it gives.
-    update: Callable[[], Awaitable[Reply]] | None = field(default=None, compare=False, repr=False)
-
-    @classmethod
-    def text(cls, *paragraphs: str, ephemeral: bool = False) -> Reply:
-        blocks: list[Block] = [Paragraph((Text(p),)) for p in paragraphs]
-        return cls([Message(blocks)], ephemeral=ephemeral)
-
-    @classmethod
-    def of(cls, *blocks: Block, buttons: list[list[Button]] | None = None) -> Reply:
-        return cls([Message(list(blocks), buttons or [])])
-
-
-def plain(nodes: tuple[Inline, ...] | list[Inline]) -> str:
-    """The text of inline nodes without any markup (math as its Unicode form)."""
-    out: list[str] = []
-    for node in nodes:
-        match node:
-            case Text(text) | Code(text):
-                out.append(text)
-            case Bold(children) | Italic(children):
-                out.append(plain(children))
-            case Link(text, _):
-                out.append(text)
-            case Math(_, uni):
-                out.append(uni)
-    return "".join(out)
-
-
-def block_text(block: Block) -> str:
-    """The plain text of one block, used by plain-text renderers and length estimates."""
-    match block:
-        case Paragraph(children) | Heading(children):
-            return plain(children)
-        case ListBlock(items, ordered, start):
-            lines = []
-            for i, item in enumerate(items, start):
-                bullet = f"{i}." if ordered else "•"
-                lines.append(f"{bullet} {plain(item)}")
-            return "\n".join(lines)
-        case CodeBlock(text):
-            return text
-        case MathBlock(_, uni, label, _):
-            return f"{uni}    ({label})" if label else uni
-    raise TypeError(f"unknown block {block!r}")
-
-
-# ------------------------------------------------------- LaTeX -> readable text
-# latex_to_unicode(s) and rich_inlines(s) live below (filled in by the text module work).
-#
-# pylatexenc supplies the symbol table (\alpha, \leq, \ldots …) and the letter alphabets
-# (\mathcal, \mathbb …); unicodeit would too, but is unmaintained since 2023. pylatexenc's
-# own LatexNodes2Text is not used whole: it flattens x^2 and \frac, drops unknown macros
-# and reads a bare % as a comment, which loses text in abstracts. So the structure (math
-# delimiters, scripts, fractions, text-mode markup) is parsed here by two small readers
-# that cannot raise, bound their nesting, and stay linear on hostile input.
-
-import re  # noqa: E402
-import unicodedata  # noqa: E402
-from bisect import bisect_left  # noqa: E402
-from functools import lru_cache  # noqa: E402
-
-from pylatexenc.latex2text import (  # noqa: E402
-    LatexNodes2Text,
-    get_default_latex_context_db,
+from bot.doc import Bold, Code, Inline, Italic, Link, Math, Text, plain
+from bot.latex_symbols import (
+    ACCENTS,
+    ALPHABETS,
+    ARRAYS,
+    CONTROL_SYMBOLS,
+    DROP,
+    DROP_WITH_ARG,
+    PLAIN_ARG,
+    RELATIONS,
+    SUBSCRIPTS,
+    SUPERSCRIPTS,
+    TEXT_ACCENT_WORDS,
+    TEXT_ARG,
+    accent,
+    alphabet,
+    fraction,
+    is_atom,
+    script,
+    symbol,
 )
 
-_L2T_DB = get_default_latex_context_db()
 _MAX_DEPTH = 24  # real titles nest a few levels; deeper is hostile and is kept flat
 _MAX_INLINE_MATH = 2000  # how far a `$` looks for its partner
 _MAX_DISPLAY_MATH = 20000
 
-_SUPERSCRIPTS = dict(
-    zip(
-        "0123456789+-−=()abcdefghijklmnoprstuvwxyzABDEGHIJKLMNOPRTUVWβγδεθιφχ*′⊤†∗",
-        "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁻⁼⁽⁾ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖʳˢᵗᵘᵛʷˣʸᶻᴬᴮᴰᴱᴳᴴᴵᴶᴷᴸᴹᴺᴼᴾᴿᵀᵁⱽᵂᵝᵞᵟᵋᶿᶥᵠᵡ*′ᵀ†*",
-        strict=True,
-    )
-)
-_SUBSCRIPTS = dict(
-    zip(
-        "0123456789+-−=()aehijklmnoprstuvxβγρφχ",
-        "₀₁₂₃₄₅₆₇₈₉₊₋₋₌₍₎ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓᵦᵧᵨᵩᵪ",
-        strict=True,
-    )
-)
-
-# Combining marks for accents, in math (\hat x) and in text (\"o, \c{c}).
-_ACCENTS = {
-    "hat": "\u0302", "widehat": "\u0302", "check": "\u030c", "tilde": "\u0303",
-    "widetilde": "\u0303", "acute": "\u0301", "grave": "\u0300", "dot": "\u0307",
-    "ddot": "\u0308", "dddot": "\u20db", "breve": "\u0306", "bar": "\u0304",
-    "overline": "\u0305", "underline": "\u0332", "vec": "\u20d7", "overrightarrow": "\u20d7",
-    "mathring": "\u030a",
-    "'": "\u0301", "`": "\u0300", "^": "\u0302", '"': "\u0308", "~": "\u0303", "=": "\u0304",
-    ".": "\u0307", "u": "\u0306", "v": "\u030c", "H": "\u030b", "c": "\u0327", "k": "\u0328",
-    "r": "\u030a", "d": "\u0323", "b": "\u0331",
-}  # fmt: skip
-_TEXT_ACCENT_WORDS = frozenset("uvHckrdb")  # one-letter accent macros of text mode
-_ALPHABETS = frozenset({"mathbb", "mathcal", "mathfrak", "mathscr", "mathbf", "mathbbm"})
-_PLAIN_ARG = frozenset(
-    {
-        "mathrm", "mathit", "mathsf", "mathtt", "boldsymbol", "bm", "operatorname",
-        "operatorname*", "mathop", "mathbin", "mathrel", "mathord", "mathnormal", "pmb",
-        "ensuremath", "underbrace", "overbrace",
-    }
-)  # fmt: skip
-_TEXT_ARG = frozenset(
-    {"text", "textrm", "textnormal", "mbox", "hbox", "textit", "textbf", "emph", "textsf",
-     "texttt", "textup", "textsl", "textsc", "textmd"}
-)  # fmt: skip
-_DROP = frozenset(
-    {
-        "limits", "nolimits", "displaystyle", "textstyle", "scriptstyle",
-        "scriptscriptstyle", "nonumber", "notag", "bf", "it", "rm", "sf", "tt", "em", "sc",
-        "sl", "cal", "normalfont", "small", "large", "Large", "footnotesize", "scriptsize",
-        "tiny", "huge", "noindent", "par", "relax", "centering", "newline", "linebreak",
-        "allowbreak", "boldmath", "phantom", "hphantom", "vphantom", "mathstrut",
-    }
-)  # fmt: skip
-_DROP_WITH_ARG = frozenset({"label", "color", "tag", "vspace", "hspace", "begin", "end"})
-# Macros pylatexenc has no plain replacement for, and spellings we prefer to its own.
-_SYMBOLS = {
-    "ne": "≠", "iff": "⟺", "implies": "⟹", "gets": "←", "arg": "arg", "det": "det",
-    "bot": "⊥", "neg": "¬", "degree": "°", "colon": ":", "coloneqq": "≔", "leadsto": "⇝",
-    "checkmark": "✓", "Re": "ℜ", "Im": "ℑ", "S": "§", "P": "¶", "ddag": "‡",
-    "copyright": "©", "pounds": "£", "LaTeX": "LaTeX", "TeX": "TeX", "prime": "′",
-    "quad": " ", "qquad": " ", "enspace": " ", "thinspace": " ", "medspace": " ",
-    "thickspace": " ", "negthinspace": "", "dots": "…", "textbackslash": "\\",
-    "lbrace": "{", "rbrace": "}", "vert": "|", "Vert": "‖", "lvert": "|", "rvert": "|",
-    "lVert": "‖", "rVert": "‖", "argmax": "argmax", "argmin": "argmin", "tr": "tr",
-    "Tr": "Tr", "diag": "diag", "rank": "rank", "sgn": "sgn", "softmax": "softmax",
-    "E": "𝔼", "varnothing": "∅", "emptyset": "∅", "top": "⊤", "ell": "ℓ",
-}  # fmt: skip
-_CONTROL_SYMBOLS = {
-    ",": " ", ";": " ", ":": " ", ">": " ", " ": " ", "\n": " ", "\t": " ", "!": "",
-    "-": "", "/": "", "@": "", "|": "‖", "\\": " ", "{": "{", "}": "}", "%": "%", "&": "&",
-    "_": "_", "#": "#", "$": "$",
-}  # fmt: skip
 _SAFE_URL = re.compile(r"(?:https?|ftp)://\S+|mailto:\S+", re.IGNORECASE)
 _WS = re.compile(r"\s+")
 
 _MATH_TOKEN = re.compile(r"\\(?:[A-Za-z]+\*?|.)?|[{}^_\[\]]|\s+|[^\\{}^_\[\]\s]", re.DOTALL)
-
-
-@lru_cache(maxsize=4096)
-def _symbol(name: str) -> str | None:
-    """A macro's plain replacement from our table or pylatexenc's, if it has one."""
-    if name in _SYMBOLS:
-        return _SYMBOLS[name]
-    spec = _L2T_DB.get_macro_spec(name)
-    repl = getattr(spec, "simplify_repl", None) if spec is not None else None
-    if isinstance(repl, str) and "%" not in repl:
-        return repl
-    return None
-
-
-@lru_cache(maxsize=4096)
-def _alphabet(name: str, letters: str) -> str:
-    """\\mathcal{L} -> ℒ by pylatexenc; only plain ASCII letters are handed to it."""
-    if not letters.isascii() or not letters.isalnum():
-        return letters
-    try:
-        return str(LatexNodes2Text().latex_to_text(f"\\{name}{{{letters}}}")) or letters
-    except Exception:  # a library surprise must not cost us the title
-        return letters
-
-
-def _accent(mark: str, base: str) -> str:
-    # LaTeX accents a dotless i/j; Unicode composes the accented letter from the dotted one.
-    base = base.replace("ı", "i").replace("ȷ", "j")
-    if not base.strip():
-        return mark
-    # Marks go on base characters only; marking marks would double the text per level.
-    marked = "".join(c if c.isspace() or unicodedata.combining(c) else c + mark for c in base)
-    return unicodedata.normalize("NFC", marked)
-
-
-def _is_atom(s: str) -> bool:
-    """Reads unambiguously without parentheses: one symbol, a number, a word."""
-    return len(s) <= 1 or all(c.isalnum() or c in "′.*" for c in s)
-
-
-def _script(arg: str, table: dict[str, str], mark: str) -> str:
-    compact = arg.replace(" ", "")
-    if not compact:
-        return ""
-    if all(c in table for c in compact):
-        return "".join(table[c] for c in compact)
-    return f"{mark}{compact}" if _is_atom(compact) else f"{mark}({compact})"
-
-
-def _fraction(num: str, den: str) -> str:
-    num, den = num.strip(), den.strip()
-    # A denominator mixing digits and letters is a product: 1/(12N), not 1/12N.
-    den_atom = _is_atom(den) and (
-        den.isdigit() or not any(c.isdigit() for c in den) or len(den) <= 1
-    )
-    return f"{num if _is_atom(num) else f'({num})'}/{den if den_atom else f'({den})'}"
 
 
 class _Reader:
@@ -372,11 +88,11 @@ class _Reader:
         if name == "":
             return "\\"  # a lone trailing backslash
         if depth >= _MAX_DEPTH:
-            return _CONTROL_SYMBOLS.get(name, name)
+            return CONTROL_SYMBOLS.get(name, name)
         if not name[0].isalpha():
-            if name in _ACCENTS:
-                return _accent(_ACCENTS[name], self._arg_text(depth))
-            return _CONTROL_SYMBOLS.get(name, name)
+            if name in ACCENTS:
+                return accent(ACCENTS[name], self._arg_text(depth))
+            return CONTROL_SYMBOLS.get(name, name)
         return None
 
 
@@ -401,8 +117,8 @@ class _MathReader(_Reader):
                 # The space an author leaves before a script is not meant to show.
                 if out and out[-1] == " ":
                     out.pop()
-                table = _SUPERSCRIPTS if tok == "^" else _SUBSCRIPTS
-                out.append(_script(arg, table, tok) or tok)
+                table = SUPERSCRIPTS if tok == "^" else SUBSCRIPTS
+                out.append(script(arg, table, tok) or tok)
                 continue
             out.append(self._item(depth))
         return "".join(out)
@@ -441,34 +157,34 @@ class _MathReader(_Reader):
         if text is not None:
             return text
         if name in ("frac", "dfrac", "tfrac", "cfrac"):
-            return _fraction(self._arg(depth), self._arg(depth))
+            return fraction(self._arg(depth), self._arg(depth))
         if name in ("binom", "dbinom", "tbinom"):
             n, k = self._arg(depth).strip(), self._arg(depth).strip()
             return f"C({n}, {k})"
         if name == "sqrt":
             index = self._optional(depth)
             body = self._arg(depth).strip()
-            body = body if _is_atom(body) else f"({body})"
+            body = body if is_atom(body) else f"({body})"
             root = {None: "√", "": "√", "2": "√", "3": "∛", "4": "∜"}.get(index)
             if root is None:
-                root = _script(index or "", _SUPERSCRIPTS, "^") + "√"
+                root = script(index or "", SUPERSCRIPTS, "^") + "√"
             return root + body
-        if name in _ACCENTS:
-            return _accent(_ACCENTS[name], self._arg(depth))
-        if name in _ALPHABETS:
-            return _alphabet(name, self._arg(depth))
-        if name in _TEXT_ARG:
+        if name in ACCENTS:
+            return accent(ACCENTS[name], self._arg(depth))
+        if name in ALPHABETS:
+            return alphabet(name, self._arg(depth))
+        if name in TEXT_ARG:
             self._skip_ws()
             if self._peek() == "{":
                 # \text{...} holds text-mode LaTeX, possibly with $math$ of its own.
                 return plain(_TextReader(self._raw_group()).read(depth + 1))
             return self._arg(depth)
-        if name in _PLAIN_ARG:
+        if name in PLAIN_ARG:
             return self._arg(depth)
         if name == "begin":
             env = self._raw_group().strip()
-            return self._array(env, depth) if env.rstrip("*") in _ARRAYS else ""
-        if name in _DROP_WITH_ARG:
+            return self._array(env, depth) if env.rstrip("*") in ARRAYS else ""
+        if name in DROP_WITH_ARG:
             self._raw_group()
             return ""
         if name in ("textcolor", "colorbox"):
@@ -480,9 +196,9 @@ class _MathReader(_Reader):
             if self._peek() == ".":
                 self.pos += 1
             return ""
-        if name in _DROP:
+        if name in DROP:
             return ""
-        sym = _symbol(name)
+        sym = symbol(name)
         if sym is not None:
             return sym
         # Unknown: keep its name, and its braced arguments as name(a, b) so nothing is lost.
@@ -530,28 +246,16 @@ class _MathReader(_Reader):
 
 
 def _array_text(env: str, rows: list[list[str]]) -> str:
-    left, right, cell_sep = _ARRAYS[env]
+    left, right, cell_sep = ARRAYS[env]
     if env in ("aligned", "gathered", "split", "alignedat", "multlined"):
         lines = [" ".join(c for c in r if c) for r in rows]
         out = lines[0] if lines else ""
         for line in lines[1:]:
-            out += (" " if line[:1] in _RELATIONS else "; ") + line
+            out += (" " if line[:1] in RELATIONS else "; ") + line
         return out
     if left and len(rows) > 1 and all(len(r) == 1 for r in rows):
         return left + ", ".join(r[0] for r in rows) + right + "ᵀ"  # a column vector
     return left + "; ".join(cell_sep.join(r) for r in rows) + right
-
-
-# Environment -> (opening, closing, between cells) for the one-line form.
-_ARRAYS = {
-    "matrix": ("", "", ", "), "smallmatrix": ("", "", ", "), "array": ("", "", ", "),
-    "pmatrix": ("(", ")", ", "), "bmatrix": ("[", "]", ", "), "Bmatrix": ("{", "}", ", "),
-    "vmatrix": ("|", "|", ", "), "Vmatrix": ("‖", "‖", ", "), "cases": ("{", "}", " "),
-    "dcases": ("{", "}", " "), "rcases": ("{", "}", " "), "aligned": ("", "", " "),
-    "gathered": ("", "", " "), "split": ("", "", " "), "alignedat": ("", "", " "),
-    "multlined": ("", "", " "), "subarray": ("", "", ", "),
-}  # fmt: skip
-_RELATIONS = frozenset("=<>≤≥≈≠≡∼≃≅∝→⇒⟹⇔⟺∈⊂⊆:")
 
 
 _INNER_SPACE = re.compile(r"(?<=[(\[{]) | (?=[)\]}])")
@@ -606,7 +310,7 @@ def display_unicode(latex: str) -> str:
     lines = []
     for i, row in enumerate(split_display_rows(latex)):
         text = latex_to_unicode(row)
-        lines.append(("    " + text) if i and text[:1] in _RELATIONS else text)
+        lines.append(("    " + text) if i and text[:1] in RELATIONS else text)
     return "\n".join(line for line in lines if line)
 
 
@@ -751,8 +455,8 @@ class _TextReader(_Reader):
         text = self._simple_macro(name, depth)
         if text is not None:
             return [Text(text)]
-        if name in _TEXT_ACCENT_WORDS:
-            return [Text(_accent(_ACCENTS[name], self._arg_text(depth)))]
+        if name in TEXT_ACCENT_WORDS:
+            return [Text(accent(ACCENTS[name], self._arg_text(depth)))]
         if name in ("textbf", "mathbf", "boldsymbol", "bm"):
             return _wrap(Bold, self._arg(depth))
         if name in ("emph", "textit", "textsl", "mathit"):
@@ -778,16 +482,16 @@ class _TextReader(_Reader):
                 if math is not None:
                     return [math]
             return []
-        if name in _DROP_WITH_ARG:
+        if name in DROP_WITH_ARG:
             self._raw_group()
             return []
-        if name in _DROP:
+        if name in DROP:
             return []
-        if name in _TEXT_ARG or name in _PLAIN_ARG:
+        if name in TEXT_ARG or name in PLAIN_ARG:
             return self._arg(depth)
-        if name in _ALPHABETS:
-            return [Text(_alphabet(name, self._arg_text(depth)))]
-        sym = _symbol(name)
+        if name in ALPHABETS:
+            return [Text(alphabet(name, self._arg_text(depth)))]
+        sym = symbol(name)
         if sym is not None:
             if self.toks[self.pos : self.pos + 2] == ["{", "}"]:
                 self.pos += 2  # "\ss{}": the empty group only ends the macro's name
