@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from bot.models import ChatRef
 from bot.store import records
 from bot.store.learning import LearnState, Vote
-from bot.store.sqlbase import SQLBase, chat_pk_of, chunks, now, rowcount
-from bot.store.tables import chat_learning, chats, delivered, saved_papers, topics, votes
+from bot.store.sqlbase import SQLBase, chat_pk_of, now, rowcount
+from bot.store.tables import chat_learning, delivered, saved_papers, topics, votes
 from bot.store.text import clean_text
 
 _STATE = [
@@ -179,27 +179,25 @@ class LearningMixin(SQLBase):
         found: dict[ChatRef, tuple[LearnState, dict[str, list[str]]]] = {}
         if not by_key:
             return found
-        keys = (chats.c.platform, chats.c.chat_id, chats.c.thread_id)
-        states = sa.select(*keys, *_STATE).join(chat_learning, chat_learning.c.chat == chats.c.id)
+        states = sa.select(chat_learning.c.chat, *_STATE).where(
+            self.among(chat_learning.c.chat, "pks")
+        )
         words = (
-            sa.select(*keys, topics.c.feed, topics.c.topic)
-            .join(topics, topics.c.chat == chats.c.id)
+            sa.select(topics.c.chat, topics.c.feed, topics.c.topic)
+            .where(self.among(topics.c.chat, "pks"))
             .order_by(topics.c.feed, topics.c.topic)
         )
         async with self.reading() as conn:
             pks = await self._chat_pks(conn, list(by_key))
             chat_of = {pk: by_key[key] for key, pk in pks.items()}
-            ids = list(chat_of)
-            for chunk in chunks(ids) if self.is_sqlite else [ids] if ids else []:
-                params = {"pks": list(chunk)}
-                where = self.among(chats.c.id, "pks")
-                for row in (await conn.execute(states.where(where), params)).mappings():
-                    chat = by_key[(row["platform"], row["chat_id"], row["thread_id"])]
-                    found[chat] = (_state(row), {})
-                for row in (await conn.execute(words.where(where), params)).mappings():
-                    chat = by_key[(row["platform"], row["chat_id"], row["thread_id"])]
-                    entry = found.setdefault(chat, (LearnState(), {}))
-                    entry[1].setdefault(row["feed"], []).append(row["topic"])
+            if not chat_of:
+                return found
+            params = {"pks": list(chat_of)}
+            for row in (await conn.execute(states, params)).mappings():
+                found[chat_of[row["chat"]]] = (_state(row), {})
+            for pk, feed, topic in await conn.execute(words, params):
+                entry = found.setdefault(chat_of[pk], (LearnState(), {}))
+                entry[1].setdefault(feed, []).append(topic)
         return found
 
     async def recent_delivered(self, chat: ChatRef, limit: int) -> list[tuple[str, datetime]]:

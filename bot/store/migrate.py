@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-FOLDER = Path(__file__).with_name("migrations")
+PACKAGED = Path(__file__).with_name("migrations")
+FOLDER = PACKAGED  # where `upgrade` reads revisions (tests point it elsewhere)
 # The newest revision (a test checks it against versions/): a database already there opens
 # without importing Alembic at all, which keeps a restarted worker's start short.
 HEAD = "0002"
@@ -44,7 +45,7 @@ def _config(folder: Path) -> Config:
 
 
 @functools.cache
-def load_script(folder: Path = FOLDER) -> ScriptDirectory:
+def load_script(folder: Path = PACKAGED) -> ScriptDirectory:
     """The revisions, read and imported. Blocking: call it through `asyncio.to_thread`."""
     from alembic.script import ScriptDirectory
 
@@ -58,9 +59,10 @@ async def upgrade(conn: Any, folder: Path | None = None) -> None:
     the newest revision of `folder` (default: FOLDER)."""
     if conn.dialect.name == "postgresql":
         await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
-    if folder is None and await conn.run_sync(_revision) == HEAD:
+    folder = folder or FOLDER
+    if folder == PACKAGED and await conn.run_sync(_revision) == HEAD:
         return
-    script = await asyncio.to_thread(load_script, folder or FOLDER)
+    script = await asyncio.to_thread(load_script, folder)
     await conn.run_sync(_upgrade, script)
 
 

@@ -139,9 +139,8 @@ class ScheduleMixin(SQLBase):
                 due[row["id"]] = DueChat(
                     records.settings_from(records.chat_ref(row), row), [], row["next_run_at"]
                 )
-            pks = list(due)
-            for chunk in chunks(pks) if self.is_sqlite else [pks] if pks else []:
-                for row in (await conn.execute(subs, {"chats": list(chunk)})).mappings():
+            if due:
+                for row in (await conn.execute(subs, {"chats": list(due)})).mappings():
                     item = due[row["chat"]]
                     item.subscriptions.append(records.subscription_from(item.settings.chat, row))
         return list(due.values())
@@ -217,8 +216,9 @@ class ScheduleMixin(SQLBase):
     async def _enqueue(
         self, conn: AsyncConnection, digests: Sequence[Enqueue], now: datetime
     ) -> int:
-        pks = await self._chat_pks(conn, [records.key(d.chat) for d in digests])
-        known = [(pks[k], d) for d in digests if (k := records.key(d.chat)) in pks]
+        keys = [records.key(d.chat) for d in digests]
+        pks = await self._chat_pks(conn, keys)
+        known = [(pks[k], d) for k, d in zip(keys, digests, strict=True) if k in pks]
         # Rows go in chat order in every process, so two schedulers writing the same chats
         # wait for each other instead of deadlocking.
         known.sort(key=lambda item: item[0])

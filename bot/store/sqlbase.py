@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import TypeDecorator
 
 from bot.models import ChatRef
 from bot.store import records
@@ -19,6 +22,14 @@ ChatKey = tuple[str, str, str]
 
 # Well under SQLite's bound-parameter limit, which is 999 on older builds.
 CHUNK = 500
+
+
+class _JSONList(TypeDecorator[list[Any]]):
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: list[Any] | None, dialect: Dialect) -> str | None:
+        return None if value is None else json.dumps(value)
 
 
 def now() -> datetime:
@@ -48,10 +59,12 @@ def rowcount(result: Any) -> int:
 
 class SQLBase(Database):
     def among(self, column: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[bool]:
-        """`column IN (the list bound as name)`: one array parameter on PostgreSQL (one
-        prepared statement whatever the length), an expanding IN list on SQLite."""
+        """`column IN (the list bound as name)`, the list as ONE parameter (one cached
+        statement whatever its length, no parameter limit): an array on PostgreSQL, JSON
+        unpacked by json_each on SQLite."""
         if self.is_sqlite:
-            return column.in_(sa.bindparam(name, expanding=True))
+            values = sa.func.json_each(sa.bindparam(name, type_=_JSONList())).table_valued("value")
+            return column.in_(sa.select(values.c.value))
         return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
 
     def insert(self, table: sa.Table) -> Any:
