@@ -193,9 +193,9 @@ class LearningMixin(SQLBase):
             if not chat_of:
                 return found
             params = {"pks": list(chat_of)}
-            for row in (await conn.execute(states, params)).mappings():
+            for row in (await conn.execute(states, params)).mappings().all():
                 found[chat_of[row["chat"]]] = (_state(row), {})
-            for pk, feed, topic in await conn.execute(words, params):
+            for pk, feed, topic in (await conn.execute(words, params)).all():
                 entry = found.setdefault(chat_of[pk], (LearnState(), {}))
                 entry[1].setdefault(feed, []).append(topic)
         return found

@@ -103,7 +103,7 @@ class OutboxMixin(SQLBase):
             )
             return [
                 OutboxItem(r["id"], records.chat_ref(r), r["idem_key"], r["body"], r["attempts"])
-                for r in rows.mappings()
+                for r in rows.mappings().all()
             ]
 
     async def renew_outbox_leases(

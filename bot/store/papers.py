@@ -56,7 +56,7 @@ class PapersMixin(SQLBase):
         async with self.reading() as conn:
             for chunk in chunks(wanted):
                 result = await conn.execute(query, {"ids": list(chunk)})
-                for row in result.mappings():
+                for row in result.mappings().all():
                     found[row["id"]] = records.paper_from(row)
         return found
 

@@ -135,12 +135,13 @@ class ScheduleMixin(SQLBase):
         )
         async with self.reading() as conn:
             due: dict[int, DueChat] = {}
-            for row in (await conn.execute(query)).mappings():
+            for row in (await conn.execute(query)).mappings().all():
                 due[row["id"]] = DueChat(
                     records.settings_from(records.chat_ref(row), row), [], row["next_run_at"]
                 )
             if due:
-                for row in (await conn.execute(subs, {"chats": list(due)})).mappings():
+                result = await conn.execute(subs, {"chats": list(due)})
+                for row in result.mappings().all():
                     item = due[row["chat"]]
                     item.subscriptions.append(records.subscription_from(item.settings.chat, row))
         return list(due.values())
@@ -172,7 +173,7 @@ class ScheduleMixin(SQLBase):
                 " WHERE d.paper_id = ANY($4::text[])",
                 ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], ids),
             )
-            return list(result)
+            return list(result.all())
         rows: list[Any] = []
         # 3 parameters per chat, plus a chunk of paper ids, stays under 999.
         for chunk in chunks(keys, 150):
@@ -190,7 +191,7 @@ class ScheduleMixin(SQLBase):
                     f" WHERE d.paper_id IN ({marks})",
                     (*flat, *id_chunk),
                 )
-                rows += list(result)
+                rows += result.all()
         return rows
 
     async def enqueue_digests(self, digests: Sequence[Enqueue], now: datetime) -> int:

@@ -113,7 +113,7 @@ class SQLBase(Database):
                 " AND c.thread_id = k.thread_id",
                 ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
             )
-            found: list[Any] = list(result)
+            found: list[Any] = list(result.all())
             return {(r[1], r[2], r[3]): int(r[0]) for r in found}
         for chunk in chunks(keys, 300):
             values = ", ".join("(?, ?, ?)" for _ in chunk)
@@ -124,7 +124,7 @@ class SQLBase(Database):
                 " AND c.thread_id = k.column3",
                 tuple(v for key in chunk for v in key),
             )
-            rows: list[Any] = list(result)
+            rows: list[Any] = list(result.all())
             for r in rows:
                 pks[(r[1], r[2], r[3])] = int(r[0])
         return pks
