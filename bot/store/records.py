@@ -7,6 +7,8 @@ the way in (see `clean_text`), so one odd paper never fails a batch.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from datetime import datetime, time
 from typing import Any, Protocol, cast
 
@@ -139,6 +141,28 @@ def settings_from(chat: ChatRef, row: Row) -> ChatSettings:
         title=row["title"],
         explain=bool(row["explain_digest"]),
     )
+
+
+def settings_from_values(chat: ChatRef, values: Sequence[Any]) -> ChatSettings:
+    """`settings_from` for raw values in SETTINGS_COLUMNS order (hot reads)."""
+    timezone, at, count, format, language, weekdays, active, title, explain = values
+    return ChatSettings(
+        chat=chat,
+        timezone=timezone,
+        delivery_time=_time(at),
+        count=count,
+        format=format,
+        language=language,
+        weekdays=weekdays_from_text(weekdays),
+        active=bool(active),
+        title=title,
+        explain=bool(explain),
+    )
+
+
+@functools.lru_cache(maxsize=2048)
+def _time(text: str) -> time:
+    return time.fromisoformat(text)
 
 
 def subscription_from(chat: ChatRef, row: Row) -> Subscription:

@@ -32,6 +32,14 @@ class _JSONList(TypeDecorator[list[Any]]):
         return None if value is None else json.dumps(value)
 
 
+# Chats by (platform, chat_id, thread_id) keys bound as one JSON list of 3-lists (SQLite).
+SQLITE_KEYS_JOIN = (
+    "json_each(?) AS k CROSS JOIN chats c ON c.platform = json_extract(k.value, '$[0]')"
+    " AND c.chat_id = json_extract(k.value, '$[1]')"
+    " AND c.thread_id = json_extract(k.value, '$[2]')"
+)
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -115,16 +123,13 @@ class SQLBase(Database):
             )
             found: list[Any] = list(result.all())
             return {(r[1], r[2], r[3]): int(r[0]) for r in found}
-        for chunk in chunks(keys, 300):
-            values = ", ".join("(?, ?, ?)" for _ in chunk)
-            # CROSS JOIN fixes the join order: each key looked up by the unique index.
-            result = await conn.exec_driver_sql(
-                f"SELECT c.id, c.platform, c.chat_id, c.thread_id FROM (VALUES {values}) AS k"
-                " CROSS JOIN chats c ON c.platform = k.column1 AND c.chat_id = k.column2"
-                " AND c.thread_id = k.column3",
-                tuple(v for key in chunk for v in key),
-            )
-            rows: list[Any] = list(result.all())
-            for r in rows:
-                pks[(r[1], r[2], r[3])] = int(r[0])
+        # The keys as one JSON parameter; CROSS JOIN fixes the join order: each key looked
+        # up by the unique index.
+        result = await conn.exec_driver_sql(
+            f"SELECT c.id, c.platform, c.chat_id, c.thread_id FROM {SQLITE_KEYS_JOIN}",
+            (json.dumps(keys),),
+        )
+        rows: list[Any] = list(result.all())
+        for r in rows:
+            pks[(r[1], r[2], r[3])] = int(r[0])
         return pks

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -84,3 +85,20 @@ Day = sa.Date().with_variant(_SQLiteDay(), "sqlite")
 TextList = _PGList().with_variant(_SQLiteList(), "sqlite")
 # Row ids: bigint identity on PostgreSQL, SQLite's INTEGER PRIMARY KEY (the rowid).
 RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _sqlite_list(value: str) -> list[str]:
+    return [] if value == "[]" else list(json.loads(value))
+
+
+def raw_decoders(is_sqlite: bool) -> tuple[Callable[[Any], datetime], Callable[[Any], list[str]]]:
+    """(instant, list) readers of raw driver values, for hot reads that skip SQLAlchemy's
+    per-value result processing (see `raw`)."""
+    if is_sqlite:
+        return instant, _sqlite_list
+    return to_utc, list
+
+
+def raw(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """The column as the driver returns it: no result processor runs on it."""
+    return sa.type_coerce(column, sa.types.NullType()).label(column.key)
