@@ -73,6 +73,7 @@ class Database:
                 connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "isolation_level": None},
             )
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            conn: AsyncConnection | None = None
             try:
                 conn = await engine.connect()
                 if self.path != ":memory:":
@@ -80,6 +81,8 @@ class Database:
                     # NORMAL is durable across application crashes in WAL mode, and faster.
                     await conn.exec_driver_sql("PRAGMA synchronous = NORMAL")
             except BaseException:
+                if conn is not None:
+                    await conn.close()
                 await engine.dispose()
                 raise
             self._engine, self._single = engine, conn

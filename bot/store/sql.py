@@ -8,6 +8,10 @@ Alembic revisions at open.
 
 from __future__ import annotations
 
+import sqlite3
+
+from sqlalchemy.exc import DBAPIError
+
 from bot.store import migrate
 from bot.store.chats import ChatsMixin
 from bot.store.learning_sql import LearningMixin
@@ -15,6 +19,15 @@ from bot.store.memory import MemoryMixin
 from bot.store.outbox import OutboxMixin
 from bot.store.papers import PapersMixin
 from bot.store.schedule import ScheduleMixin
+
+
+def _driver_error(exc: DBAPIError) -> BaseException:
+    found: BaseException | None = exc.orig
+    while found is not None:
+        if isinstance(found, sqlite3.Error) or type(found).__module__.startswith("asyncpg"):
+            return found
+        found = found.__cause__
+    return exc
 
 
 class SQLStore(PapersMixin, ChatsMixin, ScheduleMixin, OutboxMixin, MemoryMixin, LearningMixin):
@@ -26,12 +39,16 @@ class SQLStore(PapersMixin, ChatsMixin, ScheduleMixin, OutboxMixin, MemoryMixin,
         """Connect and apply pending migrations."""
         if self._engine is not None:
             return
-        await self._connect()
         try:
+            await self._connect()
             async with self.transaction() as conn:
                 await migrate.upgrade(conn)
-        except BaseException:
+        except BaseException as exc:
             await self._disconnect()
+            if isinstance(exc, DBAPIError):
+                # The driver's own error (sqlite3's, asyncpg's): callers tell a database
+                # that is not usable from a bug by it, without knowing SQLAlchemy.
+                raise _driver_error(exc) from exc
             raise
 
     async def close(self) -> None:
