@@ -1141,13 +1141,11 @@ class DiscordAdapter:
             missing_permissions(interaction.app_permissions, thread=thread) if in_guild else ()
         )
         return Context(
-            app=self.app,
             chat=ChatRef(self.platform, str(interaction.channel_id)),
             user_id=str(interaction.user.id),
             chat_kind="channel" if in_guild else "private",
             # Server-side check: default_member_permissions only hides commands.
             is_admin=(not in_guild) or interaction.permissions.manage_channels,
-            user_name=interaction.user.display_name,
             images=True,
             missing_permissions=missing,
         )
@@ -1177,7 +1175,7 @@ class DiscordAdapter:
         if command.slow:
             await interaction.response.defer(thinking=True)  # Discord allows 3 s to answer
             deferred = True
-        reply = await run_args(self.context(interaction), command.name, options)
+        reply = await run_args(self.app, self.context(interaction), command.name, options)
         await self.answer(interaction, reply, deferred=deferred)
 
     async def answer(

@@ -1174,12 +1174,10 @@ class TelegramAdapter:
         else:
             is_admin = False  # only admin-only commands ask; the rest do not care
         return Context(
-            app=self.app,
             chat=chat,
             user_id=str(user.id if user else (sender_chat or tg_chat).id),
             chat_kind=kind,
             is_admin=is_admin,
-            user_name=user.full_name if user else (tg_chat.title or ""),
             images=True,
         )
 
@@ -1202,7 +1200,7 @@ class TelegramAdapter:
         command = COMMANDS.get(invocation.name)
         if command is not None and command.slow:
             await self._typing(chat)
-        reply = await run_text(ctx, invocation.name, invocation.text)
+        reply = await run_text(self.app, ctx, invocation.name, invocation.text)
         paper = _paper_of(invocation.name, invocation.text)
         reply_to = None if private else message.message_id
         await self.reply(chat, reply, reply_to=reply_to, paper=paper)
@@ -1216,9 +1214,8 @@ class TelegramAdapter:
         if paper is None:
             return
         ctx = await self._context(message, chat, "ask")
-        ctx.reply_to_paper = paper
         await self._typing(chat)
-        reply = await run_text(ctx, "ask", f"{paper} {message.text}")
+        reply = await run_text(self.app, ctx, "ask", f"{paper} {message.text}")
         reply_to = None if message.chat.type == ChatType.PRIVATE else message.message_id
         await self.reply(chat, reply, reply_to=reply_to, paper=paper)
 
@@ -1252,7 +1249,7 @@ class TelegramAdapter:
             if COMMANDS[name].slow:
                 await query.answer("Working on it…")
                 answered = True
-            reply = await run_text(ctx, name, arg)
+            reply = await run_text(self.app, ctx, name, arg)
             alert = _short_alert(reply)
             if alert is not None and not answered:
                 # Refusals and usage errors go only to the presser, not to the whole chat.

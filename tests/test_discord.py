@@ -75,7 +75,9 @@ class StubExplainer:
         self.delay = delay
         self.calls: list[str] = []
 
-    async def explain(self, paper: Paper, *, user: str, chat: str, render_images: bool) -> Reply:
+    async def explain(
+        self, paper: Paper, *, user: str, chat: str, language: str = "en", render_images: bool
+    ) -> Reply:
         await asyncio.sleep(self.delay)
         self.calls.append(paper.id)
         blocks: list[Block] = [
@@ -85,7 +87,9 @@ class StubExplainer:
         ]
         return Reply.of(*blocks)
 
-    async def follow_up(self, paper: Paper, question: str, *, user: str, chat: str) -> Reply:
+    async def follow_up(
+        self, paper: Paper, question: str, *, user: str, chat: str, language: str = "en"
+    ) -> Reply:
         return Reply.text(f"About {paper.id}: {question}")
 
     async def aclose(self) -> None:
