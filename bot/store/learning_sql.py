@@ -4,8 +4,8 @@ chat's row, so one chat never reads another's votes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +29,22 @@ _STATE = [
         "last_weekly",
     )
 ]
+
+
+def _state_of(values: Sequence[Any], day_in: Callable[[str], date] | None) -> LearnState:
+    """`_state` of raw driver values in _STATE order; `day_in` reads SQLite's ISO days."""
+    quality, cadence, weekly_day, threshold, model, model_votes, last_weekly = values
+    if day_in is not None and last_weekly is not None:
+        last_weekly = day_in(last_weekly)
+    return LearnState(
+        quality=quality,
+        cadence=cadence,
+        weekly_day=int(weekly_day),
+        topic_threshold=None if threshold is None else float(threshold),
+        model=None if model is None else bytes(model),
+        model_votes=int(model_votes),
+        last_weekly=last_weekly,
+    )
 
 
 def _state(row: Any) -> LearnState:
@@ -179,25 +195,29 @@ class LearningMixin(SQLBase):
         found: dict[ChatRef, tuple[LearnState, dict[str, list[str]]]] = {}
         if not by_key:
             return found
-        states = sa.select(chat_learning.c.chat, *_STATE).where(
-            self.among(chat_learning.c.chat, "pks")
-        )
-        words = (
-            sa.select(topics.c.chat, topics.c.feed, topics.c.topic)
-            .where(self.among(topics.c.chat, "pks"))
-            .order_by(topics.c.feed, topics.c.topic)
-        )
+        # A delivery round asks this of every due chat: two driver statements joined to the
+        # chats by key (keys_join), no separate look-up of their row ids.
+        join, then, params = self.keys_join(list(by_key))
+        columns = ", ".join(f"l.{c.key}" for c in _STATE)
+        day_in = date.fromisoformat if self.is_sqlite else None
         async with self.reading() as conn:
-            pks = await self._chat_pks(conn, list(by_key))
-            chat_of = {pk: by_key[key] for key, pk in pks.items()}
-            if not chat_of:
-                return found
-            params = {"pks": list(chat_of)}
-            for row in (await conn.execute(states, params)).mappings().all():
-                found[chat_of[row["chat"]]] = (_state(row), {})
-            for pk, feed, topic in (await conn.execute(words, params)).all():
-                entry = found.setdefault(chat_of[pk], (LearnState(), {}))
-                entry[1].setdefault(feed, []).append(topic)
+            states = await conn.exec_driver_sql(
+                f"SELECT c.platform, c.chat_id, c.thread_id, {columns} FROM {join}"
+                f" {then} chat_learning l ON l.chat = c.id",
+                params,
+            )
+            rows: list[Any] = list(states.all())
+            for row in rows:
+                found[by_key[(row[0], row[1], row[2])]] = (_state_of(row[3:], day_in), {})
+            words = await conn.exec_driver_sql(
+                f"SELECT c.platform, c.chat_id, c.thread_id, t.feed, t.topic FROM {join}"
+                f" {then} topics t ON t.chat = c.id ORDER BY t.feed, t.topic",
+                params,
+            )
+            rows = list(words.all())
+            for row in rows:
+                entry = found.setdefault(by_key[(row[0], row[1], row[2])], (LearnState(), {}))
+                entry[1].setdefault(row[3], []).append(row[4])
         return found
 
     async def recent_delivered(self, chat: ChatRef, limit: int) -> list[tuple[str, datetime]]:

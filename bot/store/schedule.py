@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.models import ChatRef, ChatSettings, Subscription
 from bot.store import records
 from bot.store.base import DueChat, Enqueue
-from bot.store.sqlbase import SQLITE_KEYS_JOIN, SQLBase
+from bot.store.sqlbase import SQLBase
 from bot.store.tables import chats, subscriptions
 from bot.store.text import clean_text, to_utc
 from bot.store.types import raw, raw_decoders, stamp
@@ -178,25 +178,16 @@ class ScheduleMixin(SQLBase):
     async def _delivered_among(
         self, conn: AsyncConnection, keys: list[tuple[str, str, str]], ids: list[str]
     ) -> list[Any]:
-        if not self.is_sqlite:
-            result = await conn.exec_driver_sql(
-                "SELECT c.platform, c.chat_id, c.thread_id, d.paper_id"
-                " FROM unnest($1::text[], $2::text[], $3::text[]) AS k(platform, chat_id,"
-                " thread_id) JOIN chats c ON c.platform = k.platform AND c.chat_id = k.chat_id"
-                " AND c.thread_id = k.thread_id JOIN delivered d ON d.chat = c.id"
-                " WHERE d.paper_id = ANY($4::text[])",
-                ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], ids),
-            )
-            return list(result.all())
-        # Keys and ids as one JSON parameter each: one statement, however many chats.
+        # Keys and ids bound whole (keys_join): one statement, however many chats.
+        join, then, params = self.keys_join(keys)
+        among = "IN (SELECT value FROM json_each(?))" if self.is_sqlite else "= ANY($4::text[])"
+        ids_param: Any = json.dumps(ids) if self.is_sqlite else ids
         result = await conn.exec_driver_sql(
-            f"SELECT c.platform, c.chat_id, c.thread_id, d.paper_id FROM {SQLITE_KEYS_JOIN}"
-            " CROSS JOIN delivered d ON d.chat = c.id"
-            " WHERE d.paper_id IN (SELECT value FROM json_each(?))",
-            (json.dumps(keys), json.dumps(ids)),
+            f"SELECT c.platform, c.chat_id, c.thread_id, d.paper_id FROM {join}"
+            f" {then} delivered d ON d.chat = c.id WHERE d.paper_id {among}",
+            (*params, ids_param),
         )
-        rows: list[Any] = list(result.all())
-        return rows
+        return list(result.all())
 
     async def enqueue_digests(self, digests: Sequence[Enqueue], now: datetime) -> int:
         """In ONE transaction: insert each digest's outbox rows (an existing idempotency key is

@@ -38,6 +38,12 @@ SQLITE_KEYS_JOIN = (
     " AND c.chat_id = json_extract(k.value, '$[1]')"
     " AND c.thread_id = json_extract(k.value, '$[2]')"
 )
+# The same on PostgreSQL, the keys bound as three arrays ($1, $2, $3).
+PG_KEYS_JOIN = (
+    "unnest($1::text[], $2::text[], $3::text[]) AS k(platform, chat_id, thread_id)"
+    " JOIN chats c ON c.platform = k.platform AND c.chat_id = k.chat_id"
+    " AND c.thread_id = k.thread_id"
+)
 
 
 def now() -> datetime:
@@ -106,30 +112,25 @@ class SQLBase(Database):
         assert pk is not None
         return pk
 
+    def keys_join(self, keys: Sequence[ChatKey]) -> tuple[str, str, tuple[Any, ...]]:
+        """(FROM clause of `chats c` matched by keys, the word that joins the next table,
+        the keys as bound parameters) for driver SQL over many chats: the keys go as one
+        JSON parameter (SQLite) or three arrays (PostgreSQL), so one statement serves any
+        number of chats. On SQLite CROSS JOIN fixes the join order: each key looked up by
+        the unique index, then the next table by its chat column."""
+        if self.is_sqlite:
+            return SQLITE_KEYS_JOIN, "CROSS JOIN", (json.dumps(keys),)
+        columns = ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
+        return PG_KEYS_JOIN, "JOIN", columns
+
     async def _chat_pks(self, conn: AsyncConnection, keys: Sequence[ChatKey]) -> dict[ChatKey, int]:
-        """Row ids of many chats by key, a statement per chunk (or one, on PostgreSQL)."""
+        """Row ids of many chats by key, in one statement (a scheduler round's hot path)."""
         keys = list(dict.fromkeys(keys))
-        pks: dict[ChatKey, int] = {}
         if not keys:
-            return pks
-        if not self.is_sqlite:
-            # Hot path (a scheduler round): one statement over arrays, however many chats.
-            result = await conn.exec_driver_sql(
-                "SELECT c.id, c.platform, c.chat_id, c.thread_id FROM unnest($1::text[],"
-                " $2::text[], $3::text[]) AS k(platform, chat_id, thread_id) JOIN chats c"
-                " ON c.platform = k.platform AND c.chat_id = k.chat_id"
-                " AND c.thread_id = k.thread_id",
-                ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
-            )
-            found: list[Any] = list(result.all())
-            return {(r[1], r[2], r[3]): int(r[0]) for r in found}
-        # The keys as one JSON parameter; CROSS JOIN fixes the join order: each key looked
-        # up by the unique index.
+            return {}
+        join, _, params = self.keys_join(keys)
         result = await conn.exec_driver_sql(
-            f"SELECT c.id, c.platform, c.chat_id, c.thread_id FROM {SQLITE_KEYS_JOIN}",
-            (json.dumps(keys),),
+            f"SELECT c.id, c.platform, c.chat_id, c.thread_id FROM {join}", params
         )
         rows: list[Any] = list(result.all())
-        for r in rows:
-            pks[(r[1], r[2], r[3])] = int(r[0])
-        return pks
+        return {(r[1], r[2], r[3]): int(r[0]) for r in rows}
