@@ -25,7 +25,7 @@ from bot.store.base import DueChat, Enqueue
 from bot.store.sqlbase import SQLBase
 from bot.store.tables import chats, subscriptions
 from bot.store.text import clean_text, to_utc
-from bot.store.types import raw, raw_decoders, stamp
+from bot.store.types import raw_decoders, stamp
 
 # How long a due chat waits for its own worker before any worker schedules it. Several
 # scheduler ticks (30 s each by default), so a live worker always gets there first.
@@ -33,11 +33,20 @@ PARTITION_GRACE = timedelta(minutes=2)
 _DEADLOCK_RETRIES = 5
 
 _SETTINGS = [chats.c[name] for name in records.SETTINGS_COLUMNS]
-_SUBSCRIPTION = [
-    subscriptions.c[name]
-    for name in ("chat", "id", "feed", "keywords", "exclude", "authors", "created_at")
-]
 _HAS_SUBSCRIPTION = sa.exists().where(subscriptions.c.chat == chats.c.id)
+
+# due_chats' driver SQL; the dialect's parts are filled in there.
+_DUE_CHATS = (
+    "SELECT c.id, c.platform, c.chat_id, c.thread_id, "
+    + ", ".join(f"c.{name}" for name in records.SETTINGS_COLUMNS)
+    + ", c.next_run_at FROM chats c WHERE {active} AND c.next_run_at <= {now}{mine}"
+    " AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.chat = c.id)"
+    " ORDER BY c.next_run_at, c.id LIMIT {limit}"
+)
+_DUE_SUBSCRIPTIONS = (
+    "SELECT chat, id, feed, keywords, exclude, authors, created_at FROM subscriptions"
+    " WHERE chat {among} ORDER BY id"
+)
 
 
 def body_hash(body: str) -> str:
@@ -108,54 +117,43 @@ class ScheduleMixin(SQLBase):
 
     async def due_chats(self, now: datetime, limit: int) -> list[DueChat]:
         """Active chats with subscriptions whose next run is at or before `now`, oldest
-        first. A round reads every due chat: rows come raw (types.raw) and are decoded
-        here, which halves the CPU of SQLAlchemy's per-value processing."""
-        query = (
-            sa.select(
-                chats.c.id,
-                chats.c.platform,
-                chats.c.chat_id,
-                chats.c.thread_id,
-                *(raw(c) for c in _SETTINGS),
-                raw(chats.c.next_run_at),
-            )
-            .where(chats.c.active, chats.c.next_run_at <= now, _HAS_SUBSCRIPTION)
-            .order_by(chats.c.next_run_at, chats.c.id)
-            .limit(limit)
-        )
+        first. A round reads every due chat: driver SQL and raw rows (driver_rows), decoded
+        here, as the two stores before SQLAlchemy did."""
         index, count = self._worker
-        if count > 1 and not self.is_sqlite:
-            # Hashed: identity values skip (upserts consume them), so plain ids can all
-            # share one remainder.
-            share = sa.func.abs(sa.cast(sa.func.hashint8(chats.c.id), sa.BigInteger)) % count
-            query = query.where(
-                sa.or_(share == index, chats.c.next_run_at <= to_utc(now) - PARTITION_GRACE)
-            )
-        subs = (
-            sa.select(*(raw(c) for c in _SUBSCRIPTION))
-            .where(self.among(subscriptions.c.chat, "chats"))
-            .order_by(subscriptions.c.id)
-        )
+        if self.is_sqlite:
+            chat_sql = _DUE_CHATS.format(active="c.active = 1", now="?", mine="", limit="?")
+            chat_params: tuple[Any, ...] = (stamp(now), limit)
+            subs_sql = _DUE_SUBSCRIPTIONS.format(among="IN (SELECT value FROM json_each(?))")
+        else:
+            mine = ""
+            chat_params = (to_utc(now), limit)
+            if count > 1:
+                # Hashed: identity values skip (upserts consume them), so plain ids can all
+                # share one remainder.
+                mine = " AND (abs(hashint8(c.id)::bigint) % $3 = $4 OR c.next_run_at <= $5)"
+                chat_params += (count, index, to_utc(now) - PARTITION_GRACE)
+            chat_sql = _DUE_CHATS.format(active="c.active", now="$1", mine=mine, limit="$2")
+            subs_sql = _DUE_SUBSCRIPTIONS.format(among="= ANY($1::bigint[])")
         instant_in, list_in = raw_decoders(self.is_sqlite)
         async with self.reading() as conn:
             due: dict[int, DueChat] = {}
-            for row in (await conn.execute(query)).all():
+            for row in await self.driver_rows(conn, chat_sql, chat_params):
                 chat = ChatRef(row[1], row[2], row[3] or None)
                 settings = records.settings_from_values(chat, row[4:13])
                 due[row[0]] = DueChat(settings, [], instant_in(row[13]))
             if due:
-                result = await conn.execute(subs, {"chats": list(due)})
-                for pk, sub_id, feed, keywords, exclude, authors, created in result.all():
-                    item = due[pk]
+                pks: Any = json.dumps(list(due)) if self.is_sqlite else list(due)
+                for row in await self.driver_rows(conn, subs_sql, (pks,)):
+                    item = due[row[0]]
                     item.subscriptions.append(
                         Subscription(
                             chat=item.settings.chat,
-                            feed=feed,
-                            keywords=list_in(keywords),
-                            exclude=list_in(exclude),
-                            authors=list_in(authors),
-                            id=int(sub_id),
-                            created_at=instant_in(created),
+                            feed=row[2],
+                            keywords=list_in(row[3]),
+                            exclude=list_in(row[4]),
+                            authors=list_in(row[5]),
+                            id=int(row[1]),
+                            created_at=instant_in(row[6]),
                         )
                     )
         return list(due.values())
@@ -182,12 +180,12 @@ class ScheduleMixin(SQLBase):
         join, then, params = self.keys_join(keys)
         among = "IN (SELECT value FROM json_each(?))" if self.is_sqlite else "= ANY($4::text[])"
         ids_param: Any = json.dumps(ids) if self.is_sqlite else ids
-        result = await conn.exec_driver_sql(
+        return await self.driver_rows(
+            conn,
             f"SELECT c.platform, c.chat_id, c.thread_id, d.paper_id FROM {join}"
             f" {then} delivered d ON d.chat = c.id WHERE d.paper_id {among}",
             (*params, ids_param),
         )
-        return list(result.all())
 
     async def enqueue_digests(self, digests: Sequence[Enqueue], now: datetime) -> int:
         """In ONE transaction: insert each digest's outbox rows (an existing idempotency key is

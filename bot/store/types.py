@@ -93,12 +93,7 @@ def _sqlite_list(value: str) -> list[str]:
 
 def raw_decoders(is_sqlite: bool) -> tuple[Callable[[Any], datetime], Callable[[Any], list[str]]]:
     """(instant, list) readers of raw driver values, for hot reads that skip SQLAlchemy's
-    per-value result processing (see `raw`)."""
+    result processing (SQLBase.driver_rows)."""
     if is_sqlite:
         return instant, _sqlite_list
     return to_utc, list
-
-
-def raw(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    """The column as the driver returns it: no result processor runs on it."""
-    return sa.type_coerce(column, sa.types.NullType()).label(column.key)
