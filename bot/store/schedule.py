@@ -193,10 +193,23 @@ class ScheduleMixin(SQLBase):
         `next_run_at` (unless the schedule changed meanwhile). Returns rows inserted."""
         if not digests:
             return 0
+        hashes: dict[str, str] = {}  # identical bodies are usually one shared str
+        for d in digests:
+            for _, body in d.messages:
+                if body not in hashes:
+                    hashes[body] = body_hash(clean_text(body))
+        if not self.is_sqlite and self._joined() is None:
+            # Workers enqueue the same digest bodies. Inserting a body that another
+            # worker's open transaction inserted waits for that whole transaction (a unique
+            # index's rule), which made the workers take turns; committed here first, the
+            # batch below finds them and goes on. It inserts them again, so a prune in
+            # between (prune_outbox) loses nothing.
+            async with self.transaction() as conn:
+                await self._insert_bodies(conn, hashes)
         for attempt in range(_DEADLOCK_RETRIES):
             try:
                 async with self.transaction() as conn:
-                    return await self._enqueue(conn, digests, to_utc(now))
+                    return await self._enqueue(conn, digests, hashes, to_utc(now))
             except DBAPIError as exc:
                 # Two schedulers enqueueing the same chats: one loses; the retry finds the
                 # other's rows and skips them by idempotency key.
@@ -207,8 +220,30 @@ class ScheduleMixin(SQLBase):
                 await asyncio.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _insert_bodies(self, conn: AsyncConnection, hashes: dict[str, str]) -> None:
+        """Keep each body once in outbox_bodies, by hash (`hashes`: body -> hash)."""
+        if not hashes:
+            return
+        bodies = sorted((h, clean_text(b)) for b, h in hashes.items())
+        if self.is_sqlite:
+            await conn.exec_driver_sql(
+                "INSERT INTO outbox_bodies (hash, body) VALUES (?, ?)"
+                " ON CONFLICT (hash) DO NOTHING",
+                bodies,
+            )
+            return
+        await conn.exec_driver_sql(
+            "INSERT INTO outbox_bodies (hash, body) SELECT * FROM unnest($1::text[],"
+            " $2::text[]) ON CONFLICT (hash) DO NOTHING",
+            ([h for h, _ in bodies], [b for _, b in bodies]),
+        )
+
     async def _enqueue(
-        self, conn: AsyncConnection, digests: Sequence[Enqueue], now: datetime
+        self,
+        conn: AsyncConnection,
+        digests: Sequence[Enqueue],
+        hashes: dict[str, str],
+        now: datetime,
     ) -> int:
         keys = [records.key(d.chat) for d in digests]
         pks = await self._chat_pks(conn, keys)
@@ -216,25 +251,7 @@ class ScheduleMixin(SQLBase):
         # Rows go in chat order in every process, so two schedulers writing the same chats
         # wait for each other instead of deadlocking.
         known.sort(key=lambda item: item[0])
-        hashes: dict[str, str] = {}  # identical bodies are usually one shared str
-        for _, d in known:
-            for _, body in d.messages:
-                if body not in hashes:
-                    hashes[body] = body_hash(clean_text(body))
-        if hashes:
-            bodies = sorted((h, clean_text(b)) for b, h in hashes.items())
-            if self.is_sqlite:
-                await conn.exec_driver_sql(
-                    "INSERT INTO outbox_bodies (hash, body) VALUES (?, ?)"
-                    " ON CONFLICT (hash) DO NOTHING",
-                    bodies,
-                )
-            else:
-                await conn.exec_driver_sql(
-                    "INSERT INTO outbox_bodies (hash, body) SELECT * FROM unnest($1::text[],"
-                    " $2::text[]) ON CONFLICT (hash) DO NOTHING",
-                    ([h for h, _ in bodies], [b for _, b in bodies]),
-                )
+        await self._insert_bodies(conn, hashes)
         if self.is_sqlite:
             return await self._enqueue_sqlite(conn, known, hashes, now)
         return await self._enqueue_postgres(conn, known, hashes, now)
