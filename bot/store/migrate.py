@@ -57,11 +57,15 @@ def load_script(folder: Path = PACKAGED) -> ScriptDirectory:
 async def upgrade(conn: Any, folder: Path | None = None) -> None:
     """Bring the database under `conn` (an AsyncConnection inside a write transaction) to
     the newest revision of `folder` (default: FOLDER)."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
     folder = folder or FOLDER
+    # The usual open finds the newest revision, and revisions only go forward: no lock to
+    # wait for then (workers starting together queued on it). Otherwise lock and look again.
     if folder == PACKAGED and await conn.run_sync(_revision) == HEAD:
         return
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
+        if folder == PACKAGED and await conn.run_sync(_revision) == HEAD:
+            return
     script = await asyncio.to_thread(load_script, folder)
     await conn.run_sync(_upgrade, script)
 
