@@ -98,7 +98,7 @@ def platform_adapters(service: Paperboy, settings: Settings) -> list[Adapter]:
 
 async def serve(service: Paperboy, settings: Settings, adapters: list[Adapter]) -> None:
     """Run the adapters (and the delivery scheduler) until SIGINT/SIGTERM."""
-    from bot.metrics import Health, MetricsServer
+    from bot.health import Health, MetricsServer
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -12,7 +12,7 @@ import pytest
 
 from adapters.telegram import TelegramAdapter
 from bot.config import Settings
-from bot.explain.latex import internals_share
+from bot.explain.tex_internals import internals_share
 from bot.runtime import open_service
 from tests.fakes.arxiv import FakeArxiv, FakePaper
 from tests.fakes.eprint import FakeEprint, tar_gz

@@ -29,6 +29,7 @@ import yaml
 from bot import metrics
 from bot.config import Settings
 from bot.doc import Message
+from bot.health import Health, MetricsServer
 from bot.logs import JsonFormatter, install_redaction
 from bot.models import ChatRef
 from bot.sending import ChatGone, RetryAfter
@@ -56,10 +57,10 @@ def _value(text: str, name: str, labels: str = "") -> float:
 
 
 async def test_healthz_and_metrics_end_to_end(store: SQLiteStore) -> None:
-    health = metrics.Health()
+    health = Health()
     health.set_adapter("telegram", "running")
     health.set_adapter("discord", "starting")
-    async with metrics.MetricsServer(store, health) as server:
+    async with MetricsServer(store, health) as server:
         assert server.port > 0
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
             response = await client.get("/healthz")
@@ -96,7 +97,7 @@ async def test_metrics_reports_outbox_depth(store: SQLiteStore) -> None:
         async def outbox_counts(self) -> dict[str, int]:
             return {"pending": 5, "sending": 2, "sent": 100, "dead": 1}
 
-    server = metrics.MetricsServer(Counts())  # type: ignore[arg-type]
+    server = MetricsServer(Counts())  # type: ignore[arg-type]
     async with server, httpx.AsyncClient() as client:
         text = (await client.get(f"http://127.0.0.1:{server.port}/metrics")).text
     assert _value(text, "outbox_queue_depth") == 7
@@ -110,7 +111,7 @@ async def test_healthz_is_503_when_the_store_is_unreachable(tmp_path: Path) -> N
         async def outbox_counts(self) -> dict[str, int]:
             raise OSError("down")
 
-    server = metrics.MetricsServer(Broken())  # type: ignore[arg-type]
+    server = MetricsServer(Broken())  # type: ignore[arg-type]
     async with server, httpx.AsyncClient() as client:
         response = await client.get(f"http://127.0.0.1:{server.port}/healthz")
         assert response.status_code == 503
@@ -123,7 +124,7 @@ async def test_healthz_is_503_when_the_store_is_unreachable(tmp_path: Path) -> N
     closed = SQLiteStore(str(tmp_path / "gone.db"))
     await closed.open()
     await closed.close()
-    async with metrics.MetricsServer(closed) as server, httpx.AsyncClient() as client:
+    async with MetricsServer(closed) as server, httpx.AsyncClient() as client:
         response = await client.get(f"http://127.0.0.1:{server.port}/healthz")
     assert response.status_code == 503
 
@@ -134,7 +135,7 @@ async def test_healthz_times_out_a_hanging_store() -> None:
             await asyncio.sleep(30)
             return 0
 
-    server = metrics.MetricsServer(Hanging(), check_timeout=0.2)  # type: ignore[arg-type]
+    server = MetricsServer(Hanging(), check_timeout=0.2)  # type: ignore[arg-type]
     async with server, httpx.AsyncClient(timeout=5) as client:
         response = await client.get(f"http://127.0.0.1:{server.port}/healthz")
     assert response.status_code == 503
