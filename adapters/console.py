@@ -18,6 +18,7 @@ from bot.commands import (
     run_text,
     split_command_line,
 )
+from bot.conversation import show_paper
 from bot.doc import (
     Block,
     Bold,
@@ -183,7 +184,7 @@ class ConsoleChat:
             return await run_text(self.app, self.context(), invocation.name, invocation.text)
         ids = find_arxiv_ids(line)
         if ids:  # a pasted link or id: show that paper
-            return await run_text(self.app, self.context(), "paper", str(ids[0]))
+            return await show_paper(self.app, self.context(), str(ids[0]))
         if invocation and bare:  # the command's usage line says what is wrong
             return await run_text(self.app, self.context(), invocation.name, invocation.text)
         return Reply.text(

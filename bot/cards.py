@@ -253,3 +253,10 @@ def describe_settings(settings: ChatSettings) -> str:
         f"Digest at {settings.delivery_time:%H:%M} {settings.timezone}, {days}; "
         f"up to {settings.count} papers, {settings.format} format{extras}."
     )
+
+
+def is_explain(button: Button) -> bool:
+    """Whether `button` explains a paper, the action a paper's card leads with: platforms
+    may set it apart (Discord shows it as the primary button, and a menu of them as
+    "💡 Explain paper …") without knowing the command's name."""
+    return button.command == "explain"
