@@ -8,14 +8,15 @@ delivered and advances each chat's next run. Nothing is sent here (see dispatch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bot import learning
 from bot.digest import Round
-from bot.models import ChatRef
 from bot.schedule import next_run
 from bot.service import Paperboy
 from bot.store.base import DueChat, Enqueue, Store
@@ -27,6 +28,7 @@ SCHEDULE_BATCH = 5000
 # run is given up and the chat waits for its next day.
 FEED_RETRY = timedelta(minutes=15)
 FEED_GIVE_UP = timedelta(hours=6)
+ROUND_GC_THRESHOLD = 10_000  # container allocations between two young collections
 
 
 @dataclass(slots=True)
@@ -61,17 +63,33 @@ async def scheduler_tick(
     stats = TickStats()
     await schedule_new(store, now)
     rnd = Round(app, now)
-    seen: set[ChatRef] = set()
-    while True:
-        due = await store.due_chats(now, batch)
-        fresh_due = [d for d in due if d.settings.chat not in seen]
-        if not fresh_due:
-            break  # nothing left (or only chats whose schedule changed under us)
-        seen.update(d.settings.chat for d in fresh_due)
-        await _enqueue_as_ready(store, rnd, fresh_due, stats)
-        rnd.trim()
+    seen: set[str] = set()  # chat keys: strings, which the garbage collector never walks
+    with _fewer_collections():
+        while True:
+            due = await store.due_chats(now, batch)
+            fresh_due = [d for d in due if d.settings.chat.key not in seen]
+            if not fresh_due:
+                break  # nothing left (or only chats whose schedule changed under us)
+            seen.update(d.settings.chat.key for d in fresh_due)
+            await _enqueue_as_ready(store, rnd, fresh_due, stats)
+            rnd.trim()
     stats.feeds = list(rnd.feeds)
     return stats
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """A round allocates millions of short-lived containers while a batch of chats and the
+    round's shared rankings stay alive: at the default gen-0 threshold (700) the cyclic
+    collector walks that whole heap some 30 times a round, a fifth of its CPU (realistic
+    mix, 100k chats). Nothing here needs it sooner; reference counting frees the rest."""
+    before = gc.get_threshold()
+    if 0 < before[0] < ROUND_GC_THRESHOLD:  # 0: automatic collection is off, leave it
+        gc.set_threshold(ROUND_GC_THRESHOLD, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 async def _enqueue_as_ready(
