@@ -18,6 +18,7 @@ from bot.commands import (
     run_text,
     split_command_line,
 )
+from bot.conversation import show_paper
 from bot.doc import (
     Block,
     Bold,
@@ -149,14 +150,7 @@ class ConsoleChat:
         self._later: set[asyncio.Task[None]] = set()  # replies whose update is awaited
 
     def context(self) -> Context:
-        return Context(
-            self.app,
-            CONSOLE_CHAT,
-            user_id="local",
-            chat_kind="private",
-            is_admin=True,
-            user_name="you",
-        )
+        return Context(CONSOLE_CHAT, user_id="local", chat_kind="private", is_admin=True)
 
     async def handle(self, line: str) -> Reply | None:
         """One line typed by the user -> the reply (None for a blank line); files it
@@ -182,17 +176,17 @@ class ConsoleChat:
             return None
         invocation = split_command_line(line if line.startswith("/") else "/" + line)
         if line.startswith("/") and invocation:
-            return await run_text(self.context(), invocation.name, invocation.text)
+            return await run_text(self.app, self.context(), invocation.name, invocation.text)
         bare = COMMANDS.get(invocation.name) if invocation else None
         # A command without its slash ("explain 1706.03762") when its arguments make sense;
         # otherwise a pasted link or id in the line shows that paper.
         if invocation and bare and _parses(bare, invocation.text):
-            return await run_text(self.context(), invocation.name, invocation.text)
+            return await run_text(self.app, self.context(), invocation.name, invocation.text)
         ids = find_arxiv_ids(line)
         if ids:  # a pasted link or id: show that paper
-            return await run_text(self.context(), "paper", str(ids[0]))
+            return await show_paper(self.app, self.context(), str(ids[0]))
         if invocation and bare:  # the command's usage line says what is wrong
-            return await run_text(self.context(), invocation.name, invocation.text)
+            return await run_text(self.app, self.context(), invocation.name, invocation.text)
         return Reply.text(
             "Type a command such as /help, /trending or /explain 1706.03762, "
             "or paste an arXiv link. /quit leaves."

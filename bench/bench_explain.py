@@ -19,13 +19,13 @@ import statistics
 import time
 from dataclasses import replace
 
-from bot.app import paperboy
 from bot.commands import Context, run_text
 from bot.config import Settings
 from bot.explain import Explainer, ExplainOptions, LimitSettings
 from bot.explain.analyze import analyze
 from bot.explain.source import extract
 from bot.models import ChatRef, Paper
+from bot.runtime import open_service
 from tests.fakes.arxiv import FakeArxiv, FakePaper
 from tests.fakes.eprint import FakeEprint, fixture_paper, tar_gz
 from tests.fakes.hf import FakeHF
@@ -212,12 +212,12 @@ async def bench_concurrent(
         )
         offline: list[float] = []
         final: list[float] = []
-        async with paperboy(settings) as app:
+        async with open_service(settings) as app:
             t = time.perf_counter()
 
             async def one(i: int) -> None:
-                ctx = Context(app, ChatRef("console", f"c{i}"), user_id=f"u{i}", images=True)
-                reply = await run_text(ctx, "explain", pid)
+                ctx = Context(ChatRef("console", f"c{i}"), user_id=f"u{i}", images=True)
+                reply = await run_text(app, ctx, "explain", pid)
                 offline.append(time.perf_counter() - t)
                 if reply.update is not None:
                     await reply.update()

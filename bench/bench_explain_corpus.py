@@ -18,11 +18,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bot.explain import analyze as analyze_mod
 from bot.explain import render as render_mod
 from bot.explain.analyze import Analysis
+from bot.explain.equations import find_equations
 from bot.explain.prompt import explain_prompt
+from bot.explain.sections import find_sections
 from bot.explain.source import LatexSource
+from bot.explain.textutil import clean_text
 from tests.corpus.score import (
     CorpusPaper,
     PaperScore,
@@ -55,11 +57,9 @@ def display_equations(src: LatexSource, analysis: Analysis) -> list[str]:
     """Every display equation the analysis found, as the reply would draw it."""
     found = getattr(analysis, "all_equations", None)
     if found is None:
-        try:  # the analyzer keeps only the chosen ones; list them all the same way it does
-            body = analyze_mod.clean_text(src.body)
-            found = analyze_mod._equations(body, False, analyze_mod._sections(body))
-        except (AttributeError, TypeError):  # its internals changed: fall back to the chosen
-            found = analysis.equations
+        # the analyzer keeps only the chosen ones; list them all the same way it does
+        body = clean_text(src.body)
+        found = find_equations(body, False, find_sections(body))
     return [e.latex for e in found if e.latex.strip()]
 
 

@@ -21,9 +21,9 @@ import resource
 import time
 
 from adapters.console import ConsoleChat, render_reply
-from bot.app import paperboy
 from bot.config import Settings
 from bot.explain.sandbox import warm_up
+from bot.runtime import open_service
 from bot.service import Paperboy
 from tests.fakes.arxiv import FakeArxiv
 from tests.fakes.eprint import FakeEprint, crafted_sources
@@ -77,7 +77,7 @@ async def main() -> None:
             ("HF", HF_MODES, "/trending", hf),
         ):
             for mode in modes:
-                async with paperboy(settings) as app:  # a fresh store: nothing cached
+                async with open_service(settings) as app:  # a fresh store: nothing cached
                     fake.hostile.clear()
                     fake.hostile_next(mode, times=5)
                     took, first = await _ask(app, line)
@@ -86,7 +86,7 @@ async def main() -> None:
                 print(f"  {source:5} {mode:18} answered in {took:5.2f} s: {first}")
         for name, data in sorted(crafted_sources().items()):
             eprints.eprints["1605.08386"] = data
-            async with paperboy(settings) as app:
+            async with open_service(settings) as app:
                 await app.paper("1605.08386")
                 took, first = await _ask(app, "/explain 1605.08386")
             times.append((f"LaTeX {name}", took))

@@ -14,7 +14,9 @@ import os
 import time
 from pathlib import Path
 
-from bot.explain import analyze, render
+from bot.explain import render, tex_engine
+from bot.explain.equations import find_equations
+from bot.explain.sections import find_sections
 from bot.explain.source import SourceUnavailable, extract
 
 CORPUS = Path(os.environ.get("BENCH_CORPUS", Path(__file__).parent.parent / "tests/corpus/explain"))
@@ -29,8 +31,8 @@ def corpus_equations(folder: Path = CORPUS) -> dict[str, list[str]]:
         except SourceUnavailable as exc:
             print(f"  {path.parent.name}: no LaTeX ({exc})")
             continue
-        sections = analyze._sections(src.body)
-        out[path.parent.name] = [e.latex for e in analyze._equations(src.body, False, sections)]
+        sections = find_sections(src.body)
+        out[path.parent.name] = [e.latex for e in find_equations(src.body, False, sections)]
     return out
 
 
@@ -61,7 +63,7 @@ def main() -> None:
         return
     print(f"{total} display equations from {len(papers)} real papers")
     engines: list[render.Engine] = ["mathtext"]
-    if render.tex_available():
+    if tex_engine.tex_available():
         engines[:0] = ["auto", "tex"]
     else:
         print("TeX (latex + dvipng) is not installed: measuring mathtext only")

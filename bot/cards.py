@@ -9,17 +9,22 @@ from bot.doc import (
     Block,
     Bold,
     Button,
-    Code,
     Heading,
     Inline,
-    Italic,
-    Link,
     ListBlock,
     Message,
-    Paragraph,
     Reply,
     Text,
+    b,
+    code,
+    heading,
+    i,
+    inlines,
+    joined,
+    link,
+    p,
 )
+from bot.explain.prompt import language_name
 from bot.latex import clean_text, rich_inlines
 from bot.models import ChatSettings, Paper
 
@@ -58,7 +63,7 @@ def meta_line(paper: Paper) -> str:
     return " · ".join(parts)
 
 
-def _shorten(text: str, limit: int) -> str:
+def shorten(text: str, limit: int) -> str:
     text = " ".join(text.split())
     if len(text) <= limit:
         return text
@@ -98,34 +103,32 @@ def vote_rows(papers: Sequence[Paper]) -> list[list[Button]]:
     rows: list[list[Button]] = []
     for start in range(0, len(papers), 5):
         chunk = list(enumerate(papers[start : start + 5], start + 1))
-        rows.append([Button(f"👍 {i}", command="like", arg=p.id, item=i) for i, p in chunk])
-        rows.append([Button(f"👎 {i}", command="dislike", arg=p.id, item=i) for i, p in chunk])
+        rows.append([Button(f"👍 {n}", command="like", arg=paper.id, item=n) for n, paper in chunk])
+        rows.append(
+            [Button(f"👎 {n}", command="dislike", arg=paper.id, item=n) for n, paper in chunk]
+        )
     return rows
 
 
 def links(paper: Paper) -> tuple[Inline, ...]:
-    nodes: list[Inline] = [
-        Link("abs", paper.abs_url),
-        Text(" · "),
-        Link("pdf", paper.pdf_url),
-        Text(" · "),
-        Link("html", paper.html_url),
-        Text(" · "),
-        Link("HF", paper.hf_url),
+    found = [
+        link("abs", paper.abs_url),
+        link("pdf", paper.pdf_url),
+        link("html", paper.html_url),
+        link("HF", paper.hf_url),
     ]
     if paper.github_repo:
-        nodes += [Text(" · "), Link("code", paper.github_repo)]
+        found.append(link("code", paper.github_repo))
     if paper.project_page:
-        nodes += [Text(" · "), Link("project", paper.project_page)]
-    return tuple(nodes)
+        found.append(link("project", paper.project_page))
+    return inlines(*joined(found, " · "))
 
 
 def math_line(line: DigestLine) -> tuple[Inline, ...]:
     """A digest paper's key equation and what it says (`/settings explain on`)."""
-    nodes: list[Inline] = [Text("🧮 "), Code(line.formula)]
-    if line.sentence:
-        nodes.append(Italic((Text(f" — {line.sentence}"),)))
-    return tuple(nodes)
+    return inlines(
+        "🧮 ", code(line.formula), *([i(f" — {line.sentence}")] if line.sentence else [])
+    )
 
 
 def paper_message(
@@ -144,23 +147,23 @@ def paper_message(
         title = (Text(f"{number}. "), *title)
     blocks: list[Block] = [
         Heading(title),
-        Paragraph((Italic((Text(authors_line(paper, 12 if detail else MAX_AUTHORS)),)),)),
+        p(i(authors_line(paper, 12 if detail else MAX_AUTHORS))),
     ]
     meta = meta_line(paper)
     if meta:
-        blocks.append(Paragraph((Text(meta),)))
+        blocks.append(p(meta))
     if paper.ai_summary:
-        blocks.append(Paragraph((Bold((Text("TL;DR "),)), *rich_inlines(paper.ai_summary))))
+        blocks.append(p(b("TL;DR "), *rich_inlines(paper.ai_summary)))
     if paper.abstract:
-        abstract = paper.abstract if detail else _shorten(paper.abstract, 600)
-        blocks.append(Paragraph(rich_inlines(abstract)))
+        abstract = paper.abstract if detail else shorten(paper.abstract, 600)
+        blocks.append(p(*rich_inlines(abstract)))
     if line is not None:
-        blocks.append(Paragraph(math_line(line)))
+        blocks.append(p(*math_line(line)))
     if detail and paper.comment:
-        blocks.append(Paragraph((Italic((Text(paper.comment),)),)))
+        blocks.append(p(i(paper.comment)))
     if note:
-        blocks.append(Paragraph((Italic((Text(f"Why: {note}"),)),)))
-    blocks.append(Paragraph(links(paper)))
+        blocks.append(p(i(f"Why: {note}")))
+    blocks.append(p(*links(paper)))
     buttons = paper_buttons(paper, feed)
     if votes:
         buttons.insert(1, vote_row(paper))
@@ -172,36 +175,30 @@ def list_item(
 ) -> tuple[Inline, ...]:
     """One paper as an item of a numbered list (the same wherever the list is), with
     its math line if `line` and why it is there if `note`."""
-    item: list[Inline] = [
-        Bold(rich_inlines(paper.title)),
-        Text("\n"),
-        Text(authors_line(paper, 3)),
-    ]
+    item: list[Inline] = [Bold(rich_inlines(paper.title)), *inlines("\n", authors_line(paper, 3))]
     meta = meta_line(paper)
     if meta:
         item.append(Text(f" · {meta}"))
     blurb = paper.ai_summary or paper.abstract
     if blurb:
-        item += [Text("\n"), *rich_inlines(_shorten(blurb, COMPACT_ABSTRACT_CHARS))]
+        item += [Text("\n"), *rich_inlines(shorten(blurb, COMPACT_ABSTRACT_CHARS))]
     if line is not None:
         item += [Text("\n"), *math_line(line)]
-    item += [
-        Text("\n"),
-        Link(paper.versioned_id, paper.abs_url),
-        Text(" · "),
-        Link("pdf", paper.pdf_url),
-    ]
+    item += inlines(
+        "\n", link(paper.versioned_id, paper.abs_url), " · ", link("pdf", paper.pdf_url)
+    )
     if note:
-        item += [Text("\n"), Italic((Text(f"Why: {note}"),))]
+        item += inlines("\n", i(f"Why: {note}"))
     return tuple(item)
 
 
 def explain_rows(papers: Sequence[Paper]) -> list[list[Button]]:
     # Numbered Explain buttons, five to a row, so each paper is one tap away.
     explain = [
-        Button(f"💡 {i}", command="explain", arg=p.id, item=i) for i, p in enumerate(papers, 1)
+        Button(f"💡 {n}", command="explain", arg=paper.id, item=n)
+        for n, paper in enumerate(papers, 1)
     ]
-    return [explain[i : i + 5] for i in range(0, len(explain), 5)]
+    return [explain[start : start + 5] for start in range(0, len(explain), 5)]
 
 
 def paper_list(
@@ -224,9 +221,9 @@ def paper_list(
         )
         for n, paper in enumerate(shown)
     )
-    blocks: list[Block] = [Heading((Text(title),)), ListBlock(items, ordered=True)]
+    blocks: list[Block] = [heading(title), ListBlock(items, ordered=True)]
     if len(papers) > len(shown):
-        blocks.append(Paragraph((Text(f"…and {len(papers) - len(shown)} more."),)))
+        blocks.append(p(f"…and {len(papers) - len(shown)} more."))
     rows = explain_rows(shown)
     if votes:
         rows += vote_rows(shown)
@@ -249,8 +246,17 @@ def describe_settings(settings: ChatSettings) -> str:
         days = "every day"
     else:
         days = ", ".join(_DAY_NAMES[d] for d in sorted(settings.weekdays))
-    explain = "; each with its key equation" if settings.explain else ""
+    extras = "; each with its key equation" if settings.explain else ""
+    if settings.language != "en":  # the default goes unsaid
+        extras += f"; explanations in {language_name(settings.language)}"
     return (
         f"Digest at {settings.delivery_time:%H:%M} {settings.timezone}, {days}; "
-        f"up to {settings.count} papers, {settings.format} format{explain}."
+        f"up to {settings.count} papers, {settings.format} format{extras}."
     )
+
+
+def is_explain(button: Button) -> bool:
+    """Whether `button` explains a paper, the action a paper's card leads with: platforms
+    may set it apart (Discord shows it as the primary button, and a menu of them as
+    "💡 Explain paper …") without knowing the command's name."""
+    return button.command == "explain"

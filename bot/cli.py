@@ -32,40 +32,40 @@ def _setup_logging(settings: Settings, default_level: str) -> None:
 
 
 async def _run(settings: Settings) -> int:
-    from bot.app import paperboy, platform_adapters, serve
     from bot.explain.sandbox import warm_up
+    from bot.runtime import open_service, platform_adapters, serve
 
-    async with paperboy(settings) as app:
+    async with open_service(settings) as service:
         # The LaTeX worker's forkserver, started while nobody waits for it.
         warming = asyncio.create_task(asyncio.to_thread(warm_up))
         try:
-            adapters = platform_adapters(app, settings)
+            adapters = platform_adapters(service, settings)
             if adapters:
-                await serve(app, settings, adapters)
+                await serve(service, settings, adapters)
             else:
-                await console_chat(app, settings)
+                await console_chat(service, settings)
         finally:
             warming.cancel()
     return 0
 
 
 async def _chat(settings: Settings) -> int:
-    from bot.app import paperboy
+    from bot.runtime import open_service
 
-    async with paperboy(settings) as app:
-        await console_chat(app, settings)
+    async with open_service(settings) as service:
+        await console_chat(service, settings)
     return 0
 
 
 async def console_chat(
-    app: Paperboy, settings: Settings, console: ConsoleChat | None = None
+    service: Paperboy, settings: Settings, console: ConsoleChat | None = None
 ) -> None:
     """The terminal chat, with the terminal's own daily digest delivered while it runs."""
     from adapters.console import ConsoleChat
     from bot.delivery import run_delivery
 
-    console = console or ConsoleChat(app)
-    delivery = asyncio.create_task(run_delivery(app, settings, [console]), name="delivery")
+    console = console or ConsoleChat(service)
+    delivery = asyncio.create_task(run_delivery(service, settings, [console]), name="delivery")
     try:
         await console.run()
     finally:
@@ -77,15 +77,15 @@ async def console_chat(
 async def _command(settings: Settings, name: str, text: str) -> int:
     """Run one chat command and print its reply (`paperboy paper <id>`)."""
     from adapters.console import ConsoleChat, render_reply
-    from bot.app import paperboy
     from bot.commands import run_text
     from bot.ids import InvalidArxivId
+    from bot.runtime import open_service
     from bot.sources.base import SourceError
 
-    async with paperboy(settings) as app:
+    async with open_service(settings) as service:
         # The lookup first, so a failure is an exit status scripts can see, not just text.
         try:
-            paper = await app.paper(text)
+            paper = await service.paper(text)
         except InvalidArxivId as e:
             print(e, file=sys.stderr)
             return 2
@@ -95,8 +95,8 @@ async def _command(settings: Settings, name: str, text: str) -> int:
         if paper is None:
             print(f"I couldn't find arXiv paper {text}. Is the id right?", file=sys.stderr)
             return 1
-        console = ConsoleChat(app)
-        reply = await run_text(console.context(), name, text)
+        console = ConsoleChat(service)
+        reply = await run_text(service, console.context(), name, text)
         # An explanation prints the offline one at once and the LLM's below when it comes.
         print(render_reply(reply, console.style), flush=True)
         if reply.update is not None:
@@ -107,8 +107,8 @@ async def _command(settings: Settings, name: str, text: str) -> int:
 async def _digest(settings: Settings, feed: str, count: int) -> int:
     from adapters.console import render_reply
     from bot import cards
-    from bot.app import paperboy
     from bot.commands import UsageError, parse_feed
+    from bot.runtime import open_service
     from bot.sources.base import SourceError
 
     try:
@@ -116,9 +116,9 @@ async def _digest(settings: Settings, feed: str, count: int) -> int:
     except UsageError as e:
         print(e, file=sys.stderr)
         return 2
-    async with paperboy(settings) as app:
+    async with open_service(settings) as service:
         try:
-            fetch = await app.feed(feed)
+            fetch = await service.feed(feed)
         except SourceError as e:  # upstream down: its user-safe message, not a traceback
             print(e, file=sys.stderr)
             return 1
@@ -134,13 +134,13 @@ async def _digest(settings: Settings, feed: str, count: int) -> int:
 async def _deliver(settings: Settings) -> int:
     """One delivery round, then drain the outbox (for cron)."""
     from adapters.console import ConsoleChat
-    from bot.app import paperboy, platform_adapters
     from bot.delivery import deliver_once
+    from bot.runtime import open_service, platform_adapters
     from bot.sending import Sender
 
-    async with paperboy(settings) as app:
-        adapters = platform_adapters(app, settings)
-        senders: list[Sender] = list(adapters) or [ConsoleChat(app)]
+    async with open_service(settings) as service:
+        adapters = platform_adapters(service, settings)
+        senders: list[Sender] = list(adapters) or [ConsoleChat(service)]
         # Send-only: no polling or gateway, which would take updates away from a bot
         # running with the same token. Started and stopped around the round only.
         started = []
@@ -149,7 +149,7 @@ async def _deliver(settings: Settings) -> int:
                 await adapter.start(receive=False)
                 started.append(adapter)
             # One of several workers sends only its share of each platform's global rate.
-            tick, sent = await deliver_once(app, settings.worker_share(), senders)
+            tick, sent = await deliver_once(service, settings.worker_share(), senders)
         finally:
             for adapter in reversed(started):
                 await adapter.stop()

@@ -540,19 +540,6 @@ def _rank_key(c: _Candidate) -> tuple[float, ...]:
     )
 
 
-def choose(
-    fetches: dict[str, FeedFetch | None],
-    subs: Sequence[Subscription],
-    delivered: set[str],
-    count: int,
-) -> list[Paper] | None:
-    """The papers of a chat's digest (maybe none); None if every feed failed."""
-    found = candidates(fetches, subs)
-    if found is None:
-        return None
-    return unseen(rank(found), delivered, count)
-
-
 def unseen(ranked: Sequence[tuple[str, Paper]], delivered: set[str], count: int) -> list[Paper]:
     """The best `count` papers the chat has not received (ranking survives removals)."""
     if not delivered:  # the common case: a chat that has seen none of today's papers
@@ -604,22 +591,3 @@ def render_digest(
         return messages
     messages[-1].buttons.append(cards.digest_buttons())
     return messages
-
-
-async def build_digest(
-    app: Paperboy,
-    settings: ChatSettings,
-    subs: Sequence[Subscription],
-    now: datetime,
-    *,
-    round_: Round | None = None,
-) -> list[Message]:
-    """The messages of one chat's digest right now ([] when there is nothing new)."""
-    rnd = round_ or Round(app, now)
-    await rnd.prefetch(s.feed for s in subs)
-    found = candidates(rnd.feeds, subs) or {}
-    delivered = await app.store.delivered_ids(settings.chat, found)
-    papers = choose(rnd.feeds, subs, delivered, settings.count) or []
-    if settings.explain:
-        await rnd.load_lines(papers)
-    return render_digest(settings, papers, digest_title(settings, now), lines=rnd.lines)

@@ -11,7 +11,7 @@ The builders keep replies short to write: `p("Try ", code("/help"), ".")` is
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 # ---------------------------------------------------------------- inline nodes
@@ -187,8 +187,8 @@ Part = str | Inline  # a str is plain text
 
 
 def inlines(*parts: Part) -> tuple[Inline, ...]:
-    """Parts as inline nodes: each str becomes Text (empty ones are dropped)."""
-    return tuple(Text(part) if isinstance(part, str) else part for part in parts if part != "")
+    """Parts as inline nodes: each str becomes Text."""
+    return tuple(Text(part) if isinstance(part, str) else part for part in parts)
 
 
 def p(*parts: Part) -> Paragraph:
@@ -218,6 +218,16 @@ def heading(*parts: Part) -> Heading:
 def section(title: str) -> Paragraph:
     """A bold title line over the blocks that follow ("Commands", "Settings")."""
     return p(b(title))
+
+
+def joined(parts: Iterable[Part], sep: str) -> tuple[Part, ...]:
+    """Parts with `sep` between them: `p("Try ", *joined(map(code, cmds), ", "), ".")`."""
+    out: list[Part] = []
+    for part in parts:
+        if out:
+            out.append(sep)
+        out.append(part)
+    return tuple(out)
 
 
 def bullets(*items: Part | tuple[Part, ...]) -> ListBlock:

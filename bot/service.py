@@ -22,12 +22,12 @@ from zoneinfo import ZoneInfo
 from bot.doc import Reply
 from bot.explain.cache import SingleFlight
 from bot.ids import InvalidArxivId, parse_arxiv_id
-from bot.models import ChatRef, ChatSettings, Paper
+from bot.models import ChatRef, ChatSettings, Paper, Subscription
 from bot.sources.base import FeedFetch, Source, SourceError
 from bot.store.base import Store
+from bot.store.learning import LearnState
 
 if TYPE_CHECKING:
-    from bot.commands import Context
     from bot.explain import Explainer
     from bot.explain.digest_line import MathLines
 
@@ -66,7 +66,7 @@ class Paperboy:
         self.hf = hf
         self.explainer = explainer
         self.interactive_deadline = interactive_deadline
-        # Digest math lines (`/settings explain on`): set by `bot.app.paperboy`, one cache
+        # Digest math lines (`/settings explain on`): set by `bot.runtime.open_service`, one cache
         # for every chat; without it digests carry no math lines.
         self.math_lines: MathLines | None = None
         # One arXiv lookup per unknown paper however many ask at once: each lookup waits
@@ -215,27 +215,96 @@ class Paperboy:
     async def save_chat_settings(self, settings: ChatSettings) -> None:
         await self.store.save_chat(settings)
 
+    async def reactivate(self, chat: ChatRef) -> bool:
+        """Switch a paused chat (a delivery failed there) back on; True if it was paused."""
+        settings = await self.store.get_chat(chat)
+        if settings is None or settings.active:
+            return False
+        await self.store.set_chat_active(chat, True)
+        return True
+
+    # ----------------------------------------------------------- subscriptions
+
+    async def subscriptions(self, chat: ChatRef) -> list[Subscription]:
+        return await self.store.list_subscriptions(chat)
+
+    async def subscribe(
+        self, sub: Subscription, topics: list[str]
+    ) -> tuple[Subscription, Subscription | None]:
+        """Follow `sub.feed` with these filters and topics (one subscription per feed):
+        the subscription as stored, and the one it replaced, if any."""
+        before = [s for s in await self.store.list_subscriptions(sub.chat) if s.feed == sub.feed]
+        stored = await self.store.add_subscription(sub)
+        await self.store.set_topics(sub.chat, sub.feed, topics)  # matched by meaning (bot/rank)
+        return stored, (before[0] if before else None)
+
+    async def unsubscribe(self, chat: ChatRef, feed: str) -> bool:
+        """Stop following `feed` (its topics go too); False if the chat did not follow it."""
+        if not await self.store.remove_subscription(chat, feed):
+            return False
+        await self.store.set_topics(chat, feed, [])
+        return True
+
+    async def chat_topics(self, chat: ChatRef) -> dict[str, list[str]]:
+        return await self.store.chat_topics(chat)
+
+    # ---------------------------------------------------------------- learning
+
+    async def learning(self, chat: ChatRef) -> LearnState:
+        return await self.store.get_learning(chat)
+
+    async def save_learning(self, chat: ChatRef, state: LearnState) -> None:
+        await self.store.save_learning(chat, state)
+
+    async def forget_learning(self, chat: ChatRef) -> int:
+        """Forget the chat's votes and model; the number of votes forgotten."""
+        return await self.store.forget_learning(chat)
+
+    async def voted_papers(self, chat: ChatRef) -> set[str]:
+        return {v.paper_id for v in await self.store.chat_votes(chat)}
+
+    # ----------------------------------------------------------------- library
+
+    async def save_paper(self, chat: ChatRef, paper_id: str) -> bool:
+        """Add to the chat's library; False if it was there already."""
+        return await self.store.save_paper(chat, paper_id)
+
+    async def unsave_paper(self, chat: ChatRef, paper_id: str) -> bool:
+        return await self.store.unsave_paper(chat, paper_id)
+
+    async def saved_papers(self, chat: ChatRef) -> list[Paper]:
+        """The chat's library, newest first."""
+        saved = await self.store.saved_papers(chat)
+        papers = await self.store.get_papers([p for p, _ in saved])
+        return [papers[p] for p, _ in saved if p in papers]
+
     # ----------------------------------------------------------------- explain
 
-    async def explain(self, text: str, ctx: Context) -> Reply:
-        paper = await self._paper_or_reply(text)
+    async def explain(self, text: str, chat: ChatRef, user: str, *, images: bool) -> Reply:
+        """A paper explained in the chat's language (`/settings language`)."""
+        paper = await self.paper_or_reply(text)
         if isinstance(paper, Reply):
             return paper
         if self.explainer is None:
             return Reply.text("Explanations are not available in this installation.")
+        language = (await self.chat_settings(chat)).language
         return await self.explainer.explain(
-            paper, user=ctx.user_id, chat=ctx.chat.key, render_images=ctx.images
+            paper, user=user, chat=chat.key, language=language, render_images=images
         )
 
-    async def ask(self, text: str, question: str, ctx: Context) -> Reply:
-        paper = await self._paper_or_reply(text)
+    async def ask(self, text: str, question: str, chat: ChatRef, user: str) -> Reply:
+        paper = await self.paper_or_reply(text)
         if isinstance(paper, Reply):
             return paper
         if self.explainer is None:
             return Reply.text("Questions about papers are not available in this installation.")
-        return await self.explainer.follow_up(paper, question, user=ctx.user_id, chat=ctx.chat.key)
+        language = (await self.chat_settings(chat)).language
+        return await self.explainer.follow_up(
+            paper, question, user=user, chat=chat.key, language=language
+        )
 
-    async def _paper_or_reply(self, text: str) -> Paper | Reply:
+    async def paper_or_reply(self, text: str) -> Paper | Reply:
+        """The paper, or the reply that says why there is none."""
         try:
             paper = await self.paper(text)
         except InvalidArxivId as e:

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.app import paperboy
 from bot.config import Settings
+from bot.runtime import open_service
 from bot.service import Paperboy
 from tests.fakes.arxiv import FakeArxiv
 from tests.fakes.discord import FakeDiscord
@@ -60,5 +60,5 @@ def fake_settings(arxiv_server: FakeArxiv, hf_server: FakeHF) -> Settings:
 @pytest.fixture
 async def paperboy_app(fake_settings: Settings) -> AsyncIterator[Paperboy]:
     """A whole opened Paperboy core (store, sources, explainer) against the fakes."""
-    async with paperboy(fake_settings) as app:
+    async with open_service(fake_settings) as app:
         yield app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import time
 
 import pytest
@@ -9,15 +10,23 @@ import pytest
 from bot.commands import (
     COMMAND_NAME,
     COMMANDS,
+    Context,
     UsageError,
     apply_setting,
     parse_feed,
     parse_filters,
     parse_text,
     parse_weekdays,
+    run_text,
     split_command_line,
 )
+from bot.doc import Reply, block_text
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
+from bot.runtime import open_service
+from tests.fakes.arxiv import FakeArxiv, FakePaper
+from tests.fakes.eprint import FakeEprint, fixture_paper
+from tests.fakes.hf import FakeHF
+from tests.fakes.llm import FakeLLM
 
 
 def test_every_command_name_is_valid_on_every_platform() -> None:
@@ -171,3 +180,52 @@ def test_timezones_are_canonical_iana_names() -> None:
     ]:
         apply_setting(settings, "timezone", value)
         assert settings.timezone == canonical
+
+
+async def test_a_chats_language_reaches_the_llm_prompt(
+    arxiv_server: FakeArxiv, hf_server: FakeHF, llm: FakeLLM
+) -> None:
+    """`/settings language de` is stored, and /explain and /ask then ask the LLM for German."""
+    pid = "2501.01234"
+    arxiv_server.add_paper(
+        FakePaper(pid, 1, "Denoising Flow Matching", "We introduce Denoising Flow Matching.",
+                  ["Ada Lovelace"], ["cs.LG"], "2025-01-02T00:00:00Z", "2025-01-02T00:00:00Z")
+    )  # fmt: skip
+    async with FakeEprint() as eprint:
+        eprint.eprints[pid] = fixture_paper()
+        settings = arxiv_server.settings(
+            hf_api_url=hf_server.api_url,
+            database_url="sqlite:///:memory:",
+            arxiv_eprint_url=eprint.eprint_url,
+            arxiv_html_url=eprint.html_url,
+            llm_provider="openai",
+            llm_base_url=f"{llm.url}/v1",
+            llm_api_key=llm.api_key,
+            llm_model="test-model",
+        )
+        async with open_service(settings) as service:
+            chat = ChatRef("console", "lang")
+            ctx = Context(chat, user_id="u")
+            saved = await run_text(service, ctx, "settings", "language DE")
+            assert "explanations in German" in plain_reply(saved)
+            assert (await service.chat_settings(chat)).language == "de"
+            bad = await run_text(service, ctx, "settings", "language klingon")
+            assert "Language is one of" in plain_reply(bad)
+
+            reply = await run_text(service, ctx, "explain", pid)
+            if reply.update is not None:
+                await reply.update()
+            assert llm.count() == 1
+            assert "German" in json.dumps(llm.calls[-1].body["messages"])
+            await run_text(service, ctx, "ask", f"{pid} what does the loss regress?")
+            assert llm.count() == 2
+            assert "German" in json.dumps(llm.calls[-1].body["messages"])
+
+            # Another chat keeps the default, English.
+            other = Context(ChatRef("console", "other"), user_id="v")
+            await run_text(service, other, "ask", f"{pid} and the sampler?")
+            assert "English" in json.dumps(llm.calls[-1].body["messages"])
+
+
+def plain_reply(reply: Reply) -> str:
+    return "\n".join(block_text(b) for m in reply.messages for b in m.blocks)

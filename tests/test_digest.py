@@ -7,8 +7,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from bot.digest import Round, build_digest, choose
+from bot.digest import Round
 from bot.doc import ListBlock, plain
+from bot.learning import preview
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
 from bot.serialize import message_from_json, message_to_json
 from bot.service import Paperboy, feed_day
@@ -96,8 +97,9 @@ async def test_merges_feeds_and_dedups_by_base_id(app: Paperboy) -> None:
     hf.feeds["daily"] = FeedFetch([paper("2506.00003", upvotes=40, ai_summary="Short.")], announced)
     rnd = Round(app, NOW)
     await rnd.prefetch(["arxiv:cs.LG", "arxiv:cs.AI", "hf:daily"])
-    chosen = choose(rnd.feeds, subs("arxiv:cs.LG", "arxiv:cs.AI", "hf:daily"), set(), 10)
-    assert chosen is not None
+    ranked = rnd.ranked(subs("arxiv:cs.LG", "arxiv:cs.AI", "hf:daily"))
+    assert ranked is not None
+    chosen = [p for _, p in ranked]
     # HF upvotes first; then the paper two feeds picked; then new before cross-list.
     assert [p.id for p in chosen] == ["2506.00003", "2506.00002", "2506.00001"]
     merged = chosen[0]
@@ -114,7 +116,7 @@ async def test_already_delivered_filters_and_count_caps(app: Paperboy) -> None:
     )
     await app.store.mark_delivered(CHAT, ["2506.00001", "2506.00002"])
     settings = ChatSettings(CHAT, count=3)
-    messages = await build_digest(app, settings, subs("arxiv:cs.LG"), NOW)
+    messages = await preview(app, settings, subs("arxiv:cs.LG"), NOW)
     assert len(messages) == 1
     listing = next(b for b in messages[0].blocks if isinstance(b, ListBlock))
     text = "\n".join(plain(item) for item in listing.items)
@@ -131,14 +133,14 @@ async def test_keyword_filters(app: Paperboy) -> None:
     )
     rnd = Round(app, NOW)
     await rnd.prefetch(["arxiv:cs.LG"])
-    chosen = choose(rnd.feeds, subs("arxiv:cs.LG", keywords=["diffusion"]), set(), 10)
-    assert [p.id for p in chosen or []] == ["2506.00001"]
+    ranked = rnd.ranked(subs("arxiv:cs.LG", keywords=["diffusion"]))
+    assert [p.id for _, p in ranked or []] == ["2506.00001"]
 
 
 async def test_full_format_is_one_message_per_paper(app: Paperboy) -> None:
     arxiv, _ = sources(app)
     arxiv.feeds["cs.LG"] = FeedFetch([paper("2506.00001"), paper("2506.00002")], date(2025, 6, 3))
-    messages = await build_digest(app, ChatSettings(CHAT, format="full"), subs("arxiv:cs.LG"), NOW)
+    messages = await preview(app, ChatSettings(CHAT, format="full"), subs("arxiv:cs.LG"), NOW)
     assert len(messages) == 2
     for m in messages:  # the outbox stores them as JSON: nothing is lost on the way
         assert message_from_json(message_to_json(m)) == m
@@ -146,7 +148,7 @@ async def test_full_format_is_one_message_per_paper(app: Paperboy) -> None:
 
 async def test_no_announcement_no_digest(app: Paperboy) -> None:
     # cs.LG is unset: the listing is empty (a Saturday)
-    assert await build_digest(app, ChatSettings(CHAT), subs("arxiv:cs.LG"), NOW) == []
+    assert await preview(app, ChatSettings(CHAT), subs("arxiv:cs.LG"), NOW) == []
 
 
 async def test_each_feed_is_fetched_once_per_round(app: Paperboy) -> None:
@@ -155,13 +157,11 @@ async def test_each_feed_is_fetched_once_per_round(app: Paperboy) -> None:
     rnd = Round(app, NOW)
     for chat_id in range(50):
         chat = ChatRef("telegram", str(chat_id))
-        await build_digest(
-            app,
-            ChatSettings(chat),
-            [Subscription(chat, "arxiv:cs.LG"), Subscription(chat, "hf:daily")],
-            NOW,
-            round_=rnd,
-        )
+        chat_subs = [Subscription(chat, "arxiv:cs.LG"), Subscription(chat, "hf:daily")]
+        await rnd.prefetch(s.feed for s in chat_subs)
+        best = rnd.ranked(chat_subs)
+        assert best is not None
+        rnd.digest(ChatSettings(chat), best, set())
     assert arxiv.requests == ["cs.LG"] and hf.requests == ["daily"]
 
 
@@ -215,10 +215,10 @@ async def test_a_rounds_fast_path_gives_every_chat_the_straightforward_digest(
     """Round ranks from keys worked out once per (feed, filters) and renders once per
     content; for random mixes (papers in several feeds, two versions in one feed, tied
     keys, failed and quiet feeds) every chat's digest must be byte for byte the one
-    worked out for it alone: choose + render_digest."""
+    worked out for it alone: rank + unseen + render_digest."""
     import random
 
-    from bot.digest import candidates, digest_title, rank, render_digest
+    from bot.digest import candidates, digest_title, rank, render_digest, unseen
 
     rng = random.Random(13)
     words = ["graph", "diffusion", "agents", "privacy", "sparse"]
@@ -290,7 +290,7 @@ async def test_a_rounds_fast_path_gives_every_chat_the_straightforward_digest(
                 assert best is None
                 continue
             assert best == rank(found)
-            papers = choose(fetches, chat_subs, delivered, settings.count) or []
+            papers = unseen(rank(found), delivered, settings.count)
             title = digest_title(settings, NOW)
             expected = [message_to_json(m) for m in render_digest(settings, papers, title)]
             assert rnd.digest(settings, best, delivered)[0] == expected

@@ -19,10 +19,11 @@ from adapters.telegram import TelegramAdapter
 from bot.commands import apply_setting
 from bot.config import Settings
 from bot.delivery import Dispatcher, scheduler_tick
-from bot.digest import build_digest
+from bot.digest import Round
 from bot.explain import Explainer
 from bot.explain.digest_line import MathLines
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
+from bot.serialize import message_from_json
 from bot.service import Paperboy, feed_day
 from bot.sources.arxiv import ArxivSource
 from bot.sources.hf import HuggingFaceSource
@@ -240,7 +241,12 @@ async def test_a_round_fetches_a_bounded_number_and_the_rest_next_time(
         # source is not fetched again.
         other = ChatSettings(ChatRef("telegram", "77"), count=5, explain=True)
         subs = [Subscription(other.chat, FEED)]
-        messages = await build_digest(app, other, subs, datetime.now(UTC))
+        rnd = Round(app, datetime.now(UTC))  # as a delivery round builds a digest
+        await rnd.prefetch([FEED])
+        best = rnd.ranked(subs) or []
+        await rnd.load_lines(p for _, p in best[: other.count])
+        bodies, _ = rnd.digest(other, best, set())
+        messages = [message_from_json(b) for b in bodies]
         assert "".join(render_message(m) for m in messages).count("🧮") == 2
         assert eprints.count("e-print") == 2
     finally:

@@ -12,7 +12,8 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from types import SimpleNamespace
+from typing import Any, ClassVar, cast
 
 import discord
 import pytest
@@ -75,7 +76,9 @@ class StubExplainer:
         self.delay = delay
         self.calls: list[str] = []
 
-    async def explain(self, paper: Paper, *, user: str, chat: str, render_images: bool) -> Reply:
+    async def explain(
+        self, paper: Paper, *, user: str, chat: str, language: str = "en", render_images: bool
+    ) -> Reply:
         await asyncio.sleep(self.delay)
         self.calls.append(paper.id)
         blocks: list[Block] = [
@@ -85,7 +88,9 @@ class StubExplainer:
         ]
         return Reply.of(*blocks)
 
-    async def follow_up(self, paper: Paper, question: str, *, user: str, chat: str) -> Reply:
+    async def follow_up(
+        self, paper: Paper, question: str, *, user: str, chat: str, language: str = "en"
+    ) -> Reply:
         return Reply.text(f"About {paper.id}: {question}")
 
     async def aclose(self) -> None:
@@ -395,6 +400,33 @@ async def test_send_posts_with_mentions_disabled(
     assert posted["allowed_mentions"] == {"parse": []}
     assert "@everyone" in posted["content"]
     assert posted["components"][0]["components"][0]["custom_id"] == f"pb:explain:{PAPER_ID}"
+
+
+async def test_a_vanished_interaction_never_pauses_its_channel(
+    core: Paperboy, discord_server: FakeDiscord, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 404 on an interaction's follow-up (its token expired, its webhook is gone) says
+    # nothing about the channel: the answer is given up, the channel keeps its digests.
+    chat = ChatRef("discord", "4343")
+    await core.store.save_chat(ChatSettings(chat))
+    gone = discord.NotFound(
+        cast(Any, SimpleNamespace(status=404, reason="Not Found")),
+        {"code": 10015, "message": "Unknown Webhook"},
+    )
+
+    async def follow_up(**kwargs: Any) -> None:
+        raise gone
+
+    interaction = SimpleNamespace(
+        channel_id=4343,
+        response=SimpleNamespace(is_done=lambda: True),
+        followup=SimpleNamespace(send=follow_up),
+    )
+    adapter = adapter_for(core, discord_server, tmp_path)
+    await adapter.answer(cast(Any, interaction), Reply.text("hello"), deferred=True)
+    saved = await core.store.get_chat(chat)
+    assert saved is not None and saved.active
+    assert "could not send to discord:4343" in caplog.text
 
 
 async def test_unknown_channel_deactivates_that_channel_only(

@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.app import paperboy
 from bot.config import USER_AGENT, Settings
 from bot.doc import Heading, Link, MathBlock, Reply, block_text
 from bot.explain import Explainer, ExplainOptions, Limits, LimitSettings
 from bot.models import Paper
+from bot.runtime import open_service
 from tests.fakes.arxiv import FakeArxiv
 from tests.fakes.eprint import (
     MINIMAL_MAIN,
@@ -275,7 +275,7 @@ async def test_source_and_explainer_share_one_arxiv_gate(
         arxiv_delay_seconds=0.3,
         database_url="sqlite:///:memory:",
     )
-    async with paperboy(s) as app:
+    async with open_service(s) as app:
         assert app.explainer is not None
         found, _, _ = await asyncio.gather(
             app.arxiv.papers(["1605.08386"]),
@@ -300,7 +300,7 @@ async def test_explain_limits_come_from_the_environment(
         7,
         1234,
     )
-    async with paperboy(s) as app:
+    async with open_service(s) as app:
         assert app.explainer is not None
         assert app.explainer.options.limits == LimitSettings(
             user_requests=2, chat_requests=7, window_seconds=60.0, daily_tokens=1234

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.app import paperboy
 from bot.doc import Reply
+from bot.runtime import open_service
 from bot.service import Paperboy
 from tests.corpus.score import (
     ONLY_FILE,
@@ -188,7 +188,7 @@ async def test_explain_real_papers_end_to_end_offline(
     )
     from adapters.console import ConsoleChat
 
-    async with paperboy(settings) as app:
+    async with open_service(settings) as app:
         assert isinstance(app, Paperboy)
         chat = ConsoleChat(app)
         for pid, (slug, section) in SERVED.items():

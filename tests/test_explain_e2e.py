@@ -11,8 +11,8 @@ import pytest
 
 from adapters.discord import DiscordAdapter
 from adapters.telegram import TelegramAdapter
-from bot.app import paperboy
 from bot.config import Settings
+from bot.runtime import open_service
 from bot.service import Paperboy
 from tests.fakes.arxiv import FakeArxiv, FakePaper
 from tests.fakes.discord import FakeDiscord
@@ -73,7 +73,7 @@ async def test_offline_explain_on_telegram(
     tg = telegram_server
     settings = _telegram_settings(arxiv_server, hf_server, eprint, tg)
     tg.private_chat(USER, "Ada")
-    async with paperboy(settings) as app:
+    async with open_service(settings) as app:
         adapter = await _telegram(app, settings)
         try:
             tg.send_text(USER, USER, f"/explain https://arxiv.org/abs/{PID}")
@@ -110,7 +110,7 @@ async def test_llm_explain_and_follow_up_on_telegram(
         llm_model="test-model",
     )  # fmt: skip
     tg.private_chat(USER, "Ada")
-    async with paperboy(settings) as app:
+    async with open_service(settings) as app:
         adapter = await _telegram(app, settings)
         try:
             tg.send_text(USER, USER, f"/explain {PID}")
@@ -143,7 +143,7 @@ async def test_explain_slash_command_on_discord(
         arxiv_server, hf_server, eprint,
         discord_bot_token=discord_server.token, discord_api_base_url=discord_server.api_url,
     )  # fmt: skip
-    async with paperboy(settings) as app:
+    async with open_service(settings) as app:
         adapter = DiscordAdapter(app, settings, state_dir=tmp_path, channel_interval=0.0,
                                  guild_ready_timeout=0.01)  # fmt: skip
         await adapter.start()

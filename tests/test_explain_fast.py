@@ -21,12 +21,12 @@ import pytest
 from adapters.console import ConsoleChat
 from adapters.discord import DiscordAdapter
 from adapters.telegram import TelegramAdapter
-from bot.app import paperboy
 from bot.commands import Context, run_text
 from bot.config import Settings
 from bot.doc import Reply, block_text
 from bot.explain import Explainer, ExplainOptions
 from bot.models import ChatRef, Paper
+from bot.runtime import open_service
 from tests.fakes.arxiv import FakeArxiv, FakePaper
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.eprint import FakeEprint, fixture_paper
@@ -96,7 +96,7 @@ async def test_hung_llm_offline_at_once_then_edited_on_telegram(
         telegram_file_base_url=tg.file_base_url,
     )  # fmt: skip
     tg.private_chat(USER, "Ada")
-    async with paperboy(settings) as app:
+    async with open_service(settings) as app:
         adapter = TelegramAdapter(app, settings, poll_timeout=1)
         await adapter.start()
         try:
@@ -175,7 +175,7 @@ async def test_a_longer_llm_answer_edits_what_fits_and_sends_the_rest_on_telegra
         telegram_file_base_url=tg.file_base_url,
     )  # fmt: skip
     tg.private_chat(USER, "Ada")
-    async with paperboy(settings) as app:
+    async with open_service(settings) as app:
         adapter = TelegramAdapter(app, settings, poll_timeout=1)
         await adapter.start()
         try:
@@ -214,7 +214,7 @@ async def test_hung_llm_offline_at_once_then_edited_on_discord(
         arxiv_server, hf_server, eprint, hung,
         discord_bot_token=discord_server.token, discord_api_base_url=discord_server.api_url,
     )  # fmt: skip
-    async with paperboy(settings) as app:
+    async with open_service(settings) as app:
         adapter = DiscordAdapter(app, settings, state_dir=tmp_path, channel_interval=0.0,
                                  guild_ready_timeout=0.01)  # fmt: skip
         await adapter.start()
@@ -259,7 +259,7 @@ async def test_a_longer_llm_answer_is_edited_and_followed_up_on_discord(
         arxiv_server, hf_server, eprint, hung,
         discord_bot_token=discord_server.token, discord_api_base_url=discord_server.api_url,
     )  # fmt: skip
-    async with paperboy(settings) as app:
+    async with open_service(settings) as app:
         adapter = DiscordAdapter(app, settings, state_dir=tmp_path, channel_interval=0.0,
                                  guild_ready_timeout=0.01)  # fmt: skip
         await adapter.start()
@@ -292,7 +292,7 @@ async def test_hung_llm_terminal_prints_offline_then_llm_below(
     arxiv_server: FakeArxiv, hf_server: FakeHF, eprint: FakeEprint, hung: FakeLLM
 ) -> None:
     settings = _settings(arxiv_server, hf_server, eprint, hung)
-    async with paperboy(settings) as app:
+    async with open_service(settings) as app:
         out = io.StringIO()
         chat = ConsoleChat(app, out=out)
         try:
@@ -435,13 +435,13 @@ async def test_100_people_asking_at_once_cost_one_lookup_one_download_one_llm_ca
     # arXiv's real 3-second gate: 100 metadata lookups through it took five minutes.
     settings = _settings(arxiv_server, hf_server, eprint, llm, arxiv_delay_seconds=3.0)
     llm.delay = 0.5
-    async with paperboy(settings) as app:
+    async with open_service(settings) as app:
         answered: list[float] = []
         started = time.monotonic()
 
         async def one(i: int) -> Reply:
-            ctx = Context(app, ChatRef("console", f"c{i}"), user_id=f"u{i}")
-            reply = await run_text(ctx, "explain", PID)
+            ctx = Context(ChatRef("console", f"c{i}"), user_id=f"u{i}")
+            reply = await run_text(app, ctx, "explain", PID)
             assert reply.update is not None, _text(reply)
             final = await reply.update()
             answered.append(time.monotonic() - started)

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from adapters.telegram import TelegramAdapter
-from bot.app import paperboy
 from bot.config import Settings
-from bot.explain.latex import internals_share
+from bot.explain.tex_internals import internals_share
+from bot.runtime import open_service
 from tests.fakes.arxiv import FakeArxiv, FakePaper
 from tests.fakes.eprint import FakeEprint, tar_gz
 from tests.fakes.hf import FakeHF
@@ -121,7 +121,7 @@ def _settings(
 
 async def _explain(settings: Settings, tg: FakeTelegram, done: str) -> str:
     tg.private_chat(USER, "Ada")
-    async with paperboy(settings) as app:
+    async with open_service(settings) as app:
         adapter = TelegramAdapter(app, settings, poll_timeout=1)
         await adapter.start()
         try:

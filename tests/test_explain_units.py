@@ -7,22 +7,27 @@ import asyncio
 import pytest
 
 from bot.doc import Link, Math, Text
-from bot.explain import analyze as analyze_mod
 from bot.explain import latex
-from bot.explain.analyze import analyze, definitions
-from bot.explain.cache import CacheKey, MemoryCache, SingleFlight
+from bot.explain.analyze import analyze
+from bot.explain.cache import CacheKey, ExpiringCache, SingleFlight
+from bot.explain.equations import find_equations
+from bot.explain.hidden import strip_hidden
 from bot.explain.html import html_to_latex
+from bot.explain.includes import expand_includes
 from bot.explain.limits import LimitSettings, RateLimiter, TokenBudget
+from bot.explain.macros import expand_macros, parse_macros
+from bot.explain.notation import definitions
 from bot.explain.prompt import BadAnswer, parse_answer, parse_followup
 from bot.explain.render import render_png
 from bot.explain.reply import EquationView, Explanation
+from bot.explain.sections import find_sections
 from bot.explain.textutil import math_inlines, strip_foreign_links, strip_injections
 
 # ------------------------------------------------------------------ LaTeX
 
 
 def expand(defs: str, text: str) -> str:
-    return latex.expand_macros(text, latex.parse_macros(defs))
+    return expand_macros(text, parse_macros(defs))
 
 
 def test_macros() -> None:
@@ -53,7 +58,7 @@ def test_recursive_and_exponential_macros_stop() -> None:
     bomb = "\n".join(
         f"\\newcommand{{\\m{chr(97 + i)}}}{{\\m{chr(98 + i)}\\m{chr(98 + i)}}}" for i in range(30)
     )
-    out = latex.expand_macros(r"\ma", latex.parse_macros(bomb), max_chars=100_000)
+    out = expand_macros(r"\ma", parse_macros(bomb), max_chars=100_000)
     assert len(out) <= 100_000
 
 
@@ -68,7 +73,7 @@ def test_comments_iffalse_and_hidden_text() -> None:
         r"D \textcolor[rgb]{1,1,1}{hidden4} E {\fontsize{0.1pt}{0.1pt}\selectfont hidden5} F "
         r"\textcolor{red}{visible} {\fontsize{10pt}{12pt}\selectfont big}"
     )
-    out = latex.strip_hidden(hidden)
+    out = strip_hidden(hidden)
     assert "hidden" not in out
     assert all(c in out for c in "ABCDEF") and "visible" in out and "big" in out
 
@@ -91,7 +96,7 @@ def test_include_resolution_relative_and_import() -> None:
         "chap/b.tex": r"in-b \input{c}",
         "chap/c.tex": "in-c",
     }
-    text, report = latex.expand_includes(files, "main.tex")
+    text, report = expand_includes(files, "main.tex")
     assert "in-a" in text and "in-b" in text and "in-c" in text
     assert report.missing == ["missing"]
 
@@ -110,15 +115,15 @@ We minimize the loss
 \begin{equation} x = y + z \label{e4} \end{equation}
 See \eqref{e4}, \eqref{e4}, \eqref{star}, \eqref{e3}.
 """
-    sections = analyze_mod._sections(body)
-    numbers = {e.latex: e.number for e in analyze_mod._equations(body, True, sections)}
+    sections = find_sections(body)
+    numbers = {e.latex: e.number for e in find_equations(body, True, sections)}
     assert numbers == {
         "a = b": "1.1",
         r"c = d \\ e = f \\ g = h": "1.2–1.3",
         r"\mathcal{L} = \sum_i \ell_i": r"$\star$",
         "x = y + z": "2.1",
     }
-    numbers = {e.latex: e.number for e in analyze_mod._equations(body, False, sections)}
+    numbers = {e.latex: e.number for e in find_equations(body, False, sections)}
     assert numbers["x = y + z"] == "4"
     # The objective is chosen; trivial one-liners are not.
     chosen = analyze(body).equations
@@ -185,17 +190,17 @@ def test_links_and_markup_in_llm_text_stay_text() -> None:
 # ----------------------------------------------------------- cache, limits
 
 
-async def test_memory_cache_ttl_and_lru() -> None:
+async def test_expiring_cache_ttl_and_lru() -> None:
     now = [0.0]
-    cache = MemoryCache(max_entries=2, clock=lambda: now[0])
+    cache = ExpiringCache(max_entries=2, clock=lambda: now[0])
     k1, k2, k3 = (CacheKey(str(i), 1, "offline", "", "") for i in range(3))
-    await cache.set(k1, "a", ttl=10)
-    await cache.set(k2, "b", ttl=1)
-    assert await cache.get(k1) == "a"
-    await cache.set(k3, "c", ttl=10)  # evicts k2, the least recently used
-    assert await cache.get(k2) is None and await cache.get(k1) == "a"
+    cache.set(k1, "a", ttl=10)
+    cache.set(k2, "b", ttl=1)
+    assert cache.get(k1) == "a"
+    cache.set(k3, "c", ttl=10)  # evicts k2, the least recently used
+    assert cache.get(k2) is None and cache.get(k1) == "a"
     now[0] = 11
-    assert await cache.get(k1) is None
+    assert cache.get(k1) is None
 
 
 async def test_single_flight_survives_a_cancelled_caller() -> None:

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from adapters.console import ConsoleChat, render_reply
-from bot.app import paperboy
 from bot.config import Settings
 from bot.delivery import scheduler_tick
 from bot.models import ChatRef, ChatSettings, Subscription
+from bot.runtime import open_service
 from bot.service import Paperboy, feed_day
 from bot.sources.arxiv import ArxivSource
 from bot.sources.hf import HuggingFaceSource
@@ -302,7 +302,7 @@ async def test_a_dribbling_eprint_does_not_hold_the_arxiv_gate(
             arxiv_html_url=eprints.html_url,
             arxiv_delay_seconds=0.2,
         )
-        async with paperboy(settings) as core:
+        async with open_service(settings) as core:
             explaining = asyncio.create_task(ask(core, "/explain 1605.08386"))
             await asyncio.sleep(1.0)  # the e-print is dribbling by now
             text, took = await ask(core, "/paper astro-ph/0601001")
@@ -328,7 +328,7 @@ async def test_crafted_sources_cost_seconds_and_fall_back_clearly(
             arxiv_eprint_url=eprints.eprint_url,
             arxiv_html_url=eprints.html_url,
         )
-        async with paperboy(settings) as core:
+        async with open_service(settings) as core:
             await core.paper("1605.08386")  # looked up before the clock starts
             text, took = await ask(core, "/explain 1605.08386")
     assert took < 5.0, f"{name}: {took:.1f}s"

@@ -118,7 +118,7 @@ async def test_a_demoted_admin_loses_admin_commands_at_once(bot: Bot) -> None:  
     assert bot.adapter.admin_cache_seconds <= 10  # seconds at most
     bot.tg.member_changed(GROUP, ADMIN, "member", by_user=ADMIN)
     for _ in range(100):  # the chat_member update drops the cached answer
-        if (GROUP, ADMIN) not in bot.adapter._admins:
+        if (GROUP, ADMIN) not in bot.adapter.inbound._admins:
             break
         await asyncio.sleep(0.05)
     [refused] = await say(bot, GROUP, ADMIN, "/subscribe arxiv:cs.AI")

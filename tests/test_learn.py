@@ -12,7 +12,7 @@ import pytest
 
 from adapters.console import ConsoleChat, render_reply
 from bot.commands import UsageError
-from bot.learn_commands import split_topics
+from bot.commands.parse import split_topics
 from bot.library import bibtex, cite_key, year
 from bot.models import Paper
 from bot.rank.features import default_space

@@ -29,6 +29,7 @@ import yaml
 from bot import metrics
 from bot.config import Settings
 from bot.doc import Message
+from bot.health import Health, MetricsServer
 from bot.logs import JsonFormatter, install_redaction
 from bot.models import ChatRef
 from bot.sending import ChatGone, RetryAfter
@@ -56,10 +57,10 @@ def _value(text: str, name: str, labels: str = "") -> float:
 
 
 async def test_healthz_and_metrics_end_to_end(store: SQLiteStore) -> None:
-    health = metrics.Health()
+    health = Health()
     health.set_adapter("telegram", "running")
     health.set_adapter("discord", "starting")
-    async with metrics.MetricsServer(store, health) as server:
+    async with MetricsServer(store, health) as server:
         assert server.port > 0
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
             response = await client.get("/healthz")
@@ -96,7 +97,7 @@ async def test_metrics_reports_outbox_depth(store: SQLiteStore) -> None:
         async def outbox_counts(self) -> dict[str, int]:
             return {"pending": 5, "sending": 2, "sent": 100, "dead": 1}
 
-    server = metrics.MetricsServer(Counts())  # type: ignore[arg-type]
+    server = MetricsServer(Counts())  # type: ignore[arg-type]
     async with server, httpx.AsyncClient() as client:
         text = (await client.get(f"http://127.0.0.1:{server.port}/metrics")).text
     assert _value(text, "outbox_queue_depth") == 7
@@ -110,7 +111,7 @@ async def test_healthz_is_503_when_the_store_is_unreachable(tmp_path: Path) -> N
         async def outbox_counts(self) -> dict[str, int]:
             raise OSError("down")
 
-    server = metrics.MetricsServer(Broken())  # type: ignore[arg-type]
+    server = MetricsServer(Broken())  # type: ignore[arg-type]
     async with server, httpx.AsyncClient() as client:
         response = await client.get(f"http://127.0.0.1:{server.port}/healthz")
         assert response.status_code == 503
@@ -123,7 +124,7 @@ async def test_healthz_is_503_when_the_store_is_unreachable(tmp_path: Path) -> N
     closed = SQLiteStore(str(tmp_path / "gone.db"))
     await closed.open()
     await closed.close()
-    async with metrics.MetricsServer(closed) as server, httpx.AsyncClient() as client:
+    async with MetricsServer(closed) as server, httpx.AsyncClient() as client:
         response = await client.get(f"http://127.0.0.1:{server.port}/healthz")
     assert response.status_code == 503
 
@@ -134,7 +135,7 @@ async def test_healthz_times_out_a_hanging_store() -> None:
             await asyncio.sleep(30)
             return 0
 
-    server = metrics.MetricsServer(Hanging(), check_timeout=0.2)  # type: ignore[arg-type]
+    server = MetricsServer(Hanging(), check_timeout=0.2)  # type: ignore[arg-type]
     async with server, httpx.AsyncClient(timeout=5) as client:
         response = await client.get(f"http://127.0.0.1:{server.port}/healthz")
     assert response.status_code == 503
@@ -144,12 +145,12 @@ async def test_healthz_times_out_a_hanging_store() -> None:
 async def test_serve_starts_the_endpoint_and_reports_adapters(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.app
+    import bot.runtime
 
     async def no_background(*args: Any) -> list[asyncio.Task[None]]:
         return []
 
-    monkeypatch.setattr(bot.app, "start_background", no_background)
+    monkeypatch.setattr(bot.runtime, "start_background", no_background)
 
     class Adapter:
         platform = "telegram"
@@ -166,7 +167,7 @@ async def test_serve_starts_the_endpoint_and_reports_adapters(
         port = probe.getsockname()[1]
     settings = Settings(metrics_port=port, metrics_host="127.0.0.1")
     app = SimpleNamespace(store=store)
-    task = asyncio.create_task(bot.app.serve(app, settings, [Adapter()]))  # type: ignore[arg-type, list-item]
+    task = asyncio.create_task(bot.runtime.serve(app, settings, [Adapter()]))  # type: ignore[arg-type, list-item]
     try:
         async with httpx.AsyncClient() as client:
             for _ in range(100):
@@ -192,7 +193,7 @@ async def test_serve_does_not_outlive_its_delivery_loop(
 ) -> None:
     """A dead delivery loop means no more digests: serve ends (and the service manager
     restarts the bot) instead of answering commands as if all were well."""
-    import bot.app
+    import bot.runtime
 
     async def dies() -> None:
         await asyncio.sleep(0.05)
@@ -201,7 +202,7 @@ async def test_serve_does_not_outlive_its_delivery_loop(
     async def failing_background(*args: Any) -> list[asyncio.Task[None]]:
         return [asyncio.create_task(dies())]
 
-    monkeypatch.setattr(bot.app, "start_background", failing_background)
+    monkeypatch.setattr(bot.runtime, "start_background", failing_background)
     stopped: list[str] = []
 
     class Adapter:
@@ -214,7 +215,7 @@ async def test_serve_does_not_outlive_its_delivery_loop(
 
     app = SimpleNamespace(store=store)
     with pytest.raises(RuntimeError, match="delivery broke"):
-        await asyncio.wait_for(bot.app.serve(app, Settings(), [Adapter()]), 5)  # type: ignore[arg-type, list-item]
+        await asyncio.wait_for(bot.runtime.serve(app, Settings(), [Adapter()]), 5)  # type: ignore[arg-type, list-item]
     assert stopped == ["telegram"]
 
 

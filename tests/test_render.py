@@ -11,12 +11,12 @@ import time
 import pytest
 from PIL import Image
 
-from bot.explain import render
+from bot.explain import mathtext_engine, render, tex_engine
 from bot.explain.reply import EquationView
 from bot.latex import display_unicode
 
 needs_tex = pytest.mark.skipif(
-    not render.tex_available(), reason="latex and dvipng are not installed (apt: see .ci/run)"
+    not tex_engine.tex_available(), reason="latex and dvipng are not installed (apt: see .ci/run)"
 )
 
 # Constructs the mathtext renderer used to refuse (issue 10), as papers write them.
@@ -47,7 +47,7 @@ def _fresh_cache() -> None:
 
 @pytest.mark.parametrize("latex", CONSTRUCTS)
 def test_mathtext_draws_what_papers_write(latex: str) -> None:
-    assert _is_png(render.render_png(latex, engine="mathtext")), render.for_mathtext(latex)
+    assert _is_png(render.render_png(latex, engine="mathtext")), mathtext_engine.for_mathtext(latex)
 
 
 @needs_tex
@@ -57,7 +57,7 @@ def test_tex_draws_what_papers_write(latex: str) -> None:
 
 
 def test_rows_split_only_at_the_top_level() -> None:
-    rows = render.split_top_rows(
+    rows = mathtext_engine.split_top_rows(
         r"A = \begin{pmatrix} a & b \\ c & d \end{pmatrix} \\ \frac{x}{y \\ z} \\[2pt] B = 1"
     )
     assert rows == [
@@ -68,10 +68,10 @@ def test_rows_split_only_at_the_top_level() -> None:
 
 
 def test_mathtext_stacks_a_matrix_inside_one_row() -> None:
-    [row] = render.for_mathtext(r"M = \begin{pmatrix} a & b \\ c & d \end{pmatrix}")
+    [row] = mathtext_engine.for_mathtext(r"M = \begin{pmatrix} a & b \\ c & d \end{pmatrix}")
     assert r"\genfrac" in row and r"\left(" in row and r"\right)" in row
     # The text keeps its spaces (\text, not \mathrm).
-    [text_row] = render.for_mathtext(r"\textmd{a b}")
+    [text_row] = mathtext_engine.for_mathtext(r"\textmd{a b}")
     assert text_row == r"\text{a b}"
 
 
@@ -85,22 +85,24 @@ def test_two_rows_make_a_taller_image_than_one() -> None:
 
 
 def test_fallback_to_mathtext_when_tex_binary_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(render, "_tex_tools", lambda: ("/nonexistent/latex", "/nonexistent/dvipng"))
+    monkeypatch.setattr(
+        tex_engine, "_tex_tools", lambda: ("/nonexistent/latex", "/nonexistent/dvipng")
+    )
     images = render.render_many([r"a \le b"], engine="auto")
     assert _is_png(images[r"a \le b"])
 
 
 def test_fallback_to_mathtext_when_tex_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(render, "_tex_tools", lambda: None)
-    assert not render.tex_available()
-    assert render.render_tex([r"a = b"]) == {r"a = b": None}
+    monkeypatch.setattr(tex_engine, "_tex_tools", lambda: None)
+    assert not tex_engine.tex_available()
+    assert tex_engine.render_tex([r"a = b"]) == {r"a = b": None}
     assert _is_png(render.render_png(r"a = b"))
 
 
 @needs_tex
 def test_fallback_to_mathtext_when_tex_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        render, "TEX", dataclasses.replace(render.TEX, timeout=0.001, per_equation=0)
+        tex_engine, "TEX", dataclasses.replace(tex_engine.TEX, timeout=0.001, per_equation=0)
     )
     started = time.monotonic()
     images = render.render_many([r"x^2 + y^2", r"a \ge b"], engine="auto")
@@ -125,15 +127,15 @@ HOSTILE = [
 
 @pytest.mark.parametrize("latex", HOSTILE)
 def test_hostile_equations_are_refused_before_tex(latex: str) -> None:
-    assert not render.tex_safe(latex)
-    assert render.render_tex([latex]) == {latex: None}
+    assert not tex_engine.tex_safe(latex)
+    assert tex_engine.render_tex([latex]) == {latex: None}
 
 
 @needs_tex
 def test_tex_sandbox_refuses_file_reads_even_when_asked_directly() -> None:
     # Past tex_safe, kpathsea's paranoid mode still keeps TeX out of absolute paths.
     started = time.monotonic()
-    got = render._tex_batch([r"\text{\input{/etc/passwd}}"], "", 5.0)
+    got = tex_engine._tex_batch([r"\text{\input{/etc/passwd}}"], "", 5.0)
     assert got.get(0) is None
     assert time.monotonic() - started < 6
 
@@ -142,14 +144,14 @@ def test_tex_sandbox_refuses_file_reads_even_when_asked_directly() -> None:
 def test_tex_sandbox_stops_an_endless_loop_in_time() -> None:
     # Past tex_safe, a macro bomb ends in TeX's own capacity error or at the time limit.
     started = time.monotonic()
-    with contextlib.suppress(render.TexFailed):
-        assert render._tex_batch([r"\def\a{\a\a}\a"], "", 1.5).get(0) is None
+    with contextlib.suppress(tex_engine.TexFailed):
+        assert tex_engine._tex_batch([r"\def\a{\a\a}\a"], "", 1.5).get(0) is None
     assert time.monotonic() - started < 4
 
 
 @needs_tex
 def test_tex_refuses_a_giant_box() -> None:
-    assert render.render_tex([r"\rule{2000cm}{1cm}"]) == {r"\rule{2000cm}{1cm}": None}
+    assert tex_engine.render_tex([r"\rule{2000cm}{1cm}"]) == {r"\rule{2000cm}{1cm}": None}
 
 
 def test_safe_macros_keep_simple_math_and_drop_dangerous_ones() -> None:
@@ -161,7 +163,7 @@ def test_safe_macros_keep_simple_math_and_drop_dangerous_ones() -> None:
         r"\def\loopy{\loopy\loopy}"
         r"\newcommand{\typeout}{x}"
     )
-    out = render.safe_macros(defs)
+    out = tex_engine.safe_macros(defs)
     assert r"\renewcommand{\R}{\mathbb{R}}" in out
     assert r"\renewcommand{\norm}[1]" in out
     assert r"\Tr" in out
@@ -171,7 +173,7 @@ def test_safe_macros_keep_simple_math_and_drop_dangerous_ones() -> None:
 
 @needs_tex
 def test_safe_macros_reach_tex() -> None:
-    macros = render.safe_macros(r"\newcommand{\vx}{\mathbf{x}}")
+    macros = tex_engine.safe_macros(r"\newcommand{\vx}{\mathbf{x}}")
     assert _is_png(
         render.render_many([r"\vx^\top \vx"], engine="tex", macros=macros)[r"\vx^\top \vx"]
     )

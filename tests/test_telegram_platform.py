@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from adapters.telegram import TelegramAdapter
-from bot.app import serve
 from bot.commands import COMMANDS
 from bot.config import Settings
 from bot.digest import render_digest
 from bot.logs import setup_logging
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
+from bot.runtime import serve
 from bot.serialize import message_from_json, message_to_json
 from bot.service import Paperboy
 from bot.startup import PlatformError

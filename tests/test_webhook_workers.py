@@ -20,9 +20,9 @@ import pytest
 from aiohttp import ClientSession, web
 
 from adapters.telegram import TelegramAdapter
-from bot.app import paperboy
 from bot.doc import Button, Message, Paragraph, Reply, Text
 from bot.models import ChatRef, Paper
+from bot.runtime import open_service
 from bot.service import Paperboy
 from tests.fakes.arxiv import FakeArxiv
 from tests.fakes.hf import FakeHF
@@ -160,7 +160,7 @@ async def cluster(
                 worker_count=2,
                 worker_index=index,
             ).worker_share()
-            app = await stack.enter_async_context(paperboy(settings))
+            app = await stack.enter_async_context(open_service(settings))
             adapter = TelegramAdapter(app, settings, webhook_listen="127.0.0.1")
             await adapter.start()
             stack.push_async_callback(adapter.stop)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot import cards
 from bot.config import Settings
+from bot.conversation import remember_papers, settle_chat
 from bot.doc import Message
 from bot.sending import (
     ChatGone,
@@ -242,19 +243,17 @@ class Dispatcher:
             await self.store.defer_chat_outbox(item.chat, until)
             self._release([item, *queue])
             queue.clear()
-        except ChatMoved as e:
-            self.stats.moved += 1
-            log.info("chat %s moved to %s", item.chat.key, e.new_chat.key)
-            await self.store.migrate_chat(item.chat, e.new_chat)  # unsent rows move with it
-            # Its rows now belong to the new chat: release them to be claimed under it.
-            await self.store.defer_chat_outbox(e.new_chat, self.clock())
-            self._release([item, *queue])
-            queue.clear()
-        except ChatGone as e:
-            self.stats.gone += 1
-            log.info("chat %s is gone (%s): pausing it", item.chat.key, e)
-            await self.store.set_chat_active(item.chat, False)
-            self.stats.dead += await self.store.drop_chat_outbox(item.chat, str(e))
+        except (ChatMoved, ChatGone) as e:
+            # What it means for the chat is decided as for replies (bot/conversation.py);
+            # a moved chat's unsent rows move with it.
+            moved_to = await settle_chat(self.store, item.chat, e)
+            if moved_to is not None:
+                self.stats.moved += 1
+                # Its rows now belong to the new chat: release them to be claimed under it.
+                await self.store.defer_chat_outbox(moved_to, self.clock())
+            else:
+                self.stats.gone += 1
+                self.stats.dead += await self.store.drop_chat_outbox(item.chat, str(e))
             self._release([item, *queue])
             queue.clear()
         except PermanentError as e:
@@ -270,19 +269,11 @@ class Dispatcher:
         else:
             self.stats.sent += 1
             self._sent.append((item.id, ids))
-            await self._remember_paper(item, message, ids)
+            # A one-paper message: a 👍/👎 reaction to it is a vote on that paper (issue 14).
+            if paper := cards.voted_paper(message):
+                await remember_papers(self.store, item.chat, ids, paper)
             if self._flusher is None:
                 self._flusher = asyncio.create_task(self._flush_soon())
-
-    async def _remember_paper(self, item: OutboxItem, message: Message, ids: list[str]) -> None:
-        """A one-paper message: a 👍/👎 reaction to it is a vote on that paper (issue 14)."""
-        paper = cards.voted_paper(message)
-        if paper is None or not ids:
-            return
-        try:
-            await self.store.remember_message_papers(item.chat, ids, paper)
-        except Exception:  # the message went out; only reactions to it will not count
-            log.exception("cannot remember the paper of %s", item.key)
 
     async def _retry(self, item: OutboxItem, error: str, queue: deque[OutboxItem]) -> None:
         """Try the row again later; the chat's later rows wait behind it."""

@@ -1,10 +1,10 @@
-"""Explanation cache and single-flight.
+"""Expiring caches and single-flight.
 
-The cache is keyed (paper, version, mode, model, language). `ExplanationCache` is the
-interface: the in-memory LRU below implements it, and a store-backed cache can later
-(values are plain dataclasses; see `Explanation.to_dict`). `SingleFlight` makes
-concurrent requests for one key share one computation: 100 people explaining the same
-paper at once cause one fetch and one LLM call.
+Explanations are cached by (paper, version, mode, model, language) in an `ExpiringCache`
+(cachetools' TLRUCache: least recently used out first, each entry with its own
+time-to-live, so a fallback forced by a failing arXiv is kept briefly and a good
+explanation for days). `SingleFlight` makes concurrent requests for one key share one
+computation: 100 people explaining the same paper at once cause one fetch and one LLM call.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
+
+from cachetools import TLRUCache
 
 T = TypeVar("T")
 
@@ -32,45 +33,27 @@ class CacheKey:
         return f"{self.paper}v{self.version}:{self.mode}:{self.model}:{self.language}"
 
 
-class ExplanationCache(Protocol):
-    async def get(self, key: CacheKey) -> Any | None: ...
-
-    async def set(self, key: CacheKey, value: Any, ttl: float) -> None: ...
+def _expiry(_key: Hashable, item: tuple[Any, float], now: float) -> float:
+    return now + item[1]
 
 
-class MemoryCache:
-    """A bounded LRU with per-entry time-to-live."""
+class ExpiringCache:
+    """A bounded LRU whose entries expire after the time-to-live each was stored with."""
 
     def __init__(self, max_entries: int = 512, clock: Callable[[], float] = time.monotonic) -> None:
-        self._data: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
-        self._max = max_entries
-        self._clock = clock
+        self._data: TLRUCache[Hashable, tuple[Any, float]] = TLRUCache(
+            maxsize=max_entries, ttu=_expiry, timer=clock
+        )
 
-    def get_now(self, key: Hashable) -> Any | None:
+    def get(self, key: Hashable) -> Any | None:
         item = self._data.get(key)
-        if item is None:
-            return None
-        expires, value = item
-        if expires < self._clock():
-            del self._data[key]
-            return None
-        self._data.move_to_end(key)
-        return value
+        return None if item is None else item[0]
 
-    def set_now(self, key: Hashable, value: Any, ttl: float) -> None:
-        self._data[key] = (self._clock() + ttl, value)
-        self._data.move_to_end(key)
-        while len(self._data) > self._max:
-            self._data.popitem(last=False)
+    def set(self, key: Hashable, value: Any, ttl: float) -> None:
+        self._data[key] = (value, ttl)
 
     def discard(self, key: Hashable) -> None:
         self._data.pop(key, None)
-
-    async def get(self, key: CacheKey) -> Any | None:
-        return self.get_now(key)
-
-    async def set(self, key: CacheKey, value: Any, ttl: float) -> None:
-        self.set_now(key, value, ttl)
 
     def __len__(self) -> int:
         return len(self._data)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.explain.cache import MemoryCache
+from bot.explain.cache import ExpiringCache
 from bot.explain.mathfix import normalize
 from bot.explain.prompt import BadAnswer, load_json_object
 from bot.explain.textutil import sentences, shorten, strip_foreign_links
@@ -26,7 +26,8 @@ from bot.latex import display_unicode
 from bot.models import Paper
 
 if TYPE_CHECKING:
-    from bot.explain.analyze import Analysis, Equation
+    from bot.explain.analyze import Analysis
+    from bot.explain.equations import Equation
     from bot.explain.explainer import Explainer
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class MathLines:
         self.wait = wait
         self.ttl = ttl
         # Paper -> its line, or NONE when the paper has none (known, not to be fetched again).
-        self._lines = MemoryCache(max_entries=4096)
+        self._lines = ExpiringCache(max_entries=4096)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.fetches = 0
 
@@ -139,7 +140,7 @@ class MathLines:
         """Lines already known, by paper id (what a digest shows now)."""
         out: dict[str, DigestLine] = {}
         for p in papers:
-            line = self._lines.get_now(self.key(p))
+            line = self._lines.get(self.key(p))
             if isinstance(line, DigestLine):
                 out[p.id] = line
         return out
@@ -153,7 +154,7 @@ class MathLines:
         started = 0
         for p in wanted:
             k = self.key(p)
-            if self._lines.get_now(k) is not None or k in self._tasks:
+            if self._lines.get(k) is not None or k in self._tasks:
                 continue
             if started >= self.per_round:
                 break
@@ -177,12 +178,12 @@ class MathLines:
                 if said:
                     line = DigestLine(line.formula, said)
             # No line: maybe no source today (arXiv busy); asked again in an hour, not a day.
-            self._lines.set_now(k, line or NONE, self.ttl if line else min(self.ttl, 3600.0))
+            self._lines.set(k, line or NONE, self.ttl if line else min(self.ttl, 3600.0))
         except asyncio.CancelledError:
             raise
         except Exception:  # one broken paper must not cost the digest its other lines
             log.exception("math line for %s failed", k)
-            self._lines.set_now(k, NONE, min(self.ttl, 600.0))
+            self._lines.set(k, NONE, min(self.ttl, 600.0))
         finally:
             self._tasks.pop(k, None)
 

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field, replace
 import httpx
 
 from bot.config import USER_AGENT, Settings
-from bot.doc import Bold, Italic, Link, Message, Paragraph, Reply, Text
-from bot.explain import analyze as analysis_mod
+from bot.doc import Reply
 from bot.explain.analyze import Analysis
-from bot.explain.cache import CacheKey, ExplanationCache, MemoryCache, SingleFlight
-from bot.explain.html import html_to_latex
-from bot.explain.limits import Backoff, LimitSettings, RateLimiter, TokenBudget
+from bot.explain.cache import CacheKey, ExpiringCache, SingleFlight
+from bot.explain.limits import Backoff, LimitSettings, RateLimiter, Stats, TokenBudget
 from bot.explain.llm import LLMClient, LLMError, config_from_settings, make_client
+from bot.explain.offline import offline_explanation
+from bot.explain.paper_text import PaperText, load_paper_text
 from bot.explain.prompt import (
     BadAnswer,
     explain_prompt,
@@ -39,16 +39,14 @@ from bot.explain.prompt import (
 )
 from bot.explain.render import render_many
 from bot.explain.reply import (
-    OFFLINE_NO_LLM,
-    EquationView,
     Explanation,
-    StatementView,
+    answer_reply,
     build_reply,
     paper_links,
+    slow_down_reply,
 )
-from bot.explain.sandbox import read_source
-from bot.explain.source import Limits, SourceUnavailable, polite_get
-from bot.explain.textutil import math_inlines, url_key
+from bot.explain.source import Limits
+from bot.explain.textutil import url_key
 from bot.models import Paper
 from bot.sources.http import PoliteGate
 
@@ -77,31 +75,11 @@ class ExplainOptions:
     clock: Callable[[], float] = time.monotonic
 
 
-@dataclass(slots=True)
-class Stats:
-    eprint_fetches: int = 0
-    html_fetches: int = 0
-    llm_calls: int = 0
-    llm_tokens: int = 0
-    cache_hits: int = 0
-
-
-@dataclass(slots=True)
-class PaperText:
-    built_from: str  # "latex" | "html" | "abstract"
-    analysis: Analysis
-    notes: list[str] = field(default_factory=list)
-    # A fallback forced by a failing arXiv (network, 429/5xx), not by the paper itself:
-    # kept only briefly, so the next request tries the better source again.
-    transient: bool = False
-
-
 class Explainer:
     def __init__(
         self,
         settings: Settings,
         http: httpx.AsyncClient | None = None,
-        cache: ExplanationCache | None = None,
         *,
         options: ExplainOptions | None = None,
         arxiv_gate: PoliteGate | None = None,
@@ -114,8 +92,8 @@ class Explainer:
         self._http = http or httpx.AsyncClient(
             timeout=settings.http_timeout_seconds, headers={"User-Agent": USER_AGENT}
         )
-        self._cache: ExplanationCache = cache or MemoryCache()
-        self._docs = MemoryCache(max_entries=128)
+        self._cache = ExpiringCache()
+        self._docs = ExpiringCache(max_entries=128)
         self._flight: SingleFlight[object] = SingleFlight()
         self._llm_flight: SingleFlight[Explanation] = SingleFlight()  # one LLM call per key
         self._gate = arxiv_gate or PoliteGate(settings.arxiv_delay_seconds)
@@ -162,7 +140,7 @@ class Explainer:
     ) -> Reply:
         wait = self._rate.check(user, chat)
         if wait > 0:
-            return _slow_down(wait)
+            return slow_down_reply(wait)
         try:
             return await self._explain(paper, language, render_images)
         except asyncio.CancelledError:
@@ -179,7 +157,7 @@ class Explainer:
         llm = self._llm
         if llm is not None:
             key = CacheKey(paper.id, version, "llm", llm.model, language)
-            done = await self._cache.get(key)
+            done = self._cache.get(key)
             if isinstance(done, Explanation):
                 self.stats.cache_hits += 1
                 return await self._reply(done, key, paper, render_images)
@@ -259,7 +237,7 @@ class Explainer:
     async def _offline_explanation(
         self, paper: Paper, key: CacheKey, *, count_hit: bool
     ) -> Explanation:
-        ex = await self._cache.get(key)
+        ex = self._cache.get(key)
         if isinstance(ex, Explanation):
             self.stats.cache_hits += count_hit
             return ex
@@ -269,9 +247,9 @@ class Explainer:
 
     async def _compute(self, paper: Paper, key: CacheKey) -> Explanation:
         doc = await self._document(paper)
-        ex = self._offline(paper, doc)
+        ex = offline_explanation(paper, doc)
         ttl = self.options.failure_ttl_seconds if doc.transient else self.options.ttl_seconds
-        await self._cache.set(key, ex, ttl)
+        self._cache.set(key, ex, ttl)
         return ex
 
     async def _render(self, ex: Explanation) -> None:
@@ -284,15 +262,26 @@ class Explainer:
 
     # ------------------------------------------------------------ paper text
 
+    async def _load_document(self, paper: Paper) -> PaperText:
+        return await load_paper_text(
+            paper,
+            settings=self.settings,
+            http=self._http,
+            gate=self._gate,
+            limits=self.options.source_limits,
+            max_html_bytes=self.options.max_html_bytes,
+            stats=self.stats,
+        )
+
     async def _document(self, paper: Paper) -> PaperText:
         key = ("doc", paper.id, paper.version or 0)
-        doc = self._docs.get_now(key)
+        doc = self._docs.get(key)
         if isinstance(doc, PaperText):
             return doc
         result = await self._flight.do(key, lambda: self._load_document(paper))
         assert isinstance(result, PaperText)
         ttl = self.options.failure_ttl_seconds if result.transient else self.options.ttl_seconds
-        self._docs.set_now(key, result, ttl)
+        self._docs.set(key, result, ttl)
         return result
 
     async def paper_analysis(self, paper: Paper) -> Analysis | None:
@@ -327,119 +316,7 @@ class Explainer:
             self.budget.settle(estimate, used)
             self.stats.llm_tokens += used
 
-    async def _load_document(self, paper: Paper) -> PaperText:
-        limits = self.options.source_limits
-        vid = paper.versioned_id
-        transient = False  # whether a failing arXiv, not the paper, forced a fallback
-        thin: Analysis | None = None  # LaTeX without sections or display math: a last resort
-        try:
-            self.stats.eprint_fetches += 1
-            url = f"{self.settings.arxiv_eprint_url.rstrip('/')}/{vid}"
-            data = await polite_get(
-                self._http,
-                self._gate,
-                url,
-                max_bytes=limits.max_download_bytes,
-                deadline=2 * self.settings.upstream_deadline_seconds,
-            )
-            if data is not None:
-                # Untrusted CPU work: in a worker process that is killed when it overruns.
-                found = await read_source(data, limits, paper.abstract)
-                if _substantial(found) and _has_paper_body(found):
-                    return PaperText("latex", found, _notes(found))
-                if _substantial(found):
-                    thin = found
-                log.info("source of %s has no sections or display math; trying HTML", vid)
-        except SourceUnavailable as exc:
-            log.info("no usable source for %s: %s", vid, exc)
-            transient = exc.transient
-        except httpx.HTTPError as exc:
-            log.info("e-print fetch for %s failed: %s", vid, type(exc).__name__)
-            transient = True
-        except Exception:
-            log.exception("reading the source of %s failed", vid)
-        try:
-            self.stats.html_fetches += 1
-            url = f"{self.settings.arxiv_html_url.rstrip('/')}/{vid}"
-            data = await polite_get(
-                self._http,
-                self._gate,
-                url,
-                max_bytes=self.options.max_html_bytes,
-                deadline=2 * self.settings.upstream_deadline_seconds,
-            )
-            if data is not None and b"<" in data[:2048]:
-                _title, body = await asyncio.to_thread(
-                    html_to_latex, data.decode("utf-8", errors="replace")
-                )
-                found = await asyncio.to_thread(
-                    analysis_mod.analyze, body, "", abstract_hint=paper.abstract
-                )
-                if _substantial(found):
-                    return PaperText("html", found, _notes(found), transient)
-        except SourceUnavailable as exc:
-            log.info("no usable HTML for %s: %s", vid, exc)
-            transient = transient or exc.transient
-        except httpx.HTTPError as exc:
-            log.info("HTML fetch for %s failed: %s", vid, type(exc).__name__)
-            transient = True
-        except Exception:
-            log.exception("reading the HTML of %s failed", vid)
-        if thin is not None:
-            return PaperText("latex", thin, _notes(thin), transient)
-        found = await asyncio.to_thread(
-            analysis_mod.analyze, paper.abstract, "", abstract_hint=paper.abstract
-        )
-        found.abstract = paper.abstract
-        return PaperText("abstract", found, _notes(found), transient)
-
     # ------------------------------------------------------------ offline
-
-    def _offline(self, paper: Paper, doc: PaperText) -> Explanation:
-        a = doc.analysis
-        if paper.ai_summary:
-            tldr, tldr_from = paper.ai_summary.strip(), "Hugging Face AI summary"
-        else:
-            # What the paper claims ("we prove ...", numbers), not the background it opens with.
-            abstract = paper.abstract or a.abstract
-            claims = analysis_mod.claim_sentences(abstract) if abstract else a.claims
-            tldr, tldr_from = " ".join(claims), "from the abstract"
-        outline: list[str] = []
-        for s in a.sections:
-            if s.level == 1:
-                outline.append(f"{s.number}. {s.title}" if s.number else s.title)
-            elif outline:
-                sep = ": " if not outline[-1].endswith(")") and ": " not in outline[-1] else "; "
-                outline[-1] += sep + s.title
-        outline = [_trim(o, 160) for o in outline[:14]]
-        return Explanation(
-            paper_id=paper.id,
-            version=paper.version or 0,
-            title=paper.title or a.title,
-            mode="offline",
-            built_from=doc.built_from,
-            header=OFFLINE_NO_LLM,
-            tldr=tldr,
-            tldr_from=tldr_from,
-            statements=_statement_views(a),
-            contributions=a.contributions[:5],
-            equations=[
-                EquationView(
-                    eid=e.eid,
-                    latex=e.latex,
-                    number=e.number,
-                    kind=e.kind,
-                    intro=e.intro,
-                    after=e.after,
-                    glossary=list(e.glossary),
-                    undefined=list(e.undefined),
-                )
-                for e in a.equations
-            ],
-            outline=outline,
-            links=paper_links(paper, doc.built_from),
-            notes=list(doc.notes),
-        )
 
     # ------------------------------------------------------------ LLM
 
@@ -566,7 +443,7 @@ class Explainer:
             tokens=used,
         )
         ttl = self.options.failure_ttl_seconds if doc.transient else self.options.ttl_seconds
-        await self._cache.set(key, ex, ttl)
+        self._cache.set(key, ex, ttl)
         return ex
 
     # ------------------------------------------------------------ follow-up
@@ -587,7 +464,7 @@ class Explainer:
             return Reply.text("Ask a question about the paper by replying with it.", ephemeral=True)
         wait = self._rate.check(user, chat)
         if wait > 0:
-            return _slow_down(wait)
+            return slow_down_reply(wait)
         failure = self._backoff.blocked(self._provider_key)
         if failure is not None:
             later = _duration(max(1.0, failure.until - self.options.clock()))
@@ -598,9 +475,9 @@ class Explainer:
             )
         norm = re.sub(r"\s+", " ", question.casefold())[:500]
         key = CacheKey(paper.id, paper.version or 0, "followup:" + norm, llm.model, language)
-        cached = await self._cache.get(key)
+        cached = self._cache.get(key)
         if isinstance(cached, str):
-            return _answer_reply(paper, question, cached, llm.model)
+            return answer_reply(paper, question, cached, llm.model)
         try:
             result = await self._flight.do(
                 ("followup", key), lambda: self._answer(llm, paper, question, language, key)
@@ -616,7 +493,7 @@ class Explainer:
         if isinstance(result, Reply):
             return result
         assert isinstance(result, str)
-        return _answer_reply(paper, question, result, llm.model)
+        return answer_reply(paper, question, result, llm.model)
 
     async def _answer(
         self, llm: LLMClient, paper: Paper, question: str, language: str, key: CacheKey
@@ -660,45 +537,8 @@ class Explainer:
         links = paper_links(paper, doc.built_from)
         allowed = {url_key(u) for _, u in links}
         answer = parse_followup(completion.text, allowed)
-        await self._cache.set(key, answer, self.options.ttl_seconds)
+        self._cache.set(key, answer, self.options.ttl_seconds)
         return answer
-
-
-def _substantial(a: Analysis) -> bool:
-    """Enough text to be worth more than the abstract."""
-    return len(a.text) > 800 or bool(a.equations) or len(a.sections) >= 2
-
-
-def _has_paper_body(a: Analysis) -> bool:
-    """A paper's body has sections or display math; a preamble or a stub file has neither."""
-    return bool(a.sections) or a.equation_count > 0 or bool(a.theorems)
-
-
-def _statement_views(a: Analysis) -> list[StatementView]:
-    return [StatementView(st.heading, st.text, st.kind, st.label or "") for st in a.results[:2]]
-
-
-def _counted(n: int, singular: str, plural: str) -> str:
-    return f"{n} {singular} was" if n == 1 else f"{n} {plural} were"
-
-
-def _notes(a: Analysis) -> list[str]:
-    """What was stripped from the paper before anyone (a reader, a model) saw it."""
-    notes = []
-    if a.injections_removed:
-        what = _counted(
-            a.injections_removed,
-            "hidden instruction to AI tools",
-            "hidden instructions to AI tools",
-        )
-        notes.append(f"Note: {what} removed from the paper text (prompt injection).")
-    if a.hidden_removed:
-        what = _counted(a.hidden_removed, "passage of hidden text", "passages of hidden text")
-        notes.append(
-            f"Note: {what} removed (white, transparent or microscopic text that the PDF does "
-            "not show)."
-        )
-    return notes
 
 
 _BUDGET_REASON = "the bot's daily LLM token budget is spent; it resets at midnight UTC"
@@ -708,29 +548,3 @@ def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{math.ceil(seconds)} s"
     return f"{math.ceil(seconds / 60)} min"
-
-
-def _trim(s: str, n: int) -> str:
-    return s if len(s) <= n else s[: n - 1].rstrip() + "…"
-
-
-def _slow_down(wait: float) -> Reply:
-    seconds = max(1, math.ceil(wait))
-    return Reply.text(
-        f"Easy there — that's a lot of explaining at once. Please try again in {seconds} s.",
-        ephemeral=True,
-    )
-
-
-def _answer_reply(paper: Paper, question: str, answer: str, model: str) -> Reply:
-    blocks: list = [
-        Paragraph((Bold((Text(f"Answer by {model}"),)), Text(f" · {paper.title}"))),
-        Paragraph((Italic((Text(f"Q: {_trim(question, 300)}"),)),)),
-    ]
-    for para in re.split(r"\n\s*\n", answer):
-        if para.strip():
-            blocks.append(Paragraph(math_inlines(para.strip())))
-    blocks.append(
-        Paragraph((Link("arXiv", paper.abs_url), Text(" · "), Link("PDF", paper.pdf_url)))
-    )
-    return Reply([Message(blocks)])

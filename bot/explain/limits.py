@@ -1,14 +1,15 @@
-"""Per-user and per-chat rate limits, a daily LLM token budget, and failure backoff."""
+"""Usage of /explain: per-user and per-chat rate limits, a daily LLM token budget,
+failure backoff, and counters of the upstream work done."""
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.explain.cache import MemoryCache
+from bot.explain.cache import ExpiringCache
+from bot.pacing import Window
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,48 +20,59 @@ class LimitSettings:
     daily_tokens: int = 500_000  # LLM tokens (in + out) per UTC day; 0 = unlimited
 
 
-class SlidingWindow:
-    """At most `limit` events per `window` seconds for each key."""
+@dataclass(slots=True)
+class Stats:
+    """Upstream work and cache use since start (read by tests and benchmarks)."""
 
-    def __init__(self, limit: int, window: float, clock: Callable[[], float]) -> None:
+    eprint_fetches: int = 0
+    html_fetches: int = 0
+    llm_calls: int = 0
+    llm_tokens: int = 0
+    cache_hits: int = 0
+
+
+# Windows of idle users and chats are dropped once there are this many (memory stays flat).
+_PRUNE_AT = 10_000
+
+
+class _PerKey:
+    """A rolling window (`bot.pacing.Window`, the one platform sends are paced by) for each
+    key: at most `limit` requests in any `period` seconds, bursts allowed."""
+
+    def __init__(self, limit: int, period: float) -> None:
         self.limit = limit
-        self.window = window
-        self._clock = clock
-        self._events: dict[str, deque[float]] = {}
+        self.period = period
+        self._windows: dict[str, Window] = {}
 
-    def retry_after(self, key: str) -> float:
-        """0 if an event is allowed now, else seconds until it would be."""
-        now = self._clock()
-        q = self._events.get(key)
-        if q is None:
-            return 0.0
-        while q and q[0] <= now - self.window:
-            q.popleft()
-        if not q:
-            del self._events[key]
-            return 0.0
-        if len(q) < self.limit:
-            return 0.0
-        return q[0] + self.window - now
+    def wait(self, key: str, now: float) -> float:
+        window = self._windows.get(key)
+        return window.wait(now) if window is not None else 0.0
 
-    def record(self, key: str) -> None:
-        self._events.setdefault(key, deque()).append(self._clock())
+    def add(self, key: str, now: float) -> None:
+        window = self._windows.get(key)
+        if window is None:
+            if len(self._windows) >= _PRUNE_AT:
+                self._windows = {k: w for k, w in self._windows.items() if not w.idle(now)}
+            window = self._windows[key] = Window(self.limit, self.period, even=False)
+        window.add(now)
 
 
 class RateLimiter:
     def __init__(
         self, settings: LimitSettings, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self.user = SlidingWindow(settings.user_requests, settings.window_seconds, clock)
-        self.chat = SlidingWindow(settings.chat_requests, settings.window_seconds, clock)
+        self._clock = clock
+        self.user = _PerKey(settings.user_requests, settings.window_seconds)
+        self.chat = _PerKey(settings.chat_requests, settings.window_seconds)
 
     def check(self, user: str, chat: str) -> float:
         """Take one request slot; returns 0 if allowed, else seconds to wait (nothing taken)."""
-        wait = max(self.user.retry_after(user), self.chat.retry_after(chat))
+        now = self._clock()
+        wait = max(self.user.wait(user, now), self.chat.wait(chat, now))
         if wait > 0:
             return wait
-        self.user.record(user)
-        self.chat.record(chat)
+        self.user.add(user, now)
+        self.chat.add(chat, now)
         return 0.0
 
 
@@ -120,21 +132,21 @@ class Backoff:
         self.cap = cap
         self._clock = clock
         # A run of failures is forgotten after a quiet `cap` beyond its last backoff.
-        self._failures = MemoryCache(max_entries=max_keys, clock=clock)
+        self._failures = ExpiringCache(max_entries=max_keys, clock=clock)
 
     def blocked(self, key: Hashable) -> Failure | None:
         """The failure that backs `key` off now, if any."""
-        failure = self._failures.get_now(key)
+        failure = self._failures.get(key)
         if isinstance(failure, Failure) and failure.until > self._clock():
             return failure
         return None
 
     def failed(self, key: Hashable, reason: str) -> float:
         """Record a failure; returns how long `key` is now backed off."""
-        last = self._failures.get_now(key)
+        last = self._failures.get(key)
         count = last.count + 1 if isinstance(last, Failure) else 1
         delay = min(self.cap, self.first * 2 ** min(count - 1, 32))
-        self._failures.set_now(key, Failure(count, self._clock() + delay, reason), delay + self.cap)
+        self._failures.set(key, Failure(count, self._clock() + delay, reason), delay + self.cap)
         return delay
 
     def succeeded(self, key: Hashable) -> None:

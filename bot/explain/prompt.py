@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.explain.analyze import Equation
+from bot.explain.equations import Equation
 from bot.explain.textutil import clean_text, mark_urls, shorten, strip_foreign_links
 from bot.explain.theorems import Statement
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -257,3 +258,29 @@ def build_reply(ex: Explanation, paper: Paper, *, images: bool) -> Reply:
     extra = [Button(label, url=urls[label]) for label in ("Hugging Face", "Code") if label in urls]
     buttons = [r for r in (row, extra) if r]
     return Reply([Message(blocks, buttons)])
+
+
+def trim(s: str, n: int) -> str:
+    return s if len(s) <= n else s[: n - 1].rstrip() + "…"
+
+
+def slow_down_reply(wait: float) -> Reply:
+    seconds = max(1, math.ceil(wait))
+    return Reply.text(
+        f"Easy there — that's a lot of explaining at once. Please try again in {seconds} s.",
+        ephemeral=True,
+    )
+
+
+def answer_reply(paper: Paper, question: str, answer: str, model: str) -> Reply:
+    blocks: list = [
+        Paragraph((Bold((Text(f"Answer by {model}"),)), Text(f" · {paper.title}"))),
+        Paragraph((Italic((Text(f"Q: {trim(question, 300)}"),)),)),
+    ]
+    for para in re.split(r"\n\s*\n", answer):
+        if para.strip():
+            blocks.append(Paragraph(math_inlines(para.strip())))
+    blocks.append(
+        Paragraph((Link("arXiv", paper.abs_url), Text(" · "), Link("PDF", paper.pdf_url)))
+    )
+    return Reply([Message(blocks)])

@@ -18,14 +18,20 @@ import zlib
 from dataclasses import dataclass, field
 
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from bot.config import USER_AGENT
 from bot.explain import latex
+from bot.explain.hidden import strip_hidden_counted
+from bot.explain.includes import IncludeReport, expand_includes, includes_in, resolve
+from bot.explain.macros import expand_macros, parse_macros
+from bot.explain.tex_internals import strip_internals
 from bot.sources.http import (
     RETRY_STATUSES,
     BadBody,
     BodyTooLarge,
     PoliteGate,
+    RetryAfterOrBackoff,
     parse_retry_after,
     read_capped,
 )
@@ -71,7 +77,7 @@ class LatexSource:
     body: str  # includes and macros expanded, comments and hidden text removed
     files: int
     report: ExtractReport
-    includes: latex.IncludeReport
+    includes: IncludeReport
     hidden_removed: int = 0  # passages of hidden text (white, transparent, tiny) dropped
 
 
@@ -95,32 +101,77 @@ async def polite_get(
     that asked us to wait pushes every arXiv request out (`gate.back_off`). Returns the
     body, or None on 404.
     """
-    for attempt in range(max(1, attempts)):
-        await gate.start()
-        try:
-            async with (
-                asyncio.timeout(deadline),
-                http.stream(
-                    "GET",
-                    url,
-                    headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
-                    follow_redirects=True,
-                ) as resp,
-            ):
-                if resp.status_code == 404:
-                    return None
-                if resp.status_code not in RETRY_STATUSES or attempt + 1 >= attempts:
-                    return await _read_capped(resp, max_bytes)
-                wait = parse_retry_after(resp.headers.get("retry-after"), max_wait)
-                retry_in = wait if wait is not None else min(max_wait, 2.0 * 2**attempt)
-        except TimeoutError:
-            raise SourceUnavailable(
-                f"arXiv sent nothing complete within {deadline:g}s", transient=True
-            ) from None
+    attempts = max(1, attempts)
+
+    def backed_off(state: RetryCallState) -> None:
+        busy = state.outcome.exception() if state.outcome else None
+        retry_in = state.next_action.sleep if state.next_action else 0.0
         gate.back_off(retry_in)
-        log.info("arXiv busy (HTTP %s), retrying in %.1fs", resp.status_code, retry_in)
-        await asyncio.sleep(retry_in)
-    raise AssertionError("unreachable: the last attempt returns or raises")
+        log.info("arXiv busy (HTTP %s), retrying in %.1fs", getattr(busy, "status", "?"), retry_in)
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        # Retry-After when arXiv sends one, else 2 s doubling per attempt, both capped.
+        wait=RetryAfterOrBackoff(2.0, max_wait),
+        retry=retry_if_exception_type(_Busy),
+        before_sleep=backed_off,
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await _get_once(
+                http,
+                gate,
+                url,
+                max_bytes,
+                deadline,
+                max_wait,
+                last=attempt.retry_state.attempt_number >= attempts,
+            )
+    raise AssertionError("unreachable: tenacity either returns or raises")
+
+
+class _Busy(Exception):
+    """arXiv answered 429/5xx on an attempt that is not the last: try again."""
+
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after  # read by RetryAfterOrBackoff
+
+
+async def _get_once(
+    http: httpx.AsyncClient,
+    gate: PoliteGate,
+    url: str,
+    max_bytes: int,
+    deadline: float,
+    max_wait: float,
+    *,
+    last: bool,
+) -> bytes | None:
+    await gate.start()
+    try:
+        async with (
+            asyncio.timeout(deadline),
+            http.stream(
+                "GET",
+                url,
+                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
+                follow_redirects=True,
+            ) as resp,
+        ):
+            if resp.status_code == 404:
+                return None
+            if resp.status_code not in RETRY_STATUSES or last:
+                return await _read_capped(resp, max_bytes)
+            raise _Busy(
+                resp.status_code, parse_retry_after(resp.headers.get("retry-after"), max_wait)
+            )
+    except TimeoutError:
+        raise SourceUnavailable(
+            f"arXiv sent nothing complete within {deadline:g}s", transient=True
+        ) from None
 
 
 async def _read_capped(resp: httpx.Response, max_bytes: int) -> bytes:
@@ -335,7 +386,7 @@ def include_graph(files: dict[str, str]) -> dict[str, list[str]]:
             continue
         text = latex.strip_comments(text)
         targets = []
-        for target in latex.includes_in(files, path, text):
+        for target in includes_in(files, path, text):
             if target != path and target not in targets:
                 targets.append(target)
         graph[path] = targets
@@ -399,7 +450,7 @@ def flatten(files: dict[str, str], report: ExtractReport, limits: Limits = Limit
     if main is None:
         raise SourceUnavailable("no main LaTeX file in the source")
     clean = {p: latex.strip_iffalse(latex.strip_comments(t)) for p, t in files.items()}
-    text, includes = latex.expand_includes(
+    text, includes = expand_includes(
         clean, main, max_depth=limits.max_include_depth, max_chars=limits.max_document_chars
     )
     preamble, body = latex.split_document(text)
@@ -409,13 +460,13 @@ def flatten(files: dict[str, str], report: ExtractReport, limits: Limits = Limit
     defs = preamble
     for pkg in re.findall(r"\\usepackage(?:\[[^\]]*\])?\{([^}]*)\}", preamble):
         for name in pkg.split(","):
-            path = latex.resolve(clean, posixpath.dirname(main), name.strip() + ".sty")
+            path = resolve(clean, posixpath.dirname(main), name.strip() + ".sty")
             if path and not _STYLE_CODE.search(clean[path]):
                 defs += "\n" + clean[path]
-    macros = latex.parse_macros(defs + "\n" + body)
-    body = latex.expand_macros(body, macros, max_chars=limits.max_document_chars * 2)
-    body, hidden = latex.strip_hidden_counted(body, preamble)
-    body = latex.strip_internals(body)
+    macros = parse_macros(defs + "\n" + body)
+    body = expand_macros(body, macros, max_chars=limits.max_document_chars * 2)
+    body, hidden = strip_hidden_counted(body, preamble)
+    body = strip_internals(body)
     return LatexSource(
         main=main,
         preamble=preamble,

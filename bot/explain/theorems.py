@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from bot.explain import latex
+from bot.explain.tex_internals import strip_internals
 
 KINDS = (
     "theorem",
@@ -109,7 +110,7 @@ def declarations(text: str) -> dict[str, _Env]:
         g = latex.read_group(text, i)
         if g is None:
             continue
-        name, i = latex.strip_internals(g[0]).strip(), g[1]
+        name, i = strip_internals(g[0]).strip(), g[1]
         within = ""
         w = latex.read_group(text, i, "[", "]")
         if w is not None and text[i:].lstrip().startswith("["):

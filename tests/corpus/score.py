@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.config import Settings
 from bot.explain import analyze as analyze_mod
 from bot.explain.analyze import Analysis
-from bot.explain.explainer import Explainer, PaperText
+from bot.explain.offline import offline_explanation
+from bot.explain.paper_text import PaperText
 from bot.explain.source import LatexSource, extract
 from bot.models import Paper
 
@@ -175,16 +175,11 @@ def label_in_source(label: str, text: str) -> bool:
 
 # ------------------------------------------------------------------ observing
 
-_explainers: list[Explainer] = []  # one, made on first use; it never touches the network here
-
 
 def _offline_tldr(analysis: Analysis) -> str:
     """The offline TL;DR exactly as /explain builds it (no Hugging Face summary here)."""
-    if not _explainers:
-        _explainers.append(Explainer(Settings()))
-    explainer = _explainers[0]
     paper = Paper(id="0000.00000", title=analysis.title, abstract="", version=1)
-    return explainer._offline(paper, PaperText("latex", analysis)).tldr
+    return offline_explanation(paper, PaperText("latex", analysis)).tldr
 
 
 def to_observed(src: LatexSource, analysis: Analysis) -> Observed:

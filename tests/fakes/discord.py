@@ -83,6 +83,44 @@ AUTOCOMPLETE_RESULT = 8
 EPHEMERAL = 1 << 6
 
 
+# ------------------------------------------------------------ what users see
+
+# Discord's markdown, as its client shows it: `\X` shows X; a fence or a code span shows
+# its inside as typed; emphasis, strike and spoiler markers vanish; `[label](<url>)`
+# shows its label. Enough to read a bot's answer as a person does.
+_SHOWN = re.compile(
+    r"```(?:[a-z]*\n)?(?P<fence>.*?)\n?```"
+    r"|`(?P<code>[^`]*)`"
+    r"|\\(?P<escaped>[!-/:-@\[-`{-~])"
+    r"|\[(?P<label>(?:\\.|[^\]\\])*)\]\(<?[^)>]*>?\)"
+    r"|(?P<marker>\*\*|\*|__|_|~~|\|\|)",
+    re.DOTALL,
+)
+
+
+def visible_markdown(text: str) -> str:
+    """The text a Discord user sees for `text` (message content or an embed's text)."""
+
+    def shown(match: re.Match[str]) -> str:
+        if match["label"] is not None:
+            return visible_markdown(match["label"])
+        if match["marker"] is not None:
+            return ""
+        return match["fence"] or match["code"] or match["escaped"] or ""
+
+    return _SHOWN.sub(shown, text)
+
+
+def visible_text(message: dict[str, Any]) -> str:
+    """What a user reads in one message: its content, then each embed's title and text,
+    then the names of its attachments."""
+    parts = [visible_markdown(message.get("content") or "")]
+    for embed in message.get("embeds") or []:
+        parts += [visible_markdown(embed.get(k) or "") for k in ("title", "description")]
+    parts += [a.get("filename") or "" for a in message.get("attachments") or []]
+    return "\n".join(p for p in parts if p)
+
+
 @dataclass(slots=True)
 class RateLimits:
     """Discord's published limits, each a rolling window: 50 requests a second per bot
@@ -157,6 +195,12 @@ class FakeInteraction:
             for embed in body.get("embeds") or []:
                 parts += [embed.get("title") or "", embed.get("description") or ""]
         return "\n".join(p for p in parts if p)
+
+    @property
+    def visible(self) -> str:
+        """The answer as the user sees it now (edits applied, deleted messages gone),
+        markdown rendered: see `visible_text`."""
+        return "\n".join(visible_text(m) for m in self.shown.values())
 
     async def wait(self, predicate: Callable[[FakeInteraction], bool], seconds: float = 5) -> None:
         async with asyncio.timeout(seconds):
@@ -924,6 +968,7 @@ class FakeDiscord:
                 author=self.bot_user,
                 webhook_id=self.application_id,
                 flags=flags | (128 if body["type"] == DEFERRED_CHANNEL_MESSAGE else 0),
+                attachments=_attachment_objects(files),
             )
             message_id = message["id"]
             resource["message"] = message

@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.asynccontextmanager
-async def paperboy(settings: Settings) -> AsyncIterator[Paperboy]:
-    """An opened Paperboy core (store, sources, explainer), closed on exit."""
+async def open_service(settings: Settings) -> AsyncIterator[Paperboy]:
+    """The opened Paperboy service (store, sources, explainer), closed on exit."""
     store = await _open_store(settings)
     arxiv = ArxivSource(settings)
     hf = HuggingFaceSource(settings)
@@ -38,18 +38,18 @@ async def paperboy(settings: Settings) -> AsyncIterator[Paperboy]:
     )
     # arXiv's one-request-at-a-time rule covers all our traffic: share the source's gate.
     explainer = Explainer(settings, options=ExplainOptions(limits=limits), arxiv_gate=arxiv.gate)
-    app = Paperboy(
+    service = Paperboy(
         store, arxiv, hf, explainer, interactive_deadline=settings.interactive_deadline_seconds
     )
-    app.math_lines = MathLines(
+    service.math_lines = MathLines(
         explainer,
         per_round=settings.digest_explain_per_round,
         wait=settings.digest_explain_wait_seconds,
     )
     try:
-        yield app
+        yield service
     finally:
-        await app.aclose()
+        await service.aclose()
         await store.close()
 
 
@@ -82,23 +82,23 @@ async def _open_store(settings: Settings) -> Store:
     return store
 
 
-def platform_adapters(app: Paperboy, settings: Settings) -> list[Adapter]:
+def platform_adapters(service: Paperboy, settings: Settings) -> list[Adapter]:
     """The chat platforms whose tokens are set."""
     adapters: list[Adapter] = []
     if settings.telegram_bot_token:
         from adapters.telegram import TelegramAdapter
 
-        adapters.append(TelegramAdapter(app, settings))
+        adapters.append(TelegramAdapter(service, settings))
     if settings.discord_bot_token:
         from adapters.discord import DiscordAdapter
 
-        adapters.append(DiscordAdapter(app, settings))
+        adapters.append(DiscordAdapter(service, settings))
     return adapters
 
 
-async def serve(app: Paperboy, settings: Settings, adapters: list[Adapter]) -> None:
+async def serve(service: Paperboy, settings: Settings, adapters: list[Adapter]) -> None:
     """Run the adapters (and the delivery scheduler) until SIGINT/SIGTERM."""
-    from bot.metrics import Health, MetricsServer
+    from bot.health import Health, MetricsServer
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -112,7 +112,7 @@ async def serve(app: Paperboy, settings: Settings, adapters: list[Adapter]) -> N
     if settings.metrics_port > 0:
         # Up before the adapters, so a slow platform login reads as "starting", not "down".
         metrics = MetricsServer(
-            app.store, health, host=settings.metrics_host, port=settings.metrics_port
+            service.store, health, host=settings.metrics_host, port=settings.metrics_port
         )
         await metrics.start()
     started: list[Adapter] = []
@@ -126,7 +126,7 @@ async def serve(app: Paperboy, settings: Settings, adapters: list[Adapter]) -> N
             started.append(adapter)
             health.set_adapter(adapter.platform, "running")
             log.info("%s adapter started", adapter.platform)
-        background = await start_background(app, settings, adapters) + _watch(adapters)
+        background = await start_background(service, settings, adapters) + _watch(adapters)
         stopping = asyncio.ensure_future(stop.wait())
         try:
             # A background loop that ends by itself has failed: without it no digest goes
@@ -175,7 +175,7 @@ _warming: set[asyncio.Task[object]] = set()  # a reference, so the task is not c
 
 
 async def start_background(
-    app: Paperboy, settings: Settings, adapters: list[Adapter]
+    service: Paperboy, settings: Settings, adapters: list[Adapter]
 ) -> list[asyncio.Task[None]]:
     """Background loops (the delivery scheduler and senders) for these adapters."""
     from bot.metrics import counting
@@ -184,4 +184,6 @@ async def start_background(
     settings = settings.worker_share()
     # The ranking's feature space takes seconds to build: now, not on the first vote.
     _warming.add(asyncio.create_task(features.space(), name="rank-features"))
-    return [asyncio.create_task(run_delivery(app, settings, counting(adapters)), name="delivery")]
+    return [
+        asyncio.create_task(run_delivery(service, settings, counting(adapters)), name="delivery")
+    ]

@@ -1,0 +1,1 @@
+"""One driver per platform; each keeps the construction of its adapter in one function."""
