@@ -45,7 +45,7 @@ from bot.models import ChatRef, ChatSettings, Paper
 from bot.service import Paperboy, feed_day
 from bot.sources.arxiv import ArxivSource
 from bot.sources.hf import HuggingFaceSource
-from bot.store.sqlite import SQLiteStore
+from bot.store.sql import SQLStore
 
 ARXIV_FEEDS = ("cs.AI", "cs.LG", "cs.CL", "cs.CV", "stat.ML")
 HF_FEEDS = ("daily", "trending")
@@ -100,14 +100,15 @@ def fake_telegram(limits_on: bool, rate: float) -> Any:
 
 
 async def seed_chats(
-    store: SQLiteStore, chats: int, feeds: Sequence[str], per_chat: int, *, prefix: str = ""
+    store: SQLStore, chats: int, feeds: Sequence[str], per_chat: int, *, prefix: str = ""
 ) -> None:
     """Chats due an hour ago, each following `per_chat` random feeds (plain SQL: fast)."""
     now = datetime.now(UTC)
     stamp = now.isoformat()
     due = (now - timedelta(hours=1)).isoformat(timespec="microseconds")
     rng = random.Random(4)
-    async with store.transaction() as db:
+    async with store.transaction() as conn:
+        db = await store.driver_connection(conn)  # aiosqlite's own, for executemany
         rows = []
         for n in range(chats):
             # One in ten is a group (negative id), the rest private chats.
@@ -134,7 +135,7 @@ async def seed_chats(
 
 @contextlib.asynccontextmanager
 async def core(settings: Settings, path: Path) -> AsyncIterator[Paperboy]:
-    store = SQLiteStore(str(path))
+    store = SQLStore(sqlite_path=str(path))
     await store.open()
     app = Paperboy(store, ArxivSource(settings), HuggingFaceSource(settings))
     try:
@@ -199,7 +200,7 @@ async def bench_send(path: Path, *, limits_on: bool, rate: float) -> None:
             delivery_concurrency=16 if limits_on else 4,
         )
         async with core(settings, path) as app:
-            store: SQLiteStore = app.store  # type: ignore[assignment]
+            store: SQLStore = app.store  # type: ignore[assignment]
             # Every row goes out again (the previous benchmark sent them).
             await store.db.execute(
                 "UPDATE outbox SET status = 'pending', attempts = 0, lease_until = NULL"
@@ -258,7 +259,7 @@ async def bench_discord_send(path: Path, channels: int, scale: float = 0.5) -> N
             delivery_chat_rate_per_second=0.95 / scale,
             delivery_in_flight=512,
         )
-        store = SQLiteStore(str(path))
+        store = SQLStore(sqlite_path=str(path))
         await store.open()
         now = datetime.now(UTC)
         body = message_to_json(Message([Paragraph((Text("Today's papers: " + "x" * 300),))]))
@@ -364,7 +365,7 @@ async def bench_dispatcher_alone(path: Path) -> None:
         delivery_group_rate_per_minute=0,
         delivery_in_flight=512,
     )
-    store = SQLiteStore(str(path))
+    store = SQLStore(sqlite_path=str(path))
     await store.open()
     try:
         await store.db.execute(
@@ -387,7 +388,7 @@ _OFFLINE = Settings(arxiv_api_url="http://127.0.0.1:9", hf_api_url="http://127.0
 
 async def seed_enqueue(path: Path, chats: int, now: datetime) -> None:
     async with core(_OFFLINE, path) as app:
-        store: SQLiteStore = app.store  # type: ignore[assignment]
+        store: SQLStore = app.store  # type: ignore[assignment]
         feeds = ["hf:daily", *(f"arxiv:{c}" for c in ARXIV_FEEDS)]
         # Today's feeds are already stored, as after the first round of the day.
         papers = [

@@ -17,7 +17,7 @@ from bot.models import ChatRef, ChatSettings, DigestFormat, Subscription
 from bot.sending import ChatGone, ChatMoved, PermanentError, RetryAfter, TransientError
 from bot.service import Paperboy
 from bot.sources.base import FeedFetch
-from bot.store.sqlite import SQLiteStore
+from bot.store.sql import SQLStore
 from tests.test_digest import StubSource, paper
 
 FAST = Settings(
@@ -54,7 +54,7 @@ class RecordingSender:
 
 @pytest.fixture
 async def app() -> AsyncIterator[Paperboy]:
-    store = SQLiteStore(":memory:")
+    store = SQLStore(sqlite_path=":memory:")
     await store.open()
     yield Paperboy(store, StubSource("arxiv"), StubSource("hf"))
     await store.close()
@@ -88,7 +88,7 @@ def announce(app: Paperboy, day: date, n: int = 3, category: str = "cs.LG") -> l
 
 
 async def next_run_at(app: Paperboy, chat: ChatRef) -> datetime | None:
-    store: SQLiteStore = app.store  # type: ignore[assignment]
+    store: SQLStore = app.store  # type: ignore[assignment]
     async with store.db.execute(
         "SELECT next_run_at FROM chats WHERE chat_id = ?", (chat.chat_id,)
     ) as cur:
@@ -120,7 +120,7 @@ async def test_tick_enqueues_advances_and_marks_delivered_together(app: Paperboy
     stats = await scheduler_tick(app, datetime(2025, 6, 4, 8, 0, tzinfo=UTC))
     assert stats.chats == 0
     # The chat subscribed at real time (today), so push its run into the simulated past.
-    store: SQLiteStore = app.store  # type: ignore[assignment]
+    store: SQLStore = app.store  # type: ignore[assignment]
     await store.db.execute("UPDATE chats SET next_run_at = '2025-06-04T09:00:00.000000+00:00'")
     stats = await scheduler_tick(app, datetime(2025, 6, 4, 9, 0, tzinfo=UTC))
     assert (stats.chats, stats.digests, stats.messages) == (1, 1, 1)
@@ -145,7 +145,7 @@ def plain_text(message: Message) -> str:
 async def test_missed_runs_after_downtime_deliver_once(app: Paperboy) -> None:
     chat = await add_chat(app, "1")
     announce(app, date(2025, 6, 3))
-    store: SQLiteStore = app.store  # type: ignore[assignment]
+    store: SQLStore = app.store  # type: ignore[assignment]
     await store.db.execute("UPDATE chats SET next_run_at = '2025-06-01T09:00:00.000000+00:00'")
     # Down for three days: one digest, and the next run is the next future one.
     stats = await scheduler_tick(app, datetime(2025, 6, 4, 12, 0, tzinfo=UTC))
@@ -177,7 +177,7 @@ async def test_two_zones_across_dst_and_days_without_announcements(app: Paperboy
     each get their digest at 08:00 local on announcement days, nothing on others."""
     berlin = await add_chat(app, "1", tz="Europe/Berlin", at="08:00")
     new_york = await add_chat(app, "2", tz="America/New_York", at="08:00")
-    store: SQLiteStore = app.store  # type: ignore[assignment]
+    store: SQLStore = app.store  # type: ignore[assignment]
     await store.db.execute(
         "UPDATE chats SET next_run_at = NULL, updated_at = ?", ("2025-03-05T00:00:00+00:00",)
     )
@@ -216,7 +216,7 @@ async def test_two_zones_across_dst_and_days_without_announcements(app: Paperboy
 async def test_retry_after_waits_for_that_chat_only(app: Paperboy) -> None:
     slow, fast = await add_chat(app, "1"), await add_chat(app, "2")
     announce(app, date(2025, 6, 3))
-    store: SQLiteStore = app.store  # type: ignore[assignment]
+    store: SQLStore = app.store  # type: ignore[assignment]
     await store.db.execute("UPDATE chats SET next_run_at = '2025-06-04T09:00:00.000000+00:00'")
     await scheduler_tick(app, datetime.now(UTC))
     sender = RecordingSender()
@@ -239,7 +239,7 @@ async def test_errors_stop_only_their_chat(app: Paperboy) -> None:
     for chat_id in ("1", "2", "3", "4", "5"):
         await add_chat(app, chat_id, format="full")
     announce(app, date(2025, 6, 3), n=2)
-    store: SQLiteStore = app.store  # type: ignore[assignment]
+    store: SQLStore = app.store  # type: ignore[assignment]
     await store.db.execute("UPDATE chats SET next_run_at = '2025-06-04T09:00:00.000000+00:00'")
     await scheduler_tick(app, datetime.now(UTC))
     sender = RecordingSender()
@@ -267,7 +267,7 @@ async def test_a_transient_error_holds_the_chats_later_cards_back(app: Paperboy)
     await add_chat(app, "1", format="full")
     await add_chat(app, "2", format="full")
     announce(app, date(2025, 6, 3), n=3)
-    store: SQLiteStore = app.store  # type: ignore[assignment]
+    store: SQLStore = app.store  # type: ignore[assignment]
     await store.db.execute("UPDATE chats SET next_run_at = '2025-06-04T09:00:00.000000+00:00'")
     await scheduler_tick(app, datetime.now(UTC))
     sender = RecordingSender()
@@ -284,7 +284,7 @@ async def test_a_transient_error_holds_the_chats_later_cards_back(app: Paperboy)
 async def test_leases_are_renewed_while_a_row_waits_to_be_sent(app: Paperboy) -> None:
     await add_chat(app, "1")
     announce(app, date(2025, 6, 3))
-    store: SQLiteStore = app.store  # type: ignore[assignment]
+    store: SQLStore = app.store  # type: ignore[assignment]
     await store.db.execute("UPDATE chats SET next_run_at = '2025-06-04T09:00:00.000000+00:00'")
     await scheduler_tick(app, datetime.now(UTC))
     release = asyncio.Event()
@@ -309,7 +309,7 @@ async def test_leases_are_renewed_while_a_row_waits_to_be_sent(app: Paperboy) ->
 async def test_transient_errors_give_up_after_max_attempts(app: Paperboy) -> None:
     await add_chat(app, "1")
     announce(app, date(2025, 6, 3))
-    store: SQLiteStore = app.store  # type: ignore[assignment]
+    store: SQLStore = app.store  # type: ignore[assignment]
     await store.db.execute("UPDATE chats SET next_run_at = '2025-06-04T09:00:00.000000+00:00'")
     await scheduler_tick(app, datetime.now(UTC))
     sender = RecordingSender()
@@ -323,7 +323,7 @@ async def test_transient_errors_give_up_after_max_attempts(app: Paperboy) -> Non
 async def test_a_crashed_senders_rows_are_sent_after_their_lease(app: Paperboy) -> None:
     await add_chat(app, "1")
     announce(app, date(2025, 6, 3))
-    store: SQLiteStore = app.store  # type: ignore[assignment]
+    store: SQLStore = app.store  # type: ignore[assignment]
     await store.db.execute("UPDATE chats SET next_run_at = '2025-06-04T09:00:00.000000+00:00'")
     now = datetime.now(UTC)
     await scheduler_tick(app, now)
@@ -340,7 +340,7 @@ async def test_a_crashed_senders_rows_are_sent_after_their_lease(app: Paperboy) 
 async def test_deliver_once_runs_a_round_and_drains(app: Paperboy) -> None:
     await add_chat(app, "1")
     announce(app, date(2025, 6, 3))
-    store: SQLiteStore = app.store  # type: ignore[assignment]
+    store: SQLStore = app.store  # type: ignore[assignment]
     await store.db.execute("UPDATE chats SET next_run_at = '2025-06-04T09:00:00.000000+00:00'")
     sender = RecordingSender()
     tick, sent = await deliver_once(app, FAST, [sender])
@@ -353,7 +353,7 @@ async def test_a_store_error_while_settling_a_row_does_not_strand_the_chat(
 ) -> None:
     await add_chat(app, "1", format="full")
     announce(app, date(2025, 6, 3), n=2)
-    store: SQLiteStore = app.store  # type: ignore[assignment]
+    store: SQLStore = app.store  # type: ignore[assignment]
     await store.db.execute("UPDATE chats SET next_run_at = '2025-06-04T09:00:00.000000+00:00'")
     await scheduler_tick(app, datetime.now(UTC))
     sender = RecordingSender()
@@ -382,7 +382,7 @@ async def test_a_store_error_while_recording_sent_rows_is_retried(
 ) -> None:
     await add_chat(app, "1")
     announce(app, date(2025, 6, 3))
-    store: SQLiteStore = app.store  # type: ignore[assignment]
+    store: SQLStore = app.store  # type: ignore[assignment]
     await store.db.execute("UPDATE chats SET next_run_at = '2025-06-04T09:00:00.000000+00:00'")
     await scheduler_tick(app, datetime.now(UTC))
     real_mark_sent = store.mark_sent
@@ -413,7 +413,7 @@ async def test_senders_survive_the_outbox_being_unreadable_for_a_while(
     monkeypatch.setattr(bot.delivery.dispatch, "OUTBOX_RETRY_SECONDS", 0.05)
     await add_chat(app, "1")
     announce(app, date(2025, 6, 3))
-    store: SQLiteStore = app.store  # type: ignore[assignment]
+    store: SQLStore = app.store  # type: ignore[assignment]
     await store.db.execute("UPDATE chats SET next_run_at = '2025-06-04T09:00:00.000000+00:00'")
     await scheduler_tick(app, datetime.now(UTC))
     real_claim = store.claim_outbox

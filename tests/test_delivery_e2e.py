@@ -21,7 +21,7 @@ import pytest
 
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
 from bot.service import feed_day
-from bot.store.sqlite import SQLiteStore
+from bot.store.sql import SQLStore
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord import RateLimits as DiscordLimits
 from tests.fakes.telegram import FakeTelegram, RateLimits
@@ -48,7 +48,7 @@ async def seed(path: Path, chats: Sequence[tuple[ChatRef, str, int]], papers: in
         )
         for i in range(1, papers + 1)
     ]
-    store = SQLiteStore(str(path))
+    store = SQLStore(sqlite_path=str(path))
     await store.open()
     await store.upsert_papers(feed)
     await store.save_feed(FEED, feed_day(FEED, now), date.today(), [p.id for p in feed])

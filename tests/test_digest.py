@@ -14,7 +14,8 @@ from bot.models import ChatRef, ChatSettings, Paper, Subscription
 from bot.serialize import message_from_json, message_to_json
 from bot.service import Paperboy, feed_day
 from bot.sources.base import FeedFetch
-from bot.store.sqlite import SQLiteStore
+from bot.store.sql import SQLStore
+from tests.test_store import mark_delivered
 
 CHAT = ChatRef("telegram", "42")
 NOW = datetime(2025, 6, 4, 9, 0, tzinfo=UTC)
@@ -66,7 +67,7 @@ def paper(
 
 @pytest.fixture
 async def app() -> AsyncIterator[Paperboy]:
-    store = SQLiteStore(":memory:")
+    store = SQLStore(sqlite_path=":memory:")
     await store.open()
     yield Paperboy(store, StubSource("arxiv"), StubSource("hf"))
     await store.close()
@@ -114,7 +115,7 @@ async def test_already_delivered_filters_and_count_caps(app: Paperboy) -> None:
     arxiv.feeds["cs.LG"] = FeedFetch(
         [paper(f"2506.0000{i}", announce_type="new") for i in range(1, 8)], date(2025, 6, 3)
     )
-    await app.store.mark_delivered(CHAT, ["2506.00001", "2506.00002"])
+    await mark_delivered(app.store, CHAT, ["2506.00001", "2506.00002"])
     settings = ChatSettings(CHAT, count=3)
     messages = await preview(app, settings, subs("arxiv:cs.LG"), NOW)
     assert len(messages) == 1

@@ -27,7 +27,7 @@ from bot.serialize import message_from_json
 from bot.service import Paperboy, feed_day
 from bot.sources.arxiv import ArxivSource
 from bot.sources.hf import HuggingFaceSource
-from bot.store.sqlite import SQLiteStore
+from bot.store.sql import SQLStore
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.eprint import MINIMAL_MAIN, FakeEprint, gzip_single
 from tests.fakes.llm import FakeLLM
@@ -81,7 +81,7 @@ def _settings(eprints: FakeEprint, **extra: Any) -> Settings:
 
 
 async def _app(settings: Settings) -> Paperboy:
-    store = SQLiteStore(":memory:")
+    store = SQLStore(sqlite_path=":memory:")
     await store.open()
     now = datetime.now(UTC)
     papers = [

@@ -59,7 +59,7 @@ from bot.sending import ChatGone, PermanentError, RetryAfter, TransientError
 from bot.service import Paperboy
 from bot.sources.arxiv import ArxivSource
 from bot.sources.hf import HuggingFaceSource
-from bot.store.sqlite import SQLiteStore
+from bot.store.sql import SQLStore
 from tests.fakes.arxiv import FakeArxiv
 from tests.fakes.discord import DEFERRED_CHANNEL_MESSAGE, EPHEMERAL, FakeDiscord
 from tests.fakes.hf import FakeHF
@@ -100,7 +100,7 @@ class StubExplainer:
 @pytest.fixture
 async def core(arxiv_server: FakeArxiv, hf_server: FakeHF) -> AsyncIterator[Paperboy]:
     settings = arxiv_server.settings(hf_api_url=hf_server.api_url)
-    store = SQLiteStore(":memory:")
+    store = SQLStore(sqlite_path=":memory:")
     await store.open()
     explainer: Any = StubExplainer(delay=0.3)
     app = Paperboy(store, ArxivSource(settings), HuggingFaceSource(settings), explainer)

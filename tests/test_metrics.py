@@ -33,7 +33,7 @@ from bot.health import Health, MetricsServer
 from bot.logs import JsonFormatter, install_redaction
 from bot.models import ChatRef
 from bot.sending import ChatGone, RetryAfter
-from bot.store.sqlite import SQLiteStore
+from bot.store.sql import SQLStore
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -41,8 +41,8 @@ SECRET = "7012345678:AAHsEcReT-tOkEn_NeverLogged-0123456789"
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    async with SQLiteStore(str(tmp_path / "paperboy.db")) as s:
+async def store(tmp_path: Path) -> AsyncIterator[SQLStore]:
+    async with SQLStore(sqlite_path=str(tmp_path / "paperboy.db")) as s:
         yield s
 
 
@@ -56,7 +56,7 @@ def _value(text: str, name: str, labels: str = "") -> float:
 # ---------------------------------------------------------------- HTTP endpoints
 
 
-async def test_healthz_and_metrics_end_to_end(store: SQLiteStore) -> None:
+async def test_healthz_and_metrics_end_to_end(store: SQLStore) -> None:
     health = Health()
     health.set_adapter("telegram", "running")
     health.set_adapter("discord", "starting")
@@ -89,7 +89,7 @@ async def test_healthz_and_metrics_end_to_end(store: SQLiteStore) -> None:
     assert _value(text, "outbox_queue_depth") == 0
 
 
-async def test_metrics_reports_outbox_depth(store: SQLiteStore) -> None:
+async def test_metrics_reports_outbox_depth(store: SQLStore) -> None:
     class Counts:
         async def schema_version(self) -> int:
             return 2
@@ -121,7 +121,7 @@ async def test_healthz_is_503_when_the_store_is_unreachable(tmp_path: Path) -> N
         assert (await client.get(f"http://127.0.0.1:{server.port}/metrics")).status_code == 200
 
     # A real store that went away (closed) reads as unreachable too.
-    closed = SQLiteStore(str(tmp_path / "gone.db"))
+    closed = SQLStore(sqlite_path=str(tmp_path / "gone.db"))
     await closed.open()
     await closed.close()
     async with MetricsServer(closed) as server, httpx.AsyncClient() as client:
@@ -143,7 +143,7 @@ async def test_healthz_times_out_a_hanging_store() -> None:
 
 
 async def test_serve_starts_the_endpoint_and_reports_adapters(
-    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import bot.runtime
 
@@ -189,7 +189,7 @@ async def test_serve_starts_the_endpoint_and_reports_adapters(
 
 
 async def test_serve_does_not_outlive_its_delivery_loop(
-    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A dead delivery loop means no more digests: serve ends (and the service manager
     restarts the bot) instead of answering commands as if all were well."""

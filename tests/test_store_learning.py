@@ -10,7 +10,12 @@ from datetime import date
 from bot.models import ChatRef, ChatSettings
 from bot.store.base import Store
 from bot.store.learning import LearnState
-from tests.test_store import HOSTILE, StoreFactory, make_store  # noqa: F401 - the fixture
+from tests.test_store import (  # noqa: F401 - the fixture
+    HOSTILE,
+    StoreFactory,
+    make_store,
+    mark_delivered,
+)
 
 GROUP = ChatRef("telegram", "-1001")
 OTHER = ChatRef("telegram", "-1002")
@@ -114,8 +119,8 @@ async def test_learning_follows_a_migrated_chat(make_store: StoreFactory) -> Non
 
 async def test_recent_deliveries_are_the_chats_own(make_store: StoreFactory) -> None:  # noqa: F811
     store = await _opened(make_store)
-    await store.mark_delivered(GROUP, ["2401.00001", "2401.00002"])
-    await store.mark_delivered(OTHER, ["2401.00009"])
+    await mark_delivered(store, GROUP, ["2401.00001", "2401.00002"])
+    await mark_delivered(store, OTHER, ["2401.00009"])
     assert sorted(p for p, _ in await store.recent_delivered(GROUP, 10)) == [
         "2401.00001",
         "2401.00002",

@@ -16,7 +16,7 @@ import pytest
 
 from bot.models import ChatRef, ChatSettings, Paper, Subscription
 from bot.service import feed_day
-from bot.store.postgres import PostgresStore
+from bot.store.sql import SQLStore
 from tests.fakes.telegram import FakeTelegram, RateLimits
 from tests.test_store import PG_DSN, _pg_admin
 
@@ -55,7 +55,7 @@ async def seed(url: str, chats: int) -> list[ChatRef]:
         for i in range(1, 4)
     ]
     refs: list[ChatRef] = []
-    async with PostgresStore(url) as store:
+    async with SQLStore(dsn=url) as store:
         await store.upsert_papers(papers)
         await store.save_feed(FEED, feed_day(FEED, now), date.today(), [p.id for p in papers])
         for n in range(chats):
@@ -64,7 +64,9 @@ async def seed(url: str, chats: int) -> list[ChatRef]:
             await store.add_subscription(Subscription(chat, FEED))
             refs.append(chat)
         async with store.transaction() as conn:
-            await conn.execute("UPDATE chats SET next_run_at = $1", now - timedelta(hours=1))
+            await conn.exec_driver_sql(
+                "UPDATE chats SET next_run_at = $1", (now - timedelta(hours=1),)
+            )
     return refs
 
 
@@ -113,10 +115,11 @@ async def test_two_workers_deliver_every_digest_once(pg_url: str) -> None:
         rate_limited = tg.rate_limited
         per_chat = Counter(m.chat_id for m in tg.sent if m.method == "sendMessage")
 
-    async with PostgresStore(pg_url) as store, store.transaction() as conn:
-        rows = await conn.fetch(
+    async with SQLStore(dsn=pg_url) as store, store.transaction() as conn:
+        result = await conn.exec_driver_sql(
             "SELECT c.chat_id, o.status, o.worker FROM outbox o JOIN chats c ON c.id = o.chat"
         )
+        rows = result.mappings().all()
     expected = Counter(int(r["chat_id"]) for r in rows)
     print(
         "\n" + " | ".join(out.decode().strip() for out, _ in outputs),
@@ -133,5 +136,5 @@ async def test_two_workers_deliver_every_digest_once(pg_url: str) -> None:
 
 
 async def _keys(url: str) -> list[str]:
-    async with PostgresStore(url) as store, store.transaction() as conn:
-        return [r["idem_key"] for r in await conn.fetch("SELECT idem_key FROM outbox")]
+    async with SQLStore(dsn=url) as store, store.transaction() as conn:
+        return [r[0] for r in await conn.exec_driver_sql("SELECT idem_key FROM outbox")]

@@ -8,6 +8,7 @@ fastpath.py  digests' text parts as prepared JSON straight through httpx (its co
 chats.py     chat ids, threads, kinds, and the pace Telegram allows
 """
 
+from adapters.split import utf16_len
 from adapters.telegram.adapter import ALLOWED_UPDATES, TelegramAdapter
 from adapters.telegram.chats import is_group, send_limits
 from adapters.telegram.render import (
@@ -15,7 +16,6 @@ from adapters.telegram.render import (
     callback_data,
     parse_callback_data,
     render_html,
-    utf16_len,
 )
 
 __all__ = [

@@ -303,10 +303,12 @@ class TelegramAdapter:
         payloads: list[bytes] | None = None,
         reply_to: int | None = None,
         paid: bool = False,
+        started: bool = False,
     ) -> list[str]:
         """Send every part. A RetryAfter before anything went out is the caller's to act on
         (bot/conversation.py for replies, the outbox for digests); one after the first part
-        is sat out here, so a retry never repeats parts."""
+        is sat out here, so a retry never repeats parts. `started`: something of this
+        message went out already (an edit's extra parts)."""
         bot = self.application.bot
         parts, markup = ready.parts, ready.markup
         if ready.long_buttons:
@@ -352,7 +354,7 @@ class TelegramAdapter:
                     break
                 except tg_error.RetryAfter as e:
                     wait = retry_after_seconds(e)
-                    if ids and wait <= self.max_wait_seconds:
+                    if (ids or started) and wait <= self.max_wait_seconds:
                         log.info("telegram: flood wait %.0fs in %s", wait, chat.key)
                         await asyncio.sleep(wait)
                         continue
@@ -417,7 +419,8 @@ class TelegramAdapter:
         ids = old_ids[:kept]
         if kept < len(new_plan.parts):
             rest = Plan(new_plan.parts[kept:], new_plan.markup)
-            ids = ids + await self._send_plan(chat, rest)
+            # Edits (or deletes) went out already: a flood wait is sat out, not raised.
+            ids = ids + await self._send_plan(chat, rest, started=True)
         return Sent(ids, new_plan)
 
     async def delete(self, chat: ChatRef, sent: Sent) -> None:

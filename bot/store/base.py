@@ -1,4 +1,4 @@
-"""The Store protocol: everything Paperboy keeps. SQLite and PostgreSQL implement it."""
+"""The Store protocol: everything Paperboy keeps (bot/store/sql.py implements it)."""
 
 from __future__ import annotations
 
@@ -61,9 +61,7 @@ class Store(LearningStore, Protocol):
 
     async def list_subscriptions(self, chat: ChatRef) -> list[Subscription]: ...
 
-    # delivered: a paper reaches a chat once, whatever the feed
-    async def mark_delivered(self, chat: ChatRef, paper_ids: Iterable[str]) -> None: ...
-
+    # delivered: a paper reaches a chat once, whatever the feed (enqueue_digests marks them)
     async def delivered_ids(self, chat: ChatRef, paper_ids: Iterable[str]) -> set[str]: ...
 
     # outbox and schedule (bot/delivery.py). Instants are aware UTC datetimes.

@@ -1,38 +1,29 @@
-"""Rows <-> models, shared by the SQLite and PostgreSQL stores.
+"""Rows <-> models for the SQL store.
 
-The two stores differ only in how a list of strings and an instant are kept (JSON text
-and ISO text in SQLite; text[] and timestamptz in PostgreSQL): each passes its `Codec`.
-Text is cleaned on the way in (see `clean_text`), so one odd paper never fails a batch.
+How each database keeps a list of strings, an instant or a day is the column types' concern
+(bot/store/types.py), so rows here are already Python values on both. Text is cleaned on
+the way in (see `clean_text`), so one odd paper never fails a batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import functools
+from collections.abc import Sequence
 from datetime import datetime, time
 from typing import Any, Protocol, cast
 
 from bot.models import ChatRef, ChatSettings, DigestFormat, Paper, Subscription
-from bot.store import clean_text, weekdays_from_text, weekdays_to_text
+from bot.store.text import clean_text, weekdays_from_text, weekdays_to_text
 
 
 class Row(Protocol):
-    """sqlite3.Row and asyncpg.Record alike: columns by name."""
+    """A result row's mapping (SQLAlchemy's RowMapping): columns by name."""
 
-    def __getitem__(self, key: str) -> Any: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Codec:
-    list_out: Callable[[list[str]], Any]
-    list_in: Callable[[Any], list[str]]
-    dt_out: Callable[[datetime], Any]
-    dt_in: Callable[[Any], datetime]
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
-# The papers table's columns in `paper_row` order, with how a re-fetch merges each one
-# (see the stores' _merge_expr): "keep" fields hold their stored value when a later
-# fetch lacks them.
+# The papers table's columns with how a re-fetch merges each one (see papers.py): "keep"
+# fields hold their stored value when a later fetch lacks them.
 PAPER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "key"),
     ("version", "max"),
@@ -54,6 +45,18 @@ PAPER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("announce_type", "keep"),
 )
 
+SETTINGS_COLUMNS = (
+    "timezone",
+    "delivery_time",
+    "count",
+    "format",
+    "language",
+    "weekdays",
+    "active",
+    "title",
+    "explain_digest",
+)
+
 
 def opt_text(value: str | None) -> str | None:
     return None if value is None else clean_text(value)
@@ -64,57 +67,46 @@ def key(chat: ChatRef) -> tuple[str, str, str]:
     return clean_text(chat.platform), clean_text(chat.chat_id), clean_text(chat.thread_id or "")
 
 
-def texts(codec: Codec, values: Iterable[str]) -> Any:
-    return codec.list_out([clean_text(v) for v in values])
+def paper_row(paper: Paper, fetched_at: datetime) -> dict[str, Any]:
+    return {
+        "id": clean_text(paper.id),
+        "version": paper.version,
+        "title": clean_text(paper.title),
+        "authors": paper.authors,
+        "abstract": clean_text(paper.abstract),
+        "categories": paper.categories,
+        "published": paper.published,
+        "updated": paper.updated,
+        "comment": opt_text(paper.comment),
+        "journal_ref": opt_text(paper.journal_ref),
+        "doi": opt_text(paper.doi),
+        "upvotes": paper.upvotes,
+        "ai_summary": opt_text(paper.ai_summary),
+        "ai_keywords": paper.ai_keywords,
+        "github_repo": opt_text(paper.github_repo),
+        "github_stars": paper.github_stars,
+        "project_page": opt_text(paper.project_page),
+        "announce_type": opt_text(paper.announce_type),
+        "fetched_at": fetched_at,
+    }
 
 
-def _opt_dt_out(codec: Codec, value: datetime | None) -> Any:
-    return None if value is None else codec.dt_out(value)
-
-
-def _opt_dt_in(codec: Codec, value: Any) -> datetime | None:
-    return None if value is None else codec.dt_in(value)
-
-
-def paper_row(paper: Paper, codec: Codec) -> tuple[Any, ...]:
-    return (
-        clean_text(paper.id),
-        paper.version,
-        clean_text(paper.title),
-        texts(codec, paper.authors),
-        clean_text(paper.abstract),
-        texts(codec, paper.categories),
-        _opt_dt_out(codec, paper.published),
-        _opt_dt_out(codec, paper.updated),
-        opt_text(paper.comment),
-        opt_text(paper.journal_ref),
-        opt_text(paper.doi),
-        paper.upvotes,
-        opt_text(paper.ai_summary),
-        texts(codec, paper.ai_keywords),
-        opt_text(paper.github_repo),
-        paper.github_stars,
-        opt_text(paper.project_page),
-        opt_text(paper.announce_type),
-    )
-
-
-def paper_from(row: Row, codec: Codec) -> Paper:
+def paper_from(row: Row) -> Paper:
     return Paper(
         id=row["id"],
         title=row["title"],
-        authors=codec.list_in(row["authors"]),
+        authors=list(row["authors"]),
         abstract=row["abstract"],
-        categories=codec.list_in(row["categories"]),
+        categories=list(row["categories"]),
         version=row["version"],
-        published=_opt_dt_in(codec, row["published"]),
-        updated=_opt_dt_in(codec, row["updated"]),
+        published=row["published"],
+        updated=row["updated"],
         comment=row["comment"],
         journal_ref=row["journal_ref"],
         doi=row["doi"],
         upvotes=row["upvotes"],
         ai_summary=row["ai_summary"],
-        ai_keywords=codec.list_in(row["ai_keywords"]),
+        ai_keywords=list(row["ai_keywords"]),
         github_repo=row["github_repo"],
         github_stars=row["github_stars"],
         project_page=row["project_page"],
@@ -122,18 +114,18 @@ def paper_from(row: Row, codec: Codec) -> Paper:
     )
 
 
-def settings_row(s: ChatSettings) -> tuple[Any, ...]:
-    return (
-        clean_text(s.timezone),
-        s.delivery_time.strftime("%H:%M"),
-        s.count,
-        s.format,
-        clean_text(s.language),
-        weekdays_to_text(s.weekdays),
-        bool(s.active),  # sqlite3 stores a bool as 1/0
-        opt_text(s.title),
-        bool(s.explain),
-    )
+def settings_row(s: ChatSettings) -> dict[str, Any]:
+    return {
+        "timezone": clean_text(s.timezone),
+        "delivery_time": s.delivery_time.strftime("%H:%M"),
+        "count": s.count,
+        "format": s.format,
+        "language": clean_text(s.language),
+        "weekdays": weekdays_to_text(s.weekdays),
+        "active": bool(s.active),
+        "title": opt_text(s.title),
+        "explain_digest": bool(s.explain),
+    }
 
 
 def settings_from(chat: ChatRef, row: Row) -> ChatSettings:
@@ -151,15 +143,37 @@ def settings_from(chat: ChatRef, row: Row) -> ChatSettings:
     )
 
 
-def subscription_from(chat: ChatRef, row: Row, codec: Codec) -> Subscription:
+def settings_from_values(chat: ChatRef, values: Sequence[Any]) -> ChatSettings:
+    """`settings_from` for raw values in SETTINGS_COLUMNS order (hot reads)."""
+    timezone, at, count, format, language, weekdays, active, title, explain = values
+    return ChatSettings(
+        chat=chat,
+        timezone=timezone,
+        delivery_time=_time(at),
+        count=count,
+        format=format,
+        language=language,
+        weekdays=weekdays_from_text(weekdays),
+        active=bool(active),
+        title=title,
+        explain=bool(explain),
+    )
+
+
+@functools.lru_cache(maxsize=2048)
+def _time(text: str) -> time:
+    return time.fromisoformat(text)
+
+
+def subscription_from(chat: ChatRef, row: Row) -> Subscription:
     return Subscription(
         chat=chat,
         feed=row["feed"],
-        keywords=codec.list_in(row["keywords"]),
-        exclude=codec.list_in(row["exclude"]),
-        authors=codec.list_in(row["authors"]),
+        keywords=list(row["keywords"]),
+        exclude=list(row["exclude"]),
+        authors=list(row["authors"]),
         id=int(row["id"]),
-        created_at=codec.dt_in(row["created_at"]),
+        created_at=row["created_at"],
     )
 
 
