@@ -28,7 +28,6 @@ import contextlib
 import multiprocessing as mp
 import os
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from bench import peak_rss_mb
 from bot.config import Settings
 from bot.delivery import Dispatcher, scheduler_tick
 from bot.models import ChatRef, ChatSettings, Paper
@@ -143,16 +143,6 @@ async def core(settings: Settings, path: Path) -> AsyncIterator[Paperboy]:
     finally:
         await app.aclose()
         await store.close()
-
-
-def peak_rss_mb() -> float:
-    """This process image's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
-    from the parent into a spawned child, so the child would report the parent's peak."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---------------------------------------------------------------------- benchmarks

@@ -21,7 +21,6 @@ import asyncio
 import multiprocessing as mp
 import os
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from typing import Any
 
 import asyncpg
 
+from bench import peak_rss_mb
 from bot.delivery import scheduler_tick
 from bot.models import Paper
 from bot.service import Paperboy, feed_day
@@ -319,8 +319,7 @@ def _enqueue_worker(url: str, index: int, count: int, now: datetime, out: Connec
             await store.close()
 
     seconds, cpu, digests, messages = asyncio.run(run())
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out.send((seconds, digests, messages, peak_kib, cpu))
+    out.send((seconds, digests, messages, peak_rss_mb(), cpu))
 
 
 def enqueue(url: str, workers: int, now: datetime) -> None:
@@ -340,7 +339,7 @@ def enqueue(url: str, workers: int, now: datetime) -> None:
         proc.join()
     digests = sum(r[1] for r in results)
     messages = sum(r[2] for r in results)
-    peaks = [r[3] / 1024 for r in results]
+    peaks = [r[3] for r in results]
     slowest = max(r[0] for r in results)
     cpu = max(r[4] for r in results)
     print(

@@ -64,12 +64,15 @@ class Round:
         self._next_runs: dict[tuple[object, ...], datetime] = {}
         self._fresh: dict[tuple[object, ...], tuple[list[str], list[str]]] = {}
         self._ranked: dict[tuple[object, ...], list[tuple[str, Paper]] | None] = {}
+        self._tops: dict[tuple[object, ...], list[tuple[str, Paper]] | None] = {}
         self.shared = Shared()
         self.lines: dict[str, DigestLine] = {}  # math lines ready this round, by paper id
         # By id: the round's papers (in `feeds` and `shared`) live as long as it does.
         self._items: dict[int, str] = {}
         self._cards: dict[tuple[int, int, bool], str] = {}
         self._buttons: dict[Button, str] = {}
+        self._layouts: dict[int, list[list[Button]]] = {}  # digest rows by paper count
+        self._numbers: dict[tuple[str, str | None, int | None], str] = {}
         self._lists: dict[tuple[int, ...], str] = {}  # a compact digest after its heading
 
     async def load_lines(self, papers: Iterable[Paper], *, wait: bool = True) -> None:
@@ -98,16 +101,51 @@ class Round:
     def ranked(self, subs: Sequence[Subscription]) -> list[tuple[str, Paper]] | None:
         """`rank(candidates(...))` for these subscriptions, shared by every chat with the
         same feeds and filters; None if every feed failed. Call `prefetch` first."""
-        key = tuple(filter_key(s) for s in subs)
+        key = tuple(map(filter_key, subs))
         if key not in self._ranked:
             self._ranked[key] = self._rank(subs)
         return self._ranked[key]
 
-    def _rank(self, subs: Sequence[Subscription]) -> list[tuple[str, Paper]] | None:
-        """`rank(candidates(...))` without a candidate per paper: each subscription's hits
-        carry their sort key, worked out once a round; only papers that several of them
-        pick (merged, counted twice) get theirs again. Sorting the hits concatenated in
-        subscription order is stable, so ties fall as `rank`'s insertion order does."""
+    def top(self, subs: Sequence[Subscription], count: int) -> list[tuple[str, Paper]] | None:
+        """`ranked(subs)[:count]`, what a chat that has received none of these papers gets,
+        shared like `ranked` but without ranking the rest: most chats need no more."""
+        key = (tuple(map(filter_key, subs)), count)
+        found = self._tops.get(key, _NOT_YET)
+        if found is _NOT_YET:
+            found = self._tops[key] = self._top(subs, count)
+        return found  # type: ignore[return-value]
+
+    def _top(self, subs: Sequence[Subscription], count: int) -> list[tuple[str, Paper]] | None:
+        picks = self._picks(subs)
+        if picks is None:
+            return None
+        if len(picks) == 1 and picks[0].distinct:
+            return picks[0].ranked[:count]
+        seen: frozenset[str] = frozenset()
+        for pick in picks:
+            if not pick.distinct or not seen.isdisjoint(pick.ids):
+                best = self.ranked(subs) or []  # a paper picked twice: the full ranking
+                return best[:count]
+            seen |= pick.ids
+        # An item past a list's first `count` has `count` items of its own list before it
+        # in `_rank`'s stable sort, so the first `count` of each list are enough.
+        hits = [hit for pick in picks for hit in pick.ordered[:count]]
+        hits.sort(key=_first)
+        return [pair for _, pair in hits[:count]]
+
+    def candidate_ids(self, feeds: Iterable[str]) -> list[str]:
+        """Every base id these feeds announced this round: all that any ranking of them
+        can hold (asked which of them chats already received)."""
+        ids: set[str] = set()
+        for feed in feeds:
+            fetch = self.feeds.get(feed)
+            if fetch is not None and fetch.announced is not None:
+                ids.update(hit[0] for hit in self.shared.every(feed, fetch)[0])
+        return sorted(ids)
+
+    def _picks(self, subs: Sequence[Subscription]) -> list[Picks] | None:
+        """Each subscription's keyed hits (none for a feed without an announcement); None
+        if every feed failed."""
         picks: list[Picks] = []
         failed = 0
         for sub in subs:
@@ -117,6 +155,16 @@ class Round:
             elif fetch.announced is not None:  # no announcement: nothing to add
                 picks.append(self.shared.keyed(fetch, sub))
         if subs and failed == len(subs):
+            return None
+        return picks
+
+    def _rank(self, subs: Sequence[Subscription]) -> list[tuple[str, Paper]] | None:
+        """`rank(candidates(...))` without a candidate per paper: each subscription's hits
+        carry their sort key, worked out once a round; only papers that several of them
+        pick (merged, counted twice) get theirs again. Sorting the hits concatenated in
+        subscription order is stable, so ties fall as `rank`'s insertion order does."""
+        picks = self._picks(subs)
+        if picks is None:
             return None
         if len(picks) == 1 and picks[0].distinct:
             return picks[0].ranked
@@ -163,8 +211,9 @@ class Round:
         """Between batches: forget rankings and digests once there are many (memory stays
         flat for any number of chats; the common ones are worked out again once).
         Together, so an id in `_fresh` never outlives the ranking it names."""
-        if len(self._ranked) > ROUND_MEMORY or len(self._rendered) > ROUND_MEMORY:
+        if max(len(self._ranked), len(self._tops), len(self._rendered)) > ROUND_MEMORY:
             self._ranked.clear()
+            self._tops.clear()
             self._fresh.clear()
             self._rendered.clear()
             self._lists.clear()
@@ -191,6 +240,19 @@ class Round:
         done = self._fresh.get(key)
         if done is None:
             papers = unseen(best, delivered, settings.count)
+            done = self._fresh[key] = self.rendered(settings, papers) if papers else ([], [])
+        return done
+
+    def fresh(
+        self, settings: ChatSettings, top: list[tuple[str, Paper]]
+    ) -> tuple[list[str], list[str]]:
+        """`digest(settings, ranked, set())` from `top(subs, settings.count)`, shared by
+        every chat with the same top papers, format, zone and math lines."""
+        # `top` lives in self._tops until `trim` clears both: its id stays its own.
+        key = (id(top), settings.format, settings.timezone, settings.explain)
+        done = self._fresh.get(key)
+        if done is None:
+            papers = [paper for _, paper in top]
             done = self._fresh[key] = self.rendered(settings, papers) if papers else ([], [])
         return done
 
@@ -226,15 +288,8 @@ class Round:
             else:
                 rest = self._lists.get(papers_key)
                 if rest is None:
-                    # render_digest's rows: Explain, the digest's own, then votes.
-                    rows = [
-                        *cards.explain_rows(papers),
-                        cards.digest_buttons(),
-                        *cards.vote_rows(papers),
-                    ]
                     rest = self._lists[papers_key] = list_message_rest(
-                        [self._item(p) for p in papers],
-                        [[self._button(b) for b in row] for row in rows],
+                        [self._item(p) for p in papers], self._rows(papers)
                     )
                 bodies = [list_message_to_json(Heading((Text(title),)), rest)]
             done = self._rendered[key] = (bodies, [base_id(p.id) for p in papers])
@@ -248,6 +303,32 @@ class Round:
         if done is None:
             item = cards.list_item(paper, plain_reason(paper))
             done = self._items[id(paper)] = item_to_json(item)
+        return done
+
+    def _rows(self, papers: Sequence[Paper]) -> list[list[str]]:
+        """render_digest's rows (Explain, the digest's own, then votes), laid out by cards
+        once per number of papers. A numbered button differs from list to list only by
+        the paper it names: each is encoded once per (paper, command, number)."""
+        layout = self._layouts.get(len(papers))
+        if layout is None:
+            layout = self._layouts[len(papers)] = [
+                *cards.explain_rows(papers),
+                cards.digest_buttons(),
+                *cards.vote_rows(papers),
+            ]
+        return [
+            [
+                self._button(b) if b.item is None else self._numbered(b, papers[b.item - 1])
+                for b in row
+            ]
+            for row in layout
+        ]
+
+    def _numbered(self, button: Button, paper: Paper) -> str:
+        key = (paper.id, button.command, button.item)
+        done = self._numbers.get(key)
+        if done is None:
+            done = self._numbers[key] = button_to_json(replace(button, arg=paper.id))
         return done
 
     def _button(self, button: Button) -> str:
@@ -288,6 +369,7 @@ _Hit = tuple[str, int, Paper, bool]
 # (rank's sort key as if one subscription picked it, (base id, paper)) of such a paper.
 _Keyed = tuple[tuple[float, ...], tuple[str, Paper]]
 _first = itemgetter(0)
+_NOT_YET = object()
 
 
 class Picks:
@@ -322,7 +404,7 @@ class Shared:
         key = filter_key(sub)
         found = self._keyed.get(key)
         if found is None:
-            every = self._every(sub.feed, fetch)[1]
+            every = self.every(sub.feed, fetch)[1]
             found = self._keyed[key] = Picks([every[i] for i in self._chosen(fetch, sub)])
         return found
 
@@ -330,11 +412,11 @@ class Shared:
         key = filter_key(sub)
         found = self._hits.get(key)
         if found is None:
-            every = self._every(sub.feed, fetch)[0]
+            every = self.every(sub.feed, fetch)[0]
             found = self._hits[key] = [every[i] for i in self._chosen(fetch, sub)]
         return found
 
-    def _every(self, feed: str, fetch: FeedFetch) -> tuple[list[_Hit], list[_Keyed]]:
+    def every(self, feed: str, fetch: FeedFetch) -> tuple[list[_Hit], list[_Keyed]]:
         """Every paper of a feed as a hit and keyed, once a round."""
         done = self._feeds.get(feed)
         if done is None:

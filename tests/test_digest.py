@@ -295,3 +295,8 @@ async def test_a_rounds_fast_path_gives_every_chat_the_straightforward_digest(
             title = digest_title(settings, NOW)
             expected = [message_to_json(m) for m in render_digest(settings, papers, title)]
             assert rnd.digest(settings, best, delivered)[0] == expected
+            # The delivery round's way for a chat that received none of them: the top only.
+            top = rnd.top(chat_subs, settings.count)
+            assert top == best[: settings.count]
+            if not delivered:
+                assert top is not None and rnd.fresh(settings, top)[0] == expected

@@ -6,7 +6,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.doc import Bold, Code, Inline, Italic, Link, Math, Text, plain
+from bot.doc import (
+    Bold,
+    Code,
+    Inline,
+    Italic,
+    Link,
+    ListBlock,
+    Math,
+    Paragraph,
+    Text,
+    b,
+    bullets,
+    code,
+    i,
+    joined,
+    link,
+    p,
+    plain,
+    section,
+)
 from bot.latex import clean_text, latex_to_unicode, rich_inlines
 
 # ------------------------------------------------------------ latex_to_unicode
@@ -315,3 +334,21 @@ def test_math_that_renders_to_nothing_leaves_no_gap() -> None:
     assert rich_inlines(r"a $\label{x}$ b") == (Text("a b"),)
     assert clean_text(r"end $\label{x}$") == "end"
     assert clean_text(r"\texttt{} x") == "x"
+
+
+# ------------------------------------------------------------------- builders
+
+
+def test_builders_make_the_same_nodes_as_written_out() -> None:
+    assert p("Try ", code("/help"), ".") == Paragraph((Text("Try "), Code("/help"), Text(".")))
+    assert p(b("Commands")) == section("Commands") == Paragraph((Bold((Text("Commands"),)),))
+    assert p(i("Why: ", link("abs", "https://arxiv.org/abs/1"))) == Paragraph(
+        (Italic((Text("Why: "), Link("abs", "https://arxiv.org/abs/1"))),)
+    )
+    assert joined([code("a"), code("b"), code("c")], ", ") == (
+        Code("a"), ", ", Code("b"), ", ", Code("c"),
+    )  # fmt: skip
+    assert joined([], ", ") == ()
+    assert bullets("one", (code("two"), " more")) == ListBlock(
+        ((Text("one"),), (Code("two"), Text(" more")))
+    )

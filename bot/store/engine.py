@@ -5,6 +5,14 @@ users, since statements of interleaved coroutines on one connection would land i
 other's transactions. Writes take the file's write lock up front (BEGIN IMMEDIATE).
 PostgreSQL (asyncpg): a pool; reads run in autocommit, writes in one transaction.
 
+Cancellation (shutdown cancels the delivery loop at any point): SQLAlchemy takes a
+CancelledError inside a statement for a lost connection and invalidates it. On SQLite
+that would close the one connection (and lose a :memory: database), although aiosqlite
+simply finishes the statement in its thread and runs the rollback queued after it; so a
+`handle_error` hook tells SQLAlchemy it is no disconnect. A PostgreSQL connection cut off
+mid-statement is in an unknown state: it is invalidated, and the pool opens a new one.
+Should a connection be found invalidated anyway, it is rolled back and reconnected.
+
 A store call made inside `transaction()` (in the same task) joins it; a nested
 `transaction()` is a savepoint.
 """
@@ -12,6 +20,7 @@ A store call made inside `transaction()` (in the same task) joins it; a nested
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -20,11 +29,15 @@ from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import URL, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from bot.store import migrate
+
 BUSY_TIMEOUT_MS = 10_000
+
+log = logging.getLogger(__name__)
 
 # (database, connection, task) of the transaction the current task runs, if any.
 _current: ContextVar[tuple[Database, AsyncConnection, asyncio.Task[Any] | None] | None] = (
@@ -73,13 +86,12 @@ class Database:
                 connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "isolation_level": None},
             )
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(engine.sync_engine, "handle_error", _cancel_is_no_disconnect)
             conn: AsyncConnection | None = None
             try:
                 conn = await engine.connect()
                 if self.path != ":memory:":
-                    await _set_wal(conn)
-                    # NORMAL is durable across application crashes in WAL mode, and faster.
-                    await conn.exec_driver_sql("PRAGMA synchronous = NORMAL")
+                    await _set_wal(conn)  # once: the file keeps it
             except BaseException:
                 if conn is not None:
                     await conn.close()
@@ -126,6 +138,26 @@ class Database:
 
     # transactions
 
+    async def _sqlite_connection(self) -> AsyncConnection:
+        """SQLite's connection, usable. Invalidated by an error SQLAlchemy took for a lost
+        connection, it is rolled back and its next statement reconnects (the "connect"
+        listener sets the pragmas again); left on an inactive transaction (a COMMIT cut off
+        by a cancellation, which aiosqlite still ran), it is rolled back. Under the lock."""
+        conn = self._single
+        assert conn is not None
+        transaction = conn.get_transaction()
+        lost = conn.invalidated
+        if lost or (transaction is not None and not transaction.is_active):
+            await conn.rollback()
+        if lost and self.path == ":memory:":
+            # A new connection is a new, empty database: lay the schema out again so the
+            # bot goes on (what the old one held is gone).
+            log.error("the in-memory database was lost; starting an empty one")
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            await migrate.upgrade(conn)
+            await conn.commit()
+        return conn
+
     def _joined(self) -> AsyncConnection | None:
         current = _current.get()
         if current is not None and current[0] is self and current[2] is asyncio.current_task():
@@ -144,13 +176,14 @@ class Database:
         task = asyncio.current_task()
         if self._single is not None:
             async with self._lock:
-                conn = self._single
+                conn = await self._sqlite_connection()
                 token = _current.set((self, conn, task))
                 try:
-                    # IMMEDIATE takes the write lock up front, so a reader never has to
-                    # upgrade and hit SQLITE_BUSY halfway through.
-                    await conn.exec_driver_sql("BEGIN IMMEDIATE")
                     try:
+                        # IMMEDIATE takes the write lock up front, so a reader never has to
+                        # upgrade and hit SQLITE_BUSY halfway through. Inside the try: a
+                        # BEGIN cut off by a cancellation still runs, so it is rolled back.
+                        await conn.exec_driver_sql("BEGIN IMMEDIATE")
                         yield conn
                     except BaseException:
                         await conn.rollback()
@@ -176,7 +209,7 @@ class Database:
         if self._single is not None:
             # Waits for a running transaction, so reads never see its uncommitted rows.
             async with self._lock:
-                yield self._single
+                yield await self._sqlite_connection()
             return
         async with self.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -191,7 +224,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys = ON")
+    # NORMAL is durable across application crashes in WAL mode, and faster.
+    cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.close()
+
+
+def _cancel_is_no_disconnect(context: ExceptionContext) -> None:
+    """SQLite: a statement cut off by a cancellation leaves the connection sound (aiosqlite
+    runs it to its end in its thread, before anything queued after it)."""
+    if isinstance(context.original_exception, asyncio.CancelledError):
+        context.is_disconnect = False
 
 
 async def _set_wal(conn: AsyncConnection) -> None:
