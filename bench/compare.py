@@ -6,7 +6,8 @@ machine, each in its own checkout's .venv.
 
 Pieces: send-off (Telegram send rate, limits off), enqueue-100k (one round, SQLite),
 mix-100k (uniform and realistic mix, PostgreSQL and SQLite), pg-1m (one million
-subscriptions on PostgreSQL). Not part of `make bench`: it needs a second checkout.
+subscriptions on PostgreSQL; pg-200k the same at 200k). Not part of `make bench`: it
+needs a second checkout.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ PIECES: dict[str, str] = {
     "asyncio.run(go())\n",
     "mix-100k": "import asyncio\nfrom bench import bench_scale as b\n"
     "asyncio.run(b.bench_mix(100_000))\n",
+    # pg-1m's round at a fifth of the size: 1 and 4 workers in a few minutes.
+    "pg-200k": "import asyncio\nfrom bench import bench_scale as b\n"
+    "asyncio.run(b.bench_enqueue(200_000))\n",
     "pg-1m": "import asyncio\nfrom bench import bench_scale as b\n"
     "asyncio.run(b.bench_enqueue(1_000_000))\n",
 }
