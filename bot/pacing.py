@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# Windows of idle chats are dropped once there are this many (keeps memory flat).
+# Windows of idle keys are dropped once there are this many (keeps memory flat).
 _PRUNE_AT = 10_000
 
 
@@ -83,6 +83,30 @@ class Window:
         return not self._times or self._times[-1] <= now - self.period
 
 
+class KeyedWindows:
+    """A rolling window per key (a chat, a user), made on first use; once there are many,
+    idle ones are dropped when a new one is made, so the table stays bounded."""
+
+    def __init__(self, limit: float, period: float, *, even: bool = True) -> None:
+        self.limit = limit
+        self.period = period
+        self.even = even
+        self._windows: dict[str, Window] = {}
+
+    def window(self, key: str, now: float) -> Window:
+        window = self._windows.get(key)
+        if window is None:
+            if len(self._windows) >= _PRUNE_AT:
+                self._windows = {k: w for k, w in self._windows.items() if not w.idle(now)}
+            window = self._windows[key] = Window(self.limit, self.period, even=self.even)
+        return window
+
+    def wait(self, key: str, now: float) -> float:
+        """Seconds until `key` has room (0 for a key never seen)."""
+        window = self._windows.get(key)
+        return window.wait(now) if window is not None else 0.0
+
+
 class Pacer:
     """One platform's limits, shared by its delivery sends and its command replies."""
 
@@ -90,8 +114,8 @@ class Pacer:
         self.limits = limits
         self.clock = clock
         self._overall = Window(limits.overall, limits.overall_window) if limits.overall else None
-        self._chats: dict[str, Window] = {}
-        self._groups: dict[str, Window] = {}
+        self._chats = KeyedWindows(1, limits.chat_interval)
+        self._groups = KeyedWindows(limits.group, limits.group_window, even=False)
         self._paused_until = 0.0
         # Waiters for the shared window queue here, first come first served, rather than
         # all waking together and racing for each free slot.
@@ -103,17 +127,11 @@ class Pacer:
 
     def _own(self, chat: str, group: bool) -> list[Window]:
         own = []
-        limits = self.limits
-        if limits.chat_interval > 0:
-            window = self._chats.get(chat)
-            if window is None:
-                window = self._chats[chat] = Window(1, limits.chat_interval)
-            own.append(window)
-        if group and limits.group > 0:
-            window = self._groups.get(chat)
-            if window is None:
-                window = self._groups[chat] = Window(limits.group, limits.group_window, even=False)
-            own.append(window)
+        now = self.clock()
+        if self.limits.chat_interval > 0:
+            own.append(self._chats.window(chat, now))
+        if group and self.limits.group > 0:
+            own.append(self._groups.window(chat, now))
         return own
 
     def ready_in(self, chat: str, *, group: bool = False) -> float:
@@ -155,11 +173,4 @@ class Pacer:
                     window.add(now)
                 if self._overall is not None:
                     self._overall.add(now)
-                self._prune(now)
                 return
-
-    def _prune(self, now: float) -> None:
-        for table in (self._chats, self._groups):
-            if len(table) > _PRUNE_AT:
-                for key in [k for k, w in table.items() if w.idle(now)]:
-                    del table[key]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.explain.cache import ExpiringCache
-from bot.pacing import Window
+from bot.pacing import KeyedWindows
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,39 +31,13 @@ class Stats:
     cache_hits: int = 0
 
 
-# Windows of idle users and chats are dropped once there are this many (memory stays flat).
-_PRUNE_AT = 10_000
-
-
-class _PerKey:
-    """A rolling window (`bot.pacing.Window`, the one platform sends are paced by) for each
-    key: at most `limit` requests in any `period` seconds, bursts allowed."""
-
-    def __init__(self, limit: int, period: float) -> None:
-        self.limit = limit
-        self.period = period
-        self._windows: dict[str, Window] = {}
-
-    def wait(self, key: str, now: float) -> float:
-        window = self._windows.get(key)
-        return window.wait(now) if window is not None else 0.0
-
-    def add(self, key: str, now: float) -> None:
-        window = self._windows.get(key)
-        if window is None:
-            if len(self._windows) >= _PRUNE_AT:
-                self._windows = {k: w for k, w in self._windows.items() if not w.idle(now)}
-            window = self._windows[key] = Window(self.limit, self.period, even=False)
-        window.add(now)
-
-
 class RateLimiter:
     def __init__(
         self, settings: LimitSettings, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._clock = clock
-        self.user = _PerKey(settings.user_requests, settings.window_seconds)
-        self.chat = _PerKey(settings.chat_requests, settings.window_seconds)
+        self.user = KeyedWindows(settings.user_requests, settings.window_seconds, even=False)
+        self.chat = KeyedWindows(settings.chat_requests, settings.window_seconds, even=False)
 
     def check(self, user: str, chat: str) -> float:
         """Take one request slot; returns 0 if allowed, else seconds to wait (nothing taken)."""
@@ -71,8 +45,8 @@ class RateLimiter:
         wait = max(self.user.wait(user, now), self.chat.wait(chat, now))
         if wait > 0:
             return wait
-        self.user.add(user, now)
-        self.chat.add(chat, now)
+        self.user.window(user, now).add(now)
+        self.chat.window(chat, now).add(now)
         return 0.0
 
 
