@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from bot import cards
 from bot.doc import Button, Heading, Message, Text
-from bot.models import ChatSettings, Paper, Subscription
+from bot.models import ChatSettings, Paper, Subscription, filter_key
 from bot.models import _word_in as word_in
 from bot.rank.ranker import plain_reason
 from bot.schedule import local_date, next_run
@@ -66,6 +66,7 @@ class Round:
         self._ranked: dict[tuple[object, ...], list[tuple[str, Paper]] | None] = {}
         self._tops: dict[tuple[object, ...], list[tuple[str, Paper]] | None] = {}
         self.shared = Shared()
+        self.anyone_learning: bool | None = None  # asked of the store once a round
         self.lines: dict[str, DigestLine] = {}  # math lines ready this round, by paper id
         # By id: the round's papers (in `feeds` and `shared`) live as long as it does.
         self._items: dict[int, str] = {}
@@ -106,10 +107,16 @@ class Round:
             self._ranked[key] = self._rank(subs)
         return self._ranked[key]
 
-    def top(self, subs: Sequence[Subscription], count: int) -> list[tuple[str, Paper]] | None:
+    def top(
+        self,
+        subs: Sequence[Subscription],
+        count: int,
+        filters: tuple[object, ...] | None = None,
+    ) -> list[tuple[str, Paper]] | None:
         """`ranked(subs)[:count]`, what a chat that has received none of these papers gets,
-        shared like `ranked` but without ranking the rest: most chats need no more."""
-        key = (tuple(map(filter_key, subs)), count)
+        shared like `ranked` but without ranking the rest: most chats need no more.
+        `filters`: `tuple(map(filter_key, subs))` when the caller has it (DueChat.filters)."""
+        key = (tuple(map(filter_key, subs)) if filters is None else filters, count)
         found = self._tops.get(key, _NOT_YET)
         if found is _NOT_YET:
             found = self._tops[key] = self._top(subs, count)
@@ -357,11 +364,6 @@ class _Candidate:
     position: int = 0  # best position in any feed: upstream order breaks ties
     fresh: bool = False  # an arXiv "new" (or not from an arXiv listing) somewhere
     feeds: list[str] = field(default_factory=list)
-
-
-def filter_key(sub: Subscription) -> tuple[object, ...]:
-    """What a subscription's choice of papers depends on: its feed and filters."""
-    return (sub.feed, tuple(sub.keywords), tuple(sub.exclude), tuple(sub.authors))
 
 
 # (base id, position in the feed, paper, fresh) of one paper a subscription picks.

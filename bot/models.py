@@ -122,6 +122,11 @@ class Subscription:
         return " ".join(parts)
 
 
+def filter_key(sub: Subscription) -> tuple[object, ...]:
+    """What a subscription's choice of papers depends on: its feed and filters."""
+    return (sub.feed, tuple(sub.keywords), tuple(sub.exclude), tuple(sub.authors))
+
+
 def _word_in(word: str, text: str) -> bool:
     """Whole-word (or whole-phrase) match, case-insensitive; `text` is already casefolded."""
     pattern = r"(?<!\w)" + re.escape(word.casefold()) + r"(?!\w)"

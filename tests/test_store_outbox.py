@@ -10,7 +10,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from bot.models import ChatRef, ChatSettings, Subscription
+from bot.models import ChatRef, ChatSettings, Subscription, filter_key
 from bot.store.base import Enqueue, Store
 from tests.test_store import StoreFactory, make_store  # noqa: F401 - the fixture
 
@@ -69,9 +69,39 @@ async def test_schedule_due_and_enqueue_in_one_step(make_store: StoreFactory) ->
         "2603.00000",
         "2603.00001",
     }
-    among = await store.delivered_among([A, B, D], ["2603.00000", "2603.00009"])
-    assert among == {A: {"2603.00000"}, B: {"2603.00000"}, D: {"2603.00000"}}
+    pks = {d.settings.chat: d.pk for d in due}
+    assert None not in pks.values() and len(set(pks.values())) == 3
+    among = await store.delivered_among(list(pks.values()), ["2603.00000", "2603.00009"])
+    assert among == {pks[A]: {"2603.00000"}, pks[B]: {"2603.00000"}, pks[D]: {"2603.00000"}}
     assert await store.outbox_counts() == {"pending": 3, "sending": 0, "sent": 0, "dead": 0}
+
+
+async def test_a_round_carries_row_ids_and_shared_filters(make_store: StoreFactory) -> None:  # noqa: F811
+    """due_chats hands the round each chat's row id and one filter key per distinct mix;
+    enqueueing by row id skips a chat that moved away meanwhile, and keeps the others."""
+    store = await _opened(make_store)
+    await _subscribe(store, A, B, D)
+    await store.add_subscription(Subscription(D, "hf:daily", keywords=["graph"]))
+    await _schedule(store, A, B, D)
+    due = {d.settings.chat: d for d in await store.due_chats(T0, 10)}
+    assert due[A].filters is due[B].filters  # the same mix, one object
+    assert due[A].filters == tuple(map(filter_key, due[A].subscriptions))
+    assert due[D].filters == tuple(map(filter_key, due[D].subscriptions))
+    assert len(due[D].filters) == 2
+    # Between reading and enqueueing, B merges into a chat that already existed (its row is
+    # deleted: its digest is dropped) and D moves to a new id (its row, re-keyed, keeps it).
+    merged_into, moved = ChatRef("telegram", "-100998"), ChatRef("telegram", "-100999")
+    await store.save_chat(ChatSettings(merged_into))
+    await store.migrate_chat(B, merged_into)
+    await store.migrate_chat(D, moved)
+    digests = [_digest(chat, 1) for chat in (A, B, D)]
+    for digest in digests:
+        digest.pk = due[digest.chat].pk
+    assert await store.enqueue_digests(digests, T0) == 2
+    assert await store.delivered_ids(A, ["2603.00000"]) == {"2603.00000"}
+    assert await store.delivered_ids(moved, ["2603.00000"]) == {"2603.00000"}
+    assert await store.delivered_ids(merged_into, ["2603.00000"]) == set()
+    assert (await store.outbox_counts())["pending"] == 2
 
 
 async def test_settings_change_and_first_subscription_reschedule(

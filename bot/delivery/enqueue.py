@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot import learning
 from bot.digest import Round
+from bot.models import ChatRef
 from bot.schedule import next_run
 from bot.service import Paperboy
 from bot.store.base import DueChat, Enqueue, Store
@@ -127,22 +128,26 @@ async def _digests(
     # Most chats get the first papers of a ranking shared with every chat that follows the
     # same feeds with the same filters, worked out once; the whole ranking is built only
     # for chats that need more (they received some of today's papers, or learned).
-    tops = {d.settings.chat: rnd.top(d.subscriptions, d.settings.count) for d in due}
-    chats = [chat for chat, top in tops.items() if top]
+    tops = {id(d): rnd.top(d.subscriptions, d.settings.count, d.filters) for d in due}
+    getting = [d for d in due if tops[id(d)]]
     followed = dict.fromkeys(s.feed for d in due for s in d.subscriptions)
     wanted = rnd.candidate_ids(followed)
-    delivered = await store.delivered_among(chats, wanted) if wanted and chats else {}
+    pks = [d.pk for d in getting if d.pk is not None]
+    delivered = await store.delivered_among(pks, wanted) if wanted and pks else {}
     # Chats that learned from votes or chose topics, a quality floor or weekly digests.
+    taught: dict[ChatRef, learning.Lesson] = {}
     try:
-        taught = await learning.lessons(rnd.app, chats)
+        if rnd.anyone_learning is None:
+            rnd.anyone_learning = await store.anyone_learning()
+        if rnd.anyone_learning:
+            taught = await learning.lessons(rnd.app, [d.settings.chat for d in getting])
     except Exception:  # learning must never cost a chat its digest: the shared one goes
         log.exception("per-chat ranking unavailable this round")
-        taught = {}
     # Math lines (`/settings explain on`): the top papers of those chats' rankings, once.
-    explaining = [d for d in due if d.settings.explain and tops[d.settings.chat]]
+    explaining = [d for d in getting if d.settings.explain]
     if explaining:
         most = max(d.settings.count for d in explaining)
-        firsts = {id(t): t for d in explaining if (t := rnd.top(d.subscriptions, most))}
+        firsts = {id(t): t for d in explaining if (t := rnd.top(d.subscriptions, most, d.filters))}
         await rnd.load_lines(p for t in firsts.values() for _, p in t)
     out: list[Enqueue] = []
     runs: dict[datetime, str] = {}
@@ -150,15 +155,15 @@ async def _digests(
         chat = d.settings.chat
         stats.chats += 1
         upcoming = rnd.next_run(d.settings)
-        top = tops[chat]
+        top = tops[id(d)]
         if top is None:  # every feed failed this round
             stats.postponed += 1
             if now - d.due_at < FEED_GIVE_UP:
                 upcoming = min(upcoming, now + FEED_RETRY)
-            out.append(Enqueue(chat, d.due_at, upcoming))
+            out.append(Enqueue(chat, d.due_at, upcoming, pk=d.pk))
             continue
         lesson = taught.get(chat)
-        seen = delivered.get(chat)
+        seen = delivered.get(d.pk) if d.pk is not None else None
         built: tuple[list[str], list[str]] | None = None
         if lesson is not None:
             try:
@@ -174,14 +179,14 @@ async def _digests(
         bodies, paper_ids = built
         if not bodies:
             stats.empty += 1
-            out.append(Enqueue(chat, d.due_at, upcoming))
+            out.append(Enqueue(chat, d.due_at, upcoming, pk=d.pk))
             continue
         # The key names the scheduled run, so the same run can never be enqueued twice.
         run = runs.get(d.due_at)
         if run is None:
             run = runs[d.due_at] = d.due_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
         messages = [(f"{chat.key}:{run}:{seq}", body) for seq, body in enumerate(bodies)]
-        out.append(Enqueue(chat, d.due_at, upcoming, messages, paper_ids))
+        out.append(Enqueue(chat, d.due_at, upcoming, messages, paper_ids, d.pk))
         stats.digests += 1
         stats.messages += len(messages)
     return out

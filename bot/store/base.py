@@ -79,9 +79,10 @@ class Store(LearningStore, Protocol):
         ...
 
     async def delivered_among(
-        self, chats: Sequence[ChatRef], paper_ids: Sequence[str]
-    ) -> dict[ChatRef, set[str]]:
-        """`delivered_ids` for many chats at once (chats with none are left out)."""
+        self, pks: Sequence[int], paper_ids: Sequence[str]
+    ) -> dict[int, set[str]]:
+        """`delivered_ids` for many chats at once, by row id (DueChat.pk); chats with none
+        are left out."""
         ...
 
     async def enqueue_digests(self, digests: Sequence[Enqueue], now: datetime) -> int:
@@ -172,6 +173,10 @@ class DueChat:
     settings: ChatSettings
     subscriptions: list[Subscription]
     due_at: datetime  # the chat's next_run_at as stored
+    pk: int | None = None  # the chat's row id, which spares the round looking it up by key
+    # tuple(map(filter_key, subscriptions)), one shared object per distinct mix of feeds
+    # and filters: the round groups chats by it
+    filters: tuple[object, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -183,6 +188,7 @@ class Enqueue:
     next_run_at: datetime
     messages: list[tuple[str, str]] = field(default_factory=list)  # (idempotency key, JSON)
     paper_ids: list[str] = field(default_factory=list)
+    pk: int | None = None  # the chat's row id when known (DueChat.pk), else found by key
 
 
 @dataclass(slots=True)

@@ -72,6 +72,11 @@ class LearningStore(Protocol):
 
     async def save_learning(self, chat: ChatRef, state: LearnState) -> None: ...
 
+    async def anyone_learning(self) -> bool:
+        """Whether any chat has a learning state or topics: when none has, a delivery
+        round skips asking for each chat's."""
+        ...
+
     async def learning_among(
         self, chats: Sequence[ChatRef]
     ) -> dict[ChatRef, tuple[LearnState, dict[str, list[str]]]]:

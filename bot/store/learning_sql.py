@@ -186,6 +186,13 @@ class LearningMixin(SQLBase):
                 )
             )
 
+    async def anyone_learning(self) -> bool:
+        query = sa.select(
+            sa.or_(sa.exists().select_from(chat_learning), sa.exists().select_from(topics))
+        )
+        async with self.reading() as conn:
+            return bool((await conn.execute(query)).scalar())
+
     async def learning_among(
         self, chats_: Sequence[ChatRef]
     ) -> dict[ChatRef, tuple[LearnState, dict[str, list[str]]]]:

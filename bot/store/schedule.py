@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.models import ChatRef, ChatSettings, Subscription
+from bot.models import ChatRef, ChatSettings, Subscription, filter_key
 from bot.store import records
 from bot.store.base import DueChat, Enqueue
 from bot.store.sqlbase import SQLBase
@@ -135,57 +135,74 @@ class ScheduleMixin(SQLBase):
             chat_sql = _DUE_CHATS.format(active="c.active", now="$1", mine=mine, limit="$2")
             subs_sql = _DUE_SUBSCRIPTIONS.format(among="= ANY($1::bigint[])")
         instant_in, list_in = raw_decoders(self.is_sqlite)
+        # Most subscriptions share their filters with many others (most have none): each
+        # distinct row is decoded once, its lists and filter key shared (nobody mutates them).
+        decoded: dict[tuple[Any, ...], tuple[list[str], list[str], list[str]]] = {}
+        filters: dict[tuple[Any, ...], tuple[object, ...]] = {}
+        mixes: dict[tuple[object, ...], tuple[object, ...]] = {}  # one object per mix
         async with self.reading() as conn:
             due: dict[int, DueChat] = {}
             for row in await self.driver_rows(conn, chat_sql, chat_params):
                 chat = ChatRef(row[1], row[2], row[3] or None)
                 settings = records.settings_from_values(chat, row[4:13])
-                due[row[0]] = DueChat(settings, [], instant_in(row[13]))
+                due[row[0]] = DueChat(settings, [], instant_in(row[13]), pk=int(row[0]))
+            keys: dict[int, list[tuple[object, ...]]] = {}
             if due:
                 pks: Any = json.dumps(list(due)) if self.is_sqlite else list(due)
                 for row in await self.driver_rows(conn, subs_sql, (pks,)):
-                    item = due[row[0]]
-                    item.subscriptions.append(
-                        Subscription(
-                            chat=item.settings.chat,
-                            feed=row[2],
-                            keywords=list_in(row[3]),
-                            exclude=list_in(row[4]),
-                            authors=list_in(row[5]),
-                            id=int(row[1]),
-                            created_at=instant_in(row[6]),
-                        )
+                    raw = (
+                        (row[2], row[3], row[4], row[5])  # JSON text
+                        if self.is_sqlite
+                        else (row[2], tuple(row[3]), tuple(row[4]), tuple(row[5]))
                     )
+                    lists = decoded.get(raw)
+                    if lists is None:
+                        lists = decoded[raw] = (list_in(row[3]), list_in(row[4]), list_in(row[5]))
+                    item = due[row[0]]
+                    sub = Subscription(
+                        chat=item.settings.chat,
+                        feed=row[2],
+                        keywords=lists[0],
+                        exclude=lists[1],
+                        authors=lists[2],
+                        id=int(row[1]),
+                        created_at=instant_in(row[6]),
+                    )
+                    item.subscriptions.append(sub)
+                    key = filters.get(raw)
+                    if key is None:
+                        key = filters[raw] = filter_key(sub)
+                    keys.setdefault(row[0], []).append(key)
+            for pk, item in due.items():
+                mix = tuple(keys.get(pk, ()))
+                item.filters = mixes.setdefault(mix, mix)
         return list(due.values())
 
     async def delivered_among(
-        self, chats_: Sequence[ChatRef], paper_ids: Sequence[str]
-    ) -> dict[ChatRef, set[str]]:
-        """`delivered_ids` for many chats at once (chats with none are left out)."""
+        self, pks: Sequence[int], paper_ids: Sequence[str]
+    ) -> dict[int, set[str]]:
+        """Which of `paper_ids` each chat (by row id, DueChat.pk) has received; chats with
+        none are left out. One statement however many chats."""
         ids = list(dict.fromkeys(clean_text(pid) for pid in paper_ids))
-        found: dict[ChatRef, set[str]] = {}
-        if not ids or not chats_:
+        found: dict[int, set[str]] = {}
+        if not ids or not pks:
             return found
-        by_key = {records.key(c): c for c in chats_}
-        keys = list(by_key)
+        if self.is_sqlite:
+            sql = (
+                "SELECT d.chat, d.paper_id FROM json_each(?) AS k CROSS JOIN delivered d"
+                " ON d.chat = k.value WHERE d.paper_id IN (SELECT value FROM json_each(?))"
+            )
+            params: tuple[Any, ...] = (json.dumps(list(pks)), json.dumps(ids))
+        else:
+            sql = (
+                "SELECT d.chat, d.paper_id FROM delivered d"
+                " WHERE d.chat = ANY($1::bigint[]) AND d.paper_id = ANY($2::text[])"
+            )
+            params = (list(pks), ids)
         async with self.reading() as conn:
-            for row in await self._delivered_among(conn, keys, ids):
-                found.setdefault(by_key[(row[0], row[1], row[2])], set()).add(row[3])
+            for row in await self.driver_rows(conn, sql, params):
+                found.setdefault(int(row[0]), set()).add(row[1])
         return found
-
-    async def _delivered_among(
-        self, conn: AsyncConnection, keys: list[tuple[str, str, str]], ids: list[str]
-    ) -> list[Any]:
-        # Keys and ids bound whole (keys_join): one statement, however many chats.
-        join, then, params = self.keys_join(keys)
-        among = "IN (SELECT value FROM json_each(?))" if self.is_sqlite else "= ANY($4::text[])"
-        ids_param: Any = json.dumps(ids) if self.is_sqlite else ids
-        return await self.driver_rows(
-            conn,
-            f"SELECT c.platform, c.chat_id, c.thread_id, d.paper_id FROM {join}"
-            f" {then} delivered d ON d.chat = c.id WHERE d.paper_id {among}",
-            (*params, ids_param),
-        )
 
     async def enqueue_digests(self, digests: Sequence[Enqueue], now: datetime) -> int:
         """In ONE transaction: insert each digest's outbox rows (an existing idempotency key is
@@ -245,9 +262,7 @@ class ScheduleMixin(SQLBase):
         hashes: dict[str, str],
         now: datetime,
     ) -> int:
-        keys = [records.key(d.chat) for d in digests]
-        pks = await self._chat_pks(conn, keys)
-        known = [(pks[k], d) for k, d in zip(keys, digests, strict=True) if k in pks]
+        known = await self._known(conn, digests)
         # Rows go in chat order in every process, so two schedulers writing the same chats
         # wait for each other instead of deadlocking.
         known.sort(key=lambda item: item[0])
@@ -255,6 +270,25 @@ class ScheduleMixin(SQLBase):
         if self.is_sqlite:
             return await self._enqueue_sqlite(conn, known, hashes, now)
         return await self._enqueue_postgres(conn, known, hashes, now)
+
+    async def _known(
+        self, conn: AsyncConnection, digests: Sequence[Enqueue]
+    ) -> list[tuple[int, Enqueue]]:
+        """(row id, digest) of the digests whose chat still exists (one may have moved or
+        gone since the round read it): by the row ids the round carries, else by key."""
+        if all(d.pk is not None for d in digests):
+            wanted = [d.pk for d in digests]
+            if self.is_sqlite:
+                sql = "SELECT id FROM chats WHERE id IN (SELECT value FROM json_each(?))"
+                param: Any = json.dumps(wanted)
+            else:
+                sql = "SELECT id FROM chats WHERE id = ANY($1::bigint[])"
+                param = wanted
+            there = {int(row[0]) for row in await self.driver_rows(conn, sql, (param,))}
+            return [(d.pk, d) for d in digests if d.pk in there]
+        keys = [records.key(d.chat) for d in digests]
+        pks = await self._chat_pks(conn, keys)
+        return [(pks[k], d) for k, d in zip(keys, digests, strict=True) if k in pks]
 
     async def _enqueue_sqlite(
         self,
