@@ -11,7 +11,7 @@ import asyncio
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from operator import itemgetter
@@ -111,11 +111,12 @@ class Round:
         self,
         subs: Sequence[Subscription],
         count: int,
-        filters: tuple[object, ...] | None = None,
+        filters: Hashable | None = None,
     ) -> list[tuple[str, Paper]] | None:
         """`ranked(subs)[:count]`, what a chat that has received none of these papers gets,
         shared like `ranked` but without ranking the rest: most chats need no more.
-        `filters`: `tuple(map(filter_key, subs))` when the caller has it (DueChat.filters)."""
+        `filters`: what equals `tuple(map(filter_key, subs))`, when the caller has it (a
+        round's DueChat.mix, hashed once)."""
         key = (tuple(map(filter_key, subs)) if filters is None else filters, count)
         found = self._tops.get(key, _NOT_YET)
         if found is _NOT_YET:
@@ -217,7 +218,9 @@ class Round:
     def trim(self) -> None:
         """Between batches: forget rankings and digests once there are many (memory stays
         flat for any number of chats; the common ones are worked out again once).
-        Together, so an id in `_fresh` never outlives the ranking it names."""
+        Together, so an id in `_fresh` never outlives the ranking it names. (Keeping the
+        rankings longer than the digests saved 4% of a realistic round's CPU for 30% more
+        memory: not worth it.)"""
         if max(len(self._ranked), len(self._tops), len(self._rendered)) > ROUND_MEMORY:
             self._ranked.clear()
             self._tops.clear()

@@ -84,10 +84,13 @@ async def test_a_round_carries_row_ids_and_shared_filters(make_store: StoreFacto
     await store.add_subscription(Subscription(D, "hf:daily", keywords=["graph"]))
     await _schedule(store, A, B, D)
     due = {d.settings.chat: d for d in await store.due_chats(T0, 10)}
-    assert due[A].filters is due[B].filters  # the same mix, one object
-    assert due[A].filters == tuple(map(filter_key, due[A].subscriptions))
-    assert due[D].filters == tuple(map(filter_key, due[D].subscriptions))
-    assert len(due[D].filters) == 2
+    assert due[A].mix is due[B].mix  # the same mix, one object
+    assert due[A].mix.filters == tuple(map(filter_key, due[A].subscriptions))
+    assert due[D].mix.filters == tuple(map(filter_key, due[D].subscriptions))
+    assert [s.feed for s in due[D].subscriptions] == ["arxiv:cs.LG", "hf:daily"]
+    assert due[D].subscriptions[1].keywords == ["graph"]
+    assert {s.chat for s in due[D].subscriptions} == {D}
+    assert due[D].mix.feeds == ("arxiv:cs.LG", "hf:daily")
     # Between reading and enqueueing, B merges into a chat that already existed (its row is
     # deleted: its digest is dropped) and D moves to a new id (its row, re-keyed, keeps it).
     merged_into, moved = ChatRef("telegram", "-100998"), ChatRef("telegram", "-100999")

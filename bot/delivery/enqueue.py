@@ -100,12 +100,14 @@ async def _enqueue_as_ready(
 ) -> None:
     """Fetch every feed these chats follow at once, and enqueue each chat's digest as soon
     as its own feeds are in: a slow feed delays only the chats that follow it."""
-    feeds = dict.fromkeys(sub.feed for d in due for sub in d.subscriptions)
+    mixes = {id(d.mix): d.mix for d in due}  # few: chats that follow the same share one
+    feeds = dict.fromkeys(feed for mix in mixes.values() for feed in mix.feeds)
     fetching = {feed: asyncio.ensure_future(rnd.feed(feed)) for feed in feeds}
     waiting = list(due)
     try:
         while waiting:
-            ready = [d for d in waiting if all(fetching[s.feed].done() for s in d.subscriptions)]
+            done = {k: all(fetching[f].done() for f in m.feeds) for k, m in mixes.items()}
+            ready = [d for d in waiting if done[id(d.mix)]]
             if not ready:
                 busy = [t for t in fetching.values() if not t.done()]
                 await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
@@ -128,9 +130,11 @@ async def _digests(
     # Most chats get the first papers of a ranking shared with every chat that follows the
     # same feeds with the same filters, worked out once; the whole ranking is built only
     # for chats that need more (they received some of today's papers, or learned).
-    tops = {id(d): rnd.top(d.subscriptions, d.settings.count, d.filters) for d in due}
+    tops = {id(d): rnd.top(d.mix.subscriptions, d.settings.count, d.mix) for d in due}
     getting = [d for d in due if tops[id(d)]]
-    followed = dict.fromkeys(s.feed for d in due for s in d.subscriptions)
+    followed = dict.fromkeys(
+        feed for mix in {id(d.mix): d.mix for d in due}.values() for feed in mix.feeds
+    )
     wanted = rnd.candidate_ids(followed)
     pks = [d.pk for d in getting if d.pk is not None]
     delivered = await store.delivered_among(pks, wanted) if wanted and pks else {}
@@ -147,7 +151,7 @@ async def _digests(
     explaining = [d for d in getting if d.settings.explain]
     if explaining:
         most = max(d.settings.count for d in explaining)
-        firsts = {id(t): t for d in explaining if (t := rnd.top(d.subscriptions, most, d.filters))}
+        firsts = {id(t): t for d in explaining if (t := rnd.top(d.mix.subscriptions, most, d.mix))}
         await rnd.load_lines(p for t in firsts.values() for _, p in t)
     out: list[Enqueue] = []
     runs: dict[datetime, str] = {}
@@ -167,13 +171,13 @@ async def _digests(
         built: tuple[list[str], list[str]] | None = None
         if lesson is not None:
             try:
-                best = rnd.ranked(d.subscriptions) or []
+                best = rnd.ranked(d.mix.subscriptions) or []
                 built = await lesson.digest(rnd, d.settings, d.subscriptions, best, seen or set())
             except Exception:  # a learning bug must not cost the chat its digest
                 log.exception("per-chat ranking of %s failed: the shared digest goes", chat.key)
         if built is None:
             if seen:
-                built = rnd.digest(d.settings, rnd.ranked(d.subscriptions) or [], seen)
+                built = rnd.digest(d.settings, rnd.ranked(d.mix.subscriptions) or [], seen)
             else:
                 built = rnd.fresh(d.settings, top)
         bodies, paper_ids = built

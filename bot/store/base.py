@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Protocol
 
-from bot.models import ChatRef, ChatSettings, Paper, Subscription
+from bot.models import ChatRef, ChatSettings, Paper, Subscription, filter_key
 from bot.store.learning import LearningStore
 
 
@@ -168,15 +168,49 @@ class Store(LearningStore, Protocol):
         ...
 
 
+# A mix's subscriptions belong to no one chat: they stand for every chat that has the mix.
+MIX_CHAT = ChatRef("", "")
+
+
+class Mix:
+    """One distinct combination of followed feeds and filters, shared by every due chat
+    that follows exactly it: a round filters and ranks once per mix, and hashes it once."""
+
+    __slots__ = ("_hash", "feeds", "filters", "subscriptions")
+
+    def __init__(self, subscriptions: Sequence[Subscription]) -> None:
+        self.subscriptions = tuple(
+            replace(s, chat=MIX_CHAT, id=None, created_at=None) for s in subscriptions
+        )
+        self.filters = tuple(map(filter_key, self.subscriptions))
+        self.feeds = tuple(dict.fromkeys(s.feed for s in self.subscriptions))
+        self._hash = hash(self.filters)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        # Equal to its filters too (and hashed alike): a Mix and `tuple(map(filter_key,
+        # subs))` are the same key in the round's tables.
+        if self is other:
+            return True
+        return self.filters == (other.filters if isinstance(other, Mix) else other)
+
+    def __repr__(self) -> str:
+        return f"Mix({' | '.join(s.describe() for s in self.subscriptions)})"
+
+
 @dataclass(slots=True)
 class DueChat:
     settings: ChatSettings
-    subscriptions: list[Subscription]
+    mix: Mix  # what it follows, shared with every due chat that follows the same
     due_at: datetime  # the chat's next_run_at as stored
     pk: int | None = None  # the chat's row id, which spares the round looking it up by key
-    # tuple(map(filter_key, subscriptions)), one shared object per distinct mix of feeds
-    # and filters: the round groups chats by it
-    filters: tuple[object, ...] | None = None
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        """The chat's own subscriptions (feeds and filters; ids and times are not read)."""
+        return [replace(s, chat=self.settings.chat) for s in self.mix.subscriptions]
 
 
 @dataclass(slots=True)
