@@ -179,9 +179,8 @@ class Mix:
     __slots__ = ("_hash", "feeds", "filters", "subscriptions")
 
     def __init__(self, subscriptions: Sequence[Subscription]) -> None:
-        self.subscriptions = tuple(
-            replace(s, chat=MIX_CHAT, id=None, created_at=None) for s in subscriptions
-        )
+        """`subscriptions` in the chats' order, made for the mix (chat MIX_CHAT, no id)."""
+        self.subscriptions = tuple(subscriptions)
         self.filters = tuple(map(filter_key, self.subscriptions))
         self.feeds = tuple(dict.fromkeys(s.feed for s in self.subscriptions))
         self._hash = hash(self.filters)

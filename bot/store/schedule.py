@@ -290,8 +290,10 @@ class ScheduleMixin(SQLBase):
         now: datetime,
     ) -> int:
         at = stamp(now)
+        # The rows as one JSON array that SQLite unpacks (in order: ids follow each chat's
+        # seq), a third cheaper than binding seven parameters per row.
         rows = [
-            (clean_text(key), pk, d.chat.platform, seq, hashes[body], at, at)
+            (clean_text(key), pk, d.chat.platform, seq, hashes[body])
             for pk, d in known
             for seq, (key, body) in enumerate(d.messages)
         ]
@@ -299,25 +301,27 @@ class ScheduleMixin(SQLBase):
         if rows:
             result = await conn.exec_driver_sql(
                 "INSERT INTO outbox (idem_key, chat, platform, seq, body, body_hash,"
-                " next_attempt_at, created_at) VALUES (?, ?, ?, ?, '', ?, ?, ?)"
-                " ON CONFLICT (idem_key) DO NOTHING",
-                rows,
+                " next_attempt_at, created_at) SELECT json_extract(value, '$[0]'),"
+                " json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
+                " json_extract(value, '$[3]'), '', json_extract(value, '$[4]'), ?, ?"
+                " FROM json_each(?) WHERE true ON CONFLICT (idem_key) DO NOTHING",
+                (at, at, json.dumps(rows, ensure_ascii=False)),
             )
             inserted = result.rowcount
-        # One statement row per chat, its ids as a JSON list that SQLite unpacks: ten times
-        # fewer rows to build in Python. Chats with the same digest share the list, so each
-        # is encoded once.
+        # Each chat with its paper ids, one JSON array for all; chats with the same digest
+        # share the list's text, so each is encoded once.
         lists: dict[int, str] = {}
         for _, d in known:
             if id(d.paper_ids) not in lists:
-                lists[id(d.paper_ids)] = json.dumps([clean_text(p) for p in d.paper_ids])
-        marks = [(pk, at, lists[id(d.paper_ids)]) for pk, d in known if d.paper_ids]
+                lists[id(d.paper_ids)] = json.dumps(d.paper_ids)
+        marks = [f"[{pk},{lists[id(d.paper_ids)]}]" for pk, d in known if d.paper_ids]
         if marks:
             await conn.exec_driver_sql(
                 "INSERT INTO delivered (chat, paper_id, delivered_at)"
-                " SELECT ?, value, ? FROM json_each(?) WHERE true"
+                " SELECT json_extract(c.value, '$[0]'), p.value, ? FROM json_each(?) AS c,"
+                " json_each(c.value, '$[1]') AS p WHERE true"
                 " ON CONFLICT (chat, paper_id) DO NOTHING",
-                marks,
+                (at, f"[{','.join(marks)}]"),
             )
         stamps: dict[datetime, str] = {}  # few distinct instants among many chats
 
@@ -328,9 +332,12 @@ class ScheduleMixin(SQLBase):
             return text
 
         if known:
+            moves = [(pk, ts(d.next_run_at), ts(d.due_at)) for pk, d in known]
             await conn.exec_driver_sql(
-                "UPDATE chats SET next_run_at = ? WHERE id = ? AND next_run_at = ?",
-                [(ts(d.next_run_at), pk, ts(d.due_at)) for pk, d in known],
+                "UPDATE chats SET next_run_at = v.next FROM (SELECT json_extract(value, '$[0]')"
+                " AS id, json_extract(value, '$[1]') AS next, json_extract(value, '$[2]') AS due"
+                " FROM json_each(?)) AS v WHERE chats.id = v.id AND chats.next_run_at = v.due",
+                (json.dumps(moves),),
             )
         return max(inserted, 0)
 
