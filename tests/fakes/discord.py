@@ -125,7 +125,10 @@ def visible_text(message: dict[str, Any]) -> str:
 class RateLimits:
     """Discord's published limits, each a rolling window: 50 requests a second per bot
     (every request counts), and each channel's message route 5 per 5 s, announced in
-    X-RateLimit headers. `scale` stretches the windows; `enabled=False` lets all through."""
+    X-RateLimit headers. `scale` speeds the clock up: a channel's window shortens, and
+    the global limit grows to 50/scale in a one-second window, so network and scheduling
+    jitter weigh as they would at real speed, not 1/scale times more.
+    `enabled=False` lets all through."""
 
     enabled: bool = True
     global_per_second: float = 50.0
@@ -242,7 +245,7 @@ class FakeDiscord:
         self.token = token
         self.rate_limits = rate_limits or RateLimits()
         limits = self.rate_limits
-        self._global_window = RollingWindow(limits.global_per_second, limits.scale)
+        self._global_window = RollingWindow(limits.global_per_second / limits.scale, 1.0)
         self._channel_windows: dict[str, RollingWindow] = {}
         self.rate_limited = 0  # 429s our limits gave (not the scripted ones)
         self.refused: list[tuple[float, str, str]] = []  # (when, path, which limit)
