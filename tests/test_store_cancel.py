@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from bot.models import ChatRef, ChatSettings
 from bot.store.sql import SQLStore
@@ -205,3 +206,35 @@ async def test_a_connection_invalidated_in_a_transaction_is_rolled_back(store: S
     if store.path != ":memory:":
         assert await _probe(store) == set()
         await _still_works(store)
+
+
+async def _foreign_keys_enforced(store: SQLStore) -> None:
+    """A row naming a chat that does not exist is refused."""
+    with pytest.raises(sa.exc.IntegrityError):
+        async with store.transaction() as conn:
+            await conn.exec_driver_sql(
+                "INSERT INTO delivered (chat, paper_id, delivered_at)"
+                " VALUES (987654321, '2601.00001', '2026-01-01T00:00:00.000000Z')"
+            )
+
+
+async def test_a_write_that_checks_its_own_parents_leaves_foreign_keys_on(store: SQLStore) -> None:
+    """transaction(parents_checked=True) turns SQLite's foreign-key look-ups off for its own
+    rows only: cut off anywhere (in the pragma, BEGIN, an INSERT, COMMIT) or run to its
+    end, the next transaction checks them again."""
+    for turns in [*range(40), 1000]:
+        key = f"p{turns}"
+
+        async def write(key: str = key) -> None:
+            async with store.transaction(parents_checked=True) as conn:
+                await conn.exec_driver_sql(f"INSERT INTO probe (k) VALUES ('{key}')")
+
+        task = asyncio.create_task(write())
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await _foreign_keys_enforced(store)
+    assert "p1000" in await _probe(store)
+    await _still_works(store)

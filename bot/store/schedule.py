@@ -223,7 +223,8 @@ class ScheduleMixin(SQLBase):
                 await self._insert_bodies(conn, hashes)
         for attempt in range(_DEADLOCK_RETRIES):
             try:
-                async with self.transaction() as conn:
+                # Every row names a chat _known just found under the write lock.
+                async with self.transaction(parents_checked=True) as conn:
                     return await self._enqueue(conn, digests, hashes, to_utc(now))
             except DBAPIError as exc:
                 # Two schedulers enqueueing the same chats: one loses; the retry finds the
