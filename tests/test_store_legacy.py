@@ -221,6 +221,12 @@ async def test_old_database_is_adopted_and_keeps_its_rows(legacy: Builder) -> No
             bodies.append(item.body)
             await store.mark_sent([(item.id, ["1"])], now)
         assert bodies == ['{"text": "first"}', '{"text": "second"}']
+        if store.is_sqlite:  # revision 0003: bodies out of the key's B-tree
+            async with store.reading() as conn:
+                sql = await conn.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE name = 'outbox_bodies'"
+                )
+                assert "WITHOUT ROWID" not in sql.scalar_one().upper()
         # And the store goes on working on it.
         await store.add_subscription(Subscription(CHAT, "arxiv:cs.AI"))
         assert len(await store.list_subscriptions(CHAT)) == 2

@@ -261,6 +261,29 @@ async def test_chat_rows_defer_drop_move_and_prune(make_store: StoreFactory) -> 
     assert await store.outbox_counts() == {"pending": 0, "sending": 0, "sent": 0, "dead": 0}
 
 
+async def test_bodies_are_kept_once_across_batches_and_prunes(make_store: StoreFactory) -> None:  # noqa: F811
+    """A later batch finds a body an earlier one stored; a body pruned in between (its rows
+    sent and gone) is stored again; every row reads its own body back."""
+    store = await _opened(make_store)
+    C = ChatRef("telegram", "104")
+    await _subscribe(store, A, B, C)
+    await _schedule(store, A, B, C)
+    await store.enqueue_digests([_digest(A, 2)], T0)  # bodies n=0, n=1
+    for _ in range(2):  # a chat's rows go one at a time
+        first = await store.claim_outbox(T0, 10, 60, "w", ["telegram"])
+        await store.mark_sent([(i.id, ["1"]) for i in first], T0)
+    await store.enqueue_digests([_digest(B, 1)], T0)  # n=0: stored already
+    await store.prune_outbox(T0 + timedelta(seconds=1))  # A's rows go, and with them n=1
+    await store.enqueue_digests([_digest(C, 2)], T0)  # n=0 found, n=1 stored again
+    bodies: dict[ChatRef, list[str]] = {}
+    for _ in range(3):  # one row per chat at a time: a chat's next waits for its first
+        claimed = await store.claim_outbox(T0, 10, 60, "w", ["telegram"])
+        for item in claimed:
+            bodies.setdefault(item.chat, []).append(item.body)
+        await store.mark_sent([(i.id, ["1"]) for i in claimed], T0)
+    assert bodies == {B: ['{"n": 0}'], C: ['{"n": 0}', '{"n": 1}']}
+
+
 @pytest.mark.postgres
 async def test_concurrent_claims_split_chats_between_workers(
     make_store: StoreFactory,  # noqa: F811
