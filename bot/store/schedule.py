@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -67,9 +67,15 @@ def _mix(text: str) -> Mix:
     return Mix(
         [
             Subscription(MIX_CHAT, feed, list(keywords), list(exclude), list(authors))
-            for feed, keywords, exclude, authors in json.loads(text)
+            for feed, keywords, exclude, authors in orjson.loads(text)
         ]
     )
+
+
+def _json(values: list[Any]) -> str:
+    """A round's bulk array as JSON text for SQLite's json_each (orjson: a round encodes
+    some twenty megabytes of it, five times faster than the json module)."""
+    return orjson.dumps(values).decode()
 
 
 def body_hash(body: str) -> str:
@@ -192,7 +198,7 @@ class ScheduleMixin(SQLBase):
                 "SELECT d.chat, d.paper_id FROM json_each(?) AS k CROSS JOIN delivered d"
                 " ON d.chat = k.value WHERE d.paper_id IN (SELECT value FROM json_each(?))"
             )
-            params: tuple[Any, ...] = (json.dumps(list(pks)), json.dumps(ids))
+            params: tuple[Any, ...] = (_json(list(pks)), _json(ids))
         else:
             # One probe of delivered's key per chat, whatever the statistics say: a LIMIT
             # keeps the lateral subquery from being flattened into a join, which a round's
@@ -257,7 +263,7 @@ class ScheduleMixin(SQLBase):
                 # CROSS JOIN: a probe per hash, never a scan of the (large) bodies.
                 "SELECT b.hash FROM json_each(?) AS k CROSS JOIN outbox_bodies b"
                 " ON b.hash = k.value",
-                (json.dumps(list(hashes.values())),),
+                (_json(list(hashes.values())),),
             )
             there = {row[0] for row in known}
             bodies = sorted((h, clean_text(b)) for b, h in hashes.items() if h not in there)
@@ -301,7 +307,7 @@ class ScheduleMixin(SQLBase):
             wanted = [d.pk for d in digests]
             if self.is_sqlite:
                 sql = "SELECT id FROM chats WHERE id IN (SELECT value FROM json_each(?))"
-                param: Any = json.dumps(wanted)
+                param: Any = _json(wanted)
             else:
                 sql = "SELECT id FROM chats WHERE id = ANY($1::bigint[])"
                 param = wanted
@@ -334,7 +340,7 @@ class ScheduleMixin(SQLBase):
                 " json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
                 " json_extract(value, '$[3]'), '', json_extract(value, '$[4]'), ?, ?"
                 " FROM json_each(?) WHERE true ON CONFLICT (idem_key) DO NOTHING",
-                (at, at, json.dumps(rows, ensure_ascii=False)),
+                (at, at, _json(rows)),
             )
             inserted = result.rowcount
         # Each chat with its paper ids, one JSON array for all; chats with the same digest
@@ -342,7 +348,7 @@ class ScheduleMixin(SQLBase):
         lists: dict[int, str] = {}
         for _, d in known:
             if id(d.paper_ids) not in lists:
-                lists[id(d.paper_ids)] = json.dumps(d.paper_ids)
+                lists[id(d.paper_ids)] = _json([clean_text(p) for p in d.paper_ids])
         marks = [f"[{pk},{lists[id(d.paper_ids)]}]" for pk, d in known if d.paper_ids]
         if marks:
             await conn.exec_driver_sql(
@@ -366,7 +372,7 @@ class ScheduleMixin(SQLBase):
                 "UPDATE chats SET next_run_at = v.next FROM (SELECT json_extract(value, '$[0]')"
                 " AS id, json_extract(value, '$[1]') AS next, json_extract(value, '$[2]') AS due"
                 " FROM json_each(?)) AS v WHERE chats.id = v.id AND chats.next_run_at = v.due",
-                (json.dumps(moves),),
+                (_json(moves),),
             )
         return max(inserted, 0)
 
