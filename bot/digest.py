@@ -24,6 +24,7 @@ from bot.models import _word_in as word_in
 from bot.rank.ranker import plain_reason
 from bot.schedule import local_date, next_run
 from bot.serialize import (
+    block_to_json,
     button_to_json,
     item_to_json,
     list_message_rest,
@@ -61,6 +62,7 @@ class Round:
         self.feeds: dict[str, FeedFetch | None] = {}  # None: the feed failed this round
         self._rendered: dict[tuple[object, ...], tuple[list[str], list[str]]] = {}
         self._titles: dict[str, str] = {}  # by timezone: the local date names the digest
+        self._headings: dict[str, str] = {}  # a title's heading block, encoded
         self._next_runs: dict[tuple[object, ...], datetime] = {}
         self._fresh: dict[tuple[object, ...], tuple[list[str], list[str]]] = {}
         self._ranked: dict[tuple[object, ...], list[tuple[str, Paper]] | None] = {}
@@ -129,12 +131,9 @@ class Round:
             return None
         if len(picks) == 1 and picks[0].distinct:
             return picks[0].ranked[:count]
-        seen: frozenset[str] = frozenset()
-        for pick in picks:
-            if not pick.distinct or not seen.isdisjoint(pick.ids):
-                best = self.ranked(subs) or []  # a paper picked twice: the full ranking
-                return best[:count]
-            seen |= pick.ids
+        if not _apart(picks):
+            best = self.ranked(subs) or []  # a paper picked twice: the full ranking
+            return best[:count]
         # An item past a list's first `count` has `count` items of its own list before it
         # in `_rank`'s stable sort, so the first `count` of each list are enough.
         hits = [hit for pick in picks for hit in pick.ordered[:count]]
@@ -176,15 +175,11 @@ class Round:
             return None
         if len(picks) == 1 and picks[0].distinct:
             return picks[0].ranked
-        seen: frozenset[str] = frozenset()
-        for pick in picks:
-            if not pick.distinct or not seen.isdisjoint(pick.ids):
-                hits = self._merged([pick.hits for pick in picks])
-                break
-            seen |= pick.ids
-        else:
+        if _apart(picks):
             # Each list already sorted: the stable sort merges the runs, ties to the first.
             hits = [hit for pick in picks for hit in pick.ordered]
+        else:
+            hits = self._merged([pick.hits for pick in picks])
         hits.sort(key=_first)
         return [pair for _, pair in hits]  # the round's own pairs: no new object per paper
 
@@ -301,7 +296,10 @@ class Round:
                     rest = self._lists[papers_key] = list_message_rest(
                         [self._item(p) for p in papers], self._rows(papers)
                     )
-                bodies = [list_message_to_json(Heading((Text(title),)), rest)]
+                heading = self._headings.get(title)
+                if heading is None:
+                    heading = self._headings[title] = block_to_json(Heading((Text(title),)))
+                bodies = [list_message_to_json(heading, rest)]
             done = self._rendered[key] = (bodies, [base_id(p.id) for p in papers])
         return done
 
@@ -389,6 +387,14 @@ class Picks:
         self.ranked = [pair for _, pair in self.ordered]
         self.ids = frozenset(pair[0] for _, pair in hits)
         self.distinct = len(self.ids) == len(hits)  # no paper twice (two versions)
+
+
+def _apart(picks: Sequence[Picks]) -> bool:
+    """No paper picked twice, within one list or across them: nothing to merge. (Pairwise:
+    a chat has a few subscriptions, and no union set is built for each mix.)"""
+    if not all(pick.distinct for pick in picks):
+        return False
+    return all(a.ids.isdisjoint(b.ids) for i, a in enumerate(picks) for b in picks[i + 1 :])
 
 
 class Shared:

@@ -130,11 +130,17 @@ def button_to_json(button: Button) -> str:
     return _dumps(_button(button))
 
 
-def list_message_to_json(heading: Heading, rest: str) -> str:
+def block_to_json(block: Block) -> str:
+    """One block, encoded for `list_message_to_json`."""
+    return _dumps(_block(block))
+
+
+def list_message_to_json(heading: str, rest: str) -> str:
     """`message_to_json(Message([heading, ListBlock(items, ordered=True)], buttons))`
-    with `rest = list_message_rest(items, buttons)`: the very same text, from pieces
-    that many messages share (JSON of a list is its items' JSON joined by commas)."""
-    return f'{{"v":{FORMAT_VERSION},"blocks":[{_dumps(_block(heading))},{rest}'
+    with `heading` encoded by `block_to_json` and `rest = list_message_rest(items,
+    buttons)`: the very same text, from pieces that many messages share (JSON of a list
+    is its items' JSON joined by commas)."""
+    return f'{{"v":{FORMAT_VERSION},"blocks":[{heading},{rest}'
 
 
 def list_message_rest(items: list[str], buttons: list[list[str]]) -> str:

@@ -66,18 +66,23 @@ async def scheduler_tick(
     stats = TickStats()
     await schedule_new(store, now)
     rnd = Round(app, now)
-    seen: set[str] = set()  # chat keys: strings, which the garbage collector never walks
+    # Row ids (or keys where a store has none): atoms, which the garbage collector never walks.
+    seen: set[int | str] = set()
     with _fewer_collections():
         while True:
             due = await store.due_chats(now, batch)
-            fresh_due = [d for d in due if d.settings.chat.key not in seen]
+            fresh_due = [d for d in due if _identity(d) not in seen]
             if not fresh_due:
                 break  # nothing left (or only chats whose schedule changed under us)
-            seen.update(d.settings.chat.key for d in fresh_due)
+            seen.update(map(_identity, fresh_due))
             await _enqueue_as_ready(store, rnd, fresh_due, stats)
             rnd.trim()
     stats.feeds = list(rnd.feeds)
     return stats
+
+
+def _identity(due: DueChat) -> int | str:
+    return due.pk if due.pk is not None else due.settings.chat.key
 
 
 @contextlib.contextmanager
