@@ -75,7 +75,7 @@ class Round:
         self._cards: dict[tuple[int, int, bool], str] = {}
         self._buttons: dict[Button, str] = {}
         self._layouts: dict[int, list[list[Button]]] = {}  # digest rows by paper count
-        self._numbers: dict[tuple[str, str | None, int | None], str] = {}
+        self._numbers: dict[tuple[str, int, int], dict[str | None, str]] = {}
         self._lists: dict[tuple[int, ...], str] = {}  # a compact digest after its heading
 
     async def load_lines(self, papers: Iterable[Paper], *, wait: bool = True) -> None:
@@ -324,19 +324,23 @@ class Round:
                 cards.digest_buttons(),
                 *cards.vote_rows(papers),
             ]
+        numbered = [self._numbered(p, n, len(papers)) for n, p in enumerate(papers, 1)]
         return [
-            [
-                self._button(b) if b.item is None else self._numbered(b, papers[b.item - 1])
-                for b in row
-            ]
+            [self._button(b) if b.item is None else numbered[b.item - 1][b.command] for b in row]
             for row in layout
         ]
 
-    def _numbered(self, button: Button, paper: Paper) -> str:
-        key = (paper.id, button.command, button.item)
+    def _numbered(self, paper: Paper, number: int, count: int) -> dict[str | None, str]:
+        """The paper's buttons at place `number` of a `count`-paper digest, by command."""
+        key = (paper.id, number, count)
         done = self._numbers.get(key)
         if done is None:
-            done = self._numbers[key] = button_to_json(replace(button, arg=paper.id))
+            done = self._numbers[key] = {
+                b.command: button_to_json(replace(b, arg=paper.id))
+                for row in self._layouts[count]
+                for b in row
+                if b.item == number
+            }
         return done
 
     def _button(self, button: Button) -> str:

@@ -9,9 +9,13 @@ import asyncio
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.models import ChatRef, ChatSettings, Subscription, filter_key
 from bot.store.base import Enqueue, Store
+from bot.store.schedule import _stored_hash, body_hash
+from bot.store.text import clean_text
 from tests.test_store import StoreFactory, make_store  # noqa: F401 - the fixture
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -353,3 +357,13 @@ async def test_workers_schedule_their_share_and_take_over_when_late(
     assert {d.settings.chat for d in await first.due_chats(late, 100)} == set(chats)
     with pytest.raises(ValueError):
         first.set_worker(2, 2)
+
+
+@given(
+    st.text(
+        alphabet=st.sampled_from(["a", "é", "📰", "\x00", "\ud800", "\udc00"]) | st.characters()
+    )
+)
+def test_a_body_is_keyed_by_the_hash_of_what_is_stored(body: str) -> None:
+    """The round's shortcut hashes exactly what the outbox stores (the cleaned body)."""
+    assert _stored_hash(body) == body_hash(clean_text(body))

@@ -172,7 +172,7 @@ async def _digests(
                 upcoming = min(upcoming, now + FEED_RETRY)
             out.append(Enqueue(chat, d.due_at, upcoming, pk=d.pk))
             continue
-        lesson = taught.get(chat)
+        lesson = taught.get(chat) if taught else None
         seen = delivered.get(d.pk) if d.pk is not None else None
         built: tuple[list[str], list[str]] | None = None
         if lesson is not None:

@@ -88,7 +88,14 @@ def body_hash(body: str) -> str:
 # kB, four bytes a character in memory (emoji): 700 of them take about 12 MB.
 @functools.lru_cache(maxsize=700)
 def _stored_hash(body: str) -> str:
-    return body_hash(clean_text(body))
+    """body_hash(clean_text(body)), encoding the body once where it needs no cleaning."""
+    try:
+        data = body.encode()
+    except UnicodeEncodeError:  # a lone surrogate
+        return body_hash(clean_text(body))
+    if b"\x00" in data:
+        return body_hash(clean_text(body))
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 class ScheduleMixin(SQLBase):
