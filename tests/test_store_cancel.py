@@ -222,7 +222,7 @@ async def test_a_write_that_checks_its_own_parents_leaves_foreign_keys_on(store:
     """transaction(parents_checked=True) turns SQLite's foreign-key look-ups off for its own
     rows only: cut off anywhere (in the pragma, BEGIN, an INSERT, COMMIT) or run to its
     end, the next transaction checks them again."""
-    for turns in [*range(40), 1000]:
+    for turns in [*range(40), None]:  # None: not cut off
         key = f"p{turns}"
 
         async def write(key: str = key) -> None:
@@ -230,11 +230,12 @@ async def test_a_write_that_checks_its_own_parents_leaves_foreign_keys_on(store:
                 await conn.exec_driver_sql(f"INSERT INTO probe (k) VALUES ('{key}')")
 
         task = asyncio.create_task(write())
-        for _ in range(turns):
-            await asyncio.sleep(0)
-        task.cancel()
+        if turns is not None:
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await _foreign_keys_enforced(store)
-    assert "p1000" in await _probe(store)
+    assert "pNone" in await _probe(store)
     await _still_works(store)

@@ -20,6 +20,7 @@ A store call made inside `transaction()` (in the same task) joins it; a nested
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -36,11 +37,10 @@ from sqlalchemy.pool import NullPool
 from bot.store import migrate
 
 BUSY_TIMEOUT_MS = 10_000
-# Every statement here is short and most bind whole arrays. asyncpg prepares statements,
-# and after five runs PostgreSQL may plan them once for any values: the round's delivered
-# look-up got a generic plan 100 times slower than its 5 ms custom one (32 s of a
-# 100k-chat round), and lagging statistics had the JIT compile it (46 of 51 ms).
-_PG_SETTINGS = {"jit": "off", "plan_cache_mode": "force_custom_plan"}
+# Every statement here is short: lagging statistics had the JIT compile the round's
+# delivered look-up (46 of its 51 ms). (That look-up also needs custom plans: it asks for
+# them itself, see ScheduleMixin.delivered_among.)
+_PG_SETTINGS = {"jit": "off"}
 
 log = logging.getLogger(__name__)
 
@@ -198,12 +198,12 @@ class Database:
                 conn = await self._sqlite_connection()
                 token = _current.set((self, conn, task))
                 try:
-                    if parents_checked:
-                        # Only outside a transaction does the pragma take effect; set back
-                        # below, or by the next holder of the lock if that was cut off.
-                        self._parents_unchecked = True
-                        await conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
                     try:
+                        if parents_checked:
+                            # Only outside a transaction does the pragma take effect; set
+                            # back below, or by the next holder of the lock if cut off.
+                            self._parents_unchecked = True
+                            await conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
                         # IMMEDIATE takes the write lock up front, so a reader never has to
                         # upgrade and hit SQLITE_BUSY halfway through. Inside the try: a
                         # BEGIN cut off by a cancellation still runs, so it is rolled back.
@@ -216,7 +216,10 @@ class Database:
                 finally:
                     _current.reset(token)
                     if self._parents_unchecked:
-                        await self._check_parents(conn)
+                        # Failing here (a rollback cut off too) must not hide why the
+                        # transaction ended: the next holder of the lock sets it back.
+                        with contextlib.suppress(Exception):
+                            await self._check_parents(conn)
             return
         async with self.engine.connect() as conn, conn.begin():
             token = _current.set((self, conn, task))
