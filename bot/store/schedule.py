@@ -249,13 +249,13 @@ class ScheduleMixin(SQLBase):
             # Workers enqueue the same digest bodies. Inserting a body that another
             # worker's open transaction inserted waits for that whole transaction (a unique
             # index's rule), which made the workers take turns; committed here first, the
-            # batch below finds them and goes on. It inserts them again, so a prune in
-            # between (prune_outbox) loses nothing.
+            # batch below finds them and goes on. It looks again, under a lock
+            # prune_outbox waits for, so a prune in between loses nothing.
             async with self.transaction() as conn:
                 await self._insert_bodies(conn, hashes)
         for attempt in range(_DEADLOCK_RETRIES):
             try:
-                # Every row names a chat _known just found under the write lock.
+                # SQLite: every row names a chat _known just found under the write lock.
                 async with self.transaction(parents_checked=True) as conn:
                     return await self._enqueue(conn, digests, hashes, to_utc(now))
             except DBAPIError as exc:
@@ -268,32 +268,41 @@ class ScheduleMixin(SQLBase):
                 await asyncio.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _insert_bodies(self, conn: AsyncConnection, hashes: dict[str, str]) -> None:
-        """Keep each body once in outbox_bodies, by hash (`hashes`: body -> hash)."""
+    async def _insert_bodies(
+        self, conn: AsyncConnection, hashes: dict[str, str], *, hold: bool = False
+    ) -> None:
+        """Keep each body once in outbox_bodies, by hash (`hashes`: body -> hash). Only the
+        bodies not stored yet are sent: most of a batch's are (an earlier batch's), and
+        sending kilobytes each just for ON CONFLICT to drop them cost more than asking.
+        `hold`: the rows about to name them are in this transaction, so none of them may
+        go before it ends (SQLite's write lock sees to it; on PostgreSQL a lock that
+        prune_outbox waits for)."""
         if not hashes:
             return
+        wanted = list(hashes.values())
         if self.is_sqlite:
-            # Only the bodies not stored yet: most of a batch's are (an earlier batch's),
-            # and sending kilobytes each just for ON CONFLICT to drop them cost more than
-            # asking. Under the write lock, so none goes in between.
-            known = await self.driver_rows(
-                conn,
-                # CROSS JOIN: a probe per hash, never a scan of the (large) bodies.
+            # CROSS JOIN: a probe per hash, never a scan of the (large) bodies.
+            sql = (
                 "SELECT b.hash FROM json_each(?) AS k CROSS JOIN outbox_bodies b"
-                " ON b.hash = k.value",
-                (_json(list(hashes.values())),),
+                " ON b.hash = k.value"
             )
-            there = {row[0] for row in known}
-            bodies = sorted((h, clean_text(b)) for b, h in hashes.items() if h not in there)
-            if not bodies:
-                return
+            params: tuple[Any, ...] = (_json(wanted),)
+        else:
+            if hold:
+                await conn.exec_driver_sql("LOCK TABLE outbox_bodies IN ROW EXCLUSIVE MODE")
+            sql = "SELECT hash FROM outbox_bodies WHERE hash = ANY($1::text[])"
+            params = (wanted,)
+        there = {row[0] for row in await self.driver_rows(conn, sql, params)}
+        bodies = sorted((h, clean_text(b)) for b, h in hashes.items() if h not in there)
+        if not bodies:
+            return
+        if self.is_sqlite:
             await conn.exec_driver_sql(
                 "INSERT INTO outbox_bodies (hash, body) VALUES (?, ?)"
                 " ON CONFLICT (hash) DO NOTHING",
                 bodies,
             )
             return
-        bodies = sorted((h, clean_text(b)) for b, h in hashes.items())
         await conn.exec_driver_sql(
             "INSERT INTO outbox_bodies (hash, body) SELECT * FROM unnest($1::text[],"
             " $2::text[]) ON CONFLICT (hash) DO NOTHING",
@@ -311,7 +320,7 @@ class ScheduleMixin(SQLBase):
         # Rows go in chat order in every process, so two schedulers writing the same chats
         # wait for each other instead of deadlocking.
         known.sort(key=lambda item: item[0])
-        await self._insert_bodies(conn, hashes)
+        await self._insert_bodies(conn, hashes, hold=True)
         if self.is_sqlite:
             return await self._enqueue_sqlite(conn, known, hashes, now)
         return await self._enqueue_postgres(conn, known, hashes, now)
