@@ -2,7 +2,8 @@
 
 1. enqueue: 1,000,000 subscriptions, all due, enqueued by one scheduler round in 1 and in
    4 worker processes (each schedules its share; a single worker is pinned to one core):
-   wall time, rows written, peak memory per worker. PAPERBOY_BENCH_SUBSCRIPTIONS scales it down (the number used is printed);
+   wall time, rows written, peak memory per worker. PAPERBOY_BENCH_SUBSCRIPTIONS scales
+   it down (the number used is printed);
 1b. the realistic mix next to the uniform one: 100,000 chats (PAPERBOY_BENCH_MIX_CHATS),
    two subscriptions each over several feeds, a third of them with keyword, negative
    keyword or author filters, counts 5/10, a tenth in full format, six time zones; one
