@@ -80,7 +80,11 @@ def _json(values: list[Any]) -> str:
 
 def body_hash(body: str) -> str:
     """A body's key in outbox_bodies (revision 0002 moves old bodies by the same key)."""
-    return hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
+    return _hash_utf8(body.encode())
+
+
+def _hash_utf8(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 # A round's batches carry many of the same bodies (a realistic 100k-chat round: 5.5k
@@ -95,7 +99,7 @@ def _stored_hash(body: str) -> str:
         return body_hash(clean_text(body))
     if b"\x00" in data:
         return body_hash(clean_text(body))
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return _hash_utf8(data)
 
 
 class ScheduleMixin(SQLBase):
