@@ -367,3 +367,23 @@ async def test_workers_schedule_their_share_and_take_over_when_late(
 def test_a_body_is_keyed_by_the_hash_of_what_is_stored(body: str) -> None:
     """The round's shortcut hashes exactly what the outbox stores (the cleaned body)."""
     assert _stored_hash(body) == body_hash(clean_text(body))
+
+
+async def test_a_mark_another_scheduler_wrote_first_is_skipped_and_the_batch_goes_in(
+    make_store: StoreFactory,  # noqa: F811
+) -> None:
+    """A round marks papers its chats had not received when it read them; should another
+    scheduler mark one meanwhile, the batch still goes in whole (on PostgreSQL by a second,
+    careful try), and the mark is kept once."""
+    store = await _opened(make_store)
+    await _subscribe(store, A, B)
+    await _schedule(store, A, B)
+    first = _digest(A, 1, papers=2)
+    assert await store.enqueue_digests([first], T0) == 1
+    later = T0 + timedelta(days=1)
+    overlapping = [_digest(B, 1, due=later, papers=1), _digest(A, 2, due=later, papers=3)]
+    assert await store.enqueue_digests(overlapping, T0) == 3
+    papers = [f"2603.{i:05d}" for i in range(3)]
+    assert await store.delivered_ids(A, papers) == set(papers)
+    assert await store.delivered_ids(B, papers) == {papers[0]}
+    assert (await store.outbox_counts())["pending"] == 4

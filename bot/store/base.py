@@ -74,8 +74,9 @@ class Store(LearningStore, Protocol):
         """Set next runs; only chats still unscheduled are touched (a change in between wins)."""
         ...
 
-    async def due_chats(self, now: datetime, limit: int) -> list[DueChat]:
-        """Active chats with subscriptions whose next run is at or before `now`, oldest first."""
+    async def due_chats(self, now: datetime, limit: int, skip: Sequence[int] = ()) -> list[DueChat]:
+        """Active chats with subscriptions whose next run is at or before `now`, oldest first;
+        none of `skip` (row ids: the chats of a batch still being written)."""
         ...
 
     async def delivered_among(

@@ -42,7 +42,7 @@ _HAS_SUBSCRIPTION = sa.exists().where(subscriptions.c.chat == chats.c.id)
 _DUE_CHATS = (
     "SELECT c.id, c.platform, c.chat_id, c.thread_id, "
     + ", ".join(f"c.{name}" for name in records.SETTINGS_COLUMNS)
-    + ", c.next_run_at, {mix} FROM chats c WHERE {active} AND c.next_run_at <= {now}{mine}"
+    + ", c.next_run_at, {mix} FROM chats c WHERE {active} AND c.next_run_at <= {now}{mine}{skip}"
     " AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.chat = c.id)"
     " ORDER BY c.next_run_at, c.id LIMIT {limit}"
 )
@@ -163,26 +163,34 @@ class ScheduleMixin(SQLBase):
         async with self.transaction() as conn:
             await conn.execute(statement, params)
 
-    async def due_chats(self, now: datetime, limit: int) -> list[DueChat]:
+    async def due_chats(self, now: datetime, limit: int, skip: Sequence[int] = ()) -> list[DueChat]:
         """Active chats with subscriptions whose next run is at or before `now`, oldest
-        first. A round reads every due chat: driver SQL and raw rows (driver_rows), decoded
-        here, as the two stores before SQLAlchemy did."""
+        first, but those in `skip`. A round reads every due chat: driver SQL and raw rows
+        (driver_rows), decoded here, as the two stores before SQLAlchemy did."""
         index, count = self._worker
         if self.is_sqlite:
+            chat_params: tuple[Any, ...] = (stamp(now),)
+            leave = ""
+            if skip:
+                leave = " AND c.id NOT IN (SELECT value FROM json_each(?))"
+                chat_params += (_json(list(skip)),)
             chat_sql = _DUE_CHATS.format(
-                mix=_SQLITE_MIX, active="c.active = 1", now="?", mine="", limit="?"
+                mix=_SQLITE_MIX, active="c.active = 1", now="?", mine="", skip=leave, limit="?"
             )
-            chat_params: tuple[Any, ...] = (stamp(now), limit)
+            chat_params += (limit,)
         else:
-            mine = ""
+            mine = leave = ""
             chat_params = (to_utc(now), limit)
             if count > 1:
                 # Hashed: identity values skip (upserts consume them), so plain ids can all
                 # share one remainder.
                 mine = " AND (abs(hashint8(c.id)::bigint) % $3 = $4 OR c.next_run_at <= $5)"
                 chat_params += (count, index, to_utc(now) - PARTITION_GRACE)
+            if skip:
+                leave = f" AND c.id <> ALL(${len(chat_params) + 1}::bigint[])"
+                chat_params += (list(skip),)
             chat_sql = _DUE_CHATS.format(
-                mix=_PG_MIX, active="c.active", now="$1", mine=mine, limit="$2"
+                mix=_PG_MIX, active="c.active", now="$1", mine=mine, skip=leave, limit="$2"
             )
         instant_in, _ = raw_decoders(self.is_sqlite)
         async with self.reading() as conn:
@@ -257,16 +265,21 @@ class ScheduleMixin(SQLBase):
             # prune_outbox waits for, so a prune in between loses nothing.
             async with self.transaction() as conn:
                 await self._insert_bodies(conn, hashes)
+        # PostgreSQL: skip delivered marks that exist already (a failed statement inside a
+        # caller's transaction would end it, so there the first try is careful too).
+        careful = self._joined() is not None
         for attempt in range(_DEADLOCK_RETRIES):
             try:
                 # SQLite: every row names a chat _known just found under the write lock.
                 async with self.transaction(parents_checked=True) as conn:
-                    return await self._enqueue(conn, digests, hashes, to_utc(now))
+                    return await self._enqueue(conn, digests, hashes, to_utc(now), careful)
             except DBAPIError as exc:
                 # Two schedulers enqueueing the same chats: one loses; the retry finds the
-                # other's rows and skips them by idempotency key.
+                # other's rows and skips them by idempotency key (and, once a delivered
+                # mark was there first, every mark that is).
                 code = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
-                retry = code in ("40P01", "40001") and self._joined() is None
+                careful = careful or code == "23505"
+                retry = code in ("40P01", "40001", "23505") and self._joined() is None
                 if not retry or attempt == _DEADLOCK_RETRIES - 1:
                     raise
                 await asyncio.sleep(0.05 * (attempt + 1))
@@ -319,6 +332,7 @@ class ScheduleMixin(SQLBase):
         digests: Sequence[Enqueue],
         hashes: dict[str, str],
         now: datetime,
+        careful: bool,
     ) -> int:
         known = await self._known(conn, digests)
         # Rows go in chat order in every process, so two schedulers writing the same chats
@@ -327,7 +341,7 @@ class ScheduleMixin(SQLBase):
         await self._insert_bodies(conn, hashes, hold=True)
         if self.is_sqlite:
             return await self._enqueue_sqlite(conn, known, hashes, now)
-        return await self._enqueue_postgres(conn, known, hashes, now)
+        return await self._enqueue_postgres(conn, known, hashes, now, careful)
 
     async def _known(
         self, conn: AsyncConnection, digests: Sequence[Enqueue]
@@ -340,7 +354,9 @@ class ScheduleMixin(SQLBase):
                 sql = "SELECT id FROM chats WHERE id IN (SELECT value FROM json_each(?))"
                 param: Any = _json(wanted)
             else:
-                sql = "SELECT id FROM chats WHERE id = ANY($1::bigint[])"
+                # Locked as the insert's own check will (migration 0004): a chat found here
+                # cannot be deleted before the batch commits.
+                sql = "SELECT id FROM chats WHERE id = ANY($1::bigint[]) ORDER BY id FOR KEY SHARE"
                 param = wanted
             there = {int(row[0]) for row in await self.driver_rows(conn, sql, (param,))}
             return [(d.pk, d) for d in digests if d.pk in there]
@@ -413,6 +429,7 @@ class ScheduleMixin(SQLBase):
         known: list[tuple[int, Enqueue]],
         hashes: dict[str, str],
         now: datetime,
+        careful: bool,
     ) -> int:
         messages = [
             (key, pk, d.chat.platform, seq, hashes[body])
@@ -439,17 +456,25 @@ class ScheduleMixin(SQLBase):
             inserted = result.rowcount
         delivered = sorted({(pk, clean_text(pid)) for pk, d in known for pid in d.paper_ids})
         if delivered:
+            # A round marks only papers its chats had not received when it read them, so a
+            # plain insert, a third cheaper than ON CONFLICT's speculative one, succeeds
+            # unless another scheduler marked one since: then the batch is tried again,
+            # carefully.
             await conn.exec_driver_sql(
                 "INSERT INTO delivered (chat, paper_id, delivered_at)"
                 " SELECT d.chat, d.paper_id, $3 FROM unnest($1::bigint[], $2::text[])"
-                " AS d(chat, paper_id) ON CONFLICT (chat, paper_id) DO NOTHING",
+                " AS d(chat, paper_id)"
+                + (" ON CONFLICT (chat, paper_id) DO NOTHING" if careful else ""),
                 ([d[0] for d in delivered], [d[1] for d in delivered], now),
             )
         if known:
+            # `c.id = ANY($1)` finds the batch's chats by their key: joined on the unnest
+            # alone, PostgreSQL hashed every chat of the table for each batch (half the
+            # statement's time in a 100k-chat round).
             await conn.exec_driver_sql(
                 "UPDATE chats c SET next_run_at = v.next FROM unnest($1::bigint[],"
                 " $2::timestamptz[], $3::timestamptz[]) AS v(id, next, due)"
-                " WHERE c.id = v.id AND c.next_run_at = v.due",
+                " WHERE c.id = ANY($1::bigint[]) AND c.id = v.id AND c.next_run_at = v.due",
                 (
                     [pk for pk, _ in known],
                     [to_utc(d.next_run_at) for _, d in known],
