@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -32,6 +32,9 @@ SCHEDULE_BATCH = 2000
 FEED_RETRY = timedelta(minutes=15)
 FEED_GIVE_UP = timedelta(hours=6)
 ROUND_GC_THRESHOLD = 50_000  # container allocations between two young collections
+# Digests built between two turns of the event loop while a batch is being written (a
+# millisecond or two of work): the write's statements go out one turn after another.
+YIELD_EVERY = 16
 
 
 @dataclass(slots=True)
@@ -69,16 +72,73 @@ async def scheduler_tick(
     # Row ids (or keys where a store has none): atoms, which the garbage collector never walks.
     seen: set[int | str] = set()
     with _fewer_collections():
-        while True:
-            due = await store.due_chats(now, batch)
-            fresh_due = [d for d in due if _identity(d) not in seen]
-            if not fresh_due:
-                break  # nothing left (or only chats whose schedule changed under us)
-            seen.update(map(_identity, fresh_due))
-            await _enqueue_as_ready(store, rnd, fresh_due, stats)
-            rnd.trim()
+        async with _writing(store, now) as writes:
+            while True:
+                due = await store.due_chats(now, batch, skip=writes.pks)
+                fresh_due = [d for d in due if _identity(d) not in seen]
+                if not fresh_due:
+                    break  # nothing left (or only chats whose schedule changed under us)
+                seen.update(map(_identity, fresh_due))
+                await _enqueue_as_ready(writes, rnd, fresh_due, stats)
+                rnd.trim()
     stats.feeds = list(rnd.feeds)
     return stats
+
+
+class _Writes:
+    """A round's batch writes, one in flight while the next batch is read and built: on
+    PostgreSQL the server writes batch n while this process ranks and renders batch n+1.
+    (On SQLite they take turns on its one connection.)"""
+
+    def __init__(self, store: Store, now: datetime) -> None:
+        self.store, self._now = store, now
+        self._task: asyncio.Task[int] | None = None
+        self.pks: list[int] = []  # the chats of the write in flight: not due again meanwhile
+
+    async def put(self, digests: list[Enqueue]) -> None:
+        """Start writing `digests` once the write before has ended (its error ends the round)."""
+        await self.drain()
+        if digests:
+            self._task = asyncio.ensure_future(self.store.enqueue_digests(digests, self._now))
+            self.pks = [d.pk for d in digests if d.pk is not None]
+
+    async def drain(self) -> None:
+        task, self._task = self._task, None
+        self.pks = []
+        if task is not None:
+            await task  # cancelling the round here cancels the write: its transaction rolls back
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def abandon(self) -> None:
+        """The round is cancelled: so is the write in flight (it rolls back)."""
+        task, self._task = self._task, None
+        self.pks = []
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+@contextlib.asynccontextmanager
+async def _writing(store: Store, now: datetime) -> AsyncIterator[_Writes]:
+    """The round's writes; a round that fails still finishes the write in flight, which
+    stands on its own (a cancelled round cancels it)."""
+    writes = _Writes(store, now)
+    try:
+        yield writes
+    except asyncio.CancelledError:
+        await writes.abandon()
+        raise
+    except BaseException:
+        try:
+            await writes.drain()
+        except Exception:
+            log.exception("a batch's write failed while the round was failing")
+        raise
+    await writes.drain()
 
 
 def _identity(due: DueChat) -> int | str:
@@ -102,7 +162,7 @@ def _fewer_collections() -> Iterator[None]:
 
 
 async def _enqueue_as_ready(
-    store: Store, rnd: Round, due: Sequence[DueChat], stats: TickStats
+    writes: _Writes, rnd: Round, due: Sequence[DueChat], stats: TickStats
 ) -> None:
     """Fetch every feed these chats follow at once, and enqueue each chat's digest as soon
     as its own feeds are in: a slow feed delays only the chats that follow it."""
@@ -123,16 +183,16 @@ async def _enqueue_as_ready(
                     task.result()  # a bug or a store failure ends the tick, as it always did
             taken = {id(d) for d in ready}
             waiting = [d for d in waiting if id(d) not in taken]
-            await store.enqueue_digests(await _digests(store, rnd, ready, stats), rnd.now)
+            await writes.put(await _digests(writes, rnd, ready, stats))
     finally:
         for task in fetching.values():
             task.cancel()
 
 
 async def _digests(
-    store: Store, rnd: Round, due: Sequence[DueChat], stats: TickStats
+    writes: _Writes, rnd: Round, due: Sequence[DueChat], stats: TickStats
 ) -> list[Enqueue]:
-    now = rnd.now
+    store, now = writes.store, rnd.now
     # Most chats get the first papers of a ranking shared with every chat that follows the
     # same feeds with the same filters, worked out once; the whole ranking is built only
     # for chats that need more (they received some of today's papers, or learned).
@@ -161,7 +221,9 @@ async def _digests(
         await rnd.load_lines(p for t in firsts.values() for _, p in t)
     out: list[Enqueue] = []
     runs: dict[datetime, str] = {}
-    for d in due:
+    for n, d in enumerate(due):
+        if n % YIELD_EVERY == 0 and writes.busy:
+            await asyncio.sleep(0)  # the write in flight sends its next statement
         chat = d.settings.chat
         stats.chats += 1
         upcoming = rnd.next_run(d.settings)

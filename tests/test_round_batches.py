@@ -1,0 +1,190 @@
+"""A scheduler round in many batches, on every backend: one batch is written while the next
+is read and built, and a failure or a cancellation anywhere leaves every chat either fully
+enqueued or still due, never both, never half."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+import pytest
+
+from bot.delivery import scheduler_tick
+from bot.models import ChatRef, ChatSettings, Subscription
+from bot.service import Paperboy
+from bot.sources.base import FeedFetch
+from bot.store.base import Enqueue, Store
+from tests.test_digest import StubSource, paper
+from tests.test_store import StoreFactory, fetch_rows, make_store  # noqa: F401 - the fixture
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday: Sunday's announcement is out
+CHATS = 23
+BATCH = 4
+
+
+async def _app(make_store: StoreFactory) -> Paperboy:  # noqa: F811
+    store = make_store()
+    await store.open()
+    arxiv = StubSource("arxiv")
+    ids = [f"2603.01{i:03d}" for i in range(3)]
+    arxiv.feeds["cs.LG"] = FeedFetch([paper(i, announce_type="new") for i in ids], date(2026, 3, 1))
+    app = Paperboy(store, arxiv, StubSource("hf"))
+    chats = [ChatRef("telegram", str(1000 + n)) for n in range(CHATS)]
+    for chat in chats:
+        await store.save_chat(ChatSettings(chat, delivery_time=time(9)))
+        await store.add_subscription(Subscription(chat, "arxiv:cs.LG"))
+    assert len(await store.unscheduled_chats(100)) == CHATS
+    await store.set_next_runs([(chat, T0) for chat in chats])
+    return app
+
+
+async def _enqueued(store: Store) -> list[str]:
+    """The chats with outbox rows, one entry per row."""
+    rows = await fetch_rows(
+        store, "SELECT c.chat_id FROM outbox o JOIN chats c ON c.id = o.chat ORDER BY c.chat_id"
+    )
+    return [r[0] for r in rows]
+
+
+async def _still_due(store: Store) -> set[str]:
+    return {d.settings.chat.chat_id for d in await store.due_chats(T0, 100)}
+
+
+def _writes_of(store: Store) -> list[list[Enqueue]]:
+    """Records each batch the round hands to enqueue_digests (the store's own method runs)."""
+    batches: list[list[Enqueue]] = []
+    original = store.enqueue_digests
+
+    async def recording(digests: Sequence[Enqueue], now: datetime) -> int:
+        batches.append(list(digests))
+        return await original(digests, now)
+
+    store.enqueue_digests = recording  # type: ignore[method-assign]
+    return batches
+
+
+async def test_a_round_in_many_batches_enqueues_every_chat_once(
+    make_store: StoreFactory,  # noqa: F811
+) -> None:
+    app = await _app(make_store)
+    batches = _writes_of(app.store)
+    skipped: list[list[int]] = []
+    due_chats = app.store.due_chats
+
+    async def reading(now: datetime, limit: int, skip: Sequence[int] = ()) -> Any:
+        skipped.append(list(skip))
+        return await due_chats(now, limit, skip)
+
+    app.store.due_chats = reading  # type: ignore[method-assign]
+    stats = await scheduler_tick(app, T0, batch=BATCH)
+    assert (stats.chats, stats.digests, stats.messages) == (CHATS, CHATS, CHATS)
+    assert len(batches) == -(-CHATS // BATCH)
+    # Each batch but the first was read while the one before was being written.
+    assert skipped[1:] == [[d.pk for d in batch] for batch in batches]
+    chats_written = [d.chat.chat_id for batch in batches for d in batch]
+    assert sorted(chats_written) == sorted({*chats_written})  # no chat twice
+    assert await _enqueued(app.store) == sorted(str(1000 + n) for n in range(CHATS))
+    assert await _still_due(app.store) == set()
+    again = await scheduler_tick(app, T0, batch=BATCH)
+    assert (again.chats, len(await _enqueued(app.store))) == (0, CHATS)
+
+
+async def test_a_failed_write_ends_the_round_and_the_batches_before_it_stand(
+    make_store: StoreFactory,  # noqa: F811
+) -> None:
+    app = await _app(make_store)
+    store = app.store
+    original = store.enqueue_digests
+    calls = 0
+
+    async def third_fails(digests: Sequence[Enqueue], now: datetime) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("the database went away")
+        return await original(digests, now)
+
+    store.enqueue_digests = third_fails  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="went away"):
+        await scheduler_tick(app, T0, batch=BATCH)
+    written = await _enqueued(store)
+    assert len(written) == 2 * BATCH == len(set(written))
+    assert await _still_due(store) == {str(1000 + n) for n in range(CHATS)} - set(written)
+    # The next round picks up exactly where this one stopped.
+    store.enqueue_digests = original  # type: ignore[method-assign]
+    stats = await scheduler_tick(app, T0, batch=BATCH)
+    assert stats.digests == CHATS - 2 * BATCH
+    assert await _enqueued(store) == sorted(str(1000 + n) for n in range(CHATS))
+
+
+async def test_a_batch_that_fails_to_build_lets_the_write_in_flight_finish(
+    make_store: StoreFactory,  # noqa: F811
+) -> None:
+    app = await _app(make_store)
+    store = app.store
+    batches = _writes_of(store)
+    original = store.delivered_among
+    calls = 0
+
+    async def second_fails(pks: Sequence[int], paper_ids: Sequence[str]) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # building the second batch, while the first is being written
+            raise RuntimeError("a bug in ranking")
+        return await original(pks, paper_ids)
+
+    store.delivered_among = second_fails  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="ranking"):
+        await scheduler_tick(app, T0, batch=BATCH)
+    assert len(batches) == 1
+    assert await _enqueued(store) == sorted(d.chat.chat_id for d in batches[0])
+    assert len(await _still_due(store)) == CHATS - BATCH
+
+
+async def test_cancelling_a_round_cancels_the_write_in_flight(
+    make_store: StoreFactory,  # noqa: F811
+) -> None:
+    app = await _app(make_store)
+    store = app.store
+    original = store.enqueue_digests
+    started, cancelled = asyncio.Event(), asyncio.Event()
+    calls = 0
+
+    async def second_hangs(digests: Sequence[Enqueue], now: datetime) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return await original(digests, now)
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        raise AssertionError("never woken")
+
+    store.enqueue_digests = second_hangs  # type: ignore[method-assign]
+    tick = asyncio.create_task(scheduler_tick(app, T0, batch=BATCH))
+    await asyncio.wait_for(started.wait(), 10)
+    tick.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await tick
+    assert cancelled.is_set()
+    assert len(await _enqueued(store)) == BATCH
+    assert len(await _still_due(store)) == CHATS - BATCH
+
+
+async def test_due_chats_leaves_out_the_chats_being_written(
+    make_store: StoreFactory,  # noqa: F811
+) -> None:
+    app = await _app(make_store)
+    due = await app.store.due_chats(T0, 100)
+    writing = [d.pk for d in due[:5] if d.pk is not None]
+    assert len(writing) == 5
+    rest = await app.store.due_chats(T0, 100, skip=writing)
+    assert [d.pk for d in rest] == [d.pk for d in due[5:]]
+    assert [d.pk for d in await app.store.due_chats(T0, 3, skip=writing)] == [
+        d.pk for d in due[5:8]
+    ]
