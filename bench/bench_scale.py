@@ -7,7 +7,8 @@
 1b. the realistic mix next to the uniform one: 100,000 chats (PAPERBOY_BENCH_MIX_CHATS),
    two subscriptions each over several feeds, a third of them with keyword, negative
    keyword or author filters, counts 5/10, a tenth in full format, six time zones; one
-   worker on one core (goal: within 10 s and 200 MB); on PostgreSQL and on SQLite;
+   worker on one core (goal: within 10 s and 200 MB; the mix's round runs three times,
+   and the best and the median run are judged); on PostgreSQL and on SQLite;
 2. delivery: two `paperboy deliver --now` workers against the fake Telegram server with
    its limits enforced (scaled up to PAPERBOY_BENCH_RATE msg/s, default 300): achieved
    rate as a share of the limit, and 429s.
@@ -19,6 +20,7 @@ throwaway schema.
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing as mp
 import os
 import random
@@ -26,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from multiprocessing.connection import Connection
@@ -116,8 +118,9 @@ async def seed(url: str, chats: int, now: datetime) -> None:
 
 
 async def reset(url: str, now: datetime) -> None:
+    """Every chat due again and nothing enqueued (stored bodies too: a round stores them)."""
     async with SQLStore(dsn=url) as store, driver(store) as conn:
-        await conn.execute("TRUNCATE outbox, delivered")
+        await conn.execute("TRUNCATE outbox, outbox_bodies, delivered")
         await conn.execute("UPDATE chats SET next_run_at = $1", now - timedelta(seconds=10))
     admin = await asyncpg.connect(url.split("?")[0])
     try:
@@ -301,6 +304,22 @@ async def seed_sqlite(url: str, chats: int, now: datetime, *, mix: bool) -> None
             await db.execute("ANALYZE")
 
 
+async def reset_sqlite(url: str, now: datetime) -> None:
+    """`reset` on SQLite."""
+    from bot.store.types import stamp
+
+    store = open_store(url)
+    async with store:
+        async with driver(store) as db:
+            for table in ("outbox", "outbox_bodies", "delivered"):
+                await db.execute(f"DELETE FROM {table}")
+            await db.execute(
+                "UPDATE chats SET next_run_at = ?", (stamp(now - timedelta(seconds=10)),)
+            )
+        await store.db.execute("VACUUM")
+        await store.db.execute("ANALYZE")
+
+
 # ----------------------------------------------------------------------- enqueue
 
 
@@ -331,9 +350,15 @@ def _enqueue_worker(
 
 # Issue 13's goal for one worker's round on the realistic mix of 100k chats.
 MIX_GOAL_SECONDS, MIX_GOAL_MB = 10.0, 200.0
+# The goal's round is run this many times: on a shared VM the same round varies by a
+# third with the host's steal time, so one run says little. The best run is what the code
+# costs on a quiet core; the median shows the noise.
+GOAL_RUNS = 3
 
 
-def enqueue(url: str, workers: int, now: datetime, *, goal: bool = False) -> None:
+def enqueue(url: str, workers: int, now: datetime) -> tuple[float, float]:
+    """One scheduler round in `workers` processes; prints it; returns (slowest round in
+    seconds, peak RSS of a worker in MiB)."""
     ctx = mp.get_context("spawn")
     pipes, procs = [], []
     started = time.perf_counter()
@@ -364,13 +389,29 @@ def enqueue(url: str, workers: int, now: datetime, *, goal: bool = False) -> Non
         f" peak RSS per worker {max(peaks):.0f} MiB (all: {sum(peaks):.0f} MiB)",
         flush=True,
     )
-    if goal:
-        met = slowest <= MIX_GOAL_SECONDS and max(peaks) <= MIX_GOAL_MB
-        print(
-            f"    goal (round within {MIX_GOAL_SECONDS:.0f} s and {MIX_GOAL_MB:.0f} MB on one"
-            f" core): {'met' if met else 'NOT met'}",
-            flush=True,
-        )
+    return slowest, max(peaks)
+
+
+async def goal_rounds(url: str, now: datetime, reset_round: Callable[[], Awaitable[None]]) -> None:
+    """GOAL_RUNS one-worker rounds of the same data, reset in between; prints whether the
+    goal was met by the best run and by the median one."""
+    runs = []
+    for run in range(GOAL_RUNS):
+        if run:
+            await reset_round()
+        runs.append(await asyncio.to_thread(enqueue, url, 1, now))
+    best = min(runs)
+    median = sorted(runs)[len(runs) // 2]
+
+    def verdict(seconds: float, mb: float) -> str:
+        met = seconds <= MIX_GOAL_SECONDS and mb <= MIX_GOAL_MB
+        return f"{'met' if met else 'NOT met'} ({seconds:.1f} s, {mb:.0f} MiB)"
+
+    print(
+        f"    goal (round within {MIX_GOAL_SECONDS:.0f} s and {MIX_GOAL_MB:.0f} MB on one"
+        f" core): best of {GOAL_RUNS} runs {verdict(*best)}; median run {verdict(*median)}",
+        flush=True,
+    )
 
 
 async def bench_enqueue(subscriptions: int) -> None:
@@ -407,13 +448,19 @@ async def bench_mix(chats: int) -> None:
         print(f"enqueue, {name}: {chats:,} chats, PostgreSQL", flush=True)
         async with schema() as url:
             await seeding(url, chats, now)
-            await asyncio.to_thread(enqueue, url, 1, now, goal=goal and seeding is seed_mix)
+            if goal and seeding is seed_mix:
+                await goal_rounds(url, now, functools.partial(reset, url, now))
+            else:
+                await asyncio.to_thread(enqueue, url, 1, now)
     for name, mix in (("uniform", False), ("realistic mix", True)):
         print(f"enqueue, {name}: {chats:,} chats, SQLite", flush=True)
         with tempfile.TemporaryDirectory() as folder:
             url = f"sqlite:///{folder}/bench.db"
             await seed_sqlite(url, chats, now, mix=mix)
-            await asyncio.to_thread(enqueue, url, 1, now, goal=goal and mix)
+            if goal and mix:
+                await goal_rounds(url, now, functools.partial(reset_sqlite, url, now))
+            else:
+                await asyncio.to_thread(enqueue, url, 1, now)
 
 
 async def bench_delivery(chats: int, rate: float) -> None:
