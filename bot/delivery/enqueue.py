@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,8 @@ ROUND_GC_THRESHOLD = 50_000  # container allocations between two young collectio
 # Digests built between two turns of the event loop while a batch is being written (a
 # millisecond or two of work): the write's statements go out one turn after another.
 YIELD_EVERY = 16
+# Batch writes in flight at once (see _Writes).
+WRITES_IN_FLIGHT = 2
 
 
 @dataclass(slots=True)
@@ -73,59 +76,87 @@ async def scheduler_tick(
     seen: set[int | str] = set()
     with _fewer_collections():
         async with _writing(store, now) as writes:
+            due = await store.due_chats(now, batch, skip=writes.pks)
             while True:
-                due = await store.due_chats(now, batch, skip=writes.pks)
                 fresh_due = [d for d in due if _identity(d) not in seen]
                 if not fresh_due:
                     break  # nothing left (or only chats whose schedule changed under us)
                 seen.update(map(_identity, fresh_due))
-                await _enqueue_as_ready(writes, rnd, fresh_due, stats)
+                # The next batch is read while this one is built (none of its chats).
+                building = [d.pk for d in due if d.pk is not None]
+                reading = asyncio.ensure_future(
+                    store.due_chats(now, batch, skip=writes.pks + building)
+                )
+                try:
+                    await _enqueue_as_ready(writes, rnd, fresh_due, stats)
+                except BaseException:
+                    reading.cancel()
+                    with contextlib.suppress(BaseException):
+                        await reading  # ended (and its error taken) before the round ends
+                    raise
+                due = await reading
                 rnd.trim()
     stats.feeds = list(rnd.feeds)
     return stats
 
 
 class _Writes:
-    """A round's batch writes, one in flight while the next batch is read and built: on
-    PostgreSQL the server writes batch n while this process ranks and renders batch n+1.
-    (On SQLite they take turns on its one connection.)"""
+    """A round's batch writes, up to WRITES_IN_FLIGHT of them while the next batch is read
+    and built. On PostgreSQL the server writes while this process ranks and renders, and
+    two writes keep it busy while this process waits for neither (each is one transaction
+    on its own connection, over chats no other batch has). On SQLite the writes take turns
+    on its one connection."""
 
     def __init__(self, store: Store, now: datetime) -> None:
         self.store, self._now = store, now
-        self._task: asyncio.Task[int] | None = None
-        self.pks: list[int] = []  # the chats of the write in flight: not due again meanwhile
+        self._flight: deque[tuple[asyncio.Task[int], list[int]]] = deque()
 
-    async def put(self, digests: list[Enqueue]) -> None:
-        """Start writing `digests` once the write before has ended (its error ends the round)."""
-        await self.drain()
-        if digests:
-            self._task = asyncio.ensure_future(self.store.enqueue_digests(digests, self._now))
-            self.pks = [d.pk for d in digests if d.pk is not None]
-
-    async def drain(self) -> None:
-        task, self._task = self._task, None
-        self.pks = []
-        if task is not None:
-            await task  # cancelling the round here cancels the write: its transaction rolls back
+    @property
+    def pks(self) -> list[int]:
+        """The chats being written: not due again until their write ends."""
+        return [pk for _, pks in self._flight for pk in pks]
 
     @property
     def busy(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return any(not task.done() for task, _ in self._flight)
+
+    async def put(self, digests: list[Enqueue]) -> None:
+        """Start writing `digests`, once the oldest write has ended if too many are in
+        flight (its error ends the round)."""
+        while len(self._flight) >= WRITES_IN_FLIGHT:
+            task, _ = self._flight.popleft()
+            await task  # cancelling the round here cancels the write: it rolls back
+        if digests:
+            task = asyncio.ensure_future(self.store.enqueue_digests(digests, self._now))
+            self._flight.append((task, [d.pk for d in digests if d.pk is not None]))
+
+    async def drain(self) -> None:
+        """Wait for every write in flight; the first failure is raised once all ended."""
+        failure: Exception | None = None
+        while self._flight:
+            task, _ = self._flight.popleft()
+            try:
+                await task
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     async def abandon(self) -> None:
-        """The round is cancelled: so is the write in flight (it rolls back)."""
-        task, self._task = self._task, None
-        self.pks = []
-        if task is not None:
+        """The round is cancelled: so are the writes in flight (they roll back)."""
+        tasks = [task for task, _ in self._flight]
+        self._flight.clear()
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
 
 @contextlib.asynccontextmanager
 async def _writing(store: Store, now: datetime) -> AsyncIterator[_Writes]:
-    """The round's writes; a round that fails still finishes the write in flight, which
-    stands on its own (a cancelled round cancels it)."""
+    """The round's writes; a round that fails still finishes the writes in flight, each
+    of which stands on its own (a cancelled round cancels them)."""
     writes = _Writes(store, now)
     try:
         yield writes

@@ -265,8 +265,9 @@ class ScheduleMixin(SQLBase):
             # prune_outbox waits for, so a prune in between loses nothing.
             async with self.transaction() as conn:
                 await self._insert_bodies(conn, hashes)
-        # PostgreSQL: skip delivered marks that exist already (a failed statement inside a
-        # caller's transaction would end it, so there the first try is careful too).
+        # PostgreSQL: skip outbox rows and delivered marks that exist already (a failed
+        # statement inside a caller's transaction would end it: there the first try is
+        # careful too).
         careful = self._joined() is not None
         for attempt in range(_DEADLOCK_RETRIES):
             try:
@@ -274,9 +275,8 @@ class ScheduleMixin(SQLBase):
                 async with self.transaction(parents_checked=True) as conn:
                     return await self._enqueue(conn, digests, hashes, to_utc(now), careful)
             except DBAPIError as exc:
-                # Two schedulers enqueueing the same chats: one loses; the retry finds the
-                # other's rows and skips them by idempotency key (and, once a delivered
-                # mark was there first, every mark that is).
+                # Two schedulers enqueueing the same chats: one loses, or finds a row the
+                # other wrote first; the retry skips the other's rows by their keys.
                 code = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
                 careful = careful or code == "23505"
                 retry = code in ("40P01", "40001", "23505") and self._joined() is None
@@ -431,6 +431,12 @@ class ScheduleMixin(SQLBase):
         now: datetime,
         careful: bool,
     ) -> int:
+        # Plain INSERTs, a third cheaper than ON CONFLICT's speculative ones: a round's
+        # keys name runs not enqueued yet (a chat's next run moves with its rows) and it
+        # marks only papers its chats had not received when it read them. Should another
+        # scheduler have written one since, the unique violation has the batch tried
+        # again, `careful`ly.
+        skip_existing = " ON CONFLICT DO NOTHING" if careful else ""
         messages = [
             (key, pk, d.chat.platform, seq, hashes[body])
             for pk, d in known
@@ -443,7 +449,7 @@ class ScheduleMixin(SQLBase):
                 " next_attempt_at, created_at) SELECT m.key, m.chat, m.platform, m.seq, '',"
                 " m.hash, $6, $6 FROM unnest($1::text[], $2::bigint[], $3::text[],"
                 " $4::integer[], $5::text[]) WITH ORDINALITY AS m(key, chat, platform, seq,"
-                " hash, ord) ORDER BY m.ord ON CONFLICT (idem_key) DO NOTHING",
+                " hash, ord) ORDER BY m.ord" + skip_existing,
                 (
                     [clean_text(m[0]) for m in messages],
                     [m[1] for m in messages],
@@ -456,15 +462,10 @@ class ScheduleMixin(SQLBase):
             inserted = result.rowcount
         delivered = sorted({(pk, clean_text(pid)) for pk, d in known for pid in d.paper_ids})
         if delivered:
-            # A round marks only papers its chats had not received when it read them, so a
-            # plain insert, a third cheaper than ON CONFLICT's speculative one, succeeds
-            # unless another scheduler marked one since: then the batch is tried again,
-            # carefully.
             await conn.exec_driver_sql(
                 "INSERT INTO delivered (chat, paper_id, delivered_at)"
                 " SELECT d.chat, d.paper_id, $3 FROM unnest($1::bigint[], $2::text[])"
-                " AS d(chat, paper_id)"
-                + (" ON CONFLICT (chat, paper_id) DO NOTHING" if careful else ""),
+                " AS d(chat, paper_id)" + skip_existing,
                 ([d[0] for d in delivered], [d[1] for d in delivered], now),
             )
         if known:
