@@ -102,6 +102,31 @@ def _stored_hash(body: str) -> str:
     return _hash_utf8(data)
 
 
+def _outbox_rows(known: list[tuple[int, Enqueue]], hashes: dict[str, str]) -> str | None:
+    """A batch's outbox rows as one JSON array of [key, chat, platform, seq, body hash], in
+    order (ids follow each chat's seq); None if there are none. One parameter the database
+    unpacks, a third cheaper on SQLite than seven bound per row, and on PostgreSQL far
+    cheaper to encode than asyncpg's arrays (which ask isinstance of every element)."""
+    rows = [
+        (clean_text(key), pk, d.chat.platform, seq, hashes[body])
+        for pk, d in known
+        for seq, (key, body) in enumerate(d.messages)
+    ]
+    return _json(rows) if rows else None
+
+
+def _marks(known: list[tuple[int, Enqueue]]) -> str | None:
+    """Each chat with the paper ids it is marked as having received, as one JSON array of
+    [chat, [paper ids]]; None if there are none. Chats with the same digest share its list,
+    whose text is encoded once."""
+    lists: dict[int, str] = {}
+    for _, d in known:
+        if id(d.paper_ids) not in lists:
+            lists[id(d.paper_ids)] = _json(list(dict.fromkeys(map(clean_text, d.paper_ids))))
+    marks = [f"[{pk},{lists[id(d.paper_ids)]}]" for pk, d in known if d.paper_ids]
+    return f"[{','.join(marks)}]" if marks else None
+
+
 class ScheduleMixin(SQLBase):
     _worker: tuple[int, int] = (0, 1)  # (index, count): which due chats this process schedules
 
@@ -372,14 +397,8 @@ class ScheduleMixin(SQLBase):
         now: datetime,
     ) -> int:
         at = stamp(now)
-        # The rows as one JSON array that SQLite unpacks (in order: ids follow each chat's
-        # seq), a third cheaper than binding seven parameters per row.
-        rows = [
-            (clean_text(key), pk, d.chat.platform, seq, hashes[body])
-            for pk, d in known
-            for seq, (key, body) in enumerate(d.messages)
-        ]
         inserted = 0
+        rows = _outbox_rows(known, hashes)
         if rows:
             result = await conn.exec_driver_sql(
                 "INSERT INTO outbox (idem_key, chat, platform, seq, body, body_hash,"
@@ -387,23 +406,17 @@ class ScheduleMixin(SQLBase):
                 " json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
                 " json_extract(value, '$[3]'), '', json_extract(value, '$[4]'), ?, ?"
                 " FROM json_each(?) WHERE true ON CONFLICT (idem_key) DO NOTHING",
-                (at, at, _json(rows)),
+                (at, at, rows),
             )
             inserted = result.rowcount
-        # Each chat with its paper ids, one JSON array for all; chats with the same digest
-        # share the list's text, so each is encoded once.
-        lists: dict[int, str] = {}
-        for _, d in known:
-            if id(d.paper_ids) not in lists:
-                lists[id(d.paper_ids)] = _json([clean_text(p) for p in d.paper_ids])
-        marks = [f"[{pk},{lists[id(d.paper_ids)]}]" for pk, d in known if d.paper_ids]
+        marks = _marks(known)
         if marks:
             await conn.exec_driver_sql(
                 "INSERT INTO delivered (chat, paper_id, delivered_at)"
                 " SELECT json_extract(c.value, '$[0]'), p.value, ? FROM json_each(?) AS c,"
                 " json_each(c.value, '$[1]') AS p WHERE true"
                 " ON CONFLICT (chat, paper_id) DO NOTHING",
-                (at, f"[{','.join(marks)}]"),
+                (at, marks),
             )
         stamps: dict[datetime, str] = {}  # few distinct instants among many chats
 
@@ -437,36 +450,26 @@ class ScheduleMixin(SQLBase):
         # scheduler have written one since, the unique violation has the batch tried
         # again, `careful`ly.
         skip_existing = " ON CONFLICT DO NOTHING" if careful else ""
-        messages = [
-            (key, pk, d.chat.platform, seq, hashes[body])
-            for pk, d in known
-            for seq, (key, body) in enumerate(d.messages)
-        ]
         inserted = 0
-        if messages:
+        rows = _outbox_rows(known, hashes)
+        if rows:
             result = await conn.exec_driver_sql(
                 "INSERT INTO outbox (idem_key, chat, platform, seq, body, body_hash,"
-                " next_attempt_at, created_at) SELECT m.key, m.chat, m.platform, m.seq, '',"
-                " m.hash, $6, $6 FROM unnest($1::text[], $2::bigint[], $3::text[],"
-                " $4::integer[], $5::text[]) WITH ORDINALITY AS m(key, chat, platform, seq,"
-                " hash, ord) ORDER BY m.ord" + skip_existing,
-                (
-                    [clean_text(m[0]) for m in messages],
-                    [m[1] for m in messages],
-                    [m[2] for m in messages],
-                    [m[3] for m in messages],
-                    [m[4] for m in messages],
-                    now,
-                ),
+                " next_attempt_at, created_at) SELECT m.r->>0, (m.r->>1)::bigint, m.r->>2,"
+                " (m.r->>3)::integer, '', m.r->>4, $2, $2"
+                " FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS m(r, ord)"
+                " ORDER BY m.ord" + skip_existing,
+                (rows, now),
             )
             inserted = result.rowcount
-        delivered = sorted({(pk, clean_text(pid)) for pk, d in known for pid in d.paper_ids})
-        if delivered:
+        marks = _marks(known)
+        if marks:
             await conn.exec_driver_sql(
                 "INSERT INTO delivered (chat, paper_id, delivered_at)"
-                " SELECT d.chat, d.paper_id, $3 FROM unnest($1::bigint[], $2::text[])"
-                " AS d(chat, paper_id)" + skip_existing,
-                ([d[0] for d in delivered], [d[1] for d in delivered], now),
+                " SELECT (c.value->>0)::bigint, p.value, $2 FROM jsonb_array_elements($1::jsonb)"
+                " AS c CROSS JOIN LATERAL jsonb_array_elements_text(c.value->1) AS p"
+                + skip_existing,
+                (marks, now),
             )
         if known:
             # `c.id = ANY($1)` finds the batch's chats by their key: joined on the unnest
