@@ -1,6 +1,7 @@
-"""A scheduler round in many batches, on every backend: one batch is written while the next
-is read and built, and a failure or a cancellation anywhere leaves every chat either fully
-enqueued or still due, never both, never half."""
+"""A scheduler round in many batches, on every backend: on PostgreSQL batches are written
+while the next is read and built, on SQLite one after another; either way a failure or a
+cancellation anywhere leaves every chat either fully enqueued or still due, never both,
+never half."""
 
 from __future__ import annotations
 
@@ -81,11 +82,14 @@ async def test_a_round_in_many_batches_enqueues_every_chat_once(
     stats = await scheduler_tick(app, T0, batch=BATCH)
     assert (stats.chats, stats.digests, stats.messages) == (CHATS, CHATS, CHATS)
     assert len(batches) == -(-CHATS // BATCH)
-    # Each batch but the first was read while the one before was being built, and left
-    # out the chats of that batch and of the writes still in flight.
-    for n, batch in enumerate(batches):
-        assert {d.pk for d in batch} <= set(skipped[n + 1])
-    assert any(len(skip) > BATCH for skip in skipped)  # a write was in flight too
+    if app.store.overlaps_writes:
+        # Each batch but the first was read while the one before was being built, and
+        # left out the chats of that batch and of the writes still in flight.
+        for n, batch in enumerate(batches):
+            assert {d.pk for d in batch} <= set(skipped[n + 1])
+        assert any(len(skip) > BATCH for skip in skipped)  # a write was in flight too
+    else:  # SQLite: each batch written before the next is read
+        assert skipped == [[]] * (len(batches) + 1)
     chats_written = [d.chat.chat_id for batch in batches for d in batch]
     assert sorted(chats_written) == sorted({*chats_written})  # no chat twice
     assert await _enqueued(app.store) == sorted(str(1000 + n) for n in range(CHATS))

@@ -76,25 +76,28 @@ async def scheduler_tick(
     seen: set[int | str] = set()
     with _fewer_collections():
         async with _writing(store, now) as writes:
-            due = await store.due_chats(now, batch, skip=writes.pks)
+            due = await store.due_chats(now, batch)
             while True:
                 fresh_due = [d for d in due if _identity(d) not in seen]
                 if not fresh_due:
                     break  # nothing left (or only chats whose schedule changed under us)
                 seen.update(map(_identity, fresh_due))
-                # The next batch is read while this one is built (none of its chats).
-                building = [d.pk for d in due if d.pk is not None]
-                reading = asyncio.ensure_future(
-                    store.due_chats(now, batch, skip=writes.pks + building)
-                )
+                reading = None
+                if store.overlaps_writes:
+                    # The next batch is read while this one is built (none of its chats).
+                    building = [d.pk for d in due if d.pk is not None]
+                    reading = asyncio.ensure_future(
+                        store.due_chats(now, batch, skip=writes.pks + building)
+                    )
                 try:
                     await _enqueue_as_ready(writes, rnd, fresh_due, stats)
                 except BaseException:
-                    reading.cancel()
-                    with contextlib.suppress(BaseException):
-                        await reading  # ended (and its error taken) before the round ends
+                    if reading is not None:
+                        reading.cancel()
+                        with contextlib.suppress(BaseException):
+                            await reading  # ended (its error taken) before the round ends
                     raise
-                due = await reading
+                due = await reading if reading is not None else await store.due_chats(now, batch)
                 rnd.trim()
     stats.feeds = list(rnd.feeds)
     return stats
@@ -102,14 +105,17 @@ async def scheduler_tick(
 
 class _Writes:
     """A round's batch writes, up to WRITES_IN_FLIGHT of them while the next batch is read
-    and built. On PostgreSQL the server writes while this process ranks and renders, and
-    two writes keep it busy while this process waits for neither (each is one transaction
-    on its own connection, over chats no other batch has). On SQLite the writes take turns
-    on its one connection."""
+    and built, where the store overlaps writes (PostgreSQL): the server writes while this
+    process ranks and renders, and two writes keep it busy while this process waits for
+    neither (each is one transaction on its own connection, over chats no other batch
+    has). Elsewhere each write ends before the round goes on."""
 
     def __init__(self, store: Store, now: datetime) -> None:
         self.store, self._now = store, now
         self._flight: deque[tuple[asyncio.Task[int], list[int]]] = deque()
+        # On SQLite each write ends before the round goes on: overlapping them measured a
+        # fifth slower on one core (its thread and the round's take turns, caches cold).
+        self._depth = WRITES_IN_FLIGHT if store.overlaps_writes else 0
 
     @property
     def pks(self) -> list[int]:
@@ -123,12 +129,14 @@ class _Writes:
     async def put(self, digests: list[Enqueue]) -> None:
         """Start writing `digests`, once the oldest write has ended if too many are in
         flight (its error ends the round)."""
-        while len(self._flight) >= WRITES_IN_FLIGHT:
+        while self._flight and len(self._flight) >= self._depth:
             task, _ = self._flight.popleft()
             await task  # cancelling the round here cancels the write: it rolls back
         if digests:
             task = asyncio.ensure_future(self.store.enqueue_digests(digests, self._now))
             self._flight.append((task, [d.pk for d in digests if d.pk is not None]))
+            if not self._depth:
+                await self.drain()
 
     async def drain(self) -> None:
         """Wait for every write in flight; the first failure is raised once all ended."""

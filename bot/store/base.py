@@ -12,6 +12,11 @@ from bot.store.learning import LearningStore
 
 
 class Store(LearningStore, Protocol):
+    # Whether statements on separate connections run side by side, in another process
+    # (PostgreSQL's pool), so a round may write one batch while it builds the next. Not
+    # on SQLite: one connection, and its work shares this process's core.
+    overlaps_writes: bool
+
     async def open(self) -> None:
         """Connect and apply pending migrations."""
         ...

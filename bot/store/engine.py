@@ -64,6 +64,7 @@ class Database:
         self._lock = asyncio.Lock()
         self._parents_unchecked = False  # SQLite's foreign keys off (transaction(parents_checked))
         self.is_sqlite = sqlite_path is not None
+        self.overlaps_writes = not self.is_sqlite  # see Store.overlaps_writes
 
     def __repr__(self) -> str:
         where = self.path if self.is_sqlite else "<dsn hidden>"
