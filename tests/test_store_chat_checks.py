@@ -9,7 +9,9 @@ lock would leave rows behind.
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -135,25 +137,39 @@ async def test_postgres_truncating_chats_empties_their_rows(
     assert (await _count(store, "delivered"), await _count(store, "outbox")) == (0, 0)
 
 
-@pytest.mark.postgres
-async def test_postgres_a_delete_waits_for_the_rows_being_inserted_and_takes_them(
+@asynccontextmanager
+async def _two_transactions(
     make_store: StoreFactory,  # noqa: F811
-) -> None:
-    """Insert first: the check's lock makes the delete wait, which then removes the rows."""
+) -> AsyncIterator[tuple[SQLStore, int, Any, Any]]:
+    """(store, chat A's row id, first, second): two asyncpg connections, each in BEGIN."""
     store = await _opened(make_store, A)
     if store.is_sqlite:
         pytest.skip("SQLite writes one at a time")
     a = await _pk(store, A)
     async with store.engine.connect() as one, store.engine.connect() as two:
-        inserting = await store.driver_connection(one)
-        deleting = await store.driver_connection(two)
-        await inserting.execute("BEGIN")
+        first, second = await store.driver_connection(one), await store.driver_connection(two)
+        await first.execute("BEGIN")
+        await second.execute("BEGIN")
+        yield store, a, first, second
+
+
+async def _blocked(statement: Any) -> asyncio.Future[Any]:
+    """`statement` started, and seen to wait (for the other transaction's lock)."""
+    running = asyncio.ensure_future(statement)
+    await asyncio.sleep(0.3)
+    assert not running.done()
+    return running
+
+
+@pytest.mark.postgres
+async def test_postgres_a_delete_waits_for_the_rows_being_inserted_and_takes_them(
+    make_store: StoreFactory,  # noqa: F811
+) -> None:
+    """Insert first: the check's lock makes the delete wait, which then removes the rows."""
+    async with _two_transactions(make_store) as (store, a, inserting, deleting):
         await inserting.execute(_delivered(store, a, "p1"))
         await inserting.execute(_outbox(store, a, "ka"))
-        await deleting.execute("BEGIN")
-        delete = asyncio.ensure_future(deleting.execute(f"DELETE FROM chats WHERE id = {a}"))
-        await asyncio.sleep(0.3)
-        assert not delete.done()  # waits for the inserting transaction
+        delete = await _blocked(deleting.execute(f"DELETE FROM chats WHERE id = {a}"))
         await inserting.execute("COMMIT")
         await asyncio.wait_for(delete, 10)
         await deleting.execute("COMMIT")
@@ -165,21 +181,11 @@ async def test_postgres_rows_for_a_chat_being_deleted_wait_and_are_refused(
     make_store: StoreFactory,  # noqa: F811
 ) -> None:
     """Delete first: the insert waits for the delete, then finds no chat and fails."""
-    store = await _opened(make_store, A)
-    if store.is_sqlite:
-        pytest.skip("SQLite writes one at a time")
-    a = await _pk(store, A)
     import asyncpg
 
-    async with store.engine.connect() as one, store.engine.connect() as two:
-        deleting = await store.driver_connection(one)
-        inserting = await store.driver_connection(two)
-        await deleting.execute("BEGIN")
+    async with _two_transactions(make_store) as (store, a, deleting, inserting):
         await deleting.execute(f"DELETE FROM chats WHERE id = {a}")
-        await inserting.execute("BEGIN")
-        insert = asyncio.ensure_future(inserting.execute(_delivered(store, a, "p1")))
-        await asyncio.sleep(0.3)
-        assert not insert.done()  # the check waits for the deleting transaction
+        insert = await _blocked(inserting.execute(_delivered(store, a, "p1")))
         await deleting.execute("COMMIT")
         with pytest.raises(asyncpg.ForeignKeyViolationError):
             await asyncio.wait_for(insert, 10)
