@@ -70,26 +70,41 @@ async def test_a_round_in_many_batches_enqueues_every_chat_once(
     make_store: StoreFactory,  # noqa: F811
 ) -> None:
     app = await _app(make_store)
-    batches = _writes_of(app.store)
-    skipped: list[list[int]] = []
-    due_chats = app.store.due_chats
+    store = app.store
+    writing = 0  # writes under way
+    enqueue_digests = store.enqueue_digests
 
-    async def reading(now: datetime, limit: int, skip: Sequence[int] = ()) -> Any:
-        skipped.append(list(skip))
-        return await due_chats(now, limit, skip)
+    async def counted(digests: Sequence[Enqueue], now: datetime) -> int:
+        nonlocal writing
+        writing += 1
+        try:
+            return await enqueue_digests(digests, now)
+        finally:
+            writing -= 1
 
-    app.store.due_chats = reading  # type: ignore[method-assign]
+    store.enqueue_digests = counted  # type: ignore[method-assign]
+    batches = _writes_of(store)
+    reads: list[tuple[tuple[datetime, int] | None, int]] = []  # (after, writes under way)
+    due_chats = store.due_chats
+
+    async def reading(now: datetime, limit: int, after: tuple[datetime, int] | None = None) -> Any:
+        reads.append((after, writing))
+        return await due_chats(now, limit, after)
+
+    store.due_chats = reading  # type: ignore[method-assign]
     stats = await scheduler_tick(app, T0, batch=BATCH)
     assert (stats.chats, stats.digests, stats.messages) == (CHATS, CHATS, CHATS)
     assert len(batches) == -(-CHATS // BATCH)
-    if app.store.overlaps_writes:
-        # Each batch but the first was read while the one before was being built, and
-        # left out the chats of that batch and of the writes still in flight.
-        for n, batch in enumerate(batches):
-            assert {d.pk for d in batch} <= set(skipped[n + 1])
-        assert any(len(skip) > BATCH for skip in skipped)  # a write was in flight too
+    if store.overlaps_writes:
+        # Each batch but the first was read, while the one before was being built, from
+        # just after that one's newest chat; some reads while writes were under way.
+        assert reads[0][0] is None
+        for n, batch in enumerate(batches[:-1]):
+            after = reads[n + 1][0]
+            assert after is not None and after[1] == max(d.pk or 0 for d in batch)
+        assert any(under_way for _, under_way in reads)
     else:  # SQLite: each batch written before the next is read
-        assert skipped == [[]] * (len(batches) + 1)
+        assert reads == [(None, 0)] * (len(batches) + 1)
     chats_written = [d.chat.chat_id for batch in batches for d in batch]
     assert sorted(chats_written) == sorted({*chats_written})  # no chat twice
     assert await _enqueued(app.store) == sorted(str(1000 + n) for n in range(CHATS))
@@ -191,15 +206,16 @@ async def test_cancelling_a_round_cancels_the_write_in_flight(
     assert len(await _still_due(store)) == CHATS - BATCH
 
 
-async def test_due_chats_leaves_out_the_chats_being_written(
+async def test_due_chats_reads_on_from_just_after_a_chat(
     make_store: StoreFactory,  # noqa: F811
 ) -> None:
     app = await _app(make_store)
     due = await app.store.due_chats(T0, 100)
-    writing = [d.pk for d in due[:5] if d.pk is not None]
-    assert len(writing) == 5
-    rest = await app.store.due_chats(T0, 100, skip=writing)
+    assert len(due) == CHATS and all(d.pk is not None for d in due)
+    fifth = due[4]
+    assert fifth.pk is not None
+    rest = await app.store.due_chats(T0, 100, after=(fifth.due_at, fifth.pk))
     assert [d.pk for d in rest] == [d.pk for d in due[5:]]
-    assert [d.pk for d in await app.store.due_chats(T0, 3, skip=writing)] == [
+    assert [d.pk for d in await app.store.due_chats(T0, 3, after=(fifth.due_at, fifth.pk))] == [
         d.pk for d in due[5:8]
     ]

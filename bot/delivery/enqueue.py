@@ -85,12 +85,11 @@ async def scheduler_tick(
                     break  # nothing left (or only chats whose schedule changed under us)
                 seen.update(map(_identity, fresh_due))
                 reading = None
-                if store.overlaps_writes:
-                    # The next batch is read while this one is built (none of its chats).
-                    building = [d.pk for d in due if d.pk is not None]
-                    reading = asyncio.ensure_future(
-                        store.due_chats(now, batch, skip=writes.pks + building)
-                    )
+                last = due[-1]  # the batch's newest key: chats being built or written are older
+                if store.overlaps_writes and last.pk is not None:
+                    # The next batch is read while this one is built.
+                    onward = (last.due_at, last.pk)
+                    reading = asyncio.ensure_future(store.due_chats(now, batch, after=onward))
                 try:
                     await _enqueue_as_ready(writes, rnd, fresh_due, stats)
                 except BaseException:
@@ -114,29 +113,24 @@ class _Writes:
 
     def __init__(self, store: Store, now: datetime) -> None:
         self.store, self._now = store, now
-        self._flight: deque[tuple[asyncio.Task[int], list[int]]] = deque()
+        self._flight: deque[asyncio.Task[int]] = deque()
         # On SQLite each write ends before the round goes on: overlapping them measured a
         # fifth slower on one core (its thread and the round's take turns, caches cold).
         self._depth = WRITES_IN_FLIGHT if store.overlaps_writes else 0
 
     @property
-    def pks(self) -> list[int]:
-        """The chats being written: not due again until their write ends."""
-        return [pk for _, pks in self._flight for pk in pks]
-
-    @property
     def busy(self) -> bool:
-        return any(not task.done() for task, _ in self._flight)
+        return any(not task.done() for task in self._flight)
 
     async def put(self, digests: list[Enqueue]) -> None:
         """Start writing `digests`, once the oldest write has ended if too many are in
         flight (its error ends the round)."""
         while self._flight and len(self._flight) >= self._depth:
-            task, _ = self._flight.popleft()
-            await task  # cancelling the round here cancels the write: it rolls back
+            await self._flight.popleft()  # cancelling the round cancels the write: rolled back
         if digests:
-            task = asyncio.ensure_future(self.store.enqueue_digests(digests, self._now))
-            self._flight.append((task, [d.pk for d in digests if d.pk is not None]))
+            self._flight.append(
+                asyncio.ensure_future(self.store.enqueue_digests(digests, self._now))
+            )
             if not self._depth:
                 await self.drain()
 
@@ -144,7 +138,7 @@ class _Writes:
         """Wait for every write in flight; the first failure is raised once all ended."""
         failure: Exception | None = None
         while self._flight:
-            task, _ = self._flight.popleft()
+            task = self._flight.popleft()
             try:
                 await task
             except Exception as exc:
@@ -154,7 +148,7 @@ class _Writes:
 
     async def abandon(self) -> None:
         """The round is cancelled: so are the writes in flight (they roll back)."""
-        tasks = [task for task, _ in self._flight]
+        tasks = list(self._flight)
         self._flight.clear()
         for task in tasks:
             task.cancel()

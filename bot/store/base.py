@@ -79,9 +79,11 @@ class Store(LearningStore, Protocol):
         """Set next runs; only chats still unscheduled are touched (a change in between wins)."""
         ...
 
-    async def due_chats(self, now: datetime, limit: int, skip: Sequence[int] = ()) -> list[DueChat]:
-        """Active chats with subscriptions whose next run is at or before `now`, oldest first;
-        none of `skip` (row ids: the chats of a batch still being written)."""
+    async def due_chats(
+        self, now: datetime, limit: int, after: tuple[datetime, int] | None = None
+    ) -> list[DueChat]:
+        """Active chats with subscriptions whose next run is at or before `now`, oldest first
+        (by next run, then row id), from just after `after` (a chat's due_at and row id)."""
         ...
 
     async def delivered_among(

@@ -42,7 +42,7 @@ _HAS_SUBSCRIPTION = sa.exists().where(subscriptions.c.chat == chats.c.id)
 _DUE_CHATS = (
     "SELECT c.id, c.platform, c.chat_id, c.thread_id, "
     + ", ".join(f"c.{name}" for name in records.SETTINGS_COLUMNS)
-    + ", c.next_run_at, {mix} FROM chats c WHERE {active} AND c.next_run_at <= {now}{mine}{skip}"
+    + ", c.next_run_at, {mix} FROM chats c WHERE {active} AND c.next_run_at <= {now}{mine}{after}"
     " AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.chat = c.id)"
     " ORDER BY c.next_run_at, c.id LIMIT {limit}"
 )
@@ -188,34 +188,38 @@ class ScheduleMixin(SQLBase):
         async with self.transaction() as conn:
             await conn.execute(statement, params)
 
-    async def due_chats(self, now: datetime, limit: int, skip: Sequence[int] = ()) -> list[DueChat]:
+    async def due_chats(
+        self, now: datetime, limit: int, after: tuple[datetime, int] | None = None
+    ) -> list[DueChat]:
         """Active chats with subscriptions whose next run is at or before `now`, oldest
-        first, but those in `skip`. A round reads every due chat: driver SQL and raw rows
-        (driver_rows), decoded here, as the two stores before SQLAlchemy did."""
+        first, from just after `after` (a chat's due_at and row id) if given. A round reads
+        every due chat: driver SQL and raw rows (driver_rows), decoded here, as the two
+        stores before SQLAlchemy did."""
         index, count = self._worker
         if self.is_sqlite:
             chat_params: tuple[Any, ...] = (stamp(now),)
-            leave = ""
-            if skip:
-                leave = " AND c.id NOT IN (SELECT value FROM json_each(?))"
-                chat_params += (_json(list(skip)),)
+            onward = ""
+            if after is not None:
+                onward = " AND (c.next_run_at, c.id) > (?, ?)"
+                chat_params += (stamp(after[0]), after[1])
             chat_sql = _DUE_CHATS.format(
-                mix=_SQLITE_MIX, active="c.active = 1", now="?", mine="", skip=leave, limit="?"
+                mix=_SQLITE_MIX, active="c.active = 1", now="?", mine="", after=onward, limit="?"
             )
             chat_params += (limit,)
         else:
-            mine = leave = ""
+            mine = onward = ""
             chat_params = (to_utc(now), limit)
             if count > 1:
                 # Hashed: identity values skip (upserts consume them), so plain ids can all
                 # share one remainder.
                 mine = " AND (abs(hashint8(c.id)::bigint) % $3 = $4 OR c.next_run_at <= $5)"
                 chat_params += (count, index, to_utc(now) - PARTITION_GRACE)
-            if skip:
-                leave = f" AND c.id <> ALL(${len(chat_params) + 1}::bigint[])"
-                chat_params += (list(skip),)
+            if after is not None:
+                n = len(chat_params)
+                onward = f" AND (c.next_run_at, c.id) > (${n + 1}::timestamptz, ${n + 2}::bigint)"
+                chat_params += (to_utc(after[0]), after[1])
             chat_sql = _DUE_CHATS.format(
-                mix=_PG_MIX, active="c.active", now="$1", mine=mine, skip=leave, limit="$2"
+                mix=_PG_MIX, active="c.active", now="$1", mine=mine, after=onward, limit="$2"
             )
         instant_in, _ = raw_decoders(self.is_sqlite)
         async with self.reading() as conn:
