@@ -173,7 +173,7 @@ async def test_a_batch_that_fails_to_build_lets_the_write_in_flight_finish(
     assert len(await _still_due(store)) == CHATS - BATCH
 
 
-async def test_cancelling_a_round_cancels_the_write_in_flight(
+async def test_cancelling_a_round_cancels_the_writes_in_flight(
     make_store: StoreFactory,  # noqa: F811
 ) -> None:
     app = await _app(make_store)
@@ -202,8 +202,11 @@ async def test_cancelling_a_round_cancels_the_write_in_flight(
     with pytest.raises(asyncio.CancelledError):
         await tick
     assert cancelled.is_set()
-    assert len(await _enqueued(store)) == BATCH
-    assert len(await _still_due(store)) == CHATS - BATCH
+    # The first batch is written or rolled back whole (on PostgreSQL it may still have been
+    # in flight when the round was cancelled); every other chat is still due.
+    written = await _enqueued(store)
+    assert len(written) in (0, BATCH)
+    assert await _still_due(store) == {str(1000 + n) for n in range(CHATS)} - set(written)
 
 
 async def test_due_chats_reads_on_from_just_after_a_chat(
