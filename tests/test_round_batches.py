@@ -66,6 +66,21 @@ def _writes_of(store: Store) -> list[list[Enqueue]]:
     return batches
 
 
+def _fail_call(store: Store, method: str, call: int, error: Exception) -> None:
+    """The store's `method` raises `error` on its `call`-th call; the others run it."""
+    original = getattr(store, method)
+    calls = 0
+
+    async def failing(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == call:
+            raise error
+        return await original(*args)
+
+    setattr(store, method, failing)
+
+
 async def test_a_round_in_many_batches_enqueues_every_chat_once(
     make_store: StoreFactory,  # noqa: F811
 ) -> None:
@@ -119,16 +134,7 @@ async def test_a_failed_write_ends_the_round_and_the_batches_before_it_stand(
     app = await _app(make_store)
     store = app.store
     original = store.enqueue_digests
-    calls = 0
-
-    async def third_fails(digests: Sequence[Enqueue], now: datetime) -> int:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise RuntimeError("the database went away")
-        return await original(digests, now)
-
-    store.enqueue_digests = third_fails  # type: ignore[method-assign]
+    _fail_call(store, "enqueue_digests", 3, RuntimeError("the database went away"))
     batches = _writes_of(store)
     with pytest.raises(RuntimeError, match="went away"):
         await scheduler_tick(app, T0, batch=BATCH)
@@ -155,17 +161,8 @@ async def test_a_batch_that_fails_to_build_lets_the_write_in_flight_finish(
     app = await _app(make_store)
     store = app.store
     batches = _writes_of(store)
-    original = store.delivered_among
-    calls = 0
-
-    async def second_fails(pks: Sequence[int], paper_ids: Sequence[str]) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 2:  # building the second batch, while the first is being written
-            raise RuntimeError("a bug in ranking")
-        return await original(pks, paper_ids)
-
-    store.delivered_among = second_fails  # type: ignore[method-assign]
+    # The second call builds the second batch, while the first is being written.
+    _fail_call(store, "delivered_among", 2, RuntimeError("a bug in ranking"))
     with pytest.raises(RuntimeError, match="ranking"):
         await scheduler_tick(app, T0, batch=BATCH)
     assert len(batches) == 1
