@@ -25,8 +25,8 @@ from bot.store.base import DueChat, Enqueue, Store
 
 log = logging.getLogger(__name__)
 
-# Chats per batch: a batch's distinct digests are alive together (a compact one is tens
-# of kB in memory: its emoji make every character four bytes), so this bounds memory.
+# Chats per batch: a batch's distinct digests are alive together (a compact one is a few
+# kB of ASCII JSON), so this bounds memory.
 SCHEDULE_BATCH = 2000
 # When every feed of a chat failed, try again soon, but not forever: after a while the
 # run is given up and the chat waits for its next day.

@@ -89,7 +89,7 @@ def _hash_utf8(data: bytes) -> str:
 
 # A round's batches carry many of the same bodies (a realistic 100k-chat round: 5.5k
 # distinct ones, 33k counted per batch); the recent ones are hashed once. A body is a few
-# kB, four bytes a character in memory (emoji): 700 of them take about 12 MB.
+# kB of ASCII JSON: 700 of them take about 3 MB.
 @functools.lru_cache(maxsize=700)
 def _stored_hash(body: str) -> str:
     """body_hash(clean_text(body)), encoding the body once where it needs no cleaning."""
