@@ -343,7 +343,8 @@ def _recovery(
     span = f"{resumed[0]:.1f}-{resumed[-1]:.1f} s" if resumed else "n/a"
     print(
         f"recovery after kill -9 ({name}): {len(held)} chats held at the kill resumed"
-        f" {span} after the restart (lease {Settings().delivery_lease_seconds:.0f} s);"
+        f" {span} after the restart (taken back at its start; otherwise a lease of"
+        f" {Settings().delivery_lease_seconds:.0f} s);"
         f" duplicates {duplicates}; every chat served: {len(per_chat)}; 429s {limited}"
     )
 

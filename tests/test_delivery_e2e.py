@@ -220,9 +220,9 @@ async def test_telegram_round_killed_and_restarted_keeps_order_limits_and_every_
         assert tg.rate_limited == 0
         assert duplicates <= len(held)
         assert len(resumed) == len(held - blocked)
-        # Leases run out within RECOVERY_SECONDS; then the held chats go at the pace limit.
-        assert resumed[0] <= RECOVERY_SECONDS
-        assert resumed[-1] <= RECOVERY_SECONDS + len(held) / 28 + 1
+        # The restarted process takes back what the killed one held at once (it is gone
+        # from this host): every held chat gets its next message within RECOVERY_SECONDS.
+        assert resumed[-1] <= RECOVERY_SECONDS
         assert per_chat.get(old_group) is None
 
         # A third run finds nothing due and nothing left to send.
@@ -290,8 +290,7 @@ async def test_discord_round_with_a_25_card_digest_killed_and_restarted(tmp_path
         )
         assert fake.rate_limited == 0
         assert duplicates <= len(held)
-        assert resumed and resumed[0] <= RECOVERY_SECONDS
-        assert resumed[-1] <= RECOVERY_SECONDS + 25 / (0.95 / scale) + 1
+        assert resumed and resumed[-1] <= RECOVERY_SECONDS
 
 
 async def test_paid_broadcast_digests_say_so(tmp_path: Path) -> None:

@@ -184,6 +184,29 @@ async def test_an_expired_lease_is_claimed_again(make_store: StoreFactory) -> No
     assert [(i.id, i.attempts) for i in second] == [(i.id, 2) for i in first]
 
 
+async def test_the_leases_of_ended_workers_end_now(make_store: StoreFactory) -> None:  # noqa: F811
+    store = await _opened(make_store)
+    await _subscribe(store, A, B, D)
+    await _schedule(store, A, B, D)
+    await store.enqueue_digests([_digest(A, 2), _digest(B, 1), _digest(D, 1)], T0)
+    await store.claim_outbox(T0, 10, 300, "dead", ["telegram"])
+    await store.claim_outbox(T0, 10, 300, "alive", ["discord"])
+    assert await store.outbox_lease_holders() == ["alive", "dead"]
+    assert await store.expire_outbox_leases([], T0) == 0
+    later = T0 + timedelta(seconds=5)
+    assert await store.expire_outbox_leases(["dead", "nobody"], later) == 2
+    # Claimed again at once, in order (A's first row, not its second), the attempt counted;
+    # the living worker's row stays with it.
+    back = await store.claim_outbox(later, 10, 300, "new", ["telegram", "discord"])
+    assert sorted((i.chat.key, i.key, i.attempts) for i in back) == [
+        (B.key, f"{B.key}:20260302T090000Z:0", 2),
+        (A.key, f"{A.key}:20260302T090000Z:0", 2),
+    ]
+    assert await store.outbox_lease_holders() == ["alive", "new"]
+    # A lease already over is left as it is.
+    assert await store.expire_outbox_leases(["alive"], T0 + timedelta(seconds=301)) == 0
+
+
 async def test_a_renewed_lease_holds_and_only_its_worker_renews(
     make_store: StoreFactory,  # noqa: F811
 ) -> None:

@@ -14,10 +14,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import random
-import socket
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -26,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from bot import cards
 from bot.config import Settings
 from bot.conversation import remember_papers, settle_chat
+from bot.delivery.workers import gone, worker_name
 from bot.doc import Message
 from bot.sending import (
     ChatGone,
@@ -82,7 +80,7 @@ class Dispatcher:
         self.clock = clock
         self.senders = dict(senders)
         self.settings = settings
-        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.worker = worker or worker_name()
         self.stats = SendStats()
         self._in_flight: set[int] = set()  # leased here and not yet settled in the store
         self._queues: dict[str, deque[OutboxItem]] = {}
@@ -131,6 +129,7 @@ class Dispatcher:
         (loop time); rows waiting for a retry past the deadline stay for the next run."""
         loop = asyncio.get_running_loop()
         if self._heartbeat is None:
+            await self._take_back_dead_leases()
             self._heartbeat = asyncio.create_task(self._renew_leases(), name="outbox leases")
         try:
             while True:
@@ -159,6 +158,19 @@ class Dispatcher:
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
             await self.close()
+
+    async def _take_back_dead_leases(self) -> None:
+        """The rows an earlier process on this host held when it died (this is its
+        restart, most often) are claimed again now, not when their leases run out."""
+        try:
+            dead = [w for w in await self.store.outbox_lease_holders() if gone(w, self.worker)]
+            if dead:
+                freed = await self.store.expire_outbox_leases(dead, self.clock())
+                log.info(
+                    "delivery: %d rows held by %d ended processes are sent again", freed, len(dead)
+                )
+        except Exception:  # their leases still run out: nothing is lost by waiting
+            log.warning("delivery: could not look for rows of ended processes", exc_info=True)
 
     async def _renew_leases(self) -> None:
         """Keep the leases of the rows held here alive while this process lives, so they

@@ -118,6 +118,15 @@ class Store(LearningStore, Protocol):
         """Extend the leases `worker` still holds on these rows; returns rows renewed."""
         ...
 
+    async def outbox_lease_holders(self) -> list[str]:
+        """The workers that hold a lease on some row now (expired or not)."""
+        ...
+
+    async def expire_outbox_leases(self, workers: Sequence[str], now: datetime) -> int:
+        """The leases these workers hold end at `now` (they are known to be dead): their
+        rows are claimed again first; returns rows let go."""
+        ...
+
     async def mark_sent(self, sent: Sequence[tuple[int, list[str]]], now: datetime) -> None:
         """(row id, platform message ids) of rows now sent."""
         ...

@@ -124,6 +124,30 @@ class OutboxMixin(SQLBase):
             )
         return rowcount(result)
 
+    async def outbox_lease_holders(self) -> list[str]:
+        async with self.transaction() as conn:
+            found = await conn.scalars(
+                sa.select(outbox.c.worker)
+                .where(outbox.c.status == "sending", outbox.c.worker.is_not(None))
+                .distinct()
+            )
+            return sorted(found)
+
+    async def expire_outbox_leases(self, workers: Sequence[str], now: datetime) -> int:
+        if not workers:
+            return 0
+        async with self.transaction() as conn:
+            result = await conn.execute(
+                outbox.update()
+                .where(
+                    outbox.c.status == "sending",
+                    outbox.c.worker.in_(list(workers)),
+                    outbox.c.lease_until > to_utc(now),
+                )
+                .values(lease_until=to_utc(now))
+            )
+        return rowcount(result)
+
     async def mark_sent(self, sent: Sequence[tuple[int, list[str]]], now: datetime) -> None:
         if not sent:
             return
