@@ -72,6 +72,11 @@ def test_a_killed_process_not_reaped_yet_is_gone() -> None:
         proc.wait()
 
 
+def test_another_dispatcher_of_this_process_is_not_gone() -> None:
+    me, sibling = worker_name(), worker_name()
+    assert not gone(sibling, me) and not gone(me, sibling)
+
+
 def test_an_earlier_process_with_our_own_pid_is_gone() -> None:
     # A container restarted: the bot has the same process id (often 1) as the one before.
     me = worker_name()

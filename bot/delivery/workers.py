@@ -24,8 +24,14 @@ def _namespace() -> str:
     return ""
 
 
+# Names handed out in this process: alive, whatever their process id says.
+_ours: set[str] = set()
+
+
 def worker_name() -> str:
-    return f"{socket.gethostname()}|{_namespace()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    name = f"{socket.gethostname()}|{_namespace()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    _ours.add(name)
+    return name
 
 
 def _running(pid: int) -> bool:
@@ -47,12 +53,14 @@ def gone(worker: str, me: str) -> bool:
     place, _, rest = worker.partition(":")
     pid_text, _, tag = rest.partition(":")
     my_place, _, my_rest = me.partition(":")
-    if worker == me or not tag or place != my_place or not my_place.partition("|")[2]:
+    if worker in _ours or worker == me or not tag or place != my_place:
+        return False
+    if not my_place.partition("|")[2]:
         return False
     try:
-        pid = int(pid_text)
+        pid, my_pid = int(pid_text), int(my_rest.partition(":")[0])
     except ValueError:
         return False
-    if pid == int(my_rest.partition(":")[0]):
-        return True  # our own process id now: the earlier process with it has ended
+    if pid == my_pid:
+        return True  # our process id, not our name: the earlier process with it has ended
     return not _running(pid)
