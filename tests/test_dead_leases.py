@@ -7,7 +7,10 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from bot.delivery import Dispatcher
 from bot.delivery.workers import gone, worker_name
@@ -63,10 +66,13 @@ def test_a_killed_process_not_reaped_yet_is_gone() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         proc.kill()
-        for _ in range(200):  # a zombie until we wait for it
+        for _ in range(500):  # the kill lands soon; a zombie until we wait for it
             with open(f"/proc/{proc.pid}/stat") as stat:
                 if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
                     break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the killed process never became a zombie")
         assert gone(_as(proc.pid, me), me)
     finally:
         proc.wait()
