@@ -125,7 +125,8 @@ class Settings:
     telegram_paid_broadcast: bool = False
     delivery_chat_rate_per_second: float = 0.95  # about one a second, and never faster
     delivery_group_rate_per_minute: float = 19.0  # Telegram groups and channels
-    # Rows claimed at once, one per chat: after a crash, these wait for their lease.
+    # Rows claimed at once, one per chat: after a crash, these wait for their lease (or
+    # for a restart on the same machine, see bot/delivery/workers.py).
     delivery_in_flight: int = 64
     # Requests on the wire at once, across all chats: the pacer sets the rate; this only
     # has to cover the round trip (28/s at 150 ms each needs 5 or more).
