@@ -28,6 +28,7 @@ from bot.doc import (
     Paragraph,
     Text,
 )
+from bot.store.text import clean_text
 
 FORMAT_VERSION = 1
 
@@ -118,12 +119,11 @@ _LONE_SURROGATE = re.compile(
 def _dumps(data: Any) -> str:
     """Compact JSON, ASCII only: a round keeps thousands of digests in memory, and a str
     with one emoji in it takes four bytes a character (ASCII: one; the stored text is 5%
-    longer). Lone surrogates become "?", as the store makes them in any text, so a stored
+    longer). Lone surrogates become "?" (the store's `clean_text`), so a stored
     message always encodes as UTF-8 when it is sent."""
     text = json.dumps(data, separators=(",", ":"))
     if "\\ud" in text and _LONE_SURROGATE.search(text):
-        raw = json.dumps(data, ensure_ascii=False)
-        cleaned = raw.encode("utf-8", "replace").decode("utf-8")
+        cleaned = clean_text(json.dumps(data, ensure_ascii=False))
         text = json.dumps(json.loads(cleaned), separators=(",", ":"))
     return text
 
